@@ -1,0 +1,307 @@
+"""Locations: parse, open, list, copy. See the package docstring for the credential rules."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from typing import IO, Any
+
+import fsspec
+import pyarrow.fs as pafs
+
+from exvad_ray.errors import StorageError
+
+DEFAULT_VIDEO_EXTENSIONS: tuple[str, ...] = (
+    ".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp",
+)
+
+# Fixed namespace so that video ids are stable across runs, machines and versions.
+VIDEO_ID_NAMESPACE = uuid.UUID("6f1c1d8e-5b0a-4f5e-9a57-3e2f6b7d9c01")
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Settings:
+    """S3 connection settings read from the standard AWS environment variables."""
+
+    endpoint_url: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    session_token: str | None = None
+    region: str | None = None
+    anonymous: bool = False
+
+    @classmethod
+    def from_env(cls) -> S3Settings:
+        env = os.environ
+        return cls(
+            endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
+            access_key=env.get("AWS_ACCESS_KEY_ID") or None,
+            secret_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+            session_token=env.get("AWS_SESSION_TOKEN") or None,
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+            anonymous=env.get("AWS_NO_SIGN_REQUEST", "").lower() in ("1", "true", "yes"),
+        )
+
+    def __repr__(self) -> str:  # never show secrets
+        return (
+            f"S3Settings(endpoint_url={self.endpoint_url!r}, region={self.region!r}, "
+            f"anonymous={self.anonymous}, credentials={'set' if self.access_key else 'default chain'})"
+        )
+
+    __str__ = __repr__
+
+    def fsspec_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"anon": self.anonymous}
+        client_kwargs: dict[str, Any] = {}
+        if self.endpoint_url:
+            client_kwargs["endpoint_url"] = self.endpoint_url
+        if self.region:
+            client_kwargs["region_name"] = self.region
+        if client_kwargs:
+            kwargs["client_kwargs"] = client_kwargs
+        if self.access_key and not self.anonymous:
+            kwargs["key"] = self.access_key
+            kwargs["secret"] = self.secret_key
+            if self.session_token:
+                kwargs["token"] = self.session_token
+        return kwargs
+
+    def arrow_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"anonymous": self.anonymous}
+        if self.endpoint_url:
+            scheme, _, rest = self.endpoint_url.partition("://")
+            kwargs["endpoint_override"] = rest or scheme
+            if rest:
+                kwargs["scheme"] = scheme
+        kwargs["region"] = self.region or "us-east-1"
+        if self.access_key and not self.anonymous:
+            kwargs["access_key"] = self.access_key
+            kwargs["secret_key"] = self.secret_key
+            if self.session_token:
+                kwargs["session_token"] = self.session_token
+        return kwargs
+
+
+def is_remote(uri: str) -> bool:
+    return uri.startswith("s3://") or uri.startswith("s3a://")
+
+
+def normalize(uri: str) -> str:
+    """Canonical form: ``s3://bucket/key`` for S3 (``s3a://`` accepted), absolute local path otherwise."""
+    if not uri:
+        raise StorageError("empty location")
+    if uri.startswith("s3a://"):
+        uri = "s3://" + uri[len("s3a://"):]
+    if uri.startswith("s3://"):
+        bucket_key = uri[len("s3://"):].strip("/")
+        if not bucket_key:
+            raise StorageError(f"S3 location needs a bucket: {uri!r}")
+        return "s3://" + bucket_key
+    if "://" in uri and not uri.startswith("file://"):
+        raise StorageError(f"unsupported location scheme in {uri!r} (use a local path, file:// or s3://)")
+    if uri.startswith("file://"):
+        uri = uri[len("file://"):]
+    return os.path.abspath(os.path.expanduser(uri))
+
+
+def join(uri: str, *parts: str) -> str:
+    base = normalize(uri)
+    tail = "/".join(p.strip("/") for p in parts if p)
+    if not tail:
+        return base
+    return f"{base}/{tail}" if is_remote(base) else os.path.join(base, *[p.strip("/") for p in parts if p])
+
+
+def _path(uri: str) -> str:
+    """The path fsspec/pyarrow filesystems expect: ``bucket/key`` for S3, absolute path locally."""
+    norm = normalize(uri)
+    return norm[len("s3://"):] if is_remote(norm) else norm
+
+
+@lru_cache(maxsize=8)
+def _s3_fs(settings: S3Settings) -> fsspec.AbstractFileSystem:
+    import s3fs
+
+    return s3fs.S3FileSystem(**settings.fsspec_kwargs())
+
+
+def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem and path for a location."""
+    norm = normalize(uri)
+    if is_remote(norm):
+        return _s3_fs(S3Settings.from_env()), _path(norm)
+    return fsspec.filesystem("file"), norm
+
+
+def arrow_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and path for a location (for Parquet reads/writes)."""
+    norm = normalize(uri)
+    if is_remote(norm):
+        return pafs.S3FileSystem(**S3Settings.from_env().arrow_kwargs()), _path(norm)
+    return pafs.LocalFileSystem(), norm
+
+
+def _wrap(uri: str, exc: Exception) -> StorageError:
+    if isinstance(exc, StorageError):
+        return exc
+    kind = type(exc).__name__
+    return StorageError(f"cannot access {uri}: {kind}: {exc}")
+
+
+def exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    try:
+        return bool(fs.exists(path))
+    except Exception as exc:  # noqa: BLE001 - network errors become StorageError
+        raise _wrap(uri, exc) from exc
+
+
+@contextlib.contextmanager
+def open_file(uri: str, mode: str = "rb") -> Iterator[IO[Any]]:
+    """Open a location for reading or writing (parents of local files are created)."""
+    fs, path = filesystem(uri)
+    if "w" in mode and not is_remote(uri):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        handle = fs.open(path, mode)
+    except FileNotFoundError as exc:
+        raise StorageError(f"not found: {uri}") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise _wrap(uri, exc) from exc
+    with handle:
+        yield handle
+
+
+def read_bytes(uri: str) -> bytes:
+    with open_file(uri, "rb") as f:
+        return f.read()
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    with open_file(uri, "wb") as f:
+        f.write(data)
+
+
+def put_file(local_path: str, uri: str) -> None:
+    """Copy a local file to a location."""
+    fs, path = filesystem(uri)
+    try:
+        if is_remote(uri):
+            fs.put_file(local_path, path)
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            shutil.copyfile(local_path, path)
+    except Exception as exc:  # noqa: BLE001
+        raise _wrap(uri, exc) from exc
+
+
+@contextlib.contextmanager
+def local_copy(uri: str, tmp_dir: str | None = None) -> Iterator[str]:
+    """A local path holding the object: the file itself when local, else a temporary download.
+
+    Videos are downloaded rather than streamed because demuxers seek (the MP4 index often sits at
+    the end of the file); a sequential download is one GET and decoders then read at disk speed.
+    """
+    norm = normalize(uri)
+    if not is_remote(norm):
+        if not os.path.exists(norm):
+            raise StorageError(f"not found: {uri}")
+        yield norm
+        return
+    fs, path = filesystem(norm)
+    suffix = os.path.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=tmp_dir, prefix="exvad-")
+    os.close(fd)
+    try:
+        try:
+            fs.get_file(path, tmp)
+        except FileNotFoundError as exc:
+            raise StorageError(f"not found: {uri}") from exc
+        except Exception as exc:  # noqa: BLE001
+            raise _wrap(uri, exc) from exc
+        yield tmp
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoEntry:
+    """One object of an archive listing."""
+
+    uri: str
+    size: int
+    etag: str | None = None
+    mtime: float | None = None
+
+    @property
+    def video_id(self) -> str:
+        return video_id(self.uri, self.etag, self.size)
+
+    @property
+    def name(self) -> str:
+        """File name without extension (the annotation files' video name)."""
+        return os.path.splitext(os.path.basename(self.uri))[0]
+
+
+def video_id(uri: str, etag: str | None, size: int | None) -> str:
+    """Stable id: uuid5 of the canonical URI plus the etag (or, without one, the size).
+
+    The same object always gets the same id; a changed object (new etag/size) gets a new one.
+    """
+    version = etag.strip('"') if etag else f"size={size}"
+    return str(uuid.uuid5(VIDEO_ID_NAMESPACE, f"{normalize(uri)}#{version}"))
+
+
+def _matches(path: str, extensions: Iterable[str] | None) -> bool:
+    if extensions is None:
+        return True
+    lower = path.lower()
+    return any(lower.endswith(ext.lower()) for ext in extensions)
+
+
+def list_videos(
+    uri: str, extensions: Iterable[str] | None = DEFAULT_VIDEO_EXTENSIONS, recursive: bool = True
+) -> list[VideoEntry]:
+    """List the archive's objects under ``uri`` (a prefix or a single object), sorted by URI.
+
+    ``extensions=None`` lists every object (bad files included: the pipeline reports them).
+    """
+    norm = normalize(uri)
+    fs, path = filesystem(norm)
+    exts = tuple(extensions) if extensions is not None else None
+    try:
+        if not fs.exists(path):
+            raise StorageError(f"archive not found: {uri}")
+        if fs.isfile(path):
+            infos = {path: fs.info(path)}
+        else:
+            infos = fs.find(path, detail=True, maxdepth=None if recursive else 1)
+    except StorageError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise _wrap(uri, exc) from exc
+    entries = []
+    for key, info in infos.items():
+        if info.get("type") == "directory" or not _matches(key, exts):
+            continue
+        base = os.path.basename(key)
+        if base.startswith(".") or base.endswith("/"):
+            continue
+        full = "s3://" + key if is_remote(norm) else key
+        etag = info.get("ETag") or info.get("etag")
+        mtime = info.get("mtime") or info.get("LastModified")
+        if hasattr(mtime, "timestamp"):
+            mtime = mtime.timestamp()
+        entries.append(
+            VideoEntry(uri=full, size=int(info.get("size") or 0), etag=etag.strip('"') if etag else None,
+                       mtime=float(mtime) if mtime is not None else None)
+        )
+    entries.sort(key=lambda e: e.uri)
+    return entries

@@ -1,0 +1,1 @@
+"""exvad_ray.train"""
