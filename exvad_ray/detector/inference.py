@@ -1,0 +1,183 @@
+"""Scoring API used by the pipeline: a trained detector from a checkpoint at any storage URI, or
+a zero-shot scorer (class embeddings only) when no checkpoint exists yet."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from exvad_ray import storage
+from exvad_ray.detector.config import DetectorConfig
+from exvad_ray.detector.model import ExVADNet
+from exvad_ray.errors import ExvadError
+
+CHECKPOINT_FORMAT = "exvad-detector/1"
+
+
+@dataclass
+class VideoPrediction:
+    """Video-level summary of per-snippet scores (same top-k rule as training)."""
+
+    video_score: float
+    video_class: str
+    class_scores: np.ndarray  # (C,) top-k mean class probabilities
+
+
+def _topk_k(n: int) -> int:
+    return min(n, n // 16 + 1)
+
+
+def video_prediction(anomaly_scores: np.ndarray, class_probs: np.ndarray, class_names: list[str],
+                     threshold: float = 0.5) -> VideoPrediction:
+    """Video score = mean of the top-k snippet scores (k = T//16 + 1); class = Normal when that is
+    below `threshold`, else the anomaly class with the highest top-k mean probability."""
+    n = len(anomaly_scores)
+    if n == 0:
+        return VideoPrediction(0.0, class_names[0], np.zeros(len(class_names), np.float32))
+    k = _topk_k(n)
+    score = float(np.sort(anomaly_scores)[::-1][:k].mean())
+    cls = np.sort(class_probs, axis=0)[::-1][:k].mean(0).astype(np.float32)
+    name = class_names[0] if score < threshold else class_names[1 + int(np.argmax(cls[1:]))]
+    return VideoPrediction(score, name, cls)
+
+
+def _check_inputs(features: np.ndarray, dim: int) -> np.ndarray:
+    feats = np.asarray(features, dtype=np.float32)
+    if feats.ndim != 2 or feats.shape[1] != dim:
+        raise ExvadError(f"features must have shape (T, {dim}), got {feats.shape}")
+    return feats
+
+
+@dataclass
+class ExVADDetector:
+    """A trained detector. `score` handles any length by chunks of `config.visual_length`."""
+
+    net: ExVADNet
+    class_names: list[str]
+    meta: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+
+    @property
+    def config(self) -> DetectorConfig:
+        return self.net.config
+
+    @classmethod
+    def build(cls, config: DetectorConfig, class_embeddings: np.ndarray, class_names: list[str]) -> ExVADDetector:
+        if len(class_names) != len(class_embeddings):
+            raise ExvadError(f"{len(class_names)} class names for {len(class_embeddings)} class embeddings")
+        if class_names[0].lower() != "normal":
+            raise ExvadError(f"class 0 must be Normal, got {class_names[0]!r}")
+        net = ExVADNet(config, torch.as_tensor(np.asarray(class_embeddings, np.float32)))
+        return cls(net.eval(), list(class_names))
+
+    # checkpoints ---------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"format": CHECKPOINT_FORMAT, "config": self.config.to_dict(),
+                "class_names": list(self.class_names),
+                "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+                "meta": self.meta}
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        torch.save(self.state(), buf)
+        return buf.getvalue()
+
+    def save(self, uri: str) -> None:
+        storage.write_bytes(uri, self.to_bytes())
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], device: str = "cpu") -> ExVADDetector:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ExvadError(f"not an Ex-VAD detector checkpoint (format {state.get('format')!r})")
+        config = DetectorConfig.from_dict(state["config"])
+        net = ExVADNet(config, state["state_dict"]["class_embeddings"])
+        net.load_state_dict(state["state_dict"])
+        return cls(net.to(device).eval(), list(state["class_names"]), dict(state.get("meta") or {}), device)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, device: str = "cpu") -> ExVADDetector:
+        try:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:  # corrupt or foreign file
+            raise ExvadError(f"cannot read detector checkpoint: {exc}") from exc
+        return cls.from_state(state, device)
+
+    @classmethod
+    def load(cls, uri: str, device: str | None = None) -> ExVADDetector:
+        """Load `model.pt` (or a directory/prefix holding it) from a local path or storage URI."""
+        target = uri
+        if not uri.endswith(".pt") and storage.exists(storage.join(uri, "model.pt")):
+            target = storage.join(uri, "model.pt")
+        if not storage.exists(target):
+            raise ExvadError(f"no detector checkpoint at {uri}")
+        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return cls.from_bytes(storage.read_bytes(target), dev)
+
+    # scoring -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def logits(self, features: np.ndarray, text_feature: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(binary logits (T,), alignment logits (T,C)) for one video of any length."""
+        feats = _check_inputs(features, self.config.embed_dim)
+        t, L = len(feats), self.config.visual_length
+        c = self.config.num_classes
+        if t == 0:
+            return np.zeros(0, np.float32), np.zeros((0, c), np.float32)
+        n = -(-t // L)
+        padded = np.zeros((n * L, feats.shape[1]), np.float32)
+        padded[:t] = feats
+        x = torch.from_numpy(padded.reshape(n, L, -1)).to(self.device)
+        lengths = torch.tensor([min(L, t - i * L) for i in range(n)], device=self.device)
+        text = has = None
+        if text_feature is not None:
+            tf = np.asarray(text_feature, np.float32).reshape(-1)
+            if tf.shape[0] != self.config.embed_dim:
+                raise ExvadError(f"text feature must have {self.config.embed_dim} values, got {tf.shape[0]}")
+            text = torch.from_numpy(tf).to(self.device)[None].expand(n, -1)
+            has = torch.ones(n, dtype=torch.bool, device=self.device)
+        out = self.net(x, lengths, text, has)
+        b = out.binary_logits.reshape(-1)[:t].float().cpu().numpy()
+        a = out.align_logits.reshape(n * L, -1)[:t].float().cpu().numpy()
+        return b, a
+
+    def score(self, features: np.ndarray, text_feature: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(anomaly scores (T,) from the binary head, class probabilities (T,C) from the alignment map)."""
+        b, a = self.logits(features, text_feature)
+        scores = 1.0 / (1.0 + np.exp(-b))
+        probs = torch.softmax(torch.from_numpy(a), dim=-1).numpy()
+        return scores.astype(np.float32), probs.astype(np.float32)
+
+    def predict_video(self, features: np.ndarray, text_feature: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, VideoPrediction]:
+        scores, probs = self.score(features, text_feature)
+        return scores, probs, video_prediction(scores, probs, self.class_names)
+
+
+@dataclass
+class ZeroShotScorer:
+    """No trained weights: class probabilities softmax(cos(F, F_L)/tau), anomaly = 1 - p(Normal)."""
+
+    class_embeddings: np.ndarray
+    class_names: list[str]
+    tau: float = 0.07
+
+    def __post_init__(self) -> None:
+        emb = np.asarray(self.class_embeddings, np.float32)
+        if emb.ndim != 2 or len(emb) != len(self.class_names):
+            raise ExvadError(f"class embeddings {emb.shape} do not match {len(self.class_names)} class names")
+        self._emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+
+    def score(self, features: np.ndarray, text_feature: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        feats = _check_inputs(features, self._emb.shape[1])
+        f = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+        logits = f @ self._emb.T / self.tau
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        return (1.0 - probs[:, 0]).astype(np.float32), probs.astype(np.float32)
+
+    def predict_video(self, features: np.ndarray, text_feature: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, VideoPrediction]:
+        scores, probs = self.score(features, text_feature)
+        return scores, probs, video_prediction(scores, probs, self.class_names)
