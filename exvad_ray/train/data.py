@@ -1,0 +1,272 @@
+"""One in-memory representation of labelled videos for training and evaluation, built from the
+archive indexes (snippets + videos Parquet, joined with a labels table on `name`) or from VadCLIP's
+released feature layout (importers.py).
+
+Segments are kept in *snippet frames*: 16 per snippet, the convention the field's metrics use
+(snippet scores repeated 16 times). Labels-table segments are in source frames; they are rescaled
+by n_snippets*16 / n_frames when the two differ (a pipeline that samples at another rate)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from exvad_ray import storage
+from exvad_ray.errors import ExvadError
+
+log = logging.getLogger(__name__)
+
+SNIPPET_FRAMES = 16
+SPLITS = ("train", "val", "test")
+
+LABELS_SCHEMA = pa.schema([
+    ("name", pa.string()),
+    ("video_uri", pa.string()),
+    ("labels", pa.list_(pa.string())),
+    ("split", pa.string()),
+    ("segments", pa.list_(pa.struct([("start_frame", pa.int64()), ("end_frame", pa.int64()), ("label", pa.string())]))),
+    ("fps", pa.float64()),
+    ("n_frames", pa.int64()),
+])
+
+
+@dataclass
+class VideoRecord:
+    """A labelled video: CLIP features per snippet, optional explanation feature, weak labels,
+    optional temporal ground truth (snippet frames, [start, end), class name) and its split."""
+
+    name: str
+    features: np.ndarray  # (T, D) float32
+    text_feature: np.ndarray | None  # (D,) float32
+    labels: list[str]
+    segments: list[tuple[int, int, str]] = field(default_factory=list)
+    split: str = "train"
+
+    @property
+    def n_snippets(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def is_normal(self) -> bool:
+        return all(canonical(lab) == "normal" for lab in self.labels)
+
+
+def canonical(label: str) -> str:
+    """Case/spacing-insensitive class key: 'Road Accidents' == 'RoadAccidents' == 'road_accidents'."""
+    return re.sub(r"[^a-z0-9]", "", label.lower())
+
+
+def class_index(class_names: Sequence[str]) -> dict[str, int]:
+    return {canonical(n): i for i, n in enumerate(class_names)}
+
+
+def resolve_labels(labels: Iterable[str], class_names: Sequence[str]) -> list[str]:
+    """Map label strings onto the label set's spelling; unknown labels are a user error."""
+    idx = class_index(class_names)
+    out = []
+    for lab in labels:
+        i = idx.get(canonical(lab))
+        if i is None:
+            raise ExvadError(f"label {lab!r} is not in the label set ({', '.join(class_names)})")
+        out.append(class_names[i])
+    return out
+
+
+def label_vector(labels: Iterable[str], class_names: Sequence[str]) -> np.ndarray:
+    """Multi-hot (C,) float32 over the label set; no labels means Normal."""
+    vec = np.zeros(len(class_names), np.float32)
+    names = resolve_labels(labels, class_names) or [class_names[0]]
+    for n in names:
+        vec[list(class_names).index(n)] = 1.0
+    return vec
+
+
+def conform(records: Sequence[VideoRecord], class_names: Sequence[str]) -> list[VideoRecord]:
+    """Records with labels and segment labels spelled as in the label set (checks them all up front)."""
+    out = []
+    for r in records:
+        segs = [(s, e, resolve_labels([lab], class_names)[0]) for s, e, lab in r.segments]
+        out.append(VideoRecord(r.name, r.features, r.text_feature, resolve_labels(r.labels, class_names) or
+                               [class_names[0]], segs, r.split))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# labels tables
+
+def labels_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """Build a labels table (contract schema) from dicts; missing optional fields become null."""
+    norm = []
+    for r in rows:
+        norm.append({
+            "name": r["name"], "video_uri": r.get("video_uri"), "labels": list(r.get("labels") or ["Normal"]),
+            "split": r.get("split", "train"),
+            "segments": [{"start_frame": int(s["start_frame"]), "end_frame": int(s["end_frame"]), "label": s["label"]}
+                         for s in (r.get("segments") or [])],
+            "fps": r.get("fps"), "n_frames": r.get("n_frames"),
+        })
+    return pa.Table.from_pylist(norm, schema=LABELS_SCHEMA)
+
+
+def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet file or (hive-partitioned) directory at any storage URI."""
+    fs, path = storage.arrow_filesystem(uri)
+    try:
+        dataset = pads.dataset(path, filesystem=fs, format="parquet", partitioning="hive")
+        if columns is not None:
+            missing = [c for c in columns if c not in dataset.schema.names]
+            if missing:
+                raise ExvadError(f"{uri} lacks column(s) {missing}; has {dataset.schema.names}")
+        return dataset.to_table(columns=columns)
+    except (FileNotFoundError, OSError) as exc:
+        raise ExvadError(f"cannot read Parquet at {uri}: {exc}") from exc
+
+
+def write_labels(table: pa.Table, uri: str) -> None:
+    import pyarrow.parquet as pq
+
+    fs, path = storage.arrow_filesystem(uri)
+    parent = path.rsplit("/", 1)[0]
+    if parent:
+        fs.create_dir(parent, recursive=True)
+    pq.write_table(table, path, filesystem=fs)
+
+
+def read_labels(uri: str) -> pa.Table:
+    table = read_table(uri)
+    for col in ("name", "labels", "split"):
+        if col not in table.column_names:
+            raise ExvadError(f"labels table {uri} lacks column {col!r}")
+    bad = set(table.column("split").to_pylist()) - set(SPLITS)
+    if bad:
+        raise ExvadError(f"labels table {uri}: unknown split(s) {sorted(bad)}; use train/val/test")
+    return table
+
+
+def _label_rows(table: pa.Table) -> dict[str, dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    for r in table.to_pylist():
+        if r["name"] in rows:
+            raise ExvadError(f"labels table has two rows for video {r['name']!r}")
+        rows[r["name"]] = r
+    return rows
+
+
+def _segments(row: dict[str, Any], n_snippets: int) -> list[tuple[int, int, str]]:
+    segs = row.get("segments") or []
+    n_frames = row.get("n_frames")
+    scale = 1.0
+    if n_frames and n_frames > 0 and abs(n_frames - n_snippets * SNIPPET_FRAMES) > SNIPPET_FRAMES:
+        scale = n_snippets * SNIPPET_FRAMES / float(n_frames)
+    return [(int(round(s["start_frame"] * scale)), int(round(s["end_frame"] * scale)), s["label"]) for s in segs]
+
+
+def _embeddings(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """list<float32> column -> (N, D) float32 (all rows must have the same D)."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    flat = pc.list_flatten(arr).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    n = len(arr)
+    if n == 0:
+        return np.zeros((0, 0), np.float32)
+    if flat.size % n:
+        raise ExvadError("embedding column has rows of different lengths")
+    return flat.reshape(n, flat.size // n)
+
+
+def load_index_records(
+    snippets_uri: str,
+    videos_uri: str,
+    labels_uri: str,
+    splits: Sequence[str] | None = None,
+) -> list[VideoRecord]:
+    """Join the pipeline's indexes with a labels table on `name` (via videos.video_id).
+    Videos without a label row are left out (counted in the log)."""
+    labels = _label_rows(read_labels(labels_uri))
+    videos = read_table(videos_uri)
+    for col in ("video_id", "name"):
+        if col not in videos.column_names:
+            raise ExvadError(f"videos index {videos_uri} lacks column {col!r}")
+    has_text = "explanation_embedding" in videos.column_names
+    vid_rows = {}
+    for i, (vid, name) in enumerate(zip(videos.column("video_id").to_pylist(), videos.column("name").to_pylist())):
+        if name in labels and (splits is None or labels[name]["split"] in splits):
+            vid_rows[vid] = (i, name)
+    if not vid_rows:
+        raise ExvadError(f"no video of {videos_uri} has a label in {labels_uri}"
+                         + (f" for split(s) {list(splits)}" if splits else "") + " (joined on `name`)")
+    snippets = read_table(snippets_uri, ["video_id", "snippet_index", "clip_embedding"])
+    snippets = snippets.filter(pc.is_in(snippets.column("video_id"), pa.array(list(vid_rows))))
+    snippets = snippets.sort_by([("video_id", "ascending"), ("snippet_index", "ascending")])
+    ids = snippets.column("video_id").to_numpy(zero_copy_only=False)
+    feats = _embeddings(snippets.column("clip_embedding"))
+    text_col = videos.column("explanation_embedding").to_pylist() if has_text else None
+    records: list[VideoRecord] = []
+    if len(ids):
+        bounds = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+        starts, ends = np.r_[0, bounds], np.r_[bounds, len(ids)]
+        for s, e in zip(starts, ends):
+            vid = ids[s]
+            row_i, name = vid_rows[vid]
+            lab = labels[name]
+            text = text_col[row_i] if text_col is not None else None
+            tf = np.asarray(text, np.float32) if text else None
+            f = np.ascontiguousarray(feats[s:e])
+            records.append(VideoRecord(name, f, tf, list(lab["labels"] or ["Normal"]), _segments(lab, len(f)), lab["split"]))
+    missing = len(vid_rows) - len(records)
+    unlabelled = videos.num_rows - len(vid_rows)
+    log.info("loaded %d labelled videos (%d without snippets, %d videos not selected/unlabelled)",
+             len(records), missing, unlabelled)
+    records.sort(key=lambda r: r.name)
+    return records
+
+
+# ---------------------------------------------------------------------------------------------
+# training rows (fixed length, for Ray Data and the torch loop)
+
+def uniform_pool(features: np.ndarray, length: int) -> np.ndarray:
+    """Mean-pool a longer video into `length` bins (VadCLIP's uniform_extract with avg=True)."""
+    bounds = np.linspace(0, len(features), length + 1).astype(np.int64)
+    out = np.empty((length, features.shape[1]), np.float32)
+    for i in range(length):
+        a, b = bounds[i], bounds[i + 1]
+        out[i] = features[a:b].mean(0) if b > a else features[min(a, len(features) - 1)]
+    return out
+
+
+def training_row(record: VideoRecord, class_names: Sequence[str], length: int) -> dict[str, Any]:
+    """Fixed-shape row: features pooled/padded to `length`, real length, text, multi-hot label."""
+    f = np.asarray(record.features, np.float32)
+    if len(f) == 0:
+        raise ExvadError(f"video {record.name} has no snippets")
+    if len(f) > length:
+        f, n = uniform_pool(f, length), length
+    else:
+        n = len(f)
+        f = np.concatenate([f, np.zeros((length - n, f.shape[1]), np.float32)])
+    d = f.shape[1]
+    has_text = record.text_feature is not None
+    text = np.asarray(record.text_feature, np.float32) if has_text else np.zeros(d, np.float32)
+    if text.shape != (d,):
+        raise ExvadError(f"video {record.name}: explanation feature has shape {text.shape}, expected ({d},)")
+    lab = label_vector(record.labels, class_names)
+    return {"name": record.name, "features": f, "length": n, "text": text, "has_text": has_text,
+            "label": lab, "is_anomaly": bool(lab[1:].sum() > 0)}
+
+
+def split_records(records: Sequence[VideoRecord], split: str) -> list[VideoRecord]:
+    return [r for r in records if r.split == split]
+
+
+def feature_dim(records: Sequence[VideoRecord]) -> int:
+    dims = {r.features.shape[1] for r in records if r.features.ndim == 2}
+    if len(dims) != 1:
+        raise ExvadError(f"videos have feature sizes {sorted(dims)}; one size is needed")
+    return dims.pop()
