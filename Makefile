@@ -1,0 +1,49 @@
+# exvad-ray: the README's two commands are `make demo` and `make test`; the rest are their steps.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+VLLM_VENV ?= .venv-vllm
+ARCH := $(shell uname -m)
+# Torch builds that install and import here (docs/ENVIRONMENT.md). On a GPU machine that already has
+# a CUDA torch, run `make setup TORCH_SPEC=` to keep it.
+ifeq ($(ARCH),aarch64)
+TORCH_SPEC ?= torch==2.9.1 torchvision==0.24.1
+else
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+endif
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
+export RAY_AUTH_MODE := disabled
+export RAY_USAGE_STATS_ENABLED := 0
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+PYTEST_ARGS ?=
+
+.PHONY: setup vllm-env demo test test-main test-vllm bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(if $(strip $(TORCH_SPEC)),$(VENV)/bin/python -m pip install -q $(TORCH_SPEC))
+	$(VENV)/bin/python -m pip install -q -e '.[test]'
+	touch $@
+
+vllm-env: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: scripts/setup_vllm_env.sh pyproject.toml
+	bash scripts/setup_vllm_env.sh $(VLLM_VENV)
+	touch $@
+
+demo: setup
+	$(VENV)/bin/exvad demo
+
+test: setup vllm-env
+	$(VENV)/bin/python -m pytest -m "not vllm" $(PYTEST_ARGS)
+	$(VLLM_VENV)/bin/python -m pytest -m vllm tests/models/test_vllm_cpu.py $(PYTEST_ARGS)
+
+bench: setup
+	$(VENV)/bin/python bench/decode.py
+
+clean:
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache demo-output

@@ -1,0 +1,92 @@
+"""`exvad process`, `exvad compact` and `exvad demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from exvad_ray import storage
+from exvad_ray.pipeline.assemble import LocalizationConfig
+from exvad_ray.video import SamplingConfig
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "process", help="process a video archive into Parquet indexes",
+        description="Decode, caption, explain, embed and score every video under ARCHIVE and write the "
+                    "videos/snippets/segments/captions/errors tables under INDEX. Videos already in the index "
+                    "are skipped, so a rerun with the same arguments resumes. Without --address (or "
+                    "RAY_ADDRESS) a local Ray starts by itself.")
+    p.add_argument("--archive", required=True, help="local path, file:// or s3://bucket/prefix holding the videos")
+    p.add_argument("--index", required=True, help="where the Parquet tables go (local path or s3://)")
+    p.add_argument("--profile", default="tiny", help="model profile name or YAML path (default: tiny)")
+    p.add_argument("--detector", default=None,
+                   help="detector checkpoint (model.pt or its folder, any location); default: zero-shot scoring")
+    p.add_argument("--label-set", default="ucf-crime", help="label set name or YAML path (default: ucf-crime)")
+    p.add_argument("--explainer", choices=["auto", "transformers", "vllm", "none"], default="auto",
+                   help="explanation backend: vllm on GPU clusters, transformers on CPU, none to skip captions "
+                        "and explanations (default: auto)")
+    p.add_argument("--window-snippets", type=int, default=256, help="snippets per window (default 256)")
+    p.add_argument("--keyframe-interval", type=float, default=2.0, help="seconds between caption keyframes")
+    p.add_argument("--threshold", type=float, default=0.5, help="snippet score that flags a segment")
+    p.add_argument("--date-pattern", default=None, help="regex with groups y,m,d (or date) for the recording date")
+    p.add_argument("--camera-pattern", default=None, help="regex with group camera (default: first folder)")
+    p.add_argument("--decode-tasks", type=int, default=None, help="parallel decode tasks (default: from CPUs)")
+    p.add_argument("--actors", type=int, default=1, help="actors per model stage (default 1)")
+    p.add_argument("--retry-errors", action="store_true", help="also retry videos recorded in the errors table")
+    p.add_argument("--limit", type=int, default=None, help="process at most this many new videos")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_process)
+
+    c = sub.add_parser("compact", help="merge an index's small per-video files safely",
+                       description="Merge each partition's per-video Parquet files into one file. Safe to "
+                                   "interrupt and rerun; readers never see a video twice once it completes.")
+    c.add_argument("index", help="index location")
+    c.set_defaults(func=_compact)
+
+    d = sub.add_parser("demo", help="run the whole system on a generated archive (offline)",
+                       description="Start a local S3 server, generate a sample archive (plus real clips and "
+                                   "bad files), build tiny models, process the archive, train the detector, "
+                                   "rescore with it, evaluate, and print where to look.")
+    d.add_argument("--workdir", default="demo-output", help="where results are kept (default ./demo-output)")
+    d.add_argument("--small", action="store_true", help="a small archive (quick check)")
+    d.set_defaults(func=_demo)
+
+
+def process_config_from_args(args: argparse.Namespace) -> "ProcessConfig":  # noqa: F821
+    from exvad_ray.pipeline.job import ProcessConfig
+    from exvad_ray.pipeline.partitions import DEFAULT_DATE_PATTERN
+
+    return ProcessConfig(
+        archive=args.archive, index=args.index, profile=args.profile, detector=args.detector,
+        label_set=args.label_set, explainer=args.explainer,
+        date_pattern=args.date_pattern or DEFAULT_DATE_PATTERN, camera_pattern=args.camera_pattern,
+        sampling=SamplingConfig(window_snippets=args.window_snippets, keyframe_interval_s=args.keyframe_interval),
+        localization=LocalizationConfig(threshold=args.threshold), decode_tasks=args.decode_tasks,
+        model_actors=args.actors, retry_errors=args.retry_errors, limit=args.limit, address=args.address,
+    )
+
+
+def _process(args: argparse.Namespace) -> int:
+    from exvad_ray.pipeline.job import check_locations, format_summary, run_process
+
+    cfg = process_config_from_args(args)
+    check_locations(cfg)
+    summary = run_process(cfg)
+    print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
+    return 0
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from exvad_ray.pipeline.index import compact
+
+    merged = compact(storage.normalize(args.index))
+    print("exvad compact: merged " + ", ".join(f"{t} {n} files" for t, n in merged.items()))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from exvad_ray.pipeline.demo import run_demo
+
+    return run_demo(args.workdir, small=args.small)

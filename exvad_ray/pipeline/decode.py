@@ -1,0 +1,86 @@
+"""Decode stage: one archive object in, its window rows out (or an error row written to the index).
+
+Runs as bounded CPU tasks (`flat_map` with a `TaskPoolStrategy`). Each task downloads its object
+to local temp disk, samples it window by window (see exvad_ray.video) and yields windows as they
+are decoded, so at most one window of frames per task is in memory. Bad videos never fail the job:
+the error is written to the `errors` table right here (deterministic file name, so idempotent) and
+no row goes downstream. Thumbnails are JPEG-encoded here, while the frames are at hand, so that
+frames can be dropped right after the CLIP stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from exvad_ray.errors import ExvadError, VideoDecodeError
+from exvad_ray.pipeline import index as idx
+from exvad_ray.pipeline.progress import notify
+from exvad_ray.video import SamplingConfig, sample_uri
+
+THUMB_SIZE = 128
+
+
+def jpeg_thumbs(frames: np.ndarray, size: int = THUMB_SIZE, quality: int = 80) -> list[bytes]:
+    from PIL import Image
+
+    out = []
+    for frame in frames:
+        buf = io.BytesIO()
+        Image.fromarray(frame).resize((size, size), Image.BILINEAR).save(buf, format="JPEG", quality=quality)
+        out.append(buf.getvalue())
+    return out
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def write_error(index: str, run_id: str, item: dict[str, Any], stage: str, exc: BaseException) -> str:
+    """Record a failed video in `errors` (one file per video, rewritten on retry). Returns the reason."""
+    reason = getattr(exc, "reason", None) or ("user_error" if isinstance(exc, ExvadError) else "internal")
+    message = str(exc) if isinstance(exc, ExvadError) else "".join(
+        traceback.format_exception_only(type(exc), exc)).strip()
+    cols = {
+        "video_id": [item["video_id"]], "uri": [item["uri"]], "size_bytes": [item.get("size")],
+        "stage": [stage], "error_type": [type(exc).__name__], "reason": [reason], "message": [message[:2000]],
+        "run_id": [run_id], "processed_at": [utcnow()],
+    }
+    idx.write_video_tables(index, item["video_id"], {"errors": ({"date": item["processing_date"]}, cols)})
+    return reason
+
+
+@dataclasses.dataclass
+class DecodeStage:
+    """`flat_map` function: archive item -> window rows. Items carry uri, video_id, size, etag,
+    date, camera, processing_date (see job.list_work)."""
+
+    index: str
+    run_id: str
+    sampling: SamplingConfig
+    progress: Any = None
+
+    def __call__(self, item: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        try:
+            windows = sample_uri(item["uri"], self.sampling, video_id=item["video_id"])
+            first = True
+            for info, row in windows:
+                if first:
+                    notify(self.progress, "decoded_video")
+                    first = False
+                row.update(
+                    n_windows=info.n_windows, fps=info.fps, n_frames=info.n_frames, width=info.width,
+                    height=info.height, codec=info.codec, size=item["size"], etag=item.get("etag") or "",
+                    date=item["date"], camera=item["camera"], processing_date=item["processing_date"],
+                    thumbs=np.array(jpeg_thumbs(row["frames"]), dtype=object),
+                )
+                yield row
+        except (VideoDecodeError, ExvadError, Exception) as exc:  # noqa: BLE001 - never fail the job
+            reason = write_error(self.index, self.run_id, item, "decode", exc)
+            notify(self.progress, "video_failed", "decode", reason)

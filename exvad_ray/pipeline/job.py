@@ -1,0 +1,286 @@
+"""The archive job: list -> skip done -> decode -> CLIP -> captions -> cleaning -> explanation ->
+text features -> scoring -> per-video assembly and Parquet writes. See docs/PIPELINE.md."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from exvad_ray import __version__, storage
+from exvad_ray.errors import ExvadError
+from exvad_ray.pipeline import index as idx
+from exvad_ray.pipeline.assemble import LocalizationConfig, VideoAssembler, VideoContext
+from exvad_ray.pipeline.decode import DecodeStage, utcnow
+from exvad_ray.pipeline.partitions import DEFAULT_DATE_PATTERN, PartitionRules
+from exvad_ray.pipeline.progress import ProgressActor, progress_line
+from exvad_ray.pipeline.scoring import ScoreStage, scorer_class_names
+from exvad_ray.video import SamplingConfig
+
+log = logging.getLogger(__name__)
+
+# Columns that only the stages right after decoding need; dropped as soon as possible so they never
+# travel further through the object store.
+FRAME_COLUMNS = ["frames"]
+KEYFRAME_COLUMNS = ["keyframes", "keyframe_features"]
+
+
+@dataclasses.dataclass
+class ProcessConfig:
+    """Arguments of `exvad process` (also the run's identity: same arguments -> same run id)."""
+
+    archive: str
+    index: str
+    profile: str = "tiny"
+    detector: str | None = None
+    label_set: str = "ucf-crime"
+    explainer: str = "auto"  # auto | transformers | vllm | none
+    extensions: tuple[str, ...] = storage.DEFAULT_VIDEO_EXTENSIONS
+    date_pattern: str = DEFAULT_DATE_PATTERN
+    camera_pattern: str | None = None
+    sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
+    localization: LocalizationConfig = dataclasses.field(default_factory=LocalizationConfig)
+    decode_tasks: int | None = None  # None: from the cluster's CPUs
+    model_actors: int = 1  # actors per model stage
+    gpu_per_stage: float | None = None  # None: 1 GPU share per model stage when GPUs exist
+    batch_windows: int = 2  # windows per model batch
+    retry_errors: bool = False
+    limit: int | None = None
+    address: str | None = None  # Ray address; None: connect to a running cluster or start a local one
+    progress_interval_s: float = 10.0
+
+    def run_id(self) -> str:
+        keys = {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in ("address", "progress_interval_s", "limit", "retry_errors")}
+        return hashlib.sha1(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _run_manifest_uri(cfg: ProcessConfig) -> str:
+    return storage.join(cfg.index, "runs", f"run-{cfg.run_id()}.json")
+
+
+def processing_date(cfg: ProcessConfig) -> str:
+    """The date partition for videos whose path has none: the first start of this run (so a rerun
+    of a killed run writes to the same partitions, keeping exactly-once)."""
+    uri = _run_manifest_uri(cfg)
+    if storage.exists(uri):
+        return json.loads(storage.read_bytes(uri))["processing_date"]
+    return dt.date.today().isoformat()
+
+
+def list_work(cfg: ProcessConfig, date: str) -> tuple[list[dict[str, Any]], int]:
+    """Archive items still to process, and how many were skipped as already done."""
+    entries = storage.list_videos(cfg.archive, extensions=cfg.extensions)
+    done = idx.done_video_ids(cfg.index, ("videos",) if cfg.retry_errors else ("videos", "errors"))
+    rules = PartitionRules(cfg.archive, date, cfg.date_pattern, cfg.camera_pattern)
+    items, skipped = [], 0
+    for e in entries:
+        if e.video_id in done:
+            skipped += 1
+            continue
+        items.append({"uri": e.uri, "video_id": e.video_id, "size": e.size, "etag": e.etag or "",
+                      "date": rules.date(e.uri), "camera": rules.camera(e.uri), "processing_date": date})
+    if cfg.limit is not None:
+        items = items[: cfg.limit]
+    return items, skipped
+
+
+def _init_ray(cfg: ProcessConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    env = {k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION",
+                                      "AWS_DEFAULT_REGION", "HF_HUB_OFFLINE", "EXVAD_TINY_MODELS")
+           if k in os.environ}
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": True}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(include_dashboard=False, **kwargs)
+
+
+def _plan_resources(cfg: ProcessConfig) -> dict[str, Any]:
+    """CPU/GPU shares from the cluster's resources, so that pools never wait on each other.
+
+    Decode tasks get whole cores minus a reserve for the actor pools; model actors take fractional
+    CPUs (their torch threads are capped accordingly); GPU stages share GPUs by fractions.
+    """
+    import ray
+
+    res = ray.cluster_resources()
+    cpus, gpus = float(res.get("CPU", 1)), float(res.get("GPU", 0))
+    n_actor_stages = 7  # clip, caption, clean, explain, text, score, assemble
+    actor_cpu = 0.125 if cpus <= 4 else 0.5
+    reserve = n_actor_stages * actor_cpu * cfg.model_actors
+    decode_cpu = 0.5 if cpus <= 2 else 1.0
+    decode_tasks = cfg.decode_tasks or max(1, int((cpus - reserve) // decode_cpu))
+    gpu_share = cfg.gpu_per_stage if cfg.gpu_per_stage is not None else (min(1.0, gpus / 4) if gpus else 0.0)
+    return {"cpus": cpus, "gpus": gpus, "actor_cpu": actor_cpu, "decode_cpu": decode_cpu,
+            "decode_tasks": decode_tasks, "gpu_share": gpu_share}
+
+
+def build_dataset(cfg: ProcessConfig, items: list[dict[str, Any]], class_names: list[str], progress: Any,
+                  plan: dict[str, Any]) -> Any:
+    import ray
+    from ray.data import ActorPoolStrategy, TaskPoolStrategy
+
+    from exvad_ray.models import stages as ms
+
+    run_id = cfg.run_id()
+    ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+    ds = ds.flat_map(DecodeStage(cfg.index, run_id, cfg.sampling, progress),
+                     compute=TaskPoolStrategy(size=plan["decode_tasks"]), num_cpus=plan["decode_cpu"])
+
+    def model_stage(ds: Any, cls: Any, *args: Any, gpu: bool = True, **kwargs: Any) -> Any:
+        return ds.map_batches(
+            cls, fn_constructor_args=args, fn_constructor_kwargs=kwargs, batch_size=cfg.batch_windows,
+            batch_format="numpy", compute=ActorPoolStrategy(size=cfg.model_actors),
+            num_cpus=plan["actor_cpu"], num_gpus=plan["gpu_share"] if gpu else 0,
+        )
+
+    explainer = cfg.explainer
+    if explainer == "auto":
+        explainer = "vllm" if plan["gpus"] and _has_vllm() else "transformers"
+    ds = model_stage(ds, ms.ClipImageStage, cfg.profile)
+    ds = ds.drop_columns(FRAME_COLUMNS)
+    if explainer != "none":
+        ds = model_stage(ds, ms.CaptionStage, cfg.profile)
+        ds = model_stage(ds, ms.CaptionCleaningStage, cfg.profile, gpu=False)
+    ds = ds.drop_columns([c for c in KEYFRAME_COLUMNS])
+    if explainer == "transformers":
+        ds = model_stage(ds, ms.ExplanationStage, cfg.profile)
+    elif explainer == "vllm":
+        ds = ms.vllm_explanation(ds, cfg.profile)
+    if explainer != "none":
+        ds = model_stage(ds, ms.TextEmbeddingStage, cfg.profile, gpu=False)
+    ds = model_stage(ds, ScoreStage, cfg.detector, cfg.profile, cfg.label_set, gpu=False)
+    ctx = VideoContext(cfg.index, run_id, class_names, cfg.detector or f"zero-shot:{cfg.label_set}",
+                       cfg.label_set, cfg.localization)
+    ds = ds.map_batches(VideoAssembler, fn_constructor_args=(ctx, progress), batch_size=1,
+                        batch_format="numpy", compute=ActorPoolStrategy(size=1), num_cpus=plan["actor_cpu"])
+    return ds
+
+
+def _has_vllm() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def _write_manifest(cfg: ProcessConfig, date: str, started: dt.datetime, summary: dict[str, Any] | None) -> None:
+    uri = _run_manifest_uri(cfg)
+    prev = json.loads(storage.read_bytes(uri)) if storage.exists(uri) else {}
+    doc = {
+        "run_id": cfg.run_id(), "archive": storage.normalize(cfg.archive), "processing_date": date,
+        "first_started_at": prev.get("first_started_at", started.isoformat()),
+        "started_at": started.isoformat(), "finished_at": utcnow().isoformat() if summary else None,
+        "args": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)), "summary": summary,
+        "versions": versions(), "attempts": int(prev.get("attempts", 0)) + (0 if summary else 1),
+    }
+    doc["args"].pop("address", None)
+    storage.write_bytes(uri, json.dumps(doc, indent=1).encode())
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"exvad-ray": __version__, "python": sys.version.split()[0]}
+    for pkg in ("ray", "torch", "transformers", "open_clip_torch", "pyarrow", "decord", "vllm"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def run_process(cfg: ProcessConfig, echo: Any = print) -> dict[str, Any]:
+    """Run the archive job; returns the summary (also written to the run manifest)."""
+    import ray
+
+    started = utcnow()
+    t0 = time.time()
+    date = processing_date(cfg)
+    items, skipped = list_work(cfg, date)
+    echo(f"[exvad] archive {storage.normalize(cfg.archive)}: {len(items) + skipped} videos, "
+         f"{skipped} already in the index, {len(items)} to process (run {cfg.run_id()})")
+    class_names = scorer_class_names(cfg.detector, cfg.label_set)
+    _write_manifest(cfg, date, started, None)
+    rows: list[dict[str, Any]] = []
+    snapshot: dict[str, Any] = {"errors": {}, "segments": {}, "failed": 0, "done": 0}
+    if items:
+        _init_ray(cfg)
+        plan = _plan_resources(cfg)
+        log.info("resources: %s", plan)
+        progress = ProgressActor.remote(len(items), sum(i["size"] for i in items))
+        ds = build_dataset(cfg, items, class_names, progress, plan)
+        stop = threading.Event()
+
+        def report() -> None:
+            while not stop.wait(cfg.progress_interval_s):
+                try:
+                    echo(progress_line(ray.get(progress.snapshot.remote(), timeout=5)))
+                except Exception:  # noqa: BLE001
+                    pass
+
+        reporter = threading.Thread(target=report, daemon=True)
+        reporter.start()
+        try:
+            for row in ds.iter_rows():
+                rows.append(dict(row))
+        finally:
+            stop.set()
+        snapshot = ray.get(progress.snapshot.remote())
+        ray.kill(progress)
+    summary = summarize(cfg, rows, snapshot, skipped, time.time() - t0)
+    _write_manifest(cfg, date, started, summary)
+    return summary
+
+
+def summarize(cfg: ProcessConfig, rows: list[dict[str, Any]], snapshot: dict[str, Any], skipped: int,
+              wall_s: float) -> dict[str, Any]:
+    ok = [r for r in rows if r["status"] == "ok"]
+    hours = sum(float(r["hours"]) for r in ok)
+    segments: Counter[str] = Counter()
+    for r in ok:
+        segments.update(c for c in str(r["segment_classes"]).split(",") if c)
+    errors: Counter[str] = Counter()
+    for key, n in (snapshot.get("errors") or {}).items():
+        errors[key.split(":", 1)[1] if ":" in key else key] += n
+    return {
+        "run_id": cfg.run_id(), "archive": storage.normalize(cfg.archive), "index": storage.normalize(cfg.index),
+        "videos_processed": len(ok), "videos_failed": int(snapshot.get("failed", 0)), "videos_skipped": skipped,
+        "hours": round(hours, 4), "snippets": sum(int(r["n_snippets"]) for r in ok),
+        "flagged_segments": dict(sorted(segments.items())), "errors_by_reason": dict(sorted(errors.items())),
+        "wall_s": round(wall_s, 1), "video_hours_per_hour": round(hours / (wall_s / 3600), 2) if wall_s > 0 else 0.0,
+    }
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    seg = ", ".join(f"{k} {v}" for k, v in s["flagged_segments"].items()) or "none"
+    err = ", ".join(f"{k} {v}" for k, v in s["errors_by_reason"].items()) or "none"
+    return "\n".join([
+        f"exvad process: run {s['run_id']} done in {s['wall_s']:.1f} s",
+        f"  videos:   {s['videos_processed']} processed, {s['videos_failed']} failed, {s['videos_skipped']} skipped (already indexed)",
+        f"  video:    {s['hours']:.3f} h, {s['snippets']} snippets, {s['video_hours_per_hour']:.1f} video-hours per hour",
+        f"  flagged:  {seg}",
+        f"  errors:   {err}",
+        f"  index:    {s['index']}  (tables videos, snippets, segments, captions, errors; runs/)",
+    ])
+
+
+def check_locations(cfg: ProcessConfig) -> None:
+    """Fail early, with a clear message, on locations that cannot work."""
+    storage.normalize(cfg.archive)
+    storage.normalize(cfg.index)
+    if storage.normalize(cfg.index).startswith(storage.normalize(cfg.archive).rstrip("/") + "/"):
+        raise ExvadError("the index must not live inside the archive (its files would be listed as input)")
