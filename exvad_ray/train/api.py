@@ -1,0 +1,195 @@
+"""One entry point for `exvad train` and jobs/train_detector.py: load data, get class embeddings,
+run Ray Train, select on val, export model.pt and the model card beside it, optionally score test."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import platform
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from exvad_ray import storage
+from exvad_ray.detector import DetectorConfig
+from exvad_ray.errors import ExvadError
+from exvad_ray.train.data import VideoRecord, conform, feature_dim, load_index_records, split_records
+from exvad_ray.train.importers import UCF_CLASSES, XD_CLASSES, load_vadclip_records
+from exvad_ray.train.loop import TrainConfig
+from exvad_ray.train.ray_job import RayTrainSettings, TrainOutcome, run_ray_training
+
+log = logging.getLogger(__name__)
+
+
+def class_embeddings_for(label_set: str, profile: str = "tiny", k: int = 4) -> tuple[np.ndarray, list[str]]:
+    """Label-augmented class embeddings (C,D) and class names (Normal first) from the models API.
+    The only place that calls it, so tests can pass constructed embeddings instead."""
+    try:
+        from exvad_ray.models import ClipModel, class_embeddings, load_label_set, load_profile
+    except ImportError as exc:
+        raise ExvadError(f"the models subsystem cannot compute class embeddings here: {exc}") from exc
+    prof = load_profile(profile)
+    clip = ClipModel(prof.clip)
+    ls = load_label_set(label_set)
+    emb, _selected = class_embeddings(clip, ls, k=k)
+    names = getattr(ls, "class_names", None) or [getattr(c, "name", c) for c in getattr(ls, "classes")]
+    names = list(names)
+    if names[0].lower() != "normal":
+        raise ExvadError(f"label set {label_set}: class 0 must be Normal, got {names[0]!r}")
+    return np.asarray(emb, np.float32), names
+
+
+def load_embeddings_file(uri: str) -> tuple[np.ndarray, list[str]]:
+    """`.npz` with arrays `embeddings` (C,D) and `class_names` (C,): class embeddings computed elsewhere."""
+    import io
+
+    with np.load(io.BytesIO(storage.read_bytes(uri)), allow_pickle=False) as z:
+        if "embeddings" not in z or "class_names" not in z:
+            raise ExvadError(f"{uri} must hold arrays 'embeddings' and 'class_names'")
+        return z["embeddings"].astype(np.float32), [str(n) for n in z["class_names"]]
+
+
+@dataclass
+class DataSource:
+    """Where labelled videos come from: the archive indexes + labels, or VadCLIP feature lists."""
+
+    snippets: str | None = None
+    videos: str | None = None
+    labels: str | None = None
+    vadclip_train_csv: str | None = None
+    vadclip_val_csv: str | None = None
+    vadclip_test_csv: str | None = None
+    vadclip_dataset: str = "ucf"
+    feature_root: str | None = None
+    annotations: str | None = None
+    crops: str = "one"
+
+    def describe(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    def load(self) -> list[VideoRecord]:
+        if self.snippets or self.videos or self.labels:
+            if not (self.snippets and self.videos and self.labels):
+                raise ExvadError("--snippets, --videos and --labels go together")
+            return load_index_records(self.snippets, self.videos, self.labels)
+        recs: list[VideoRecord] = []
+        for uri, split in ((self.vadclip_train_csv, "train"), (self.vadclip_val_csv, "val"), (self.vadclip_test_csv, "test")):
+            if uri:
+                recs += load_vadclip_records(uri, split, self.vadclip_dataset, self.feature_root,
+                                             self.annotations if split != "train" else None,
+                                             self.crops if split == "train" else "one")
+        if not recs:
+            raise ExvadError("no data given: use --snippets/--videos/--labels or --vadclip-train CSV")
+        return recs
+
+
+def default_class_names(dataset: str) -> list[str]:
+    return list(UCF_CLASSES if dataset == "ucf" else XD_CLASSES)
+
+
+@dataclass
+class TrainRequest:
+    data: DataSource
+    out: str  # folder/prefix for model.pt, model_card.json, model_card.md
+    class_embeddings: np.ndarray
+    class_names: list[str]
+    label_set: str = "custom"
+    detector: dict[str, Any] = field(default_factory=dict)  # DetectorConfig overrides
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ray: RayTrainSettings = field(default_factory=RayTrainSettings)
+    init_from: str | None = None
+    evaluate_test: bool = True
+    torch_threads: int | None = None
+
+
+def _versions() -> dict[str, str]:
+    import ray
+    import torch
+
+    import exvad_ray
+
+    return {"exvad_ray": getattr(exvad_ray, "__version__", "0.1.0"), "torch": torch.__version__,
+            "ray": ray.__version__, "numpy": np.__version__, "python": platform.python_version()}
+
+
+def _split_summary(records: Sequence[VideoRecord]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for split in ("train", "val", "test"):
+        rs = split_records(records, split)
+        if rs:
+            out[split] = {"videos": len(rs), "snippets": int(sum(r.n_snippets for r in rs)),
+                          "with_explanation": sum(r.text_feature is not None for r in rs),
+                          "with_segments": sum(bool(r.segments) for r in rs),
+                          "labels": dict(Counter(lab for r in rs for lab in r.labels))}
+    return out
+
+
+def model_card(req: TrainRequest, records: Sequence[VideoRecord], outcome: TrainOutcome,
+               det_cfg: DetectorConfig, test_metrics: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "model": "Ex-VAD detector (LGT-Adapter + explanation fusion + label-augmented alignment)",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "data": {"source": req.data.describe(), "splits": _split_summary(records)},
+        "label_set": {"name": req.label_set, "class_names": req.class_names},
+        "selection": {"split": "val", "metric": req.train.select_metric, "best_epoch": outcome.best_epoch,
+                      "val_metrics": outcome.best_metrics},
+        "test_metrics": test_metrics,
+        "history": outcome.history,
+        "config": {"detector": det_cfg.to_dict(), "train": req.train.to_dict(),
+                   "ray": req.ray.__dict__, "warm_start_from": req.init_from},
+        "ray_checkpoint": outcome.checkpoint_path,
+        "versions": _versions(),
+        "wall_s": outcome.wall_s,
+    }
+
+
+def _card_markdown(card: dict[str, Any]) -> str:
+    lines = [f"# Model card: {card['model']}", "", f"Created {card['created']}.", "",
+             f"Label set `{card['label_set']['name']}`: {', '.join(card['label_set']['class_names'])}.", "",
+             "## Data", "", "| split | videos | snippets | with explanation | with segments |", "|---|---|---|---|---|"]
+    for split, s in card["data"]["splits"].items():
+        lines.append(f"| {split} | {s['videos']} | {s['snippets']} | {s['with_explanation']} | {s['with_segments']} |")
+    sel = card["selection"]
+    lines += ["", "## Selection", "", f"Best epoch {sel['best_epoch']} by `{sel['metric']}` on the validation split "
+              "(never the test split).", "", "| metric | val | test |", "|---|---|---|"]
+    test = card.get("test_metrics") or {}
+    for k in sorted(set(sel["val_metrics"]) | {k for k, v in test.items() if isinstance(v, (int, float))}):
+        v, t = sel["val_metrics"].get(k), test.get(k)
+        fmt = lambda x: "" if x is None or x != x else f"{x:.4f}"  # noqa: E731
+        lines.append(f"| {k} | {fmt(v)} | {fmt(t) if isinstance(t, (int, float)) else ''} |")
+    lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in card["versions"].items()), ""]
+    return "\n".join(lines)
+
+
+def train_detector(req: TrainRequest, records: Sequence[VideoRecord] | None = None) -> tuple[TrainOutcome, dict[str, Any]]:
+    """Train, select on val, write `<out>/model.pt`, `<out>/model_card.json` and `.md`."""
+    from exvad_ray.eval.evaluate import evaluate_records
+
+    recs = list(records) if records is not None else req.data.load()
+    recs = conform(recs, req.class_names)
+    dim = feature_dim(recs)
+    if req.class_embeddings.shape != (len(req.class_names), dim):
+        raise ExvadError(f"class embeddings {req.class_embeddings.shape} do not fit {len(req.class_names)} "
+                         f"classes and D={dim} features (does the label set match the CLIP model of the index?)")
+    det_cfg = DetectorConfig(**({"embed_dim": dim, "num_classes": len(req.class_names)} | req.detector))
+    train, val, test = (split_records(recs, s) for s in ("train", "val", "test"))
+    if not val:
+        log.warning("no validation split: the last epoch is exported (selection needs split 'val')")
+    outcome = run_ray_training(train, val, req.class_names, req.class_embeddings, det_cfg, req.train, req.ray,
+                               init_from=req.init_from, torch_threads=req.torch_threads)
+    test_metrics = None
+    if req.evaluate_test and test:
+        rep = evaluate_records(outcome.detector, test, req.class_names)
+        test_metrics = rep.to_dict()
+        test_metrics.pop("videos", None)
+    card = model_card(req, recs, outcome, det_cfg, test_metrics)
+    outcome.detector.meta = {"label_set": req.label_set, "best_epoch": outcome.best_epoch,
+                             "val_metrics": outcome.best_metrics, "created": card["created"]}
+    outcome.detector.save(storage.join(req.out, "model.pt"))
+    storage.write_bytes(storage.join(req.out, "model_card.json"), json.dumps(card, indent=2, default=str).encode())
+    storage.write_bytes(storage.join(req.out, "model_card.md"), _card_markdown(card).encode())
+    return outcome, card
