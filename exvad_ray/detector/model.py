@@ -146,10 +146,12 @@ class ExVADNet(nn.Module):
         mask = local_attention_mask(t, self.config.attn_window, valid)
         for block in self.blocks:
             x = block(x, mask)
+        keep = valid[..., None].to(x.dtype)  # padding stays zero so the GCN's residual conv sees no junk
+        x = x * keep
         adj = similarity_adjacency(x, valid, self.config.gcn_threshold)
         dis = distance_adjacency(valid)
-        x1 = self.gelu(self.gc2(self.gelu(self.gc1(x, adj)), adj))
-        x2 = self.gelu(self.gc4(self.gelu(self.gc3(x, dis)), dis))
+        x1 = self.gelu(self.gc2(self.gelu(self.gc1(x, adj)) * keep, adj))
+        x2 = self.gelu(self.gc4(self.gelu(self.gc3(x, dis)) * keep, dis))
         return self.linear(torch.cat((x1, x2), dim=2))
 
     def fuse_text(self, v: torch.Tensor, text: torch.Tensor | None, has_text: torch.Tensor | None) -> torch.Tensor:
