@@ -313,7 +313,7 @@ class FallingObject(Event):
         k = int(np.clip(round(length / fps / 2.2), 1, 3))
         objs = []
         for i in range(k):
-            w = rng.uniform(0.07, 0.14) * sc.width
+            w = rng.uniform(0.09, 0.17) * sc.width
             hh = w * rng.uniform(0.6, 1.4)
             t0 = start + int(i * length / k + (rng.uniform(0, 0.3) * fps if i else 0))
             objs.append(Falling(
@@ -394,11 +394,11 @@ class FallingObject(Event):
                                   o.color, alpha=alpha)
             return
         since = (t - o.impact) / fps
-        if since < 1.5:  # dust puff
-            dust = np.array([190, 180, 165], np.float32)
-            rad = o.w * (0.6 + 1.6 * since)
-            draw.ellipse(img, o.x, o.land - 0.3 * rad, rad, 0.55 * rad, dust, alpha=0.6 * (1 - since / 1.5) * fade,
-                         soft=0.8)
+        if since < 2.0:  # dust puff
+            dust = o.dust if hasattr(o, "dust") else np.array([190, 180, 165], np.float32)
+            rad = o.w * (0.7 + 1.5 * since)
+            draw.ellipse(img, o.x, o.land - 0.3 * rad, rad, 0.55 * rad, dust, alpha=0.7 * (1 - since / 2.0) * fade,
+                         soft=0.7)
         if o.fragments is not None:
             for x, y, _, _, size, ang, _ in o.fragments:
                 draw.rotated_rect(img, x, y - size / 2, size, size * 0.7, ang, o.color * 0.9, alpha=fade)
