@@ -102,8 +102,20 @@ def import_ucf_crime(train_list: str | None, test_list: str | None, temporal_ann
 
 # ------------------------------------------------------------------------- XD-Violence
 
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".npy")
+
+
+def strip_extension(name: str) -> str:
+    """14 lines of XD's annotation files carry `.mp4` on the name; the feature lists do not."""
+    for ext in VIDEO_EXTENSIONS:
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
 def xd_labels_from_name(name: str) -> list[str]:
     """`..._label_B2-G-0` -> ['Shooting', 'Explosion']; `_label_A` -> ['Normal']."""
+    name = strip_extension(name)
     if "_label_" not in name:
         raise ExvadError(f"XD-Violence name without '_label_': {name!r}")
     codes = name.rsplit("_label_", 1)[1].split("__")[0].split("-")
@@ -124,7 +136,7 @@ def parse_xd_annotations(text: str) -> dict[str, list[tuple[int, int, str | None
         parts = line.split()
         if not parts:
             continue
-        name, rest = parts[0], parts[1:]
+        name, rest = strip_extension(parts[0]), parts[1:]
         segs: list[tuple[int, int, str | None]] = []
         try:
             if rest and not rest[0].lstrip("-").isdigit():  # multiclass form
