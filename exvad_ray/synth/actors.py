@@ -163,7 +163,14 @@ def _sprite(p: Person, h: float) -> tuple[int, int, np.ndarray, np.ndarray]:
             segs = np.concatenate([segs, box])
             radii = np.concatenate([radii, np.array([0.3 * bw], np.float32)])
             colors = np.concatenate([colors, p.carry[None]])
-        sp = draw.capsule_sprite(segs, radii, colors)
+        # the shadow on the floor is part of the sprite: one blend per figure and frame
+        shadow = np.array([[-0.11 * h, 0.0, 0.11 * h, 0.0]], np.float32)
+        segs = np.concatenate([shadow, segs])
+        radii = np.concatenate([np.array([0.04 * h], np.float32), radii])
+        colors = np.concatenate([np.zeros((1, 3), np.float32), colors])
+        alphas = np.ones(len(segs), np.float32)
+        alphas[0] = 0.3
+        sp = draw.capsule_sprite(segs, radii, colors, alphas)
         if len(p.sprites) > 96:
             p.sprites.clear()
         p.sprites[key] = sp
@@ -172,7 +179,6 @@ def _sprite(p: Person, h: float) -> tuple[int, int, np.ndarray, np.ndarray]:
 
 def draw_person(img: np.ndarray, p: Person, h: float) -> None:
     """Shadow, motion-blur ghost (if it moved fast), then the figure."""
-    draw.ellipse(img, p.x, p.y, 0.16 * h, 0.035 * h, (0, 0, 0), alpha=0.28, soft=0.8)
     ox, oy, col, alpha = _sprite(p, h)
     x0, y0 = int(round(p.x)) + ox, int(round(p.y)) + oy
     if p.prev_sprite is not None:

@@ -118,7 +118,8 @@ def rotated_rect(
     region += a * (np.asarray(color, dtype=np.float32) - region)
 
 
-def capsule_sprite(segs: np.ndarray, radii: np.ndarray, colors: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray]:
+def capsule_sprite(segs: np.ndarray, radii: np.ndarray, colors: np.ndarray,
+                   alphas: np.ndarray | None = None) -> tuple[int, int, np.ndarray, np.ndarray]:
     """Render capsules into a small premultiplied RGBA sprite: (x0, y0, colour (h, w, 3), alpha
     (h, w, 1)). Sprites are cached by pose, so a walker costs one blend per frame."""
     segs = np.asarray(segs, np.float32)
@@ -130,7 +131,7 @@ def capsule_sprite(segs: np.ndarray, radii: np.ndarray, colors: np.ndarray) -> t
     rgba = np.zeros((y1 - y0, x1 - x0, 4), np.float32)
     local = segs - np.array([x0, y0, x0, y0], np.float32)
     cols = np.concatenate([np.asarray(colors, np.float32), np.ones((len(segs), 1), np.float32)], axis=1)
-    capsules(rgba, local, radii, cols)
+    capsules(rgba, local, radii, cols, alphas)
     return x0, y0, rgba[:, :, :3].copy(), rgba[:, :, 3:4].copy()
 
 
