@@ -64,8 +64,16 @@ def prior_errors(batch: dict[str, Any]) -> list[str | None]:
     n = num_rows(batch)
     if "error" not in batch:
         return [None] * n
-    return [None if (e is None or (isinstance(e, float) and np.isnan(e)) or e == "") else str(e)
-            for e in batch["error"]]
+    return [None if _missing(e) else str(e) for e in batch["error"]]
+
+
+def _missing(value: Any) -> bool:
+    """An all-null Arrow column comes back from Ray as NaN (or its text); treat those as 'no error'."""
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return bool(np.isnan(value))
+    return str(value) in ("", "nan", "None")
 
 
 def to_str_list(value: Any) -> list[str]:
