@@ -200,7 +200,7 @@ class VideoAssembler:
         w0 = windows[0]
         item = {"video_id": str(w0["video_id"]), "uri": str(w0["uri"]), "size": int(w0["size"]),
                 "processing_date": str(w0["processing_date"])}
-        failed = next((w for w in windows if w.get("error") not in (None, "") and str(w.get("error")) != "None"), None)
+        failed = next((w for w in windows if has_error(w.get("error"))), None)
         try:
             if failed is not None:
                 raise StageError(str(failed["error"]))
@@ -215,6 +215,13 @@ class VideoAssembler:
             notify(self.progress, "video_failed", stage, reason)
             return {"video_id": item["video_id"], "uri": item["uri"], "status": "error", "stage": stage,
                     "reason": reason, "hours": 0.0, "n_snippets": 0, "segment_classes": ""}
+
+
+def has_error(value: Any) -> bool:
+    """Ray turns a None in an object column into None or NaN; both mean no error."""
+    if value is None or (isinstance(value, float) and value != value):
+        return False
+    return str(value).strip() not in ("", "None", "nan")
 
 
 class StageError(Exception):

@@ -78,7 +78,7 @@ class DecodeStage:
                     n_windows=info.n_windows, fps=info.fps, n_frames=info.n_frames, width=info.width,
                     height=info.height, codec=info.codec, size=item["size"], etag=item.get("etag") or "",
                     date=item["date"], camera=item["camera"], processing_date=item["processing_date"],
-                    thumbs=np.array(jpeg_thumbs(row["frames"]), dtype=object),
+                    thumbs=jpeg_thumbs(row["frames"]),
                 )
                 yield row
         except (VideoDecodeError, ExvadError, Exception) as exc:  # noqa: BLE001 - never fail the job

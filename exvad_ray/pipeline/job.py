@@ -95,6 +95,7 @@ def list_work(cfg: ProcessConfig, date: str) -> tuple[list[dict[str, Any]], int]
 
 def _init_ray(cfg: ProcessConfig) -> None:
     import ray
+    import ray.data
 
     if ray.is_initialized():
         return
@@ -107,6 +108,9 @@ def _init_ray(cfg: ProcessConfig) -> None:
         ray.init(address=address, **kwargs)
     else:
         ray.init(include_dashboard=False, **kwargs)
+    ctx = ray.data.DataContext.get_current()
+    # The memory advice targets long-lived GPU clusters; per-stage memory here is bounded by design.
+    ctx.issue_detectors_config.detectors = []
 
 
 def _plan_resources(cfg: ProcessConfig) -> dict[str, Any]:
@@ -160,7 +164,12 @@ def build_dataset(cfg: ProcessConfig, items: list[dict[str, Any]], class_names: 
     if explainer == "transformers":
         ds = model_stage(ds, ms.ExplanationStage, cfg.profile)
     elif explainer == "vllm":
-        ds = ms.vllm_explanation(ds, cfg.profile)
+        from exvad_ray.models import load_profile
+        from exvad_ray.models.vllm_explainer import build_vllm_explainer
+
+        ds = ds.map_batches(ms.ExplanationPromptStage, batch_size=cfg.batch_windows, batch_format="numpy",
+                            compute=ActorPoolStrategy(size=1), num_cpus=plan["actor_cpu"])
+        ds = build_vllm_explainer(load_profile(cfg.profile).explainer, cpu_stage_num_cpus=plan["actor_cpu"])(ds)
     if explainer != "none":
         ds = model_stage(ds, ms.TextEmbeddingStage, cfg.profile, gpu=False)
     ds = model_stage(ds, ScoreStage, cfg.detector, cfg.profile, cfg.label_set, gpu=False)

@@ -58,10 +58,12 @@ class ScoreStage:
         self.setup()
         n = len(batch["video_id"])
         scores, probs = [], []
+        from exvad_ray.pipeline.assemble import has_error
+
         errors = list(batch["error"]) if "error" in batch else [None] * n
         for i in range(n):
             try:
-                if errors[i]:
+                if has_error(errors[i]):
                     raise RuntimeError("skipped: earlier stage failed")
                 feats = batch["clip_features"][i]
                 feats = np.stack(list(feats)) if feats.dtype == object else np.asarray(feats, np.float32)
@@ -69,7 +71,7 @@ class ScoreStage:
                 text = None if text is None or np.size(text) == 0 else np.asarray(text, np.float32)
                 s, p = self.scorer.score(feats, text)
             except Exception as exc:  # noqa: BLE001 - recorded on the row
-                if not errors[i]:
+                if not has_error(errors[i]):
                     errors[i] = f"score: {type(exc).__name__}: {exc}"
                 s, p = np.zeros(0, np.float32), np.zeros((0, 1), np.float32)
             scores.append(s)
