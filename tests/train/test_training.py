@@ -55,23 +55,23 @@ def test_ray_training_resumes_after_worker_kill(ray_session, tmp_path):
     from exvad_ray.train.ray_job import RayTrainSettings, run_ray_training
 
     tr, va, te, emb = data()
-    fault = {"after_epoch": 2, "marker": str(tmp_path / "killed"), "epoch_log": str(tmp_path / "epochs.log"),
-             "delay_s": 3.0}
+    fault = {"after_epoch": 1, "marker": str(tmp_path / "killed"), "epoch_log": str(tmp_path / "epochs.log"),
+             "delay_s": 2.0}
     out = run_ray_training(tr, va, NAMES, emb, DetectorConfig(embed_dim=32, num_classes=4, visual_length=128, layers=1),
-                           TrainConfig(epochs=8, batch_size=16, lr=1e-3),
+                           TrainConfig(epochs=5, batch_size=16, lr=2e-3),
                            RayTrainSettings(num_workers=2, storage_path=str(tmp_path / "runs"), name="kill",
                                             max_failures=1), fault=fault, torch_threads=1)
     assert os.path.exists(fault["marker"])  # the worker did die
     log = [line.split() for line in open(fault["epoch_log"]).read().splitlines()]
     epochs, pids = [int(e) for e, _ in log], [p for _, p in log]
-    assert epochs == list(range(8))  # epoch 3 started once, after the restart, from the epoch-2 checkpoint
-    assert pids[2] != pids[3] and len(set(pids[3:])) == 1
-    assert [h["epoch"] for h in out.history] == list(range(8))
+    assert epochs == list(range(5))  # epoch 2 started once, after the restart, from the epoch-1 checkpoint
+    assert pids[1] != pids[2] and len(set(pids[2:])) == 1
+    assert [h["epoch"] for h in out.history] == list(range(5))
     assert out.history[-1]["loss"] < out.history[0]["loss"]
     assert out.best_metrics["auc"] == max(h["val_auc"] for h in out.history if h["val_score"] == max(
         x["val_score"] for x in out.history))
     rep = evaluate_records(out.detector, te)
-    assert rep.auc > 0.75  # clearly above chance after 8 short epochs on 2 workers
+    assert rep.auc > 0.7  # above chance after 5 short epochs on 2 workers (the local test checks >= 0.9)
 
 
 @pytest.mark.slow
