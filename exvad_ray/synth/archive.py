@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError, StorageError
 from exvad_ray.synth.plan import SPLITS, SynthConfig, VideoSpec, local_tmpdir, plan_archive, split_names
-from exvad_ray.synth.sim import NORMAL, Segment
+from exvad_ray.synth.sim import Segment
 from exvad_ray.synth.video import render_video
 
 ANNOTATION_FILE = "annotations/Temporal_Anomaly_Annotation.txt"

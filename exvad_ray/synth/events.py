@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from exvad_ray.synth import draw
-from exvad_ray.synth.actors import Person, fight_pose, random_colors
+from exvad_ray.synth.actors import Person, fight_pose
 
 if TYPE_CHECKING:
     from exvad_ray.synth.sim import Simulation
