@@ -166,3 +166,12 @@ def test_archive_on_s3(s3_bucket: str) -> None:
     row = table.to_pylist()[0]
     with storage.local_copy(row["video_uri"]) as path:
         assert decoded_frame_count(path) == row["n_frames"]
+
+
+def test_parallel_workers_write_the_same_bytes(tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    generate_archive(str(one), MICRO)
+    generate_archive(str(two), dataclasses.replace(MICRO, workers=2))
+    for p in one.rglob("*.mp4"):
+        assert (two / p.relative_to(one)).read_bytes() == p.read_bytes()
+    assert (one / ANNOTATION_FILE).read_bytes() == (two / ANNOTATION_FILE).read_bytes()
