@@ -6,8 +6,9 @@ import argparse
 import json
 
 from exvad_ray import storage
-from exvad_ray.pipeline.assemble import LocalizationConfig
-from exvad_ray.video import SamplingConfig
+
+# Heavy modules (torch, ray) are imported inside the commands so that `exvad --help` and light
+# commands start fast.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,8 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def process_config_from_args(args: argparse.Namespace) -> "ProcessConfig":  # noqa: F821
+    from exvad_ray.pipeline.assemble import LocalizationConfig
     from exvad_ray.pipeline.job import ProcessConfig
     from exvad_ray.pipeline.partitions import DEFAULT_DATE_PATTERN
+    from exvad_ray.video import SamplingConfig
 
     return ProcessConfig(
         archive=args.archive, index=args.index, profile=args.profile, detector=args.detector,
