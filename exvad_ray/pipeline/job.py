@@ -27,10 +27,7 @@ from exvad_ray.video import SamplingConfig
 
 log = logging.getLogger(__name__)
 
-# Columns that only the stages right after decoding need; dropped as soon as possible so they never
-# travel further through the object store.
-FRAME_COLUMNS = ["frames"]
-KEYFRAME_COLUMNS = ["keyframes", "keyframe_features"]
+from exvad_ray.pipeline.fused import FRAME_COLUMNS, KEYFRAME_COLUMNS, FusedModelStage
 
 
 @dataclasses.dataclass
@@ -51,6 +48,7 @@ class ProcessConfig:
     decode_tasks: int | None = None  # None: from the cluster's CPUs
     model_actors: int = 1  # actors per model stage
     gpu_per_stage: float | None = None  # None: 1 GPU share per model stage when GPUs exist
+    fuse_stages: bool | None = None  # None: fuse the model stages into one actor when there is no GPU
     batch_windows: int = 2  # windows per model batch
     retry_errors: bool = False
     limit: int | None = None
@@ -123,13 +121,22 @@ def _plan_resources(cfg: ProcessConfig) -> dict[str, Any]:
 
     res = ray.cluster_resources()
     cpus, gpus = float(res.get("CPU", 1)), float(res.get("GPU", 0))
-    n_actor_stages = 7  # clip, caption, clean, explain, text, score, assemble
-    actor_cpu = 0.125 if cpus <= 4 else 0.5
-    reserve = n_actor_stages * actor_cpu * cfg.model_actors
+    fuse = cfg.fuse_stages if cfg.fuse_stages is not None else gpus == 0
+    if fuse:
+        # one fused model actor per `model_actors` (half the machine each at most) + the assembler
+        actor_cpu = 0.125
+        fused_cpu = max(0.25, min(cpus / 2, (cpus - actor_cpu) / (cfg.model_actors + 1)))
+        reserve = actor_cpu + fused_cpu * cfg.model_actors
+    else:
+        n_actor_stages = 7  # clip, caption, clean, explain, text, score, assemble
+        actor_cpu = 0.125 if cpus <= 4 else 0.5
+        fused_cpu = 0.0
+        reserve = n_actor_stages * actor_cpu * cfg.model_actors
     decode_cpu = 0.5 if cpus <= 2 else 1.0
     decode_tasks = cfg.decode_tasks or max(1, int((cpus - reserve) // decode_cpu))
     gpu_share = cfg.gpu_per_stage if cfg.gpu_per_stage is not None else (min(1.0, gpus / 4) if gpus else 0.0)
-    return {"cpus": cpus, "gpus": gpus, "actor_cpu": actor_cpu, "decode_cpu": decode_cpu,
+    return {"cpus": cpus, "gpus": gpus, "actor_cpu": actor_cpu, "decode_cpu": decode_cpu, "fuse": fuse,
+            "fused_cpu": fused_cpu, "torch_threads": max(1, int(round(fused_cpu))) if fuse else None,
             "decode_tasks": decode_tasks, "gpu_share": gpu_share}
 
 
@@ -155,6 +162,12 @@ def build_dataset(cfg: ProcessConfig, items: list[dict[str, Any]], class_names: 
     explainer = cfg.explainer
     if explainer == "auto":
         explainer = "vllm" if plan["gpus"] and _has_vllm() else "transformers"
+    if plan["fuse"] and explainer != "vllm":
+        ds = ds.map_batches(FusedModelStage, fn_constructor_args=(cfg.profile, explainer, cfg.detector, cfg.label_set,
+                                                                 plan["torch_threads"]),
+                            batch_size=cfg.batch_windows, batch_format="numpy",
+                            compute=ActorPoolStrategy(size=cfg.model_actors), num_cpus=plan["fused_cpu"])
+        return _assemble(ds, cfg, class_names, progress, plan)
     ds = model_stage(ds, ms.ClipImageStage, cfg.profile)
     ds = ds.drop_columns(FRAME_COLUMNS)
     if explainer != "none":
@@ -173,6 +186,13 @@ def build_dataset(cfg: ProcessConfig, items: list[dict[str, Any]], class_names: 
     if explainer != "none":
         ds = model_stage(ds, ms.TextEmbeddingStage, cfg.profile, gpu=False)
     ds = model_stage(ds, ScoreStage, cfg.detector, cfg.profile, cfg.label_set, gpu=False)
+    return _assemble(ds, cfg, class_names, progress, plan)
+
+
+def _assemble(ds: Any, cfg: ProcessConfig, class_names: list[str], progress: Any, plan: dict[str, Any]) -> Any:
+    from ray.data import ActorPoolStrategy
+
+    run_id = cfg.run_id()
     ctx = VideoContext(cfg.index, run_id, class_names, cfg.detector or f"zero-shot:{cfg.label_set}",
                        cfg.label_set, cfg.localization)
     ds = ds.map_batches(VideoAssembler, fn_constructor_args=(ctx, progress), batch_size=1,
