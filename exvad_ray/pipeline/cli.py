@@ -34,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--camera-pattern", default=None, help="regex with group camera (default: first folder)")
     p.add_argument("--decode-tasks", type=int, default=None, help="parallel decode tasks (default: from CPUs)")
     p.add_argument("--actors", type=int, default=1, help="actors per model stage (default 1)")
+    p.add_argument("--gpu-per-stage", type=float, default=None,
+                   help="GPU share per model-stage actor (default: a quarter GPU each when GPUs exist)")
+    p.add_argument("--fuse-stages", choices=["auto", "yes", "no"], default="auto",
+                   help="run all model stages in one actor (default auto: yes without GPUs)")
     p.add_argument("--retry-errors", action="store_true", help="also retry videos recorded in the errors table")
     p.add_argument("--limit", type=int, default=None, help="process at most this many new videos")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
@@ -67,7 +71,8 @@ def process_config_from_args(args: argparse.Namespace) -> "ProcessConfig":  # no
         date_pattern=args.date_pattern or DEFAULT_DATE_PATTERN, camera_pattern=args.camera_pattern,
         sampling=SamplingConfig(window_snippets=args.window_snippets, keyframe_interval_s=args.keyframe_interval),
         localization=LocalizationConfig(threshold=args.threshold), decode_tasks=args.decode_tasks,
-        model_actors=args.actors, retry_errors=args.retry_errors, limit=args.limit, address=args.address,
+        model_actors=args.actors, gpu_per_stage=args.gpu_per_stage,
+        fuse_stages={"auto": None, "yes": True, "no": False}[args.fuse_stages], retry_errors=args.retry_errors, limit=args.limit, address=args.address,
     )
 
 

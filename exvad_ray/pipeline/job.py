@@ -100,8 +100,13 @@ def _init_ray(cfg: ProcessConfig) -> None:
     env = {k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION",
                                       "AWS_DEFAULT_REGION", "HF_HUB_OFFLINE", "EXVAD_TINY_MODELS")
            if k in os.environ}
+    # Inside a Ray job the job's runtime env already reaches every worker, and ray.init refuses
+    # to redefine its env_vars: pass only the variables the job's runtime env does not set.
+    job_cfg = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}") or "{}")
+    job_vars = (job_cfg.get("runtime_env") or {}).get("env_vars") or {}
+    env = {k: v for k, v in env.items() if k not in job_vars}
     address = cfg.address or os.environ.get("RAY_ADDRESS")
-    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": True}
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env} if env else None, "log_to_driver": True}
     if address:
         ray.init(address=address, **kwargs)
     else:
