@@ -85,8 +85,9 @@ def run_demo(workdir: str = "demo-output", small: bool = False) -> int:
               "--detector", "s3://models/detector-v1"])
 
         _step("7/7 evaluate on the test split")
-        _run(["evaluate", "--snippets", "s3://index/run2/snippets", "--videos", "s3://index/run2/videos",
-              "--labels", labels, "--split", "test", "--plots", str(work / "plots")])
+        _run(["evaluate", "--checkpoint", "s3://models/detector-v1", "--snippets", "s3://index/run2/snippets",
+              "--videos", "s3://index/run2/videos", "--labels", labels, "--label-set", "synthetic",
+              "--split", "test", "--out", str(work / "evaluation.json"), "--plots", str(work / "plots")])
 
         for src, dst in (("s3://index/run2", work / "index"), ("s3://models/detector-v1", work / "detector")):
             shutil.rmtree(dst, ignore_errors=True)
@@ -97,7 +98,7 @@ def run_demo(workdir: str = "demo-output", small: bool = False) -> int:
     print(f"    duckdb -c \"select video_class, count(*) from read_parquet('{work}/index/videos/**/*.parquet', "
           "hive_partitioning=true) group by 1\"")
     print(f"  detector and model card:          {work / 'detector'}")
-    print(f"  evaluation plots:                 {work / 'plots'}")
+    print(f"  evaluation (test split):          {work / 'evaluation.json'} and plots in {work / 'plots'}")
     print(f"  run manifests:                    {work / 'index' / 'runs'}")
     return 0
 
