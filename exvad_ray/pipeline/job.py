@@ -270,7 +270,7 @@ def run_process(cfg: ProcessConfig, echo: Any = print) -> dict[str, Any]:
         reporter.start()
         try:
             for row in ds.iter_rows():
-                rows.append(dict(row))
+                rows.append(dict(row, arrived_s=time.time() - t0))
         finally:
             stop.set()
         snapshot = ray.get(progress.snapshot.remote())
@@ -296,7 +296,20 @@ def summarize(cfg: ProcessConfig, rows: list[dict[str, Any]], snapshot: dict[str
         "hours": round(hours, 4), "snippets": sum(int(r["n_snippets"]) for r in ok),
         "flagged_segments": dict(sorted(segments.items())), "errors_by_reason": dict(sorted(errors.items())),
         "wall_s": round(wall_s, 1), "video_hours_per_hour": round(hours / (wall_s / 3600), 2) if wall_s > 0 else 0.0,
+        **_steady_state(ok),
     }
+
+
+def _steady_state(ok: list[dict[str, Any]]) -> dict[str, Any]:
+    """Start-up latency (first video done) and the rate after it, which large archives approach."""
+    if len(ok) < 2:
+        return {}
+    times = sorted(float(r["arrived_s"]) for r in ok)
+    first = min(ok, key=lambda r: float(r["arrived_s"]))
+    rest_hours = sum(float(r["hours"]) for r in ok) - float(first["hours"])
+    span = times[-1] - times[0]
+    return {"first_video_s": round(times[0], 1),
+            "steady_video_hours_per_hour": round(rest_hours / (span / 3600), 2) if span > 0 else None}
 
 
 def format_summary(s: dict[str, Any]) -> str:
