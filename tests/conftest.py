@@ -48,3 +48,18 @@ def public_lists_dir() -> Path:
         if cand.exists():
             return cand
     pytest.skip("public_lists not found beside the checkout")
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Iterator[Path]:
+    """The tiny offline models, built once per session; EXVAD_TINY_MODELS points at them."""
+    from exvad_ray.models.tiny import ensure_tiny_models
+
+    path = ensure_tiny_models(tmp_path_factory.mktemp("models") / "tiny", seed=0)
+    old = os.environ.get("EXVAD_TINY_MODELS")
+    os.environ["EXVAD_TINY_MODELS"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("EXVAD_TINY_MODELS", None)
+    else:
+        os.environ["EXVAD_TINY_MODELS"] = old

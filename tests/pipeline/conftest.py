@@ -12,20 +12,6 @@ from exvad_ray import storage
 
 
 @pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory) -> Path:
-    from exvad_ray.models import ensure_tiny_models
-
-    path = ensure_tiny_models(tmp_path_factory.mktemp("pipeline-models") / "tiny")
-    old = os.environ.get("EXVAD_TINY_MODELS")
-    os.environ["EXVAD_TINY_MODELS"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("EXVAD_TINY_MODELS", None)
-    else:
-        os.environ["EXVAD_TINY_MODELS"] = old
-
-
-@pytest.fixture(scope="session")
 def mixed_archive(s3_server, tmp_path_factory, real_clips_dir) -> dict:
     """s3://…/footage with synthetic videos (one per class), real clips and every bad-file case.
 

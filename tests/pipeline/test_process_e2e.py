@@ -32,7 +32,7 @@ def ray_local():
 
 
 @pytest.fixture(scope="module")
-def processed(ray_local, tiny_models, mixed_archive, s3_server):
+def processed(ray_local, tiny_dir, mixed_archive, s3_server):
     index = s3_server.create_bucket("mixed-index") + "/run1"
     cfg = ProcessConfig(archive=mixed_archive["uri"], index=index, label_set="synthetic", progress_interval_s=5)
     summary = run_process(cfg)
@@ -113,7 +113,7 @@ def test_rerun_skips_everything(processed, mixed_archive):
     assert before == after
 
 
-def test_killed_run_resumes_exactly_once(tiny_models, mixed_archive, s3_server, tmp_path):
+def test_killed_run_resumes_exactly_once(tiny_dir, mixed_archive, s3_server, tmp_path):
     """Kill the job (SIGKILL to its process group) once some videos are written; rerun; exactly once."""
     index = s3_server.create_bucket("resume-index") + "/run"
     args = [sys.executable, "-m", "exvad_ray.cli", "process", "--archive", mixed_archive["uri"], "--index", index,
