@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile", default="tiny", help="model profile for process/train/evaluate (default tiny)")
     ap.add_argument("--reuse", action="store_true", help="keep an existing archive and index under --work")
     args = ap.parse_args()
     if not os.path.isdir(os.environ["EXVAD_TINY_MODELS"]):
@@ -62,11 +63,11 @@ def main() -> None:
         run("synth", ["synth", archive, "--workers", "2", "-q"], times)
     if not os.path.isdir(os.path.join(index, "snippets")):
         run("process", ["process", "--archive", archive, "--index", index, "--label-set", "synthetic",
-                        "--explainer", "none", "--json"], times)
+                        "--explainer", "none", "--profile", args.profile, "--json"], times)
     for p in (model, plots):
         shutil.rmtree(p, ignore_errors=True)
     data = ["--snippets", os.path.join(index, "snippets"), "--videos", os.path.join(index, "videos"),
-            "--labels", labels, "--label-set", "synthetic", "--profile", "tiny"]
+            "--labels", labels, "--label-set", "synthetic", "--profile", args.profile]
     train = ["--epochs", str(args.epochs), "--lr", str(args.lr), "--batch-size", str(args.batch_size),
              "--seed", str(args.seed)]
     run("train", ["train", *data, "--out", model, *train], times)
@@ -99,8 +100,8 @@ def main() -> None:
     sel = card.get("selection", {})
     body = (
         "Default synthetic archive (60 videos: 36 train / 12 val / 12 test; test = 4 Normal + 2 per anomaly "
-        "class), tiny profile (random-weight tiny open_clip ViT, D=64), `--explainer none` (the tiny LM's "
-        "random explanations carry no signal, so the detector sees visual features only). Detector trained "
+        f"class), profile `{args.profile}` (tiny = random-weight tiny open_clip ViT, D=64), `--explainer none` "
+        "(the tiny LM's random explanations carry no signal, so the detector sees visual features only). Detector trained "
         f"with Ray Train on train ({args.epochs} epochs, lr {args.lr:g}, batch {args.batch_size}, seed "
         f"{args.seed}), selected on val (`{sel.get('metric', 'auc_acc')}`, best epoch {sel.get('best_epoch')}), "
         "test scored once after selection. Zero-shot = no checkpoint (softmax(cos/0.07) against the "
