@@ -18,7 +18,7 @@ import numpy as np
 
 from exvad_ray.detector.inference import video_prediction
 from exvad_ray.pipeline import index as idx
-from exvad_ray.pipeline.decode import utcnow, write_error
+from exvad_ray.pipeline.decode import thumb_at, utcnow, write_error
 from exvad_ray.pipeline.partitions import sanitize
 from exvad_ray.pipeline.progress import notify
 
@@ -94,7 +94,8 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
     end_s = np.concatenate([_arr(w["end_s"], np.float64) for w in windows])
     frame_index = np.concatenate([_arr(w["frame_index"], np.int64) for w in windows])
     window_of = np.concatenate([np.full(int(w["n_snippets"]), int(w["window_index"]), np.int32) for w in windows])
-    thumbs = [t for w in windows for t in list(w["thumbs"])]
+    thumbs = [(w["thumbs_blob"], _arr(w["thumbs_offsets"], np.int64), k) for w in windows
+              for k in range(int(w["n_snippets"]))]
     n = len(scores)
     date, camera = str(w0["date"]), str(w0["camera"])
     part = {"date": date, "camera": camera}
@@ -130,7 +131,7 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
             ("score", float(scores[sl].max())), ("class_score", float(mean_probs[c])),
             ("start_s", float(start_s[first])), ("end_s", float(end_s[last])),
             ("first_snippet", first), ("last_snippet", last), ("peak_s", float(start_s[peak])),
-            ("explanation", str(win.get("explanation") or "")), ("thumbnail_jpeg", bytes(thumbs[peak])),
+            ("explanation", str(win.get("explanation") or "")), ("thumbnail_jpeg", thumb_at(*thumbs[peak])),
             ("embedding", _unit(feats[sl].mean(axis=0)).tolist()),
         ):
             cols[key].append(value)

@@ -27,15 +27,22 @@ from exvad_ray.video import SamplingConfig, sample_uri
 THUMB_SIZE = 128
 
 
-def jpeg_thumbs(frames: np.ndarray, size: int = THUMB_SIZE, quality: int = 80) -> list[bytes]:
+def jpeg_thumbs(frames: np.ndarray, size: int = THUMB_SIZE, quality: int = 80) -> tuple[bytes, np.ndarray]:
+    """All snippet thumbnails of a window as one JPEG blob plus offsets (n + 1), a layout Arrow
+    stores natively (a list of variable-size bytes per row would be pickled by Ray Data)."""
     from PIL import Image
 
-    out = []
+    parts = []
     for frame in frames:
         buf = io.BytesIO()
         Image.fromarray(frame).resize((size, size), Image.BILINEAR).save(buf, format="JPEG", quality=quality)
-        out.append(buf.getvalue())
-    return out
+        parts.append(buf.getvalue())
+    offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
+    return b"".join(parts), offsets
+
+
+def thumb_at(blob: bytes, offsets: np.ndarray, i: int) -> bytes:
+    return bytes(blob[int(offsets[i]):int(offsets[i + 1])])
 
 
 def utcnow() -> dt.datetime:
@@ -78,8 +85,8 @@ class DecodeStage:
                     n_windows=info.n_windows, fps=info.fps, n_frames=info.n_frames, width=info.width,
                     height=info.height, codec=info.codec, size=item["size"], etag=item.get("etag") or "",
                     date=item["date"], camera=item["camera"], processing_date=item["processing_date"],
-                    thumbs=jpeg_thumbs(row["frames"]),
                 )
+                row["thumbs_blob"], row["thumbs_offsets"] = jpeg_thumbs(row["frames"])
                 yield row
         except (VideoDecodeError, ExvadError, Exception) as exc:  # noqa: BLE001 - never fail the job
             reason = write_error(self.index, self.run_id, item, "decode", exc)

@@ -80,3 +80,18 @@ def test_interrupted_compaction_is_finished_not_repeated(tmp_path):
     assert idx.read_table(index, "errors").num_rows == 6  # the window in which readers see duplicates
     idx.compact(index, tables=["errors"])
     assert idx.read_table(index, "errors").num_rows == 3
+
+
+def test_thumbnails_blob_roundtrip():
+    import io
+
+    from PIL import Image
+
+    from exvad_ray.pipeline.decode import jpeg_thumbs, thumb_at
+
+    frames = np.random.default_rng(0).integers(0, 255, (3, 224, 224, 3), dtype=np.uint8)
+    blob, offsets = jpeg_thumbs(frames)
+    assert offsets.tolist()[0] == 0 and offsets[-1] == len(blob) and len(offsets) == 4
+    for i in range(3):
+        img = Image.open(io.BytesIO(thumb_at(blob, offsets, i)))
+        assert img.format == "JPEG" and img.size == (128, 128)
