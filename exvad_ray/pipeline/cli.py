@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "bad files), build tiny models, process the archive, train the detector, "
                                    "rescore with it, evaluate, and print where to look.")
     d.add_argument("--workdir", default="demo-output", help="where results are kept (default ./demo-output)")
-    d.add_argument("--small", action="store_true", help="a small archive (quick check)")
+    d.add_argument("--small", action="store_true",
+                   help="a small archive (12 generated videos instead of 18; a quick check)")
     d.set_defaults(func=_demo)
 
 

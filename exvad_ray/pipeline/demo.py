@@ -67,7 +67,8 @@ def run_demo(workdir: str = "demo-output", small: bool = False) -> int:
             server.create_bucket(bucket)
         archive = "s3://archive/footage"
         _step("2/7 sample archive")
-        _run(["synth", archive, "--quiet", *(["--small"] if small else [])])
+        _run(["synth", archive, "--quiet",
+              *(["--small"] if small else ["--videos-per-class", "3", "--normal-videos", "6"])])
         print(f"+ {_upload_extras(archive, work)} real clips and bad files")
         labels = storage.join(archive, "annotations", "labels.parquet")
 
@@ -100,6 +101,9 @@ def run_demo(workdir: str = "demo-output", small: bool = False) -> int:
     print(f"  detector and model card:          {work / 'detector'}")
     print(f"  evaluation (test split):          {work / 'evaluation.json'} and plots in {work / 'plots'}")
     print(f"  run manifests:                    {work / 'index' / 'runs'}")
+    print("Note: the tiny models have random weights, so scores, classes and explanations exercise the whole\n"
+          "system but mean nothing (bench/RESULTS.md, 'End to end on the synthetic archive'); the `paper`\n"
+          "profile runs the same code with real weights.")
     return 0
 
 
