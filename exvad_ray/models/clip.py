@@ -25,6 +25,9 @@ def _open_clip_name(spec: ClipSpec) -> tuple[str, str | None]:
     return name, spec.pretrained
 
 
+_SHARED: dict[str, "ClipModel"] = {}
+
+
 class ClipModel:
     """open_clip model loaded with ``create_model_and_transforms``; preprocessing is done batched in
     torch with the model's own constants (image size, mean, std) instead of PIL per image."""
@@ -55,6 +58,16 @@ class ClipModel:
         self.dim = int(model.text_projection.shape[1] if getattr(model, "text_projection", None) is not None
                        else model.visual.output_dim)
         self._torch = torch
+
+    @classmethod
+    def shared(cls, spec: ClipSpec) -> ClipModel:
+        """One instance per spec and process: the image, cleaning, text and scoring stages that run
+        in one actor (the fused CPU pipeline) then hold one copy of the weights, loaded once.
+        Inference only, so sharing is safe."""
+        key = spec.model_dump_json()
+        if key not in _SHARED:
+            _SHARED[key] = cls(spec)
+        return _SHARED[key]
 
     def _preprocess(self, images: np.ndarray):
         """uint8 NHWC -> normalised NCHW: resize the shorter side to the model size, centre crop."""

@@ -124,7 +124,7 @@ class ClipImageStage(_Stage):
     def _load(self) -> Any:
         from exvad_ray.models.clip import ClipModel
 
-        return ClipModel(self.profile.clip)
+        return ClipModel.shared(self.profile.clip)
 
     def _process(self, batch: Batch, out: Batch, errors: list[str | None]) -> None:
         clip = self.model
@@ -197,7 +197,7 @@ class CaptionCleaningStage(_Stage):
     def _load(self) -> Any:
         from exvad_ray.models.clip import ClipModel
 
-        return ClipModel(self.profile.clip)
+        return ClipModel.shared(self.profile.clip)
 
     def _process(self, batch: Batch, out: Batch, errors: list[str | None]) -> None:
         from exvad_ray.models.cleaning import clean_captions
@@ -331,7 +331,7 @@ class TextEmbeddingStage(_Stage):
     def _load(self) -> Any:
         from exvad_ray.models.clip import ClipModel
 
-        return ClipModel(self.profile.clip)
+        return ClipModel.shared(self.profile.clip)
 
     def _process(self, batch: Batch, out: Batch, errors: list[str | None]) -> None:
         clip = self.model

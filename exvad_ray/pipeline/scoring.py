@@ -16,7 +16,7 @@ def zero_shot_scorer(profile: str, label_set: str) -> Any:
 
     prof = load_profile(profile)
     labels = load_label_set(label_set)
-    emb, _ = class_embeddings(ClipModel(prof.clip), labels, k=4)
+    emb, _ = class_embeddings(ClipModel.shared(prof.clip), labels, k=4)
     return ZeroShotScorer(emb, [c.name for c in labels.classes])
 
 
