@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from exvad_ray.detector.inference import video_prediction
+from exvad_ray.detector.video_level import video_prediction
 from exvad_ray.pipeline import index as idx
 from exvad_ray.pipeline.decode import thumb_at, utcnow, write_error
 from exvad_ray.pipeline.partitions import sanitize
