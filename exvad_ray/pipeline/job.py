@@ -55,9 +55,13 @@ class ProcessConfig:
     address: str | None = None  # Ray address; None: connect to a running cluster or start a local one
     progress_interval_s: float = 10.0
 
+    # Knobs that change how fast or where a run goes, not what it produces: a rerun that changes
+    # them is still the same run (same id, same processing date, so still exactly once).
+    NOT_IDENTITY = ("address", "progress_interval_s", "limit", "retry_errors", "decode_tasks", "model_actors",
+                    "gpu_per_stage", "fuse_stages", "batch_windows")
+
     def run_id(self) -> str:
-        keys = {k: v for k, v in dataclasses.asdict(self).items()
-                if k not in ("address", "progress_interval_s", "limit", "retry_errors")}
+        keys = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.NOT_IDENTITY}
         return hashlib.sha1(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

@@ -95,3 +95,13 @@ def test_thumbnails_blob_roundtrip():
     for i in range(3):
         img = Image.open(io.BytesIO(thumb_at(blob, offsets, i)))
         assert img.format == "JPEG" and img.size == (128, 128)
+
+
+def test_run_id_ignores_speed_knobs():
+    from exvad_ray.pipeline.job import ProcessConfig
+
+    base = ProcessConfig(archive="s3://a/b", index="s3://i/r")
+    same = ProcessConfig(archive="s3://a/b", index="s3://i/r", model_actors=4, decode_tasks=8, fuse_stages=False,
+                         limit=3, retry_errors=True)
+    assert base.run_id() == same.run_id()
+    assert base.run_id() != ProcessConfig(archive="s3://a/b", index="s3://i/r", label_set="synthetic").run_id()
