@@ -96,8 +96,8 @@ def run_demo(workdir: str = "demo-output", small: bool = False) -> int:
             fs.get(path + "/", str(dst) + "/", recursive=True)
     print(f"\nDemo finished in {time.time() - t0:.0f} s. Where to look:")
     print(f"  index (Parquet, hive-partitioned): {work / 'index'}")
-    print(f"    duckdb -c \"select video_class, count(*) from read_parquet('{work}/index/videos/**/*.parquet', "
-          "hive_partitioning=true) group by 1\"")
+    print(f"    python -c \"import duckdb; print(duckdb.sql(\\\"select camera, video_class, count(*) from "
+          f"read_parquet('{work}/index/videos/**/*.parquet', hive_partitioning=true) group by all\\\"))\"")
     print(f"  detector and model card:          {work / 'detector'}")
     print(f"  evaluation (test split):          {work / 'evaluation.json'} and plots in {work / 'plots'}")
     print(f"  run manifests:                    {work / 'index' / 'runs'}")
