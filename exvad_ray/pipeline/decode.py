@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from exvad_ray.errors import ExvadError, VideoDecodeError
+from exvad_ray.errors import ExvadError
 from exvad_ray.pipeline import index as idx
 from exvad_ray.pipeline.progress import notify
 from exvad_ray.video import SamplingConfig, sample_uri
@@ -88,6 +88,6 @@ class DecodeStage:
                 )
                 row["thumbs_blob"], row["thumbs_offsets"] = jpeg_thumbs(row["frames"])
                 yield row
-        except (VideoDecodeError, ExvadError, Exception) as exc:  # noqa: BLE001 - never fail the job
+        except Exception as exc:  # noqa: BLE001 - a bad video never fails the job
             reason = write_error(self.index, self.run_id, item, "decode", exc)
             notify(self.progress, "video_failed", "decode", reason)

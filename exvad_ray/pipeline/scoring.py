@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from exvad_ray.errors import ExvadError
+from exvad_ray.pipeline.assemble import has_error
 
 
 def zero_shot_scorer(profile: str, label_set: str) -> Any:
@@ -58,8 +59,6 @@ class ScoreStage:
         self.setup()
         n = len(batch["video_id"])
         scores, probs = [], []
-        from exvad_ray.pipeline.assemble import has_error
-
         errors = list(batch["error"]) if "error" in batch else [None] * n
         for i in range(n):
             try:
