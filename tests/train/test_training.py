@@ -64,8 +64,14 @@ def test_ray_training_resumes_after_worker_kill(ray_session, tmp_path):
     assert os.path.exists(fault["marker"])  # the worker did die
     log = [line.split() for line in open(fault["epoch_log"]).read().splitlines()]
     epochs, pids = [int(e) for e, _ in log], [p for _, p in log]
-    assert epochs == list(range(5))  # epoch 2 started once, after the restart, from the epoch-1 checkpoint
-    assert pids[1] != pids[2] and len(set(pids[2:])) == 1
+    # The first attempt ran epochs 0-1 and died at the start of epoch 2. The restart resumes after the
+    # newest checkpoint the controller had registered: epoch 1's, or under heavy load still epoch 0's
+    # (registration is asynchronous), never from scratch.
+    restart = next(i for i in range(1, len(pids)) if pids[i] != pids[0])
+    assert epochs[:restart] == [0, 1]
+    resumed_at = epochs[restart]
+    assert resumed_at in (1, 2), epochs
+    assert epochs[restart:] == list(range(resumed_at, 5)) and len(set(pids[restart:])) == 1
     assert [h["epoch"] for h in out.history] == list(range(5))
     assert out.history[-1]["loss"] < out.history[0]["loss"]
     assert out.best_metrics["auc"] == max(h["val_auc"] for h in out.history if h["val_score"] == max(
