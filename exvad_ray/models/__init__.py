@@ -19,7 +19,7 @@ _EXPORTS = {
     "build_explanation_messages": "prompts", "build_video_summary_messages": "prompts",
     "TransformersExplainer": "explainer",
     "build_vllm_explainer": "vllm_explainer",
-    "LabelSet": "labels", "LabelClass": "labels", "load_label_set": "labels", "class_embeddings": "labels",
+    "LabelSet": "labels", "LabelClass": "labels", "load_label_set": "labels", "class_embeddings": "labels", "label_set_embeddings": "labels",
     "ClipImageStage": "stages", "CaptionStage": "stages", "CaptionCleaningStage": "stages",
     "ExplanationStage": "stages", "ExplanationPromptStage": "stages", "TextEmbeddingStage": "stages",
     "explanation_messages_for_row": "stages",

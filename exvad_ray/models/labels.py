@@ -4,7 +4,7 @@ similar to the label's own embedding are kept and merged with it into the class 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -114,3 +114,16 @@ def class_embeddings(clip: "ClipModel", label_set: LabelSet | str, k: int = 4
         selected[c.name] = [c.descriptions[j] for j in idx]
         out[i] = merge_class_embedding(labels[i], feats[idx])
     return out, selected
+
+
+def label_set_embeddings(label_set: LabelSet | str, profile: Any = "tiny", k: int = 4
+                         ) -> tuple[np.ndarray, list[str]]:
+    """Class embeddings (C, D) and class names (normal first) of a label set, with the profile's CLIP
+    (one shared instance per process). The one way the scorer, the trainer and the CLI get them."""
+    from exvad_ray.models.clip import ClipModel
+    from exvad_ray.models.profiles import load_profile
+
+    if isinstance(label_set, (str, os.PathLike)):
+        label_set = load_label_set(label_set)
+    emb, _selected = class_embeddings(ClipModel.shared(load_profile(profile).clip), label_set, k=k)
+    return np.asarray(emb, np.float32), list(label_set.class_names)

@@ -13,12 +13,9 @@ from exvad_ray.pipeline.assemble import has_error
 
 def zero_shot_scorer(profile: str, label_set: str) -> Any:
     from exvad_ray.detector.inference import ZeroShotScorer
-    from exvad_ray.models import ClipModel, class_embeddings, load_label_set, load_profile
+    from exvad_ray.models import label_set_embeddings
 
-    prof = load_profile(profile)
-    labels = load_label_set(label_set)
-    emb, _ = class_embeddings(ClipModel.shared(prof.clip), labels, k=4)
-    return ZeroShotScorer(emb, [c.name for c in labels.classes])
+    return ZeroShotScorer(*label_set_embeddings(label_set, profile, k=4))
 
 
 def scorer_class_names(detector: str | None, label_set: str) -> list[str]:

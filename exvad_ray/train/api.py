@@ -29,15 +29,10 @@ def class_embeddings_for(label_set: str, profile: str = "tiny", k: int = 4) -> t
     """Label-augmented class embeddings (C,D) and class names (Normal first) from the models API.
     The only place that calls it, so tests can pass constructed embeddings instead."""
     try:
-        from exvad_ray.models import ClipModel, class_embeddings, load_label_set, load_profile
+        from exvad_ray.models import label_set_embeddings
     except ImportError as exc:
         raise ExvadError(f"the models subsystem cannot compute class embeddings here: {exc}") from exc
-    prof = load_profile(profile)
-    clip = ClipModel(prof.clip)
-    ls = load_label_set(label_set)
-    emb, _selected = class_embeddings(clip, ls, k=k)
-    names = getattr(ls, "class_names", None) or [getattr(c, "name", c) for c in getattr(ls, "classes")]
-    names = list(names)
+    emb, names = label_set_embeddings(label_set, profile, k=k)
     if names[0].lower() != "normal":
         raise ExvadError(f"label set {label_set}: class 0 must be Normal, got {names[0]!r}")
     return np.asarray(emb, np.float32), names

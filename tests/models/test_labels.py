@@ -74,3 +74,13 @@ def test_class_embeddings_with_tiny_clip(clip):
     emb2, selected2 = class_embeddings(clip, "ucf-crime", k=4)
     np.testing.assert_array_equal(emb, emb2)
     assert selected == selected2
+
+
+def test_label_set_embeddings_match_class_embeddings(tiny_dir, clip):
+    from exvad_ray.models import class_embeddings, label_set_embeddings, load_label_set
+
+    emb, names = label_set_embeddings("synthetic", "tiny", k=4)
+    ls = load_label_set("synthetic")
+    ref, _ = class_embeddings(clip, ls, k=4)
+    assert names == ls.class_names and names[0] == "Normal"
+    np.testing.assert_allclose(emb, ref, rtol=1e-5, atol=1e-6)
