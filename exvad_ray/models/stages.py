@@ -111,15 +111,20 @@ def _embed_rows(clip: Any, rows: list[Any], errors: list[str | None], stage: str
 
 
 class ClipImageStage(_Stage):
-    """frames -> clip_features (n_snippets, D); keyframes -> keyframe_features (n_kf, D). Adds clip_model."""
+    """frames -> clip_features (n_snippets, D); keyframes -> keyframe_features (n_kf, D). Adds clip_model.
+
+    `keyframes=False` (runs without captions, whose cleaning is the only user of keyframe features)
+    skips embedding them.
+    """
 
     name = "clip_image"
     spec_field = "clip"
     gpu_fraction = 0.5
 
-    def __init__(self, profile: Profile | str = "tiny", drop_frames: bool = False):
+    def __init__(self, profile: Profile | str = "tiny", drop_frames: bool = False, keyframes: bool = True):
         super().__init__(profile)
         self.drop_frames = drop_frames
+        self.keyframes = keyframes
 
     def _load(self) -> Any:
         from exvad_ray.models.clip import ClipModel
@@ -132,7 +137,7 @@ class ClipImageStage(_Stage):
         frames = _embed_rows(clip, column(batch, "frames"), errors, self.name, allow_empty=False)
         out["clip_features"] = object_column([f if f is not None and errors[i] is None else empty
                                               for i, f in enumerate(frames)])
-        if "keyframes" in batch:
+        if self.keyframes and "keyframes" in batch:
             kf = _embed_rows(clip, column(batch, "keyframes"), errors, self.name, allow_empty=True)
             out["keyframe_features"] = object_column([f if f is not None and errors[i] is None else empty
                                                       for i, f in enumerate(kf)])

@@ -24,7 +24,7 @@ from exvad_ray.pipeline import index as idx
 from exvad_ray.pipeline.progress import notify
 from exvad_ray.video import SamplingConfig, sample_uri
 
-THUMB_SIZE = 128
+THUMB_SIZE = 112  # half the 224 sampling size: a 2x2 box reduce, 3x cheaper than a resize
 
 
 def jpeg_thumbs(frames: np.ndarray, size: int = THUMB_SIZE, quality: int = 80) -> tuple[bytes, np.ndarray]:
@@ -35,7 +35,12 @@ def jpeg_thumbs(frames: np.ndarray, size: int = THUMB_SIZE, quality: int = 80) -
     parts = []
     for frame in frames:
         buf = io.BytesIO()
-        Image.fromarray(frame).resize((size, size), Image.BILINEAR).save(buf, format="JPEG", quality=quality)
+        img = Image.fromarray(frame)
+        if img.size == (2 * size, 2 * size):
+            img = img.reduce(2)
+        elif img.size != (size, size):
+            img = img.resize((size, size), Image.BILINEAR)
+        img.save(buf, format="JPEG", quality=quality)
         parts.append(buf.getvalue())
     offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
     return b"".join(parts), offsets

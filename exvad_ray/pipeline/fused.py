@@ -21,7 +21,7 @@ def model_stage_chain(profile: str, explainer: str, detector: str | None, label_
     """The stage instances in pipeline order (explainer: transformers | none)."""
     from exvad_ray.models import stages as ms
 
-    chain: list[Any] = [ms.ClipImageStage(profile)]
+    chain: list[Any] = [ms.ClipImageStage(profile, keyframes=explainer != "none")]
     if explainer != "none":
         chain += [ms.CaptionStage(profile), ms.CaptionCleaningStage(profile), ms.ExplanationStage(profile),
                   ms.TextEmbeddingStage(profile)]

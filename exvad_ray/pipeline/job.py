@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import os
 import sys
 import threading
@@ -121,31 +122,40 @@ def _init_ray(cfg: ProcessConfig) -> None:
 
 
 def _plan_resources(cfg: ProcessConfig) -> dict[str, Any]:
-    """CPU/GPU shares from the cluster's resources, so that pools never wait on each other.
-
-    Decode tasks get whole cores minus a reserve for the actor pools; model actors take fractional
-    CPUs (their torch threads are capped accordingly); GPU stages share GPUs by fractions.
-    """
     import ray
 
     res = ray.cluster_resources()
-    cpus, gpus = float(res.get("CPU", 1)), float(res.get("GPU", 0))
+    return plan_resources(cfg, float(res.get("CPU", 1)), float(res.get("GPU", 0)))
+
+
+def plan_resources(cfg: ProcessConfig, cpus: float, gpus: float) -> dict[str, Any]:
+    """CPU/GPU shares from the cluster's resources, so that pools never wait on each other.
+
+    Fused (CPU-only) layout: one decode task per core. The fused model actors reserve only a small
+    logical share (0.25 CPU) but may use up to half the machine in torch threads: while they keep
+    up, the decoders use every core; when they are the bottleneck, Ray Data's backpressure idles
+    the decoders and the OS hands their cores to the actors. A reservation sized for the worst
+    case would leave cores idle in the common case (on 2 cores it left one decode task).
+    Split (GPU) layout: decode tasks get whole cores minus a reserve for the seven actor pools;
+    GPU stages share GPUs by fractions.
+    """
     fuse = cfg.fuse_stages if cfg.fuse_stages is not None else gpus == 0
+    actor_cpu = 0.125 if cpus <= 4 or fuse else 0.5
     if fuse:
-        # one fused model actor per `model_actors` (half the machine each at most) + the assembler
-        actor_cpu = 0.125
-        fused_cpu = max(0.25, min(cpus / 2, (cpus - actor_cpu) / (cfg.model_actors + 1)))
+        fused_cpu = 0.25
+        torch_threads = max(1, int(round(min(cpus / 2, (cpus - actor_cpu) / (cfg.model_actors + 1)))))
         reserve = actor_cpu + fused_cpu * cfg.model_actors
+        decode_tasks = cfg.decode_tasks or max(1, int(cpus))
+        decode_cpu = max(0.05, math.floor((cpus - reserve) / decode_tasks * 1000) / 1000)
     else:
         n_actor_stages = 7  # clip, caption, clean, explain, text, score, assemble
-        actor_cpu = 0.125 if cpus <= 4 else 0.5
-        fused_cpu = 0.0
+        fused_cpu, torch_threads = 0.0, None
         reserve = n_actor_stages * actor_cpu * cfg.model_actors
-    decode_cpu = 0.5 if cpus <= 2 else 1.0
-    decode_tasks = cfg.decode_tasks or max(1, int((cpus - reserve) // decode_cpu))
+        decode_cpu = 0.5 if cpus <= 2 else 1.0
+        decode_tasks = cfg.decode_tasks or max(1, int((cpus - reserve) // decode_cpu))
     gpu_share = cfg.gpu_per_stage if cfg.gpu_per_stage is not None else (min(1.0, gpus / 4) if gpus else 0.0)
     return {"cpus": cpus, "gpus": gpus, "actor_cpu": actor_cpu, "decode_cpu": decode_cpu, "fuse": fuse,
-            "fused_cpu": fused_cpu, "torch_threads": max(1, int(round(fused_cpu))) if fuse else None,
+            "fused_cpu": fused_cpu, "torch_threads": torch_threads,
             "decode_tasks": decode_tasks, "gpu_share": gpu_share}
 
 
@@ -177,7 +187,7 @@ def build_dataset(cfg: ProcessConfig, items: list[dict[str, Any]], class_names: 
                             batch_size=cfg.batch_windows, batch_format="numpy",
                             compute=ActorPoolStrategy(size=cfg.model_actors), num_cpus=plan["fused_cpu"])
         return _assemble(ds, cfg, class_names, progress, plan)
-    ds = model_stage(ds, ms.ClipImageStage, cfg.profile)
+    ds = model_stage(ds, ms.ClipImageStage, cfg.profile, keyframes=explainer != "none")
     ds = ds.drop_columns(FRAME_COLUMNS)
     if explainer != "none":
         ds = model_stage(ds, ms.CaptionStage, cfg.profile)

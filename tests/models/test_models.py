@@ -77,6 +77,31 @@ def test_clip_saved_equals_in_memory_and_rebuild(tiny_dir, tiny_profile, tmp_pat
     np.testing.assert_array_equal(again.embed_images(images(4)), ref)
 
 
+@pytest.mark.parametrize("shape", [(224, 224), (96, 120)])
+def test_clip_preprocess_uint8_resize_matches_float(clip, shape):
+    """The CPU fast path (resize on uint8) stays close to resizing in float: within one grey level on
+    the pipeline's 224 crops; on a mild downscale of pure noise, separable uint8 passes clamp
+    overshoots that float keeps, so only the mean is held to a grey level there."""
+    import torch.nn.functional as F
+
+    x = np.ascontiguousarray(images(3, size=max(shape))[:, :shape[0], :shape[1]])
+    t = torch.from_numpy(x).permute(0, 3, 1, 2).float()
+    s = clip.image_size
+    h, w = shape
+    scale = s / min(h, w)
+    nh, nw = max(s, round(h * scale)), max(s, round(w * scale))
+    ref = F.interpolate(t, size=(nh, nw), mode=clip.interpolation, align_corners=False, antialias=True)
+    top, left = (nh - s) // 2, (nw - s) // 2
+    ref = (ref[:, :, top:top + s, left:left + s].clamp(0, 255) / 255.0 - clip.mean) / clip.std
+    got = clip._preprocess(x)
+    assert got.shape == ref.shape
+    level = 1.01 / 255 / float(clip.std.min())  # one grey level, normalised
+    diff = (got - ref).abs()
+    assert float(diff.mean()) <= level
+    if shape == (224, 224):
+        assert float(diff.max()) <= level
+
+
 def test_captioner_batch_deterministic_and_reload(tiny_profile, tmp_path):
     cap = Captioner(tiny_profile.captioner)
     assert cap.model_id == "exvad-tiny/blip2-opt@seed0"

@@ -87,14 +87,16 @@ def test_thumbnails_blob_roundtrip():
 
     from PIL import Image
 
-    from exvad_ray.pipeline.decode import jpeg_thumbs, thumb_at
+    from exvad_ray.pipeline.decode import THUMB_SIZE, jpeg_thumbs, thumb_at
 
     frames = np.random.default_rng(0).integers(0, 255, (3, 224, 224, 3), dtype=np.uint8)
     blob, offsets = jpeg_thumbs(frames)
     assert offsets.tolist()[0] == 0 and offsets[-1] == len(blob) and len(offsets) == 4
     for i in range(3):
         img = Image.open(io.BytesIO(thumb_at(blob, offsets, i)))
-        assert img.format == "JPEG" and img.size == (128, 128)
+        assert img.format == "JPEG" and img.size == (THUMB_SIZE, THUMB_SIZE)
+    odd = np.random.default_rng(1).integers(0, 255, (1, 100, 150, 3), dtype=np.uint8)  # not 2x: resized
+    assert Image.open(io.BytesIO(thumb_at(*jpeg_thumbs(odd), 0))).size == (THUMB_SIZE, THUMB_SIZE)
 
 
 def test_run_id_ignores_speed_knobs():
@@ -105,3 +107,22 @@ def test_run_id_ignores_speed_knobs():
                          limit=3, retry_errors=True)
     assert base.run_id() == same.run_id()
     assert base.run_id() != ProcessConfig(archive="s3://a/b", index="s3://i/r", label_set="synthetic").run_id()
+
+
+@pytest.mark.parametrize("cpus", [1.0, 2.0, 16.0])
+def test_cpu_plan_decodes_on_every_core_within_the_cluster(cpus):
+    """Without GPUs: one decode task per core, and all logical reservations fit the cluster."""
+    from exvad_ray.pipeline.job import ProcessConfig, plan_resources
+
+    plan = plan_resources(ProcessConfig(archive="a", index="i"), cpus, 0.0)
+    assert plan["fuse"] and plan["decode_tasks"] == max(1, int(cpus))
+    reserved = plan["decode_tasks"] * plan["decode_cpu"] + plan["fused_cpu"] + plan["actor_cpu"]
+    assert reserved <= cpus + 1e-9
+    assert plan["torch_threads"] >= 1
+
+
+def test_gpu_plan_keeps_a_pool_per_stage():
+    from exvad_ray.pipeline.job import ProcessConfig, plan_resources
+
+    plan = plan_resources(ProcessConfig(archive="a", index="i"), 16.0, 1.0)
+    assert not plan["fuse"] and plan["gpu_share"] == 0.25 and plan["decode_tasks"] >= 1
