@@ -71,21 +71,12 @@ class ProcessTreeMeter:
         self.peak = max(self.peak, self._sample())
 
 
-def _batch(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    for key in rows[0]:
-        col = np.empty(len(rows), dtype=object)
-        col[:] = [r[key] for r in rows]
-        out[key] = col
-    return out
-
-
 def sequential(items: list[dict[str, Any]], index: str, explainer: str, label_set: str) -> tuple[float, float]:
     """The naive loop: one video at a time, one window at a time, the same stage classes.
     Returns (wall s, CPU s of this process, all its threads: the decoder's and torch's included)."""
     from exvad_ray.pipeline.assemble import VideoAssembler, VideoContext
     from exvad_ray.pipeline.decode import DecodeStage
-    from exvad_ray.pipeline.fused import FusedModelStage
+    from exvad_ray.pipeline.fused import FusedModelStage, one_row_batch
     from exvad_ray.pipeline.scoring import scorer_class_names
     from exvad_ray.video import SamplingConfig
 
@@ -97,7 +88,7 @@ def sequential(items: list[dict[str, Any]], index: str, explainer: str, label_se
     t0, c0 = time.perf_counter(), time.process_time()
     for item in items:
         for row in decode(item):
-            assembler(models(_batch([row])))
+            assembler(models(one_row_batch(row)))
     return time.perf_counter() - t0, time.process_time() - c0
 
 

@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="snippet score that flags a segment")
     p.add_argument("--date-pattern", default=None, help="regex with groups y,m,d (or date) for the recording date")
     p.add_argument("--camera-pattern", default=None, help="regex with group camera (default: first folder)")
-    p.add_argument("--decode-tasks", type=int, default=None, help="parallel decode tasks (default: from CPUs)")
-    p.add_argument("--actors", type=int, default=1, help="actors per model stage (default 1)")
+    p.add_argument("--decode-tasks", type=int, default=None, help="parallel decode tasks; without GPUs, the number of decode+model actors, each holding the models (default: one per CPU)")
+    p.add_argument("--actors", type=int, default=1, help="actors per model stage when stages run in separate pools (GPU clusters; default 1)")
     p.add_argument("--gpu-per-stage", type=float, default=None,
                    help="GPU share per model-stage actor (default: a quarter GPU each when GPUs exist)")
     p.add_argument("--fuse-stages", choices=["auto", "yes", "no"], default="auto",

@@ -28,7 +28,7 @@ from exvad_ray.video import SamplingConfig
 
 log = logging.getLogger(__name__)
 
-from exvad_ray.pipeline.fused import FRAME_COLUMNS, KEYFRAME_COLUMNS, FusedModelStage
+from exvad_ray.pipeline.fused import FRAME_COLUMNS, KEYFRAME_COLUMNS, DecodeAndModelStage
 
 
 @dataclasses.dataclass
@@ -131,22 +131,19 @@ def _plan_resources(cfg: ProcessConfig) -> dict[str, Any]:
 def plan_resources(cfg: ProcessConfig, cpus: float, gpus: float) -> dict[str, Any]:
     """CPU/GPU shares from the cluster's resources, so that pools never wait on each other.
 
-    Fused (CPU-only) layout: one decode task per core. The fused model actors reserve only a small
-    logical share (0.25 CPU) but may use up to half the machine in torch threads: while they keep
-    up, the decoders use every core; when they are the bottleneck, Ray Data's backpressure idles
-    the decoders and the OS hands their cores to the actors. A reservation sized for the worst
-    case would leave cores idle in the common case (on 2 cores it left one decode task).
+    Fused (CPU-only) layout: one actor per core that decodes and runs the whole model chain
+    (`DecodeAndModelStage`: frames never leave the process), with one torch thread per actor share
+    of the cores, plus the assembler's small share.
     Split (GPU) layout: decode tasks get whole cores minus a reserve for the seven actor pools;
     GPU stages share GPUs by fractions.
     """
     fuse = cfg.fuse_stages if cfg.fuse_stages is not None else gpus == 0
     actor_cpu = 0.125 if cpus <= 4 or fuse else 0.5
     if fuse:
-        fused_cpu = 0.25
-        torch_threads = max(1, int(round(min(cpus / 2, (cpus - actor_cpu) / (cfg.model_actors + 1)))))
-        reserve = actor_cpu + fused_cpu * cfg.model_actors
         decode_tasks = cfg.decode_tasks or max(1, int(cpus))
-        decode_cpu = max(0.05, math.floor((cpus - reserve) / decode_tasks * 1000) / 1000)
+        decode_cpu = max(0.05, math.floor((cpus - actor_cpu) / decode_tasks * 1000) / 1000)
+        fused_cpu = decode_cpu
+        torch_threads = max(1, int(cpus // decode_tasks))
     else:
         n_actor_stages = 7  # clip, caption, clean, explain, text, score, assemble
         fused_cpu, torch_threads = 0.0, None
@@ -167,9 +164,18 @@ def build_dataset(cfg: ProcessConfig, items: list[dict[str, Any]], class_names: 
     from exvad_ray.models import stages as ms
 
     run_id = cfg.run_id()
+    decode = DecodeStage(cfg.index, run_id, cfg.sampling, progress)
+    explainer = cfg.explainer
+    if explainer == "auto":
+        explainer = "vllm" if plan["gpus"] and _has_vllm() else "transformers"
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-    ds = ds.flat_map(DecodeStage(cfg.index, run_id, cfg.sampling, progress),
-                     compute=TaskPoolStrategy(size=plan["decode_tasks"]), num_cpus=plan["decode_cpu"])
+    if plan["fuse"] and explainer != "vllm":
+        ds = ds.map_batches(DecodeAndModelStage, batch_size=1, batch_format="numpy",
+                            fn_constructor_args=(decode, cfg.profile, explainer, cfg.detector, cfg.label_set,
+                                                 plan["torch_threads"]),
+                            compute=ActorPoolStrategy(size=plan["decode_tasks"]), num_cpus=plan["decode_cpu"])
+        return _assemble(ds, cfg, class_names, progress, plan)
+    ds = ds.flat_map(decode, compute=TaskPoolStrategy(size=plan["decode_tasks"]), num_cpus=plan["decode_cpu"])
 
     def model_stage(ds: Any, cls: Any, *args: Any, gpu: bool = True, **kwargs: Any) -> Any:
         return ds.map_batches(
@@ -178,15 +184,6 @@ def build_dataset(cfg: ProcessConfig, items: list[dict[str, Any]], class_names: 
             num_cpus=plan["actor_cpu"], num_gpus=plan["gpu_share"] if gpu else 0,
         )
 
-    explainer = cfg.explainer
-    if explainer == "auto":
-        explainer = "vllm" if plan["gpus"] and _has_vllm() else "transformers"
-    if plan["fuse"] and explainer != "vllm":
-        ds = ds.map_batches(FusedModelStage, fn_constructor_args=(cfg.profile, explainer, cfg.detector, cfg.label_set,
-                                                                 plan["torch_threads"]),
-                            batch_size=cfg.batch_windows, batch_format="numpy",
-                            compute=ActorPoolStrategy(size=cfg.model_actors), num_cpus=plan["fused_cpu"])
-        return _assemble(ds, cfg, class_names, progress, plan)
     ds = model_stage(ds, ms.ClipImageStage, cfg.profile, keyframes=explainer != "none")
     ds = ds.drop_columns(FRAME_COLUMNS)
     if explainer != "none":

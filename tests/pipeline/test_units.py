@@ -116,7 +116,7 @@ def test_cpu_plan_decodes_on_every_core_within_the_cluster(cpus):
 
     plan = plan_resources(ProcessConfig(archive="a", index="i"), cpus, 0.0)
     assert plan["fuse"] and plan["decode_tasks"] == max(1, int(cpus))
-    reserved = plan["decode_tasks"] * plan["decode_cpu"] + plan["fused_cpu"] + plan["actor_cpu"]
+    reserved = plan["decode_tasks"] * plan["decode_cpu"] + plan["actor_cpu"]  # decode+model actors, assembler
     assert reserved <= cpus + 1e-9
     assert plan["torch_threads"] >= 1
 
@@ -126,3 +126,33 @@ def test_gpu_plan_keeps_a_pool_per_stage():
 
     plan = plan_resources(ProcessConfig(archive="a", index="i"), 16.0, 1.0)
     assert not plan["fuse"] and plan["gpu_share"] == 0.25 and plan["decode_tasks"] >= 1
+
+
+def test_decode_and_model_stage_in_process(tiny_dir, tmp_path):
+    """The CPU layout's actor: a video in, its windows out with features and scores, no frames; a bad
+    file gives no rows and one `errors` row with its reason."""
+    from exvad_ray.pipeline.decode import DecodeStage
+    from exvad_ray.pipeline.fused import DecodeAndModelStage, batch_rows, one_row_batch
+    from exvad_ray.video import SamplingConfig
+    from exvad_ray.video.badfiles import encode_test_video
+
+    good, bad = tmp_path / "good.mp4", tmp_path / "bad.mp4"
+    encode_test_video(str(good), 100)
+    bad.write_bytes(b"not a video at all")
+    index = str(tmp_path / "index")
+    items = {"uri": np.array([str(good), str(bad)]), "video_id": np.array(["g", "b"]),
+             "size": np.array([1, 2]), "etag": np.array(["", ""]), "date": np.array(["2026-01-01"] * 2),
+             "camera": np.array(["c", "c"]), "processing_date": np.array(["2026-01-01"] * 2)}
+    rows = batch_rows(items)
+    assert rows[0]["size"] == 1 and type(rows[0]["size"]) is int and rows[1]["uri"] == str(bad)
+    stage = DecodeAndModelStage(DecodeStage(index, "run", SamplingConfig()), "tiny", "none", None, "synthetic", 1)
+    out = list(stage(items))
+    assert len(out) == 1  # 100 frames: one window of the good video, nothing for the bad one
+    win = out[0]
+    assert "frames" not in win and "keyframes" not in win
+    assert win["video_id"][0] == "g" and win["clip_features"][0].shape == (6, win["clip_features"][0].shape[1])
+    assert len(win["anomaly_scores"][0]) == 6 and np.all((win["anomaly_scores"][0] >= 0) & (win["anomaly_scores"][0] <= 1))
+    errors = idx.read_table(index, "errors").to_pylist()
+    assert [(e["video_id"], e["reason"]) for e in errors] == [("b", "not_video")]
+    batch = one_row_batch({"a": 1, "b": np.zeros(3), "c": b"x", "d": "s"})
+    assert batch["a"].dtype.kind == "i" and batch["b"].dtype == object and batch["c"][0] == b"x"
