@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             f"end to end, start-up included (the sequential loop's model loading is excluded); "
             f"{flat[f'{k}.video_hours_per_hour']} video-hours per hour against "
             f"{flat[f'{k}.sequential_video_hours_per_hour']} for the loop. The same job on one video takes "
-            f"{one_s:.1f} s and {one_mem.cpu_s:.0f} CPU-s (Ray Data start, worker processes, the model actor importing "
+            f"{one_s:.1f} s and {one_mem.cpu_s:.0f} CPU-s (Ray Data start, worker processes, each decode+model actor importing "
             f"torch and open_clip): the fixed cost. Over the whole run Ray's processes used {extra_cpu:.0%} more CPU "
             "than the sequential loop for the same work."
             "\n\nBounds (from this run's own measurements): the sequential loop already keeps "
