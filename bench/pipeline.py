@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     bound_speedup = cores / seq_cores
     bound_ratio = (cpu / frames) / (seq_cpu / frames)  # decode CPU per frame / whole loop's CPU per frame
     extra_cpu = pipe_mem.cpu_s / seq_cpu - 1  # what Ray, start-up and the hops between stages add
-    k = f"pipeline.{args.explainer}"
+    k = f"pipeline.{args.explainer}" + (f".{round(hours)}h" if hours >= 3 else "")  # one record per archive size
     flat = {
         f"{k}.videos": len(videos), f"{k}.src_frames": int(frames), f"{k}.video_hours": round(hours, 3),
         f"{k}.decode_ceiling_src_fps": round(ceiling, 1),
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                      "above, meeting both on this machine leaves Ray, the start-up and the stage hops about "
                      f"{min(bound_speedup / 1.5, bound_ratio / 0.7) - 1:.0%} of the loop's CPU in all; they took "
                      f"{extra_cpu:.0%} here.")
-        record(f"Archive job throughput (explainer {args.explainer})", body, flat)
+        record(f"Archive job throughput (explainer {args.explainer}, {hours:.1f} h of video)", body, flat)
     return 0
 
 
