@@ -76,19 +76,19 @@ def sequential(items: list[dict[str, Any]], index: str, explainer: str, label_se
     Returns (wall s, CPU s of this process, all its threads: the decoder's and torch's included)."""
     from exvad_ray.pipeline.assemble import VideoAssembler, VideoContext
     from exvad_ray.pipeline.decode import DecodeStage
-    from exvad_ray.pipeline.fused import FusedModelStage, one_row_batch
+    from exvad_ray.pipeline.fused import DecodeAndModelStage
     from exvad_ray.pipeline.scoring import scorer_class_names
     from exvad_ray.video import SamplingConfig
 
-    models = FusedModelStage("tiny", explainer, None, label_set)
-    models.setup()  # models load once, outside the timing (as in the actors' setup)
+    # The job's own per-video code, torch's default threads (what a naive loop gets).
+    stage = DecodeAndModelStage(DecodeStage(index, "bench-seq", SamplingConfig()), "tiny", explainer, None, label_set)
+    stage.models.setup()  # models load once, outside the timing (as in the actors' setup)
     ctx = VideoContext(index, "bench-seq", scorer_class_names(None, label_set), "zero-shot", label_set)
     assembler = VideoAssembler(ctx)
-    decode = DecodeStage(index, "bench-seq", SamplingConfig())
     t0, c0 = time.perf_counter(), time.process_time()
     for item in items:
-        for row in decode(item):
-            assembler(models(one_row_batch(row)))
+        for window in stage.windows(item):
+            assembler(window)
     return time.perf_counter() - t0, time.process_time() - c0
 
 

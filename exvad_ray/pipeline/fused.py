@@ -1,11 +1,10 @@
-"""All model stages chained inside one actor, for CPU-only clusters (with decoding, in
-`DecodeAndModelStage`).
+"""All model stages chained in one process (`FusedModelStage`), and with decoding in front of them
+(`DecodeAndModelStage`, the CPU-only layout of the archive job).
 
 On a CPU machine every separate actor pool costs a process with its own torch and models (about
-0.6 GB each) plus a serialisation hop per window, while buying no parallelism that decode tasks
-and more fused actors do not give. So without GPUs the job runs the same stage classes, in the
-same order, inside one `FusedModelStage` per actor. With GPUs, stages keep their own pools so each
-gets its own GPU share.
+0.6 GB each) plus a serialisation hop per window, while buying no parallelism that more actors of
+one kind do not give. So without GPUs the job runs the same stage classes, in the same order, in
+one actor per core. With GPUs, stages keep their own pools so each gets its own GPU share.
 """
 
 from __future__ import annotations
@@ -86,10 +85,14 @@ class DecodeAndModelStage:
         self.models = FusedModelStage(profile, explainer, detector, label_set, torch_threads)
 
     def __call__(self, batch: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        self.models.setup()
         for item in batch_rows(batch):
-            for row in self.decode(item):
-                yield self.models(one_row_batch(row))
+            yield from self.windows(item)
+
+    def windows(self, item: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """One archive item -> its window batches, models applied (none for a bad video)."""
+        self.models.setup()
+        for row in self.decode(item):
+            yield self.models(one_row_batch(row))
 
 
 def batch_rows(batch: dict[str, Any]) -> list[dict[str, Any]]:

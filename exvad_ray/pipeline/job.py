@@ -21,14 +21,13 @@ from exvad_ray.errors import ExvadError
 from exvad_ray.pipeline import index as idx
 from exvad_ray.pipeline.assemble import LocalizationConfig, VideoAssembler, VideoContext
 from exvad_ray.pipeline.decode import DecodeStage, utcnow
+from exvad_ray.pipeline.fused import FRAME_COLUMNS, KEYFRAME_COLUMNS, DecodeAndModelStage
 from exvad_ray.pipeline.partitions import DEFAULT_DATE_PATTERN, PartitionRules
 from exvad_ray.pipeline.progress import ProgressActor, progress_line
 from exvad_ray.pipeline.scoring import ScoreStage, scorer_class_names
 from exvad_ray.video import SamplingConfig
 
 log = logging.getLogger(__name__)
-
-from exvad_ray.pipeline.fused import FRAME_COLUMNS, KEYFRAME_COLUMNS, DecodeAndModelStage
 
 
 @dataclasses.dataclass
@@ -142,17 +141,16 @@ def plan_resources(cfg: ProcessConfig, cpus: float, gpus: float) -> dict[str, An
     if fuse:
         decode_tasks = cfg.decode_tasks or max(1, int(cpus))
         decode_cpu = max(0.05, math.floor((cpus - actor_cpu) / decode_tasks * 1000) / 1000)
-        fused_cpu = decode_cpu
         torch_threads = max(1, int(cpus // decode_tasks))
     else:
         n_actor_stages = 7  # clip, caption, clean, explain, text, score, assemble
-        fused_cpu, torch_threads = 0.0, None
+        torch_threads = None
         reserve = n_actor_stages * actor_cpu * cfg.model_actors
         decode_cpu = 0.5 if cpus <= 2 else 1.0
         decode_tasks = cfg.decode_tasks or max(1, int((cpus - reserve) // decode_cpu))
     gpu_share = cfg.gpu_per_stage if cfg.gpu_per_stage is not None else (min(1.0, gpus / 4) if gpus else 0.0)
     return {"cpus": cpus, "gpus": gpus, "actor_cpu": actor_cpu, "decode_cpu": decode_cpu, "fuse": fuse,
-            "fused_cpu": fused_cpu, "torch_threads": torch_threads,
+            "torch_threads": torch_threads,
             "decode_tasks": decode_tasks, "gpu_share": gpu_share}
 
 
