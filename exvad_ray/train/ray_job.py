@@ -72,6 +72,10 @@ def _load_state(checkpoint: Any) -> dict[str, Any]:
         return torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=False)
 
 
+def shuffle_seed(seed: int, epoch: int, rank: int) -> int:
+    return (seed * 1_000_003 + epoch * 1_009 + rank) % 2**31
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train worker: balanced batches from the dataset shards, validation on rank 0, one
     checkpoint per epoch holding the latest and the best-so-far weights."""
@@ -110,12 +114,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     half = max(1, cfg.batch_size // (2 * world))
     shards = {k: ray.train.get_dataset_shard(k) for k in config["sides"]}
 
-    def side(name: str):
+    def side(name: str, epoch: int):
+        # The shuffle seed depends only on (seed, epoch, rank), so an epoch sees the same batches
+        # whether it runs first time or again after a restart: a resumed run equals an unbroken one.
         def make():
             if name not in shards:
                 return iter(())
             return shards[name].iter_torch_batches(batch_size=half, local_shuffle_buffer_size=4 * half,
-                                                   local_shuffle_seed=None)
+                                                   local_shuffle_seed=shuffle_seed(cfg.seed, epoch, rank))
         return make
 
     val: list[VideoRecord] = ray.get(config["val_ref"]) if config.get("val_ref") is not None else []
@@ -130,7 +136,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             with open(fault["epoch_log"], "a") as fh:
                 fh.write(f"{epoch} {os.getpid()}\n")
         t0 = time.perf_counter()
-        parts = train_epoch(model, optimizer, balanced_epoch(side("train_normal"), side("train_anomaly")),
+        parts = train_epoch(model, optimizer, balanced_epoch(side("train_normal", epoch), side("train_anomaly", epoch)),
                             cfg.loss, device)
         entry: dict[str, float] = {"epoch": float(epoch), "epoch_s": time.perf_counter() - t0} | parts
         state = None

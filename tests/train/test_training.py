@@ -50,17 +50,23 @@ def ray_session():
     ray.shutdown()
 
 
-@pytest.mark.slow
-def test_ray_training_resumes_after_worker_kill(ray_session, tmp_path):
+RAY_DETECTOR = DetectorConfig(embed_dim=32, num_classes=4, visual_length=128, layers=1)
+
+
+def ray_train(tmp_path, name, epochs, fault=None):
     from exvad_ray.train.ray_job import RayTrainSettings, run_ray_training
 
-    tr, va, te, emb = data()
+    tr, va, _, emb = data()
+    return run_ray_training(tr, va, NAMES, emb, RAY_DETECTOR, TrainConfig(epochs=epochs, batch_size=16, lr=3e-3),
+                            RayTrainSettings(num_workers=2, storage_path=str(tmp_path / "runs"), name=name,
+                                             max_failures=1), fault=fault, torch_threads=1)
+
+
+@pytest.mark.slow
+def test_ray_training_resumes_after_worker_kill(ray_session, tmp_path):
     fault = {"after_epoch": 1, "marker": str(tmp_path / "killed"), "epoch_log": str(tmp_path / "epochs.log"),
              "delay_s": 2.0}
-    out = run_ray_training(tr, va, NAMES, emb, DetectorConfig(embed_dim=32, num_classes=4, visual_length=128, layers=1),
-                           TrainConfig(epochs=5, batch_size=16, lr=2e-3),
-                           RayTrainSettings(num_workers=2, storage_path=str(tmp_path / "runs"), name="kill",
-                                            max_failures=1), fault=fault, torch_threads=1)
+    out = ray_train(tmp_path, "kill", 8, fault)
     assert os.path.exists(fault["marker"])  # the worker did die
     log = [line.split() for line in open(fault["epoch_log"]).read().splitlines()]
     epochs, pids = [int(e) for e, _ in log], [p for _, p in log]
@@ -71,13 +77,20 @@ def test_ray_training_resumes_after_worker_kill(ray_session, tmp_path):
     assert epochs[:restart] == [0, 1]
     resumed_at = epochs[restart]
     assert resumed_at in (1, 2), epochs
-    assert epochs[restart:] == list(range(resumed_at, 5)) and len(set(pids[restart:])) == 1
-    assert [h["epoch"] for h in out.history] == list(range(5))
-    assert out.history[-1]["loss"] < out.history[0]["loss"]
+    assert epochs[restart:] == list(range(resumed_at, 8)) and len(set(pids[restart:])) == 1
+    assert [h["epoch"] for h in out.history] == list(range(8))
+    assert out.history[-1]["loss"] < 0.5 * out.history[0]["loss"]
     assert out.best_metrics["auc"] == max(h["val_auc"] for h in out.history if h["val_score"] == max(
         x["val_score"] for x in out.history))
-    rep = evaluate_records(out.detector, te)
-    assert rep.auc > 0.7  # above chance after 5 short epochs on 2 workers (the local test checks >= 0.9)
+    rep = evaluate_records(out.detector, data()[2])
+    assert rep.auc > 0.9  # chance is 0.5; seeds 0-3 all give >= 0.98 with these settings
+
+    # Batches depend only on (seed, epoch, rank) and the restored optimizer carries its state, so the
+    # resumed run is the unbroken run: an uninterrupted job's first epochs have the same losses and scores.
+    unbroken = ray_train(tmp_path, "unbroken", 4)
+    keys = ["loss", "loss_bce", "loss_align", "val_auc", "val_accuracy"]
+    assert [h[k] for h in unbroken.history for k in keys] == \
+        pytest.approx([h[k] for h in out.history[:4] for k in keys], rel=1e-5)
 
 
 @pytest.mark.slow
