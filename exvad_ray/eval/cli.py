@@ -23,9 +23,13 @@ def _run(args: argparse.Namespace) -> int:
         raise ExvadError(f"no videos in split {args.split!r}")
     if args.checkpoint:
         scorer = ExVADDetector.load(args.checkpoint)
-    else:
+    elif args.class_embeddings or not args.label_set:
         emb, names, _ = class_source(args)
         scorer = ZeroShotScorer(emb, names)
+    else:  # the profile's own zero-shot rule (text to text for encoders that are not aligned)
+        from exvad_ray.models.zero_shot import zero_shot_scorer
+
+        scorer = zero_shot_scorer(args.profile, args.label_set)
     report = evaluate_records(scorer, records, scorer.class_names)
     if args.out:
         report.write_json(args.out)

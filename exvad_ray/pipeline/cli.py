@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "RAY_ADDRESS) a local Ray starts by itself.")
     p.add_argument("--archive", required=True, help="local path, file:// or s3://bucket/prefix holding the videos")
     p.add_argument("--index", required=True, help="where the Parquet tables go (local path or s3://)")
-    p.add_argument("--profile", default="tiny", help="model profile name or YAML path (default: tiny)")
+    p.add_argument("--profile", default="lite", help="model profile name or YAML path (default: lite, real "
+                   "pretrained weights installed with the package; tiny: random-weight plumbing models)")
     p.add_argument("--detector", default=None,
                    help="detector checkpoint (model.pt or its folder, any location); default: zero-shot scoring")
     p.add_argument("--label-set", default="ucf-crime", help="label set name or YAML path (default: ucf-crime)")
@@ -96,6 +97,6 @@ def _compact(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from exvad_ray.pipeline.demo import run_demo
+    from exvad_ray.demo import run_demo
 
-    return run_demo(args.workdir, small=args.small)
+    return run_demo(args.workdir, small=args.small, verbose=args.verbose)

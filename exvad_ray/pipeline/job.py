@@ -36,7 +36,7 @@ class ProcessConfig:
 
     archive: str
     index: str
-    profile: str = "tiny"
+    profile: str = "lite"
     detector: str | None = None
     label_set: str = "ucf-crime"
     explainer: str = "auto"  # auto | transformers | vllm | none
@@ -165,7 +165,10 @@ def build_dataset(cfg: ProcessConfig, items: list[dict[str, Any]], class_names: 
     decode = DecodeStage(cfg.index, run_id, cfg.sampling, progress)
     explainer = cfg.explainer
     if explainer == "auto":
-        explainer = "vllm" if plan["gpus"] and _has_vllm() else "transformers"
+        from exvad_ray.models import load_profile
+
+        in_stage = load_profile(cfg.profile, check_local=False).explainer.backend == "summary"  # no LLM to serve
+        explainer = "vllm" if plan["gpus"] and _has_vllm() and not in_stage else "transformers"
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
     if plan["fuse"] and explainer != "vllm":
         ds = ds.map_batches(DecodeAndModelStage, batch_size=1, batch_format="numpy",

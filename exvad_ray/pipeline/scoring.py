@@ -12,10 +12,11 @@ from exvad_ray.pipeline.assemble import has_error
 
 
 def zero_shot_scorer(profile: str, label_set: str) -> Any:
-    from exvad_ray.detector.inference import ZeroShotScorer
-    from exvad_ray.models import label_set_embeddings
+    """CLIP image-text zero-shot for aligned encoders, captions against label descriptions (text to
+    text) for the others (``models.zero_shot``)."""
+    from exvad_ray.models.zero_shot import zero_shot_scorer as scorer
 
-    return ZeroShotScorer(*label_set_embeddings(label_set, profile, k=4))
+    return scorer(profile, label_set, k=4)
 
 
 def scorer_class_names(detector: str | None, label_set: str) -> list[str]:

@@ -38,7 +38,8 @@ def add_class_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("classes")
     g.add_argument("--label-set", metavar="NAME", help="label set (configs/labels) whose augmented class "
                    "embeddings are computed with the profile's CLIP text encoder")
-    g.add_argument("--profile", default="tiny", help="model profile for the CLIP text encoder (default tiny)")
+    g.add_argument("--profile", default="lite", help="model profile whose text encoder embeds the label set "
+                   "(default lite; use the profile the index was made with)")
     g.add_argument("--class-embeddings", metavar="NPZ", help="precomputed class embeddings instead "
                    "(.npz with 'embeddings' (C,D) and 'class_names' (C,), Normal first)")
 

@@ -1,0 +1,51 @@
+"""The encoder interface the stages use, and its one factory.
+
+Every profile's ``clip`` entry names a kind of encoders; all kinds offer the same small interface, so
+the paper's CLIP, the tiny models and the ``lite`` profile run through the same stage code:
+
+- ``embed_images(uint8 NHWC) -> float32 (N, image_dim)`` (visual features per frame),
+- ``embed_texts(list[str]) -> float32 (N, text_dim)``, L2-normalised,
+- ``image_dim``, ``text_dim``, ``model_id``, and ``aligned``: whether images and texts share one space
+  (CLIP: yes, so captions can be cleaned and snippets scored zero-shot by image-text similarity;
+  ``lite``: no, so both go through captions and text-to-text similarity instead).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from exvad_ray.models.profiles import ClipSpec
+
+# kind -> (module, class): the architectures themselves are data (architectures/*.json).
+ENCODER_KINDS: dict[str, tuple[str, str]] = {
+    "open_clip": ("exvad_ray.models.clip", "ClipModel"),
+    "lite": ("exvad_ray.models.lite", "LiteEncoders"),
+}
+
+
+class Encoders(Protocol):
+    aligned: bool
+    image_dim: int
+    text_dim: int
+    model_id: str
+
+    def embed_images(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray: ...
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+_SHARED: dict[str, Encoders] = {}
+
+
+def load_encoders(spec: ClipSpec) -> Encoders:
+    """One instance per spec and process: the image, cleaning, text and scoring stages that run in one
+    actor (the fused CPU pipeline) hold one copy of the weights, loaded once. Inference only, so
+    sharing is safe."""
+    key = spec.model_dump_json()
+    if key not in _SHARED:
+        module, cls = ENCODER_KINDS[spec.kind]
+        _SHARED[key] = getattr(importlib.import_module(module), cls)(spec)
+    return _SHARED[key]
