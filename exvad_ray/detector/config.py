@@ -14,11 +14,15 @@ Fusion = Literal["add", "concat", "none"]
 class DetectorConfig:
     """Architecture of the Ex-VAD detector (defaults follow VadCLIP's UCF-Crime settings).
 
-    `embed_dim` is the CLIP feature size D (512 for ViT-B/16, smaller for the tiny profile);
-    visual and class features live in that space so that the alignment map is a cosine.
+    `embed_dim` is the text/class space D (512 for CLIP ViT-B/16, 384 for MiniLM): class embeddings
+    and explanation features live there, and the alignment map is a cosine in it. `visual_dim` is
+    the size of the per-snippet visual features; None means embed_dim (CLIP: one shared space). When
+    it differs (e.g. EfficientNet-Lite0's 1280 with MiniLM's 384) a learned linear projection maps
+    visual features into embed_dim before the LGT-Adapter.
     """
 
     embed_dim: int = 512
+    visual_dim: int | None = None  # None = embed_dim; else a learned projection visual_dim -> embed_dim
     num_classes: int = 14
     visual_length: int = 256  # training length and inference chunk size (snippets)
     layers: int = 2  # local transformer blocks
@@ -37,10 +41,21 @@ class DetectorConfig:
             raise ConfigError(f"embed_dim must be a positive even number, not {self.embed_dim}")
         if self.embed_dim % self.heads:
             raise ConfigError(f"heads ({self.heads}) must divide embed_dim ({self.embed_dim})")
+        if self.visual_dim is not None and self.visual_dim <= 0:
+            raise ConfigError(f"visual_dim must be positive, not {self.visual_dim}")
         if self.num_classes < 2:
             raise ConfigError("a label set needs Normal plus at least one anomaly class")
         if self.attn_window < 1 or self.visual_length < 1:
             raise ConfigError("attn_window and visual_length must be positive")
+
+    @property
+    def input_dim(self) -> int:
+        """Size of the visual features the detector takes in."""
+        return self.embed_dim if self.visual_dim is None else self.visual_dim
+
+    @property
+    def projects_input(self) -> bool:
+        return self.input_dim != self.embed_dim
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -95,7 +95,7 @@ class ExVADDetector:
     @torch.no_grad()
     def logits(self, features: np.ndarray, text_feature: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(binary logits (T,), alignment logits (T,C)) for one video of any length."""
-        feats = _check_inputs(features, self.config.embed_dim)
+        feats = _check_inputs(features, self.config.input_dim)
         t, L = len(feats), self.config.visual_length
         c = self.config.num_classes
         if t == 0:

@@ -105,7 +105,8 @@ class DetectorOutput:
 class ExVADNet(nn.Module):
     """Ex-VAD's multimodal detection module over precomputed CLIP features.
 
-    forward(features (B,T,D), lengths (B,), text (B,D) or None, has_text (B,) bool or None).
+    forward(features (B,T,V), lengths (B,), text (B,D) or None, has_text (B,) bool or None), where
+    V = config.input_dim (the visual feature size) and D = config.embed_dim (the class/text space).
     """
 
     def __init__(self, config: DetectorConfig, class_embeddings: torch.Tensor):
@@ -117,6 +118,8 @@ class ExVADNet(nn.Module):
         self.config = config
         w, half = d, d // 2
         self.register_buffer("class_embeddings", class_embeddings.detach().float().clone())
+        # visual features from a non-CLIP encoder enter the class/text space through a learned map
+        self.input_proj = nn.Linear(config.input_dim, d) if config.projects_input else None
         self.position = nn.Embedding(config.visual_length, w)
         nn.init.normal_(self.position.weight, std=0.01)
         self.blocks = nn.ModuleList(LocalAttentionBlock(w, config.heads) for _ in range(config.layers))
@@ -178,6 +181,8 @@ class ExVADNet(nn.Module):
         has_text: torch.Tensor | None = None,
     ) -> DetectorOutput:
         features = features.float()
+        if self.input_proj is not None:
+            features = self.input_proj(features)
         valid = valid_mask(lengths, features.shape[1])
         v = self.encode_video(features, valid)
         fused = self.fuse_text(v, text, has_text)

@@ -160,17 +160,28 @@ def _card_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def detector_config(req: TrainRequest, visual_dim: int) -> DetectorConfig:
+    """The detector's shape from the data: embed_dim is the class-embedding (text) space; visual
+    features of another size get a learned input projection (visual_dim)."""
+    emb = np.asarray(req.class_embeddings)
+    if emb.ndim != 2 or emb.shape[0] != len(req.class_names):
+        raise ExvadError(f"class embeddings {emb.shape} do not fit {len(req.class_names)} classes")
+    embed_dim = int(emb.shape[1])
+    if visual_dim != embed_dim:
+        log.info("visual features have %d values, class embeddings %d: a learned projection maps %d -> %d",
+                 visual_dim, embed_dim, visual_dim, embed_dim)
+    base = {"embed_dim": embed_dim, "visual_dim": None if visual_dim == embed_dim else visual_dim,
+            "num_classes": len(req.class_names)}
+    return DetectorConfig(**(base | req.detector))
+
+
 def train_detector(req: TrainRequest, records: Sequence[VideoRecord] | None = None) -> tuple[TrainOutcome, dict[str, Any]]:
     """Train, select on val, write `<out>/model.pt`, `<out>/model_card.json` and `.md`."""
     from exvad_ray.eval.evaluate import evaluate_records
 
     recs = list(records) if records is not None else req.data.load()
     recs = conform(recs, req.class_names)
-    dim = feature_dim(recs)
-    if req.class_embeddings.shape != (len(req.class_names), dim):
-        raise ExvadError(f"class embeddings {req.class_embeddings.shape} do not fit {len(req.class_names)} "
-                         f"classes and D={dim} features (does the label set match the CLIP model of the index?)")
-    det_cfg = DetectorConfig(**({"embed_dim": dim, "num_classes": len(req.class_names)} | req.detector))
+    det_cfg = detector_config(req, feature_dim(recs))
     train, val, test = (split_records(recs, s) for s in ("train", "val", "test"))
     if not val:
         log.warning("no validation split: the last epoch is exported (selection needs split 'val')")

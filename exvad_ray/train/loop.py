@@ -150,7 +150,7 @@ def fit_local(
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    rows = [training_row(r, class_names, det_cfg.visual_length) for r in train]
+    rows = [training_row(r, class_names, det_cfg.visual_length, det_cfg.embed_dim) for r in train]
     normal = [r for r in rows if not r["is_anomaly"]]
     anomaly = [r for r in rows if r["is_anomaly"]]
     half = max(1, cfg.batch_size // 2)

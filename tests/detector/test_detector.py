@@ -114,3 +114,27 @@ def test_topk_mean_and_losses_by_hand():
 def test_net_rejects_mismatched_class_embeddings():
     with pytest.raises(ValueError):
         ExVADNet(DetectorConfig(embed_dim=16, num_classes=4), torch.zeros(3, 16))
+
+
+def test_visual_dim_projects_other_encoders_into_the_class_space(tmp_path):
+    """EfficientNet-Lite-style visual features (24 values) with MiniLM-style class and explanation
+    features (16): the detector learns a projection 24 -> 16; checkpoints record visual_dim."""
+    cfg = DetectorConfig(embed_dim=16, visual_dim=24, num_classes=4, visual_length=64, attn_window=8)
+    assert cfg.input_dim == 24 and cfg.projects_input
+    assert DetectorConfig(embed_dim=16).input_dim == 16 and not DetectorConfig(embed_dim=16, visual_dim=16).projects_input
+    torch.manual_seed(0)
+    det = ExVADDetector.build(cfg, np.random.default_rng(0).normal(size=(4, 16)).astype(np.float32), NAMES)
+    assert tuple(det.net.input_proj.weight.shape) == (16, 24)
+    feats = np.random.default_rng(1).normal(size=(70, 24)).astype(np.float32)
+    scores, probs = det.score(feats, np.ones(16, np.float32))
+    assert scores.shape == (70,) and probs.shape == (70, 4)
+    with pytest.raises(ExvadError):
+        det.score(feats[:, :16])  # visual features must have visual_dim values
+    with pytest.raises(ExvadError):
+        det.score(feats, np.ones(24, np.float32))  # explanations live in the class space
+    det.save(str(tmp_path / "model.pt"))
+    again = ExVADDetector.load(str(tmp_path / "model.pt"), device="cpu")
+    assert again.config.visual_dim == 24 and again.state()["config"]["visual_dim"] == 24
+    np.testing.assert_allclose(again.score(feats)[0], det.score(feats)[0], atol=1e-6)
+    with pytest.raises(ConfigError):
+        DetectorConfig(embed_dim=16, visual_dim=0)
