@@ -34,7 +34,8 @@ def ray_local():
 @pytest.fixture(scope="module")
 def processed(ray_local, tiny_dir, mixed_archive, s3_server):
     index = s3_server.create_bucket("mixed-index") + "/run1"
-    cfg = ProcessConfig(archive=mixed_archive["uri"], index=index, label_set="synthetic", progress_interval_s=5)
+    cfg = ProcessConfig(archive=mixed_archive["uri"], index=index, label_set="synthetic", profile="tiny",
+                        progress_interval_s=5)
     summary = run_process(cfg)
     return cfg, summary
 
@@ -117,7 +118,7 @@ def test_killed_run_resumes_exactly_once(tiny_dir, mixed_archive, s3_server, tmp
     """Kill the job (SIGKILL to its process group) once some videos are written; rerun; exactly once."""
     index = s3_server.create_bucket("resume-index") + "/run"
     args = [sys.executable, "-m", "exvad_ray.cli", "process", "--archive", mixed_archive["uri"], "--index", index,
-            "--label-set", "synthetic", "--explainer", "none", "--json"]
+            "--label-set", "synthetic", "--profile", "tiny", "--explainer", "none", "--json"]
     env = dict(os.environ)
     log = open(tmp_path / "first.log", "wb")
     proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
