@@ -171,8 +171,10 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([fmt(headers), fmt(["-" * w for w in widths]), *map(fmt, rows)])
 
 
-def run_demo(workdir: str = "demo-output", small: bool = False, verbose: bool = False, seed: int = 0) -> int:
-    """Run the demo under ``workdir``; returns 0. ``small``: a 30-video archive instead of 60."""
+def run_demo(workdir: str = "demo-output", small: bool = False, verbose: bool = False, seed: int = 0,
+             synth: Any = None, extras: bool = True) -> dict[str, Any]:
+    """Run the demo under ``workdir``; returns the test-split figures. ``small``: a 30-video archive
+    instead of 60; ``synth``: any other SynthConfig (tests); ``extras``: also real clips and bad files."""
     from exvad_ray.storage.s3server import LocalS3Server, s3_environment
     from exvad_ray.synth import SynthConfig, generate_archive
 
@@ -194,10 +196,10 @@ def run_demo(workdir: str = "demo-output", small: bool = False, verbose: bool = 
             for bucket in ("archive", "index", "models"):
                 server.create_bucket(bucket)
             archive, labels = "s3://archive/footage", "s3://archive/footage/annotations/labels.parquet"
-            config = SynthConfig(videos_per_class=5, normal_videos=10, workers=2) if small else SynthConfig(workers=2)
-            with Step(1, f"sample archive ({config.videos_per_class * 4 + config.normal_videos} videos) + real clips",
-                      log, term) as step:
-                total = config.videos_per_class * len(config.classes) + config.normal_videos
+            config = synth or (SynthConfig(videos_per_class=5, normal_videos=10, workers=2) if small
+                               else SynthConfig(workers=2))
+            total = config.videos_per_class * len(config.classes) + config.normal_videos
+            with Step(1, f"sample archive ({total} videos){' + real clips' if extras else ''}", log, term) as step:
 
                 def said(msg: str) -> None:
                     print(msg, flush=True)
@@ -206,7 +208,8 @@ def run_demo(workdir: str = "demo-output", small: bool = False, verbose: bool = 
                         step.update(int(m[1]), total)
 
                 generate_archive(archive, config, progress=said)
-                print(f"+ {_upload_extras(archive, work)} real clips and bad files")
+                if extras:
+                    print(f"+ {_upload_extras(archive, work)} real clips and bad files")
             with Step(2, "archive job, zero-shot (text-to-text) scoring", log, term) as step:
                 first = _process(step, archive, "s3://index/run1", None)
             with Step(3, "train the detector on the train split (Ray Train)", log, term):
@@ -240,8 +243,11 @@ def run_demo(workdir: str = "demo-output", small: bool = False, verbose: bool = 
         print(f"  log (Ray, libraries):         {log_path}")
     print("Captions are ImageNet tags of the keyframes and explanations a summary of them (no language model):\n"
           "see docs/MODELS.md, profile `lite`.")
-    return 0
+    return {"auc": report.auc, "ap": report.ap, "map_avg": report.map_avg, "accuracy": report.accuracy,
+            "test_videos": report.n_videos, "rows": rows, "processed": first["videos_processed"],
+            "failed": first["videos_failed"], "rescored": second["videos_processed"], "log": str(log_path),
+            "plots": str(plots)}
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_demo(verbose="-v" in sys.argv))
+    run_demo(verbose="-v" in sys.argv)

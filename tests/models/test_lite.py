@@ -77,15 +77,16 @@ def test_text_encoder_ranks_meanings(enc):
         enc.embed_texts("one string")
 
 
-def test_head_on_features_equals_the_model(enc, carphone):
+def test_head_on_images_is_the_model_and_on_stored_features_keeps_its_ranking(enc, carphone):
     import torch
 
     feats = enc.embed_images(carphone)
+    assert feats.shape == (4, 1280) and np.allclose(np.linalg.norm(feats, axis=1), 1, atol=1e-5)
     with torch.inference_mode():
-        x = enc._preprocess(carphone)
-        direct = torch.softmax(enc.visual(x), -1).numpy()
-    assert feats.shape == (4, 1280)
-    np.testing.assert_allclose(enc.classify_features(feats), direct, atol=1e-5)
+        direct = torch.softmax(enc.visual(enc._preprocess(carphone)), -1).numpy()
+    np.testing.assert_allclose(enc.classify_images(carphone), direct, atol=1e-5)
+    stored = enc.classify_features(feats)  # rescaled to the typical norm: same order of classes
+    np.testing.assert_array_equal(np.argsort(-stored, 1)[:, :5], np.argsort(-direct, 1)[:, :5])
 
 
 def test_tag_caption_and_cleaning_rule():
