@@ -8,6 +8,10 @@ from typing import Any, Literal
 from exvad_ray.errors import ConfigError
 
 Fusion = Literal["add", "concat", "none"]
+ClassPooling = Literal["logits", "sigmoid"]
+
+
+RENAMED = {"attn_window": "attention_block"}  # old name -> glossary name (docs/CONTRACTS.md)
 
 
 @dataclass
@@ -27,12 +31,18 @@ class DetectorConfig:
     visual_length: int = 256  # training length and inference chunk size (snippets)
     layers: int = 2  # local transformer blocks
     heads: int = 1
-    attn_window: int = 8  # 8 on UCF-Crime, 64 on XD-Violence
+    attention_block: int = 8  # snippets per local self-attention block: 8 on UCF-Crime, 64 on XD-Violence
     gcn_threshold: float = 0.7
     fusion: Fusion = "add"  # how the explanation feature F_T joins the visual features
     prompt_context: bool = True  # learnable per-class context added to the class embeddings
     visual_prompt: bool = True  # VadCLIP's video-conditioned class features
+    # weights of the video-conditioned class features: VadCLIP pools with the raw binary logits
+    # ("logits", the presets); the default "sigmoid" measured better AUC/AP (docs/DETECTOR.md, deviation 2)
+    class_pooling: ClassPooling = "sigmoid"
     tau: float = 0.07
+    # Compute what VadCLIP's code computes (docs/DETECTOR.md, "Deviations"): padded snippets take part
+    # in attention, the distance graph, the GCN residual and the class pooling. Off: padding is masked.
+    reference_parity: bool = False
 
     def __post_init__(self) -> None:
         if self.fusion not in ("add", "concat", "none"):
@@ -45,8 +55,22 @@ class DetectorConfig:
             raise ConfigError(f"visual_dim must be positive, not {self.visual_dim}")
         if self.num_classes < 2:
             raise ConfigError("a label set needs Normal plus at least one anomaly class")
-        if self.attn_window < 1 or self.visual_length < 1:
-            raise ConfigError("attn_window and visual_length must be positive")
+        if self.attention_block < 1 or self.visual_length < 1:
+            raise ConfigError("attention_block and visual_length must be positive")
+        if self.class_pooling not in ("logits", "sigmoid"):
+            raise ConfigError(f"class_pooling must be 'logits' or 'sigmoid', not {self.class_pooling!r}")
+        if self.reference_parity:
+            self._check_parity()
+
+    def _check_parity(self) -> None:
+        """Settings VadCLIP's network cannot express are refused rather than silently approximated."""
+        if self.projects_input:
+            raise ConfigError("reference_parity needs visual_dim == embed_dim (VadCLIP has no input projection)")
+        if self.class_pooling != "logits" or not self.visual_prompt:
+            raise ConfigError("reference_parity needs visual_prompt with class_pooling='logits' (VadCLIP's pooling)")
+        if self.visual_length % self.attention_block:
+            raise ConfigError(f"reference_parity needs attention_block ({self.attention_block}) to divide visual_length "
+                              f"({self.visual_length}): VadCLIP's mask leaves the remainder without any key (NaN)")
 
     @property
     def input_dim(self) -> int:
@@ -63,4 +87,6 @@ class DetectorConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DetectorConfig:
         known = {f.name for f in fields(cls)}
+        data = {RENAMED.get(k, k): v for k, v in data.items()}  # checkpoints written before the rename
+        data.setdefault("class_pooling", "sigmoid")  # what checkpoints without the field were trained with
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -136,9 +136,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             with open(fault["epoch_log"], "a") as fh:
                 fh.write(f"{epoch} {os.getpid()}\n")
         t0 = time.perf_counter()
+        lr = cfg.set_lr(optimizer, epoch)
         parts = train_epoch(model, optimizer, balanced_epoch(side("train_normal", epoch), side("train_anomaly", epoch)),
                             cfg.loss, device)
-        entry: dict[str, float] = {"epoch": float(epoch), "epoch_s": time.perf_counter() - t0} | parts
+        entry: dict[str, float] = {"epoch": float(epoch), "epoch_s": time.perf_counter() - t0, "lr": lr} | parts
         state = None
         if rank == 0:
             if val:
