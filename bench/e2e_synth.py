@@ -69,7 +69,8 @@ def profile_runs(args: argparse.Namespace, profile: str, archive: str, labels: s
     for seed in args.seeds:
         model = os.path.join(w, f"model-seed{seed}")
         shutil.rmtree(model, ignore_errors=True)
-        run(f"{profile} train", ["train", *data, "--out", model, "--epochs", str(args.epochs), "--lr", str(args.lr),
+        lr = args.lr or (1e-3 if profile == "tiny" else 1e-4)
+        run(f"{profile} train", ["train", *data, "--out", model, "--epochs", str(args.epochs), "--lr", str(lr),
                                  "--batch-size", str(args.batch_size), "--seed", str(seed)], times)
         out = os.path.join(w, f"eval_test_seed{seed}.json")
         plots = ["--plots", os.path.join(w, "plots")] if seed == args.seeds[0] else []
@@ -84,8 +85,9 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/e2e-synth")
     ap.add_argument("--profiles", default="lite,tiny")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--lr", type=float, default=None, help="default: 1e-4 for lite (1e-3 saturates its "
+                    "projected features), 1e-3 for tiny")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--reuse", action="store_true", help="keep an existing archive and indexes under --work")
     ap.add_argument("--no-record", action="store_true", help="print, do not write bench/RESULTS.md")
@@ -128,7 +130,7 @@ def main() -> None:
         "Default synthetic archive (`exvad synth`, 60 videos: 36 train / 12 val / 12 test; test = 4 Normal + 2 per "
         f"anomaly class), generated once. Per profile: `exvad process` (lite: its tag captions, tag cleaning, "
         "caption summary and MiniLM explanation feature; tiny: `--explainer none`), then per seed "
-        f"{', '.join(map(str, args.seeds))}: `exvad train` ({args.epochs} epochs, lr {args.lr:g}, batch "
+        f"{', '.join(map(str, args.seeds))}: `exvad train` ({args.epochs} epochs, lr {args.lr or 'lite 1e-4, tiny 1e-3'}, batch "
         f"{args.batch_size}; selection on val) and `exvad evaluate` on test. Zero-shot = no checkpoint (lite: "
         "snippet tag captions against the label descriptions, text to text; tiny: CLIP image-text), one figure "
         "(deterministic).\n\n"

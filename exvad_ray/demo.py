@@ -130,7 +130,7 @@ def _train(index: str, labels: str, out: str, seed: int) -> dict[str, Any]:
 
     emb, names = class_embeddings_for(LABEL_SET, PROFILE)
     data = DataSource(snippets=storage.join(index, "snippets"), videos=storage.join(index, "videos"), labels=labels)
-    req = TrainRequest(data, out, emb, names, LABEL_SET, train=TrainConfig(epochs=30, lr=1e-3, batch_size=16, seed=seed),
+    req = TrainRequest(data, out, emb, names, LABEL_SET, train=TrainConfig(epochs=20, lr=1e-4, batch_size=16, seed=seed),
                        ray=RayTrainSettings(storage_path=storage.join(out, "ray")))
     _outcome, card = train_detector(req)
     return card
