@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-# Bounds held for every seed tried (see the report in bench/RESULTS.md, "End to end: the lite test").
+# NOT DONE: these bounds are provisional. The test was written but never ran to the end in its session
+# (the shared 2-core machine sat at load 50-60 and Ray's node startup timed out), so it is skipped until
+# someone runs it over a few seeds and sets bounds that hold for all of them.
 MIN_AUC, MIN_ACCURACY = 0.75, 0.5
 
 
 @pytest.mark.slow
+@pytest.mark.skip(reason="not done: bounds not yet measured (see the comment above)")
 def test_lite_demo_detects_above_chance(tmp_path, capsys):
     from exvad_ray.demo import run_demo
     from exvad_ray.synth import SynthConfig
