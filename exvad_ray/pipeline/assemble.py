@@ -100,7 +100,7 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
     date, camera = str(w0["date"]), str(w0["camera"])
     part = {"date": date, "camera": camera}
     expl = [str(w.get("explanation") or "") for w in windows]
-    if len(windows) == 1:
+    if len(windows) == 1 or not any(expl):  # no explainer: no time-span headers around nothing
         video_expl = expl[0]
     else:
         video_expl = "\n".join(f"[{_fmt_time(float(_arr(w['start_s'])[0]))}-{_fmt_time(float(_arr(w['end_s'])[-1]))}] {e}"
@@ -137,7 +137,8 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
             cols[key].append(value)
     segments = [({"class": sanitize(label), **part}, dict(cols)) for label, cols in seg_by_class.items()]
 
-    captions: dict[str, list[Any]] = defaultdict(list)
+    # every column present even when no window has a keyframe (an empty captions file, not a failure)
+    captions: dict[str, list[Any]] = {name: [] for name in idx.CAPTIONS.schema.names}
     for w in windows:
         kf_s = _arr(w.get("keyframe_s", []), np.float64)
         raw, clean = _strs(w.get("captions")), _strs(w.get("clean_captions"))
@@ -211,7 +212,7 @@ class VideoAssembler:
                    [c for c in summary["segment_classes"].split(",") if c])
             return summary
         except Exception as exc:  # noqa: BLE001 - a bad video never fails the job
-            stage = exc.stage if isinstance(exc, StageError) else "finalize"
+            stage = exc.stage if isinstance(exc, StageError) else "assemble"
             reason = write_error(self.ctx.index, self.ctx.run_id, item, stage, exc)
             notify(self.progress, "video_failed", stage, reason)
             return {"video_id": item["video_id"], "uri": item["uri"], "status": "error", "stage": stage,
