@@ -145,7 +145,7 @@ def test_visual_dim_projects_other_encoders_into_the_class_space(tmp_path):
 def test_training_and_inference_score_a_video_the_same(fusion, explained):
     """The training forward (train mode, a padded batch row with has_text) and the scoring API give
     one video the same logits. Before the fix, `add` without an explanation added the text
-    projection's bias in training only."""
+    projection's bias (a zero F_T) in training only; now inference adds it too."""
     from exvad_ray.train.data import VideoRecord, training_row
     from exvad_ray.train.loop import rows_to_batch
 
