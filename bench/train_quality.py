@@ -54,9 +54,11 @@ def archive_records(work: str, profile: str) -> tuple[list[VideoRecord], np.ndar
         if not os.path.isdir(os.environ["EXVAD_TINY_MODELS"]):
             exvad(["models", "make-tiny", os.environ["EXVAD_TINY_MODELS"]])
     archive, index = os.path.join(work, "archive"), os.path.join(work, f"index-{profile}")
-    labels = os.path.join(archive, "annotations", "labels.parquet")
-    if not os.path.exists(labels) and exvad(["synth", archive, "--workers", "2", "-q"]) != 0:
+    if not os.path.isdir(os.path.join(archive, "annotations")) and exvad(["synth", archive, "--workers", "2", "-q"]) != 0:
         raise SystemExit("exvad synth failed")
+    # the labels table: a folder (labels branch) or, in archives written before it, one Parquet file
+    labels = next(p for p in (os.path.join(archive, "annotations", n) for n in ("labels", "labels.parquet"))
+                  if os.path.exists(p))
     if not os.path.isdir(os.path.join(index, "snippets")) and exvad(
             ["process", "--archive", archive, "--index", index, "--label-set", "synthetic", "--explainer", "none",
              "--profile", profile, "--json"]) != 0:

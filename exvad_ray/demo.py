@@ -138,7 +138,7 @@ def _train(index: str, labels: str, out: str, seed: int) -> dict[str, Any]:
 
 def _evaluate(index: str, labels: str, detector: str, plots: Path) -> tuple[Any, list[list[str]]]:
     """Test-split report of the rescored index, and the per-video table rows."""
-    from exvad_ray.detector.inference import ExVADDetector
+    from exvad_ray.checkpoints import load_detector
     from exvad_ray.eval.evaluate import evaluate_records
     from exvad_ray.eval.plots import write_plots
     from exvad_ray.pipeline.index import read_table
@@ -146,7 +146,7 @@ def _evaluate(index: str, labels: str, detector: str, plots: Path) -> tuple[Any,
 
     records = split_records(load_index_records(storage.join(index, "snippets"), storage.join(index, "videos"),
                                                labels), "test")
-    scorer = ExVADDetector.load(detector)
+    scorer = load_detector(detector)
     report = evaluate_records(scorer, records, scorer.class_names)
     write_plots(report, scorer.class_names, str(plots))
     videos = read_table(index, "videos", ["video_id", "name"]).to_pylist()

@@ -167,16 +167,17 @@ class ExVADNet(nn.Module):
 
     def fuse_text(self, v: torch.Tensor, text: torch.Tensor | None, has_text: torch.Tensor | None) -> torch.Tensor:
         """F_F from the visual features and the explanation feature F_T. A video without an
-        explanation (text None, or has_text False in a batch) gets exactly what inference gives it:
-        `add` adds nothing (not the projection's bias), `concat` sees a zero F_T."""
-        if self.config.fusion == "none" or text is None:
-            if self.config.fusion == "concat":
-                return self.fuse(torch.cat((v, torch.zeros_like(v)), dim=2))
+        explanation has a zero F_T, the same in training (has_text False in a batch) and at inference
+        (text None): `add` adds Linear(0) = the projection's bias, `concat` sees zeros."""
+        if self.config.fusion == "none":
             return v
-        present = (torch.ones(v.shape[0], device=v.device) if has_text is None else has_text).to(v.dtype)[:, None]
-        text = text.to(v.dtype) * present
+        if text is None:
+            text = torch.zeros(v.shape[0], v.shape[2], dtype=v.dtype, device=v.device)
+        text = text.to(v.dtype)
+        if has_text is not None:
+            text = text * has_text[:, None].to(v.dtype)
         if self.config.fusion == "add":
-            return v + (self.text_proj(text) * present)[:, None, :]
+            return v + self.text_proj(text)[:, None, :]
         return self.fuse(torch.cat((v, text[:, None, :].expand_as(v)), dim=2))
 
     def pooling_weights(self, binary: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

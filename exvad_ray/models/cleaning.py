@@ -63,7 +63,7 @@ def clean_tag_captions(probs: np.ndarray, captions: Sequence[str], min_prob: flo
 
 
 def row_cleaner(encoders: object, batch_captions: Sequence[Sequence[str]], captioner: object):
-    """A function ``(keyframe_features (n, D), captions (n,)) -> cleaned captions`` for one batch:
+    """A function ``(keyframe_embedding (n, D), captions (n,)) -> cleaned captions`` for one batch:
     CLIP image-text retrieval for aligned encoders (one text-encoder call for the batch's distinct
     captions), the tag rule of :func:`clean_tag_captions` otherwise."""
     if getattr(encoders, "aligned", True):

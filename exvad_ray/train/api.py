@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 
 from exvad_ray import storage
+from exvad_ray.checkpoints import CHECKPOINT_FILE, save_detector
 from exvad_ray.detector import DetectorConfig
 from exvad_ray.errors import ExvadError
 from exvad_ray.train.data import VideoRecord, conform, feature_dim, load_index_records, split_records
-from exvad_ray.train.importers import UCF_CLASSES, XD_CLASSES, load_vadclip_records
 from exvad_ray.detector.presets import get_preset
+from exvad_ray.train.importers import UCF_CLASSES, XD_CLASSES, load_vadclip_records
 from exvad_ray.train.loop import TrainConfig, train_config
 from exvad_ray.train.ray_job import RayTrainSettings, TrainOutcome, run_ray_training
 
@@ -81,10 +82,6 @@ class DataSource:
         if not recs:
             raise ExvadError("no data given: use --snippets/--videos/--labels or --vadclip-train CSV")
         return recs
-
-
-def default_class_names(dataset: str) -> list[str]:
-    return list(UCF_CLASSES if dataset == "ucf" else XD_CLASSES)
 
 
 @dataclass
@@ -223,7 +220,7 @@ def train_detector(req: TrainRequest, records: Sequence[VideoRecord] | None = No
     card = model_card(req, recs, outcome, det_cfg, test_metrics)
     outcome.detector.meta = {"label_set": req.label_set, "best_epoch": outcome.best_epoch,
                              "val_metrics": outcome.best_metrics, "created": card["created"]}
-    outcome.detector.save(storage.join(req.out, "model.pt"))
+    save_detector(outcome.detector, storage.join(req.out, CHECKPOINT_FILE))
     storage.write_bytes(storage.join(req.out, "model_card.json"), json.dumps(card, indent=2, default=str).encode())
     storage.write_bytes(storage.join(req.out, "model_card.md"), _card_markdown(card).encode())
     return outcome, card

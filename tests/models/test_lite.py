@@ -119,12 +119,12 @@ def test_stages_with_lite(lite):
                   ms.ExplanationStage(lite), ms.TextEmbeddingStage(lite)):
         batch = stage(batch)
     assert all(e is None for e in batch["error"])
-    assert batch["clip_features"][0].shape == (5, 1280) and batch["keyframe_features"][1].shape == (2, 1280)
+    assert batch["visual_embedding"][0].shape == (5, 1280) and batch["keyframe_embedding"][1].shape == (2, 1280)
     assert [len(c) for c in batch["captions"]] == [3, 2] and [len(c) for c in batch["clean_captions"]] == [3, 2]
     assert batch["caption_model"][0] == "imagenet-tags/efficientnet-lite0@p0.1k3"
     assert batch["explanation_model"][0] == "caption-summary/1"
     assert all(e.startswith(PREFIX) for e in batch["explanation"])
-    assert batch["explanation_features"].shape == (2, 384)
+    assert batch["explanation_embedding"].shape == (2, 384)
 
 
 def test_zero_shot_text_to_text(lite, carphone):
