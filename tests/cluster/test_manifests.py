@@ -286,7 +286,7 @@ def test_dockerfile_pins_ray_and_splits_cpu_gpu():
     assert "vllm" not in cpu.split("AS cpu")[1].lower().replace("no vllm", "")
     assert "download.pytorch.org/whl/cpu" in cpu and "vllm==${VLLM_VERSION}" in gpu
     for stage in (cpu, gpu):
-        assert "-c /tmp/exvad/constraints.txt" in stage and f"ray[data,train,default]==${{RAY_VERSION}}" in stage
+        assert "-c /tmp/exvad/constraints.txt" in stage and "ray[data,train,default]==${RAY_VERSION}" in stage
     pins = dict(line.split("==") for line in (CLUSTER / "constraints.txt").read_text().splitlines()
                 if "==" in line)
     assert pins["ray"] == RAY_VERSION
