@@ -363,7 +363,7 @@ def run_job(archive: str, index: str, profile: str, bw: int, trace: str, gpus: f
 
     cfg = ProcessConfig(archive=archive, index=index, profile=profile, explainer="transformers",
                         label_set="synthetic", fuse_stages=False, batch_windows=bw, progress_interval_s=60,
-                        gpu_per_stage=0.25 if gpus else 0.0)
+                        gpu_per_stage=None)  # the project's default shares (none without GPUs)
     plan = plan_resources(cfg, float(ray.cluster_resources().get("CPU", 1)), gpus)
     os.makedirs(trace, exist_ok=True)
     with GpuSampler() as sampler:
