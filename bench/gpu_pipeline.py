@@ -394,6 +394,10 @@ def derive(job: dict[str, Any], iso: dict[str, float], gpus: float) -> dict[str,
             "ratio_to_isolated_sum": round(e2e / iso_rate, 3) if iso_rate else None}
 
 
+def _say(msg: str) -> None:
+    print(f"[gpu_pipeline {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny shapes: checks the whole code path")
@@ -434,8 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     profile = write_profile(work / "profile.yaml", models, tiny_dir, args.dry_run)
     archive = str(work / "archive")
     t0 = time.perf_counter()
+    _say(f"models and profile in {work}; generating the archive")
     make_archive(archive, args)
     gen_s = time.perf_counter() - t0
+    _say(f"archive generated in {gen_s:.0f} s")
 
     trace_root = work / "trace"
     # Workers import this module for the hook: the repo root and bench/ on their path.
@@ -452,9 +458,11 @@ def main(argv: list[str] | None = None) -> int:
         ray.data.DataContext.get_current().issue_detectors_config.detectors = []
         try:
             jobs.append(run_job(archive, str(work / f"index-bw{bw}"), profile, bw, trace, gpus))
+            _say(f"job batch_windows={bw}: {jobs[-1]['wall_s']} s, {jobs[-1]['summary']['hours']} video-h")
         finally:
             ray.shutdown()
     iso = isolated_rates(profile, device, args.repeats)
+    _say(f"isolated rates: {iso}")
     for j in jobs:
         j.update(derive(j, iso, gpus))
     result = {"dry_run": args.dry_run, "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
