@@ -44,7 +44,8 @@ def real_clips_dir() -> Path:
 def public_lists_dir() -> Path:
     """Real UCF-Crime / XD-Violence annotation files (../shared/data/public_lists)."""
     here = Path(__file__).resolve().parent.parent
-    for cand in (here.parent / "shared" / "data" / "public_lists", here / "shared" / "data" / "public_lists"):
+    for cand in (here.parent / "shared" / "data" / "public_lists", here / "shared" / "data" / "public_lists",
+                 here.parent.parent / "shared" / "data" / "public_lists"):  # a worktree under <repo>/../wt/
         if cand.exists():
             return cand
     pytest.skip("public_lists not found beside the checkout")

@@ -18,7 +18,7 @@ from exvad_ray import storage
 from exvad_ray.detector import DetectorConfig
 from exvad_ray.errors import ExvadError
 from exvad_ray.train.data import VideoRecord, conform, feature_dim, load_index_records, split_records
-from exvad_ray.train.importers import UCF_CLASSES, XD_CLASSES, load_vadclip_records
+from exvad_ray.labels.importers import UCF_CLASSES, XD_CLASSES, load_vadclip_records
 from exvad_ray.train.loop import TrainConfig
 from exvad_ray.train.ray_job import RayTrainSettings, TrainOutcome, run_ray_training
 

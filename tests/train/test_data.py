@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from exvad_ray.errors import ExvadError
-from exvad_ray.train.data import labels_table, load_index_records, training_row, uniform_pool, write_labels
+from exvad_ray.index.labels import append_labels, make_table
+from exvad_ray.train.data import load_index_records, training_row, uniform_pool
 
 
 def write_index(tmp_path, n_videos=3, dim=8, seed=0):
@@ -27,13 +28,13 @@ def write_index(tmp_path, n_videos=3, dim=8, seed=0):
     (tmp_path / "snippets").mkdir()
     pq.write_table(pa.Table.from_pylist(snip), tmp_path / "snippets" / "part-0.parquet")
     pq.write_table(pa.Table.from_pylist(vids), tmp_path / "videos.parquet")
-    write_labels(labels_table(labs), str(tmp_path / "labels.parquet"))
+    append_labels(str(tmp_path / "labels"), make_table(labs), source="import:test")
     return feats
 
 
 def test_join_indexes_with_labels(tmp_path):
     feats = write_index(tmp_path)
-    recs = load_index_records(str(tmp_path / "snippets"), str(tmp_path / "videos.parquet"), str(tmp_path / "labels.parquet"))
+    recs = load_index_records(str(tmp_path / "snippets"), str(tmp_path / "videos.parquet"), str(tmp_path / "labels"))
     assert [r.name for r in recs] == ["cam0", "cam1"]
     np.testing.assert_array_equal(recs[1].features, feats["cam1"])  # snippet order restored
     assert recs[0].text_feature is None and recs[1].text_feature[0] == 1.0
@@ -41,9 +42,9 @@ def test_join_indexes_with_labels(tmp_path):
     assert recs[1].segments == [(16, 32, "Fight")]
     with pytest.raises(ExvadError, match="no video"):
         load_index_records(str(tmp_path / "snippets"), str(tmp_path / "videos.parquet"),
-                           str(tmp_path / "labels.parquet"), splits=["test"])
+                           str(tmp_path / "labels"), splits=["test"])
     with pytest.raises(ExvadError):
-        load_index_records(str(tmp_path / "nope"), str(tmp_path / "videos.parquet"), str(tmp_path / "labels.parquet"))
+        load_index_records(str(tmp_path / "nope"), str(tmp_path / "videos.parquet"), str(tmp_path / "labels"))
 
 
 def test_training_rows_pool_and_pad():
@@ -58,3 +59,19 @@ def test_training_rows_pool_and_pad():
     assert short["length"] == 3 and short["features"][3:].sum() == 0 and short["has_text"]
     with pytest.raises(ExvadError, match="not in the label set"):
         training_row(VideoRecord("v", f, None, ["Arson"], [], "train"), ["Normal", "Fight"], 4)
+
+
+def test_current_view_feeds_training_records(tmp_path):
+    """Verdicts reach the records: a confirmed segment is ground truth of its class (and the video
+    anomalous), a false alarm only a Normal interval (no anomaly segment)."""
+    from exvad_ray.index.labels import record_feedback
+
+    write_index(tmp_path)
+    labels = str(tmp_path / "labels")
+    seg = {"segment_id": "id0:1", "uri": "/arch/cam0.mp4", "name": "cam0", "start_s": 1.0, "end_s": 2.0,
+           "fps": 16.0, "n_frames": 80}
+    record_feedback(labels, seg, "confirmed", cls="Fight")
+    record_feedback(labels, dict(seg, segment_id="id1:0", name="cam1", uri="/arch/cam1.mp4", start_s=0.0), "false-alarm")
+    recs = {r.name: r for r in load_index_records(str(tmp_path / "snippets"), str(tmp_path / "videos.parquet"), labels)}
+    assert recs["cam0"].labels == ["Fight"] and recs["cam0"].segments == [(16, 32, "Fight")]
+    assert recs["cam1"].segments == [(16, 32, "Fight")]  # the Normal interval is not an anomaly segment

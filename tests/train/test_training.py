@@ -99,7 +99,7 @@ def test_cli_train_and_evaluate_on_index_tables(ray_session, tmp_path, capsys):
     import pyarrow.parquet as pq
 
     from exvad_ray.cli import main
-    from exvad_ray.train.data import labels_table, write_labels
+    from exvad_ray.index.labels import append_labels, make_table
 
     tr, va, te, emb = data(dim=16)
     snip, vids, labs = [], [], []
@@ -112,10 +112,10 @@ def test_cli_train_and_evaluate_on_index_tables(ray_session, tmp_path, capsys):
     pq.write_table(pa.Table.from_pylist(snip), tmp_path / "snippets.parquet")
     pq.write_table(pa.Table.from_pylist(vids, schema=pa.schema([("video_id", pa.string()), ("name", pa.string()),
                    ("explanation_embedding", pa.list_(pa.float32()))])), tmp_path / "videos.parquet")
-    write_labels(labels_table(labs), str(tmp_path / "labels.parquet"))
+    append_labels(str(tmp_path / "labels"), make_table(labs), source="import:test")
     np.savez(tmp_path / "classes.npz", embeddings=emb, class_names=np.array(NAMES))
     data_args = ["--snippets", str(tmp_path / "snippets.parquet"), "--videos", str(tmp_path / "videos.parquet"),
-                 "--labels", str(tmp_path / "labels.parquet")]
+                 "--labels", str(tmp_path / "labels")]
     rc = main(["train", *data_args, "--class-embeddings", str(tmp_path / "classes.npz"), "--out", str(tmp_path / "model"),
                "--epochs", "2", "--batch-size", "16", "--lr", "1e-3", "--layers", "1", "--visual-length", "128",
                "--fusion", "concat"])

@@ -17,7 +17,8 @@ import pyarrow as pa
 
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
-from exvad_ray.train.data import VideoRecord, labels_table
+from exvad_ray.index.labels import make_table
+from exvad_ray.train.data import VideoRecord
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def import_ucf_crime(train_list: str | None, test_list: str | None, temporal_ann
                          "segments": [{"start_frame": s, "end_frame": e, "label": cls} for s, e in segs]})
     if not rows:
         raise ExvadError("give at least one of the UCF-Crime train list, test list or temporal annotation")
-    return labels_table(rows)
+    return make_table(rows)
 
 
 # ------------------------------------------------------------------------- XD-Violence
@@ -173,7 +174,7 @@ def import_xd_violence(names_by_split: dict[str, Sequence[str]], annotations: st
         for name in names:
             sp = "val" if split == "train" and val_fraction and _val_hash(name, val_fraction) else split
             rows.append(xd_row(name, sp, ann))
-    return labels_table(rows)
+    return make_table(rows)
 
 
 # ------------------------------------------------------------------------- VadCLIP features

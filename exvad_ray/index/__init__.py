@@ -1,0 +1,1 @@
+"""The archive's index: Parquet tables under one location (see docs/CONTRACTS.md)."""
