@@ -166,6 +166,8 @@ def _read_process(index: str, table: str) -> pa.Table:
            "detector_id": pa.array([det.get(v) for v in t.column("video_id").to_pylist()], pa.string())}
     if table == "segments":
         ids |= {"detector_uri": ids["detector_id"], "model_card": pa.nulls(n, pa.string())}
+    if table == "videos":
+        ids["scored_at"] = t.column("processed_at")
     want = pa.schema(list(schema(table)) + [pa.field(c, pa.string()) for c in PARTITIONS[table]])
     cols = [ids[f.name] if f.name in ids else t.column(f.name).cast(f.type) for f in want]
     return pa.Table.from_arrays(cols, schema=want)
