@@ -288,6 +288,16 @@ def current_view(history: pa.Table) -> pa.Table:
 # ----------------------------------------------------------------------------------- feedback
 
 
+def seconds_to_frames(start_s: float, end_s: float, fps: float) -> tuple[int, int]:
+    """[start_s, end_s) -> the source frames it covers, [floor, ceil); times within 1/1000 frame of
+    a frame boundary (rounded decimals) snap to it."""
+    def snap(v: float, fn: Any) -> int:
+        r = round(v)
+        return int(r) if abs(v - r) < 1e-3 else int(fn(v))
+
+    return max(0, snap(start_s * fps, math.floor)), snap(end_s * fps, math.ceil)
+
+
 def feedback_row(segment: dict[str, Any], verdict: str, cls: str | None = None, author: str | None = None,
                  split: str | None = None) -> dict[str, Any]:
     """A feedback row for a flagged segment (a row of the index's segments table, with the video's
@@ -305,8 +315,7 @@ def feedback_row(segment: dict[str, Any], verdict: str, cls: str | None = None, 
         raise ExvadError(f"segment {segment['segment_id']}: the video's frame rate is unknown "
                          "(pass the segment with `fps`, or index=URI)")
     n_frames = segment.get("n_frames")
-    start = max(0, int(math.floor(float(segment["start_s"]) * fps + 1e-6)))
-    end = int(math.ceil(float(segment["end_s"]) * fps - 1e-6))
+    start, end = seconds_to_frames(float(segment["start_s"]), float(segment["end_s"]), float(fps))
     if n_frames:
         end = min(end, int(n_frames))
     if end <= start:

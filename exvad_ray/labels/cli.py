@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "per video the newest import gives labels, split and segments, analyst verdicts "
                     "(`exvad feedback`) add segments on top, and the history stays readable.")
     lsub = p.add_subparsers(dest="labels_command", metavar="SUBCOMMAND")
+    add_import_parser(lsub)
     s = lsub.add_parser("show", help="counts per split and class (current view)",
                         description="Print the current view's videos per split and class, segments, and "
                                     "how many rows the history holds per source.")
@@ -44,6 +45,99 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--author", help="who decided (recorded with the verdict)")
     f.add_argument("--scoring", metavar="ID", help="scoring the segment comes from (default: any)")
     f.set_defaults(func=_feedback)
+
+
+def add_import_parser(lsub: argparse._SubParsersAction) -> None:
+    imp = lsub.add_parser(
+        "import", help="import labels (formats ucf, xd, csv) into a labels table",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Add one batch of labels to the labels table (a new file; earlier imports and verdicts stay). "
+                    "With --index, each label finds its video (URI, else unique name) and takes the video's real "
+                    "frame rate and frame count from the videos table; names that match no indexed video and "
+                    "indexed videos left without a label are reported. Malformed lines fail with their number.",
+        epilog="examples:\n"
+               "  exvad labels import ucf --labels s3://arch/labels --index s3://index/run1 \\\n"
+               "      --train-list Anomaly_Train.txt --test-list Anomaly_Test.txt \\\n"
+               "      --annotations Temporal_Anomaly_Annotation.txt\n"
+               "  exvad labels import xd --labels labels/ --test-list xd_CLIP_rgbtest.csv --annotations annotations.txt\n"
+               "  exvad labels import csv my_labels.csv --labels labels/ --index s3://index/run1")
+    fsub = imp.add_subparsers(dest="format", metavar="FORMAT")
+    ucf = fsub.add_parser("ucf", help="UCF-Crime: Anomaly_Train/Test.txt lists + Temporal_Anomaly_Annotation.txt",
+                          description="Classes from the list folders (`Abuse/Abuse001_x264.mp4`; Normal folders -> "
+                                      "Normal), segments (source frames) from the temporal annotation file; names "
+                                      "with or without extensions; blank lines and # comments skipped.")
+    xd = fsub.add_parser("xd", help="XD-Violence: names carrying _label_<codes> + annotations.txt",
+                         description="Classes from the label codes in the names (`..._label_B2-G-0`), segments from "
+                                     "annotations.txt or annotations_multiclasses.txt. Lists: one name/path per line, "
+                                     "or VadCLIP's feature CSV (path,label).")
+    for f, ann, val in ((ucf, "Temporal_Anomaly_Annotation.txt", 0.1),
+                        (xd, "annotations.txt / annotations_multiclasses.txt", 0.0)):
+        f.add_argument("--train-list", metavar="URI")
+        f.add_argument("--test-list", metavar="URI")
+        f.add_argument("--annotations", metavar="URI", help=ann)
+        f.add_argument("--val-fraction", type=float, default=val,
+                       help=f"deterministic share of the train list moved to val (default {val})")
+    c = fsub.add_parser("csv", help="one row per video: name or video_uri, classes, split, optional segments",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description=__import__("exvad_ray.labels.csv_labels", fromlist=["x"]).__doc__)
+    c.add_argument("csv", metavar="CSV_URI")
+    c.add_argument("--fps", type=float, help="frame rate for segments in seconds when neither --index nor an "
+                   "`fps` column gives it")
+    for f in (ucf, xd, c):
+        f.add_argument("--labels", required=True, metavar="URI", help="labels table (folder) to add to")
+        f.add_argument("--index", metavar="URI", help="index whose videos the labels are for (frame rates, URIs)")
+        f.add_argument("--author", help="who made these labels (recorded)")
+        f.add_argument("--dry-run", action="store_true", help="check and report; write nothing")
+        f.set_defaults(func=_import)
+    imp.set_defaults(func=lambda args: (imp.print_help(), 2)[1])
+
+
+def import_rows(args: argparse.Namespace) -> list[dict]:
+    from exvad_ray.labels import importers as im
+
+    if not 0.0 <= getattr(args, "val_fraction", 0.0) < 1.0:
+        raise ExvadError("--val-fraction must be in [0, 1)")
+    if args.format == "ucf":
+        return im.import_ucf_crime(args.train_list, args.test_list, args.annotations, args.val_fraction).to_pylist()
+    if args.format == "xd":
+        names = {sp: im.read_xd_names(u) for sp, u in (("train", args.train_list), ("test", args.test_list)) if u}
+        if not names and args.annotations:
+            names = {"test": list(im.parse_xd_annotations(im._text(args.annotations)))}
+        if not names:
+            raise ExvadError("give --train-list and/or --test-list (or --annotations)")
+        return im.import_xd_violence(names, args.annotations, args.val_fraction).to_pylist()
+    from exvad_ray.labels.csv_labels import parse_labels_csv
+
+    return parse_labels_csv(im._text(args.csv))
+
+
+def _import(args: argparse.Namespace) -> int:
+    from exvad_ray.index.labels import append_labels, make_table
+    from exvad_ray.labels.csv_labels import frames_from_seconds
+
+    rows = import_rows(args)
+    report = None
+    if args.index:
+        from exvad_ray.labels.matching import match_index
+
+        rows, report = match_index(rows, args.index, args.labels)
+    if args.format == "csv":
+        rows = frames_from_seconds(rows, args.fps)
+    table = make_table(rows)
+    counts = Counter((r["split"], lab) for r in rows for lab in r["labels"])
+    n_segs = sum(len(r["segments"]) for r in rows)
+    print(f"exvad labels import {args.format}: {len(rows)} videos, {n_segs} segments"
+          + ("" if args.dry_run else f" -> {args.labels}") + (" (dry run)" if args.dry_run else ""))
+    for split in ("train", "val", "test"):
+        per = {lab: n for (sp, lab), n in sorted(counts.items()) if sp == split}
+        if per:
+            print(f"  {split:5s} " + ", ".join(f"{k} {v}" for k, v in per.items()))
+    if report:
+        print("\n".join(report.lines()))
+    if not args.dry_run:
+        written = append_labels(args.labels, table, source=f"import:{args.format}", author=args.author)
+        print(f"  written {written}")
+    return 0
 
 
 def show_counts(labels_uri: str) -> dict:

@@ -109,22 +109,15 @@ class AnnotationRecord:
 
 
 def parse_temporal_annotations(text: str) -> list[AnnotationRecord]:
-    """Parse UCF-Crime temporal annotations (ours and the public file: ``.mp4`` optional)."""
-    out = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 6:
-            raise AnnotationFormatError(f"line {lineno}: expected 6 fields, got {len(parts)}: {line!r}")
-        name, label, *nums = parts
-        try:
-            s1, e1, s2, e2 = (int(x) for x in nums)
-        except ValueError as exc:
-            raise AnnotationFormatError(f"line {lineno}: frame numbers must be integers: {line!r}") from exc
-        segs = tuple((s, e) for s, e in ((s1, e1), (s2, e2)) if s >= 0 and e >= 0)
-        out.append(AnnotationRecord(os.path.splitext(name)[0] if name.endswith(".mp4") else name, label, segs))
-    return out
+    """Parse UCF-Crime temporal annotations (ours and the public file: ``.mp4`` optional), with the
+    labels importer's parser (one reader of the format)."""
+    from exvad_ray.labels.importers import parse_ucf_temporal
+
+    try:
+        parsed = parse_ucf_temporal(text)
+    except ExvadError as exc:
+        raise AnnotationFormatError(str(exc)) from exc
+    return [AnnotationRecord(name, label, tuple(segs)) for name, (label, segs) in parsed.items()]
 
 
 def labels_table(specs: list[VideoSpec], uris: dict[str, str]) -> pa.Table:
