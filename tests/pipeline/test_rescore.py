@@ -1,6 +1,11 @@
-"""`exvad rescore` on a 20-video index with the archive bucket gone: no video is decoded, and the
-snippet scores, segments and video scores equal those of a full `exvad process --detector` of the
-same videos. A second detector adds a second scoring; earlier ones stay readable."""
+"""The retraining loop's pieces on one 20-video archive laid out like UCF-Crime (class folders,
+Anomaly_Train/Test.txt, a temporal annotation file with `.mp4` names), recorded at 15 fps:
+
+- `exvad labels import ucf --index`: every annotated segment arrives, with the video's real frame
+  rate (15, not an invented 30) and so the right times; unmatched names and unlabelled videos are reported;
+- `exvad rescore` with the archive bucket gone: no video is decoded, and the snippet scores, segments
+  and video scores equal those of a full `exvad process --detector`; a second detector adds a
+  second scoring and earlier ones stay readable."""
 
 from __future__ import annotations
 
@@ -9,15 +14,17 @@ import pytest
 
 from exvad_ray import storage
 from exvad_ray.cli import main
+from exvad_ray.index.labels import read_labels
 from exvad_ray.pipeline import index as idx
 from exvad_ray.pipeline import scorings as sc
 from exvad_ray.pipeline.job import ProcessConfig, run_process
+from exvad_ray.train.data import load_index_records
 from exvad_ray.video import SamplingConfig
 
 pytestmark = pytest.mark.slow
 
-# 20 short videos (4 per anomaly class + 4 normal), 3-3.5 s at 25 fps: 4-5 snippets, 2-3 windows each
-ARCHIVE = dict(videos_per_class=4, normal_videos=4, width=96, height=64, fps=25.0, duration=(3.0, 3.5), seed=3)
+# 20 short videos (4 per anomaly class + 4 normal), 4.5-5 s at 15 fps: 4 snippets, 2 windows each
+ARCHIVE = dict(videos_per_class=4, normal_videos=4, width=96, height=64, fps=15.0, duration=(4.5, 5.0), seed=3)
 
 
 def make_detector(uri: str, seed: int) -> None:
@@ -36,12 +43,37 @@ def make_detector(uri: str, seed: int) -> None:
     det.save(uri)
 
 
+def ucf_layout(local, summary, archive: str) -> dict:
+    """Upload the synthetic videos as UCF-Crime lays them out and write its list files; the first
+    training video is left out of the lists (an unlabelled video), a name without a video is added."""
+    lists: dict[str, list[str]] = {"train": ["# UCF-like list", ""], "test": []}
+    left_out = None
+    for spec in sorted(summary.videos, key=lambda v: v.name):
+        folder = spec.label if spec.label != "Normal" else \
+            ("Testing_Normal_Videos_Anomaly" if spec.split == "test" else "Training_Normal_Videos_Anomaly")
+        rel = f"{folder}/{spec.name}.mp4"
+        storage.put_file(str(local / spec.relpath), storage.join(archive, rel))
+        if left_out is None and spec.split == "train":
+            left_out = storage.join(archive, rel)
+            continue
+        lists["test" if spec.split == "test" else "train"].append(rel)
+    lists["train"].append("Fire/Fire_999.mp4")
+    files = {"train": local / "Anomaly_Train.txt", "test": local / "Anomaly_Test.txt",
+             "annotations": local / "annotations" / "Temporal_Anomaly_Annotation.txt"}
+    files["train"].write_text("\n".join(lists["train"]) + "\n")
+    files["test"].write_text("\n".join(lists["test"]) + "\n")
+    assert ".mp4  " in files["annotations"].read_text()
+    return {"files": files, "left_out": left_out, "specs": {v.name: v for v in summary.videos}}
+
+
 @pytest.fixture(scope="module")
 def processed(ray_local, tiny_dir, s3_server, tmp_path_factory):
     from exvad_ray.synth import SynthConfig, generate_archive
 
-    archive = s3_server.create_bucket("rescore-archive") + "/footage"
-    generate_archive(archive, SynthConfig(**ARCHIVE))
+    local = tmp_path_factory.mktemp("ucf-like")
+    summary = generate_archive(str(local), SynthConfig(**ARCHIVE))
+    archive = s3_server.create_bucket("rescore-archive") + "/UCF"
+    layout = ucf_layout(local, summary, archive)
     models = s3_server.create_bucket("rescore-models")
     det_a, det_b = models + "/a/model.pt", models + "/b/model.pt"
     make_detector(det_a, 0)
@@ -56,7 +88,36 @@ def processed(ray_local, tiny_dir, s3_server, tmp_path_factory):
     fs.rm("rescore-archive", recursive=True)
     fs.invalidate_cache()
     assert not storage.exists(archive) and not fs.exists("rescore-archive")
-    return {"index": index, "a": det_a, "b": det_b}
+    return {"index": index, "a": det_a, "b": det_b, "labels": s3_server.create_bucket("rescore-labels") + "/labels",
+            **layout}
+
+
+def test_import_ucf_layout_with_real_frame_rates(processed, capsys):
+    f = processed["files"]
+    assert main(["labels", "import", "ucf", "--labels", processed["labels"], "--index", processed["index"],
+                 "--train-list", str(f["train"]), "--test-list", str(f["test"]), "--annotations", str(f["annotations"]),
+                 "--val-fraction", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "matched 19 of 20 rows" in out and "1 names matching no video in the index: Fire_999" in out
+    assert f"1 indexed videos with no label: {processed['left_out']}" in out
+    rows = {r["name"]: r for r in read_labels(processed["labels"]).to_pylist()}
+    assert len(rows) == 20 and rows["Fire_999"]["video_uri"] is None
+    checked = 0
+    for name, spec in processed["specs"].items():
+        if name not in rows:
+            continue
+        r = rows[name]
+        assert r["fps"] == 15.0 and r["n_frames"] == spec.n_frames and r["video_uri"].endswith(f"/{name}.mp4")
+        assert r["labels"] == [spec.label] and r["split"] == ("test" if spec.split == "test" else "train")
+        got = [(s["start_frame"] / r["fps"], s["end_frame"] / r["fps"], s["label"]) for s in r["segments"]]
+        assert got == [(g.start_frame / 15.0, g.end_frame / 15.0, g.label) for g in spec.segments], name
+        checked += bool(spec.segments)
+    assert checked == 15  # every annotated video of the lists
+    recs = {r.name: r for r in load_index_records(processed["index"] + "/snippets", processed["index"] + "/videos",
+                                                  processed["labels"])}
+    assert len(recs) == 19  # joined on the URIs the import found
+    fire = next(v for v in processed["specs"].values() if v.label == "Fire" and v.name in recs)
+    assert recs[fire.name].segments == [(g.start_frame, g.end_frame, "Fire") for g in fire.segments]
 
 
 def _by_snippet(table) -> dict[tuple[str, int], float]:
