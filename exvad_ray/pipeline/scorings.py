@@ -79,6 +79,30 @@ def checkpoint_uri(detector_uri: str) -> str:
     return detector_uri
 
 
+def current_detector(index: str) -> str:
+    """The checkpoint behind an index's current scoring (what `--init-from INDEX` starts from)."""
+    sid = current_scoring(index)
+    if sid != PROCESS:
+        return str(manifest(index, sid)["detector_uri"])
+    from exvad_ray.pipeline.index import read_table
+
+    dets = {d for d in read_table(index, "videos", ["detector"]).column("detector").to_pylist() if d}
+    real = sorted(d for d in dets if not d.startswith("zero-shot:"))
+    if len(real) != 1:
+        raise ExvadError(f"the current scoring of {index} has no single detector checkpoint ({sorted(dets) or 'none'}); "
+                         "give the model.pt to start from")
+    return real[0]
+
+
+def resolve_detector(uri: str) -> str:
+    """A checkpoint URI as given, or, for an index, its current scoring's checkpoint."""
+    if uri.endswith(".pt") or storage.exists(storage.join(uri, "model.pt")):
+        return uri
+    if storage.exists(storage.join(uri, "videos")):
+        return current_detector(uri)
+    return uri
+
+
 def scoring_root(index: str, scoring_id: str) -> str:
     return storage.join(index, SCORINGS_DIR, scoring_id)
 

@@ -135,7 +135,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--select-metric", choices=["auc", "acc", "auc_acc"], default="auc_acc",
                    help="validation metric for model selection (default: mean of AUC and accuracy)")
     t.add_argument("--contrast-weight", type=float, default=1.0, help="lambda (1 UCF-Crime, 1e-4 XD-Violence)")
-    t.add_argument("--init-from", metavar="URI", help="warm start from a previous model.pt")
+    t.add_argument("--init-from", metavar="URI", help="warm start from a previous model.pt (or its folder), or "
+                   "from an index's current detector (give the index); the model card records the parent")
     t.add_argument("--no-test-eval", action="store_true", help="do not score the test split for the model card")
     d = p.add_argument_group("detector")
     d.add_argument("--fusion", choices=["add", "concat", "none"], default="add", help="explanation fusion")
