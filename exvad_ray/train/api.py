@@ -69,7 +69,7 @@ class DataSource:
     def load(self) -> list[VideoRecord]:
         if self.snippets or self.videos or self.labels:
             if not (self.snippets and self.videos and self.labels):
-                raise ExvadError("--snippets, --videos and --labels go together")
+                raise ExvadError("--labels goes with --index (or --snippets and --videos)")
             return load_index_records(self.snippets, self.videos, self.labels)
         recs: list[VideoRecord] = []
         for uri, split in ((self.vadclip_train_csv, "train"), (self.vadclip_val_csv, "val"), (self.vadclip_test_csv, "test")):
