@@ -182,7 +182,7 @@ def append_labels(uri: str, table: pa.Table, *, source: str | None = None, autho
     stamp = when.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     name = f"{stamp}-{_slug('+'.join(sources))}-{_slug(batch_id) if batch_id else uuid.uuid4().hex[:12]}.parquet"
     target = storage.join(root, name)
-    from exvad_ray.pipeline.index import write_table_file  # atomic: readers never see half a file
+    from exvad_ray.index.store import write_table_file  # atomic: readers never see half a file
 
     write_table_file(target, t)
     return target
@@ -368,7 +368,7 @@ def find_segment(index: str, segment_id: str, scoring: str | None = None) -> dic
 
 def read_index_table(index: str, table: str, columns: list[str] | None = None) -> pa.Table:
     """One table of a pipeline index (with its partition columns)."""
-    from exvad_ray.pipeline.index import read_table
+    from exvad_ray.index.store import read_table
 
     try:
         return read_table(storage.normalize(index), table, columns)

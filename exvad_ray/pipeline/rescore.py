@@ -30,7 +30,7 @@ from exvad_ray import storage
 from exvad_ray.errors import ExvadError
 from exvad_ray.pipeline import scorings as sc
 from exvad_ray.pipeline.assemble import LocalizationConfig, segment_columns
-from exvad_ray.pipeline.partitions import sanitize
+from exvad_ray.index import sanitize
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class RescoreStage:
         self.scorer: Any = None
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        from exvad_ray.pipeline.index import write_table_file
+        from exvad_ray.index import write_table_file
 
         if self.scorer is None:
             import torch
@@ -189,7 +189,8 @@ def _read_snippets(uri: str) -> pa.Table:
 
 def plan_work(index: str, scoring_id: str) -> tuple[list[dict[str, Any]], int, list[str]]:
     """Items (snippets file -> its videos still to score), videos already scored, warnings."""
-    from exvad_ray.pipeline import index as idx
+    from exvad_ray import index as idx
+    from exvad_ray.index import store
 
     videos = idx.read_table(index, "videos")
     if videos.num_rows == 0:
@@ -213,11 +214,11 @@ def plan_work(index: str, scoring_id: str) -> tuple[list[dict[str, Any]], int, l
                                 "window_explanations": expl.get(r["video_id"], {})}
     by_file: dict[str, list[dict[str, Any]]] = defaultdict(list)
     placed: set[str] = set()
-    files = idx._list_files(index, "snippets")
+    files = idx.list_files(index, "snippets")
     # a video rewritten since the last compaction is in its part file and (stale) in the compacted one
-    for f in sorted(files, key=lambda f: not idx.PART_RE.search(f)):
-        m = idx.PART_RE.search(f)
-        vids = [m.group(1)] if m else idx._compacted_ids(f)
+    for f in sorted(files, key=lambda f: not store.PART_RE.search(f)):
+        m = store.PART_RE.search(f)
+        vids = [m.group(1)] if m else store.compacted_ids(f)
         for v in vids:
             if v in infos and v not in placed:
                 by_file[f].append(infos[v])

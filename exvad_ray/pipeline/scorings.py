@@ -44,7 +44,7 @@ def _ids() -> list[pa.Field]:
 
 def schema(table: str) -> pa.Schema:
     """Columns stored in a scoring's files (partition columns live in the path)."""
-    from exvad_ray.pipeline.schemas import arrow_schema
+    from exvad_ray.index import arrow_schema
 
     if table == "segments":
         return pa.schema(list(arrow_schema("segments")) + _ids() + [
@@ -84,7 +84,7 @@ def current_detector(index: str) -> str:
     sid = current_scoring(index)
     if sid != PROCESS:
         return str(manifest(index, sid)["detector_uri"])
-    from exvad_ray.pipeline.index import read_table
+    from exvad_ray.index import read_table
 
     dets = {d for d in read_table(index, "videos", ["detector"]).column("detector").to_pylist() if d}
     real = sorted(d for d in dets if not d.startswith("zero-shot:"))
@@ -173,7 +173,7 @@ def _read_rescored(index: str, sid: str, table: str) -> pa.Table:
 
 def _read_process(index: str, table: str) -> pa.Table:
     """The scoring `exvad process` wrote, in the same columns as a rescoring's."""
-    from exvad_ray.pipeline.index import read_table
+    from exvad_ray.index import read_table
 
     videos = read_table(index, "videos")
     det = dict(zip(videos.column("video_id").to_pylist(), videos.column("detector").to_pylist()))

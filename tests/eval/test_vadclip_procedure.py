@@ -78,7 +78,7 @@ def test_evaluate_cli_prints_both(tmp_path, capsys):
     snip, vids, labs, embs = [], [], [], np.eye(3, 4, dtype=np.float32)
     for i, v in enumerate(case_all_classes_proposed()):
         feats = v.class_probs @ embs  # features whose zero-shot class probabilities follow the case
-        snip += [{"video_id": v.name, "snippet_index": j, "clip_embedding": f.tolist()} for j, f in enumerate(feats)]
+        snip += [{"video_id": v.name, "snippet_index": j, "visual_embedding": f.tolist()} for j, f in enumerate(feats)]
         vids.append({"video_id": v.name, "name": v.name})
         labs.append({"name": v.name, "labels": v.labels, "split": "test", "n_frames": 64,
                      "segments": [{"start_frame": s, "end_frame": e, "label": lab} for s, e, lab in v.segments]})

@@ -9,8 +9,7 @@ import pyarrow as pa
 
 from exvad_ray.cli import main
 from exvad_ray.index.labels import append_labels, make_table, read_labels
-from exvad_ray.pipeline.index import write_video_tables
-from exvad_ray.pipeline.schemas import arrow_schema
+from exvad_ray.index import arrow_schema, write_video_tables
 
 
 def _default(t: pa.DataType):
