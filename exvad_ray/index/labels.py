@@ -359,6 +359,7 @@ def find_segment(index: str, segment_id: str, scoring: str | None = None) -> dic
     """A segments-table row by id (any scoring of the index), with the video's fps/n_frames/name."""
     from exvad_ray.pipeline.scorings import read_scoring
 
+    read_index_table(index, "videos", ["video_id"])  # a clear error when there is no index
     table = read_scoring(index, "segments", scoring)
     for r in table.select([c for c in table.column_names if c != "thumbnail_jpeg"]).to_pylist():
         if r["segment_id"] == segment_id:
@@ -370,6 +371,8 @@ def read_index_table(index: str, table: str, columns: list[str] | None = None) -
     """One table of a pipeline index (with its partition columns)."""
     from exvad_ray.index.store import read_table
 
+    if not storage.exists(storage.join(index, "videos")):
+        raise ExvadError(f"no index at {index} (no videos table; run `exvad process` first)")
     try:
         return read_table(storage.normalize(index), table, columns)
     except ExvadError:

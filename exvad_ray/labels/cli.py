@@ -48,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_import_parser(lsub: argparse._SubParsersAction) -> None:
+    from exvad_ray.labels import csv_labels
+
     imp = lsub.add_parser(
         "import", help="import labels (formats ucf, xd, csv) into a labels table",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -79,7 +81,7 @@ def add_import_parser(lsub: argparse._SubParsersAction) -> None:
                        help=f"deterministic share of the train list moved to val (default {val})")
     c = fsub.add_parser("csv", help="one row per video: name or video_uri, classes, split, optional segments",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
-                        description=__import__("exvad_ray.labels.csv_labels", fromlist=["x"]).__doc__)
+                        description=csv_labels.__doc__)
     c.add_argument("csv", metavar="CSV_URI")
     c.add_argument("--fps", type=float, help="frame rate for segments in seconds when neither --index nor an "
                    "`fps` column gives it")
