@@ -78,9 +78,10 @@ def _strs(x: Any) -> list[str]:
 
 def segment_columns(vid: str, uri: str, class_names: list[str], localization: LocalizationConfig,
                     scores: np.ndarray, probs: np.ndarray, feats: np.ndarray, start_s: np.ndarray, end_s: np.ndarray,
-                    explanation_of: Any, thumbnail_of: Any) -> dict[str, dict[str, list[Any]]]:
+                    extra: Any) -> dict[str, dict[str, list[Any]]]:
     """Segments table columns per class for one video's snippet scores (also used by rescoring);
-    `explanation_of(peak)` / `thumbnail_of(peak)` give the text and JPEG at the peak snippet."""
+    `extra(first, last, peak)` gives the columns that come from elsewhere (the peak window's
+    explanation, the peak thumbnail, ...)."""
     seg_by_class: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
     for first, last in localize(scores, localization):
         sl = slice(first, last + 1)
@@ -94,8 +95,8 @@ def segment_columns(vid: str, uri: str, class_names: list[str], localization: Lo
             ("score", float(scores[sl].max())), ("class_score", float(mean_probs[c])),
             ("start_s", float(start_s[first])), ("end_s", float(end_s[last])),
             ("first_snippet", first), ("last_snippet", last), ("peak_s", float(start_s[peak])),
-            ("explanation", explanation_of(peak)), ("thumbnail_jpeg", thumbnail_of(peak)),
             ("visual_embedding", _unit(feats[sl].mean(axis=0)).tolist()),
+            *extra(first, last, peak).items(),
         ):
             cols[key].append(value)
     return seg_by_class
@@ -153,8 +154,8 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
     window_at = lambda i: windows[int(np.searchsorted(ends, i, side="right"))]  # noqa: E731
     seg_by_class = segment_columns(
         vid, uri, ctx.class_names, ctx.localization, scores, probs, feats, start_s, end_s,
-        explanation_of=lambda peak: str(window_at(peak).get("explanation") or ""),
-        thumbnail_of=lambda peak: thumb_at(*thumbs[peak]))
+        extra=lambda first, last, peak: {"explanation": str(window_at(peak).get("explanation") or ""),
+                                         "thumbnail_jpeg": thumb_at(*thumbs[peak])})
     segments = [({"class": sanitize(label), **part}, dict(cols)) for label, cols in seg_by_class.items()]
 
     # every column present even when no window has a keyframe (an empty captions file, not a failure)

@@ -101,8 +101,11 @@ def video_tables(scoring: Scoring, scorer: Any, info: dict[str, Any], rows: pa.T
     loc = scoring.localization
     seg_by_class = segment_columns(
         vid, uri, scoring.class_names, loc, scores, probs, feats, start_s, end_s,
-        explanation_of=lambda peak: expl.get(str(int(window_of[peak])), ""),
-        thumbnail_of=lambda peak: thumbs[peak] if thumbs else None)
+        extra=lambda first, last, peak: {
+            "explanation": expl.get(str(int(window_of[peak])), ""), "thumbnail_jpeg": thumbs[peak] if thumbs else None,
+            # for a segments schema that also keeps the peak window's explanation embedding
+            "explanation_embedding": list(info["window_text"][int(window_of[peak])] or [])
+            if int(window_of[peak]) < len(info["window_text"]) else []})
     ids = {"scoring_id": scoring.scoring_id, "detector_id": scoring.scoring_id}
     out: dict[str, Any] = {"segments": []}
     for label, cols in seg_by_class.items():
@@ -125,8 +128,12 @@ def video_tables(scoring: Scoring, scorer: Any, info: dict[str, Any], rows: pa.T
 
 
 def _table(table: str, cols: dict[str, list[Any]]) -> pa.Table:
+    """The scoring table's columns; keys it does not have are ignored, nullable columns the
+    rescore cannot fill (none today) are null."""
     schema = sc.schema(table)
-    return pa.Table.from_arrays([pa.array(cols[f.name], type=f.type) for f in schema], schema=schema)
+    n = len(cols["video_id"])
+    return pa.Table.from_arrays([pa.array(cols[f.name], type=f.type) if f.name in cols or not f.nullable
+                                 else pa.nulls(n, f.type) for f in schema], schema=schema)
 
 
 def _now() -> Any:
