@@ -355,18 +355,6 @@ def video_facts(index: str, video_id: str | None, uri: str | None) -> dict[str, 
     raise ExvadError(f"video {video_id or uri} is not in the videos table of {index}")
 
 
-def find_segment(index: str, segment_id: str, scoring: str | None = None) -> dict[str, Any]:
-    """A segments-table row by id (any scoring of the index), with the video's fps/n_frames/name."""
-    from exvad_ray.pipeline.scorings import read_scoring
-
-    read_index_table(index, "videos", ["video_id"])  # a clear error when there is no index
-    table = read_scoring(index, "segments", scoring)
-    for r in table.select([c for c in table.column_names if c != "thumbnail_jpeg"]).to_pylist():
-        if r["segment_id"] == segment_id:
-            return {**r, **video_facts(index, r["video_id"], r["uri"])}
-    raise ExvadError(f"no segment {segment_id!r} in {index}")
-
-
 def read_index_table(index: str, table: str, columns: list[str] | None = None) -> pa.Table:
     """One table of a pipeline index (with its partition columns)."""
     from exvad_ray.index.store import read_table

@@ -173,7 +173,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _feedback(args: argparse.Namespace) -> int:
-    from exvad_ray.index.labels import find_segment, record_feedback
+    from exvad_ray.index.labels import record_feedback
+    from exvad_ray.pipeline.scorings import find_segment
 
     if args.verdict == "false-alarm" and args.cls:
         raise ExvadError("--class goes with --verdict confirmed (a false alarm is Normal)")

@@ -18,7 +18,7 @@ import pyarrow as pa
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
 from exvad_ray.index.labels import make_table
-from exvad_ray.train.data import VideoRecord
+from exvad_ray.records import VideoRecord
 
 log = logging.getLogger(__name__)
 

@@ -155,10 +155,10 @@ class RescoreStage:
         if self.scorer is None:
             import torch
 
-            from exvad_ray.detector.inference import ExVADDetector
+            from exvad_ray.checkpoints import load_detector
 
             torch.set_num_threads(self.torch_threads)
-            self.scorer = ExVADDetector.load(self.scoring.detector_uri, device="cpu")
+            self.scorer = load_detector(self.scoring.detector_uri, device="cpu")
         out: dict[str, list[Any]] = {"video_id": [], "status": [], "reason": [], "n_snippets": [], "segments": []}
         for f, infos_json in zip(batch["file"], batch["videos"]):
             infos = {i["video_id"]: i for i in json.loads(str(infos_json))}
@@ -245,13 +245,13 @@ def run_rescore(cfg: RescoreConfig, echo: Any = print) -> dict[str, Any]:
     """Score every indexed video with `cfg.detector`; returns the summary (also in scoring.json)."""
     import ray
 
-    from exvad_ray.detector.inference import ExVADDetector
+    from exvad_ray.checkpoints import load_detector
 
     t0 = time.time()
     index = storage.normalize(cfg.index)
     sid = sc.detector_id(cfg.detector)
     det_uri = storage.normalize(sc.checkpoint_uri(cfg.detector))
-    detector = ExVADDetector.load(det_uri, device="cpu")
+    detector = load_detector(det_uri, device="cpu")
     card_uri = det_uri.rsplit("/", 1)[0] + "/model_card.json"
     card = storage.read_bytes(card_uri).decode() if storage.exists(card_uri) else json.dumps(detector.meta, default=str)
     scoring = Scoring(sid, det_uri, card, list(detector.class_names), cfg.localization)

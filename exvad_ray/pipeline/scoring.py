@@ -21,9 +21,9 @@ def zero_shot_scorer(profile: str, label_set: str) -> Any:
 def scorer_class_names(detector: str | None, label_set: str) -> list[str]:
     """Class names in score order, known on the driver before any actor starts."""
     if detector:
-        from exvad_ray.detector.inference import ExVADDetector
+        from exvad_ray.checkpoints import load_detector
 
-        return list(ExVADDetector.load(detector, device="cpu").class_names)
+        return list(load_detector(detector, device="cpu").class_names)
     from exvad_ray.models import load_label_set
 
     names = [c.name for c in load_label_set(label_set).classes]
@@ -46,9 +46,9 @@ class ScoreStage:
         if self.scorer is not None:
             return
         if self.detector_uri:
-            from exvad_ray.detector.inference import ExVADDetector
+            from exvad_ray.checkpoints import load_detector
 
-            self.scorer = ExVADDetector.load(self.detector_uri)
+            self.scorer = load_detector(self.detector_uri)
         else:
             self.scorer = zero_shot_scorer(self.profile, self.label_set)
 

@@ -20,14 +20,15 @@ the detector's `model_card` (JSON). `read_scoring(index, table, scoring=None)` r
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from exvad_ray import storage
+from exvad_ray.checkpoints import checkpoint_uri, detector_id  # noqa: F401 - re-exported for scoring readers
 from exvad_ray.errors import ExvadError
 
 SCORINGS_DIR = "scorings"
@@ -63,20 +64,6 @@ def schema(table: str) -> pa.Schema:
                           pa.field("n_snippets", pa.int32())] + _ids() +
                          [pa.field("scored_at", pa.timestamp("us", tz="UTC"))])
     raise ExvadError(f"unknown scoring table {table!r} (one of {', '.join(TABLES)})")
-
-
-def detector_id(detector_uri: str) -> str:
-    """Content id of a checkpoint: the same weights anywhere -> the same id."""
-    return "det-" + hashlib.sha256(storage.read_bytes(checkpoint_uri(detector_uri))).hexdigest()[:12]
-
-
-def checkpoint_uri(detector_uri: str) -> str:
-    """model.pt itself, or the folder/prefix holding it (as ExVADDetector.load resolves it)."""
-    if not detector_uri.endswith(".pt") and storage.exists(storage.join(detector_uri, "model.pt")):
-        return storage.join(detector_uri, "model.pt")
-    if not storage.exists(detector_uri):
-        raise ExvadError(f"no detector checkpoint at {detector_uri}")
-    return detector_uri
 
 
 def current_detector(index: str) -> str:
@@ -147,6 +134,21 @@ def set_current(index: str, scoring_id: str) -> None:
         manifest(index, scoring_id)  # must exist
     doc = {"scoring_id": scoring_id, "set_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     storage.write_bytes(storage.join(index, SCORINGS_DIR, CURRENT), json.dumps(doc).encode())
+
+
+def find_segment(index: str, segment_id: str, scoring: str | None = None) -> dict[str, Any]:
+    """A segment by id (from `scoring`, default: any scoring of the index, current first), with its
+    video's fps, n_frames and name: what `index.labels.record_feedback` needs."""
+    from exvad_ray.index.labels import read_index_table, video_facts
+
+    read_index_table(index, "videos", ["video_id"])  # a clear error when there is no index
+    order = [scoring] if scoring else [current_scoring(index)] + [m["scoring_id"] for m in list_scorings(index)]
+    for sid in dict.fromkeys(order):
+        table = read_scoring(index, "segments", sid)
+        table = table.select([c for c in table.column_names if c != "thumbnail_jpeg"])
+        for r in table.filter(pc.equal(table.column("segment_id"), segment_id)).to_pylist():
+            return {**r, **video_facts(index, r["video_id"], r["uri"])}
+    raise ExvadError(f"no segment {segment_id!r} in {index}")
 
 
 def read_scoring(index: str, table: str, scoring: str | None = None, columns: list[str] | None = None) -> pa.Table:

@@ -78,6 +78,10 @@ class Stage:
         """(callable class, constructor args, constructor kwargs) of the work."""
         raise NotImplementedError
 
+    def whole_gpus(self) -> float:
+        """GPUs this stage takes whole, outside the shared fractions (vLLM engines)."""
+        return 0.0
+
     def instance(self) -> Any:
         cls, args, kwargs = self.udf()
         return cls(*args, **kwargs)
@@ -184,6 +188,12 @@ class VllmExplainStage(ExplainStage):
     per_stage = Resources(cpus=0.25, gpus=0.0)  # the engines' GPUs come from the profile, not a share
     fusable = False
 
+    def whole_gpus(self) -> float:
+        from exvad_ray.models import load_profile
+
+        v = load_profile(self.job.profile, check_local=False).explainer.vllm
+        return float(v.concurrency * v.tensor_parallel_size)
+
     def udf(self) -> tuple[type, tuple[Any, ...], dict[str, Any]]:
         from exvad_ray.models.stages import ExplanationPromptStage
 
@@ -283,11 +293,13 @@ def check_chain(chain: Sequence[Stage], source: Iterable[str] = ITEM_COLUMNS) ->
 
 def plan_gpu_shares(chain: Sequence[Stage], gpus: float, actors: int, fixed: float | None = None) -> dict[str, float]:
     """GPU share per actor of each GPU stage in the per-stage layout: ``fixed`` if given, else the
-    stage's declared weight, scaled down so that every GPU stage's pool fits in the GPUs together."""
+    stage's declared weight, scaled down so that every GPU stage's pool fits together in the GPUs
+    that whole-GPU stages (vLLM engines) leave (in all of them when those take every GPU)."""
     weights = {s.name: s.per_stage.gpus for s in chain if s.per_stage.gpus > 0}
     if not gpus or not weights:
         return {name: 0.0 for name in weights}
     if fixed is not None:
         return {name: float(fixed) for name in weights}
-    scale = min(1.0, gpus / (actors * sum(weights.values())))
+    free = gpus - sum(s.whole_gpus() for s in chain)
+    scale = min(1.0, (free if free > 0 else gpus) / (actors * sum(weights.values())))
     return {name: round(w * scale, 4) for name, w in weights.items()}

@@ -20,7 +20,6 @@ from exvad_ray.errors import ExvadError, StorageError
 from exvad_ray.index import labels as index_labels
 from exvad_ray.index.labels import LABELS_SCHEMA, make_table  # noqa: F401 - LABELS_SCHEMA re-exported
 from exvad_ray.synth.plan import SPLITS, SynthConfig, VideoSpec, local_tmpdir, plan_archive, split_names
-from exvad_ray.synth.sim import Segment
 from exvad_ray.synth.video import render_video
 
 ANNOTATION_FILE = "annotations/Temporal_Anomaly_Annotation.txt"
@@ -133,10 +132,6 @@ def read_labels(uri: str) -> pa.Table:
     """An archive's labels, current view (``uri`` = the archive root or the labels table)."""
     target = storage.join(uri, LABELS_FILE) if storage.exists(storage.join(uri, LABELS_FILE)) else uri
     return index_labels.read_labels(target)
-
-
-def segments_of(row_segments: list[dict]) -> list[Segment]:
-    return [Segment(int(d["start_frame"]), int(d["end_frame"]), str(d["label"])) for d in row_segments]
 
 
 # ------------------------------------------------------------------------------------ generation

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 
 from exvad_ray import storage
+from exvad_ray.checkpoints import CHECKPOINT_FILE, save_detector
 from exvad_ray.detector import DetectorConfig
 from exvad_ray.errors import ExvadError
 from exvad_ray.train.data import VideoRecord, conform, feature_dim, load_index_records, split_records
-from exvad_ray.labels.importers import UCF_CLASSES, XD_CLASSES, load_vadclip_records
+from exvad_ray.labels.importers import load_vadclip_records
 from exvad_ray.train.loop import TrainConfig
 from exvad_ray.train.ray_job import RayTrainSettings, TrainOutcome, run_ray_training
 
@@ -82,10 +83,6 @@ class DataSource:
         return recs
 
 
-def default_class_names(dataset: str) -> list[str]:
-    return list(UCF_CLASSES if dataset == "ucf" else XD_CLASSES)
-
-
 @dataclass
 class TrainRequest:
     data: DataSource
@@ -146,7 +143,7 @@ def model_card(req: TrainRequest, records: Sequence[VideoRecord], outcome: Train
 def lineage(req: TrainRequest) -> dict[str, Any]:
     """Where this detector comes from: the parent it was warm-started from and the labels it saw."""
     from exvad_ray.index.labels import batch_digest, current_view, read_history
-    from exvad_ray.pipeline.scorings import checkpoint_uri, detector_id
+    from exvad_ray.checkpoints import checkpoint_uri, detector_id
 
     out: dict[str, Any] = {"parent": None, "labels": None}
     if req.init_from:
@@ -194,10 +191,8 @@ def _card_markdown(card: dict[str, Any]) -> str:
 def train_detector(req: TrainRequest, records: Sequence[VideoRecord] | None = None) -> tuple[TrainOutcome, dict[str, Any]]:
     """Train, select on val, write `<out>/model.pt`, `<out>/model_card.json` and `.md`."""
     from exvad_ray.eval.evaluate import evaluate_records
-    from exvad_ray.pipeline.scorings import detector_id, resolve_detector
+    from exvad_ray.checkpoints import detector_id
 
-    if req.init_from:  # an index: start from its current scoring's detector
-        req.init_from = resolve_detector(req.init_from)
     recs = list(records) if records is not None else req.data.load()
     recs = conform(recs, req.class_names)
     dim = feature_dim(recs)
@@ -218,8 +213,8 @@ def train_detector(req: TrainRequest, records: Sequence[VideoRecord] | None = No
     card = model_card(req, recs, outcome, det_cfg, test_metrics)
     outcome.detector.meta = {"label_set": req.label_set, "best_epoch": outcome.best_epoch,
                              "val_metrics": outcome.best_metrics, "created": card["created"]}
-    outcome.detector.save(storage.join(req.out, "model.pt"))
-    card["detector_id"] = detector_id(storage.join(req.out, "model.pt"))
+    save_detector(outcome.detector, storage.join(req.out, CHECKPOINT_FILE))
+    card["detector_id"] = detector_id(storage.join(req.out, CHECKPOINT_FILE))
     storage.write_bytes(storage.join(req.out, "model_card.json"), json.dumps(card, indent=2, default=str).encode())
     storage.write_bytes(storage.join(req.out, "model_card.md"), _card_markdown(card).encode())
     return outcome, card

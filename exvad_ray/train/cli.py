@@ -96,7 +96,12 @@ def _run(args: argparse.Namespace) -> int:
     settings = RayTrainSettings(num_workers=args.workers, use_gpu=args.gpu, cpus_per_worker=args.cpus_per_worker,
                                 storage_path=args.storage or storage.join(args.out, "ray"), name=args.name,
                                 max_failures=args.max_failures)
-    req = TrainRequest(source, args.out, emb, names, label_set, detector, cfg, settings, args.init_from,
+    init_from = args.init_from
+    if init_from:  # an index: start from its current scoring's detector
+        from exvad_ray.pipeline.scorings import resolve_detector
+
+        init_from = resolve_detector(init_from)
+    req = TrainRequest(source, args.out, emb, names, label_set, detector, cfg, settings, init_from,
                        not args.no_test_eval)
     _init_ray(args.address)
     outcome, card = train_detector(req, records)

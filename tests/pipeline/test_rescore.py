@@ -30,6 +30,7 @@ ARCHIVE = dict(videos_per_class=4, normal_videos=4, width=96, height=64, fps=15.
 def make_detector(uri: str, seed: int) -> None:
     import torch
 
+    from exvad_ray.checkpoints import save_detector
     from exvad_ray.detector import DetectorConfig, ExVADDetector
     from exvad_ray.models import label_set_embeddings
 
@@ -40,7 +41,7 @@ def make_detector(uri: str, seed: int) -> None:
     with torch.no_grad():  # a sharper binary head than the initial one, so that segments get flagged
         for p in det.net.parameters():
             p.mul_(2.0)
-    det.save(uri)
+    save_detector(det, uri)
 
 
 def ucf_layout(local, summary, archive: str) -> dict:

@@ -137,6 +137,10 @@ def test_gpu_plan_keeps_a_pool_per_stage():
     assert reserved <= 16.0
     fixed = plan_resources(ProcessConfig(archive="a", index="i", gpu_per_stage=0.25, explainer="none"), 16.0, 1.0)
     assert {k: v["num_gpus"] for k, v in fixed["stages"].items() if v["num_gpus"]} == {"visual": 0.25}
+    # vLLM engines take whole GPUs (tiny profile: 1 engine x 1 GPU); the fractional stages share the rest
+    vllm = plan_resources(ProcessConfig(archive="a", index="i", explainer="vllm"), 16.0, 2.0)
+    assert {k: v["num_gpus"] for k, v in vllm["stages"].items() if v["num_gpus"]} == {"visual": 0.3333,
+                                                                                     "caption": 0.6667}
 
 
 def test_decode_and_model_stage_in_process(tiny_dir, tmp_path):
