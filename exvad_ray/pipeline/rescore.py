@@ -35,6 +35,9 @@ from exvad_ray.index import sanitize
 log = logging.getLogger(__name__)
 
 FEATURE_COLUMNS = ("visual_embedding", "clip_embedding")  # schema v2 name first, then v1
+# Scoring a video from stored features takes milliseconds; an actor's start (torch, the detector)
+# takes seconds. So small indexes get one actor, large ones one more per this many videos.
+VIDEOS_PER_ACTOR = 500
 
 
 @dataclasses.dataclass
@@ -43,7 +46,7 @@ class RescoreConfig:
     detector: str
     localization: LocalizationConfig = dataclasses.field(default_factory=LocalizationConfig)
     set_current: bool = True
-    actors: int | None = None  # None: one per CPU of the cluster
+    actors: int | None = None  # None: one per VIDEOS_PER_ACTOR videos to score, at most one per CPU
     address: str | None = None
 
 
@@ -274,7 +277,7 @@ def run_rescore(cfg: RescoreConfig, echo: Any = print) -> dict[str, Any]:
         from ray.data import ActorPoolStrategy
 
         cpus = float(ray.cluster_resources().get("CPU", 1))
-        actors = max(1, min(len(items), cfg.actors or int(cpus)))
+        actors = max(1, min(len(items), cfg.actors or int(cpus), cfg.actors or -(-n_todo // VIDEOS_PER_ACTOR)))
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(RescoreStage, fn_constructor_args=(index, scoring), batch_size=1, batch_format="numpy",
                             compute=ActorPoolStrategy(size=actors), num_cpus=max(0.1, min(1.0, cpus / actors)))
@@ -326,7 +329,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-current", action="store_true", help="do not mark the new scoring current")
     p.add_argument("--list", action="store_true", help="list the index's scorings and exit")
     p.add_argument("--use", metavar="SCORING_ID", help="mark an existing scoring current and exit")
-    p.add_argument("--actors", type=int, default=None, help="scoring actors (default: one per CPU)")
+    p.add_argument("--actors", type=int, default=None,
+                   help=f"scoring actors (default: one per {VIDEOS_PER_ACTOR} videos, at most one per CPU)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_rescore)
