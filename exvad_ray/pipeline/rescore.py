@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import json
 import logging
 import os
@@ -101,11 +102,15 @@ def video_tables(scoring: Scoring, scorer: Any, info: dict[str, Any], rows: pa.T
     window_of = rows.column("window_index").to_numpy()
     thumbs = rows.column("thumbnail_jpeg").to_pylist() if "thumbnail_jpeg" in rows.column_names else None
     expl = info["window_explanations"]
+    rec = dt.datetime.fromisoformat(info["recorded_at"]) if info.get("recorded_at") else None
     loc = scoring.localization
     seg_by_class = segment_columns(
         vid, uri, scoring.class_names, loc, scores, probs, feats, start_s, end_s,
         extra=lambda first, last, peak: {
             "explanation": expl.get(str(int(window_of[peak])), ""), "thumbnail_jpeg": thumbs[peak] if thumbs else None,
+            # for a segments schema that also places segments in wall-clock time
+            "start_at": rec + dt.timedelta(seconds=float(start_s[first])) if rec else None,
+            "end_at": rec + dt.timedelta(seconds=float(end_s[last])) if rec else None,
             # for a segments schema that also keeps the peak window's explanation embedding
             "explanation_embedding": list(info["window_text"][int(window_of[peak])] or [])
             if int(window_of[peak]) < len(info["window_text"]) else []})
@@ -140,8 +145,6 @@ def _table(table: str, cols: dict[str, list[Any]]) -> pa.Table:
 
 
 def _now() -> Any:
-    import datetime as dt
-
     return dt.datetime.now(dt.timezone.utc)
 
 
@@ -221,6 +224,7 @@ def plan_work(index: str, scoring_id: str) -> tuple[list[dict[str, Any]], int, l
             coarse += int(r["n_windows"] or 1) > 1 and bool(r["explanation_embedding"])
         infos[r["video_id"]] = {"video_id": r["video_id"], "uri": r["uri"], "name": r["name"], "date": r["date"],
                                 "camera": r["camera"], "window_text": window_text,
+                                "recorded_at": r["recorded_at"].isoformat() if r.get("recorded_at") else None,
                                 "window_explanations": expl.get(r["video_id"], {})}
     by_file: dict[str, list[dict[str, Any]]] = defaultdict(list)
     placed: set[str] = set()
