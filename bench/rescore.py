@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--videos-per-class", type=int, default=3)
     ap.add_argument("--normal-videos", type=int, default=6)
     ap.add_argument("--duration", type=float, default=16.0, help="seconds per video (default 16)")
+    ap.add_argument("--size", default="320x240", help="frame size WxH (default 320x240)")
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one, removed)")
     args = ap.parse_args()
     os.environ.setdefault("RAY_ADDRESS", "local")
@@ -62,8 +63,10 @@ def main() -> None:
     ensure_tiny_models(os.environ["EXVAD_TINY_MODELS"], seed=0)
     archive, det = os.path.join(work, "archive"), os.path.join(work, "detector", "model.pt")
     if not os.path.exists(archive):
+        width, height = (int(v) for v in args.size.split("x"))
         generate_archive(archive, SynthConfig(videos_per_class=args.videos_per_class, normal_videos=args.normal_videos,
-                                              duration=(args.duration, args.duration), seed=1, workers=2))
+                                              duration=(args.duration, args.duration), width=width, height=height,
+                                              seed=1, workers=2))
     make_detector(det, args.profile, "synthetic")
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False)
     load_before = os.getloadavg()
@@ -98,7 +101,7 @@ def main() -> None:
         f" Profile `{args.profile}`: the `lite` profile had not landed on main when this was measured.")
     body = (table(["run", "videos", "wall s", "CPU s (process tree)"], rows) +
             f"\n\nRescoring is **{speed:.1f}x faster** (wall) and uses **{cpu_ratio:.1f}x less CPU** than "
-            f"reprocessing the same {s_full['videos_processed']} videos ({hours:.3f} h of video), measured in one "
+            f"reprocessing the same {s_full['videos_processed']} videos ({hours:.3f} h of video, {args.size}), measured in one "
             f"run, one Ray session ({os.cpu_count()} CPUs); target >= 20x. Largest snippet-score difference "
             f"between the two: {max_diff:.2g}. Load average before/after: "
             f"{load_before[0]:.1f}/{load_after[0]:.1f} (the machine is shared).{lite_note}")
