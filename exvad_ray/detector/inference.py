@@ -80,16 +80,16 @@ class ExVADDetector:
     @torch.no_grad()
     def logits(self, features: np.ndarray, text_feature: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(binary logits (T,), alignment logits (T,C)) for one video of any length."""
-        feats = _check_inputs(features, self.config.embed_dim)
-        t, L = len(feats), self.config.visual_length
+        feats = _check_inputs(features, self.config.input_dim)
+        t, chunk = len(feats), self.config.visual_length  # chunks of visual_length snippets, the last padded
         c = self.config.num_classes
         if t == 0:
             return np.zeros(0, np.float32), np.zeros((0, c), np.float32)
-        n = -(-t // L)
-        padded = np.zeros((n * L, feats.shape[1]), np.float32)
+        n = -(-t // chunk)
+        padded = np.zeros((n * chunk, feats.shape[1]), np.float32)
         padded[:t] = feats
-        x = torch.from_numpy(padded.reshape(n, L, -1)).to(self.device)
-        lengths = torch.tensor([min(L, t - i * L) for i in range(n)], device=self.device)
+        x = torch.from_numpy(padded.reshape(n, chunk, -1)).to(self.device)
+        lengths = torch.tensor([min(chunk, t - i * chunk) for i in range(n)], device=self.device)
         text = has = None
         if text_feature is not None:
             tf = np.asarray(text_feature, np.float32).reshape(-1)
@@ -99,7 +99,7 @@ class ExVADDetector:
             has = torch.ones(n, dtype=torch.bool, device=self.device)
         out = self.net(x, lengths, text, has)
         b = out.binary_logits.reshape(-1)[:t].float().cpu().numpy()
-        a = out.align_logits.reshape(n * L, -1)[:t].float().cpu().numpy()
+        a = out.align_logits.reshape(n * chunk, -1)[:t].float().cpu().numpy()
         return b, a
 
     def score(self, features: np.ndarray, text_feature: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

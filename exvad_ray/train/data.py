@@ -161,8 +161,10 @@ def uniform_pool(features: np.ndarray, length: int) -> np.ndarray:
     return out
 
 
-def training_row(record: VideoRecord, class_names: Sequence[str], length: int) -> dict[str, Any]:
-    """Fixed-shape row: features pooled/padded to `length`, real length, text, multi-hot label."""
+def training_row(record: VideoRecord, class_names: Sequence[str], length: int,
+                 text_dim: int | None = None) -> dict[str, Any]:
+    """Fixed-shape row: features pooled/padded to `length`, real length, text, multi-hot label.
+    `text_dim` is the explanation feature size (the detector's embed_dim; None = the visual size)."""
     f = np.asarray(record.features, np.float32)
     if len(f) == 0:
         raise ExvadError(f"video {record.name} has no snippets")
@@ -171,7 +173,7 @@ def training_row(record: VideoRecord, class_names: Sequence[str], length: int) -
     else:
         n = len(f)
         f = np.concatenate([f, np.zeros((length - n, f.shape[1]), np.float32)])
-    d = f.shape[1]
+    d = f.shape[1] if text_dim is None else text_dim
     has_text = record.text_feature is not None
     text = np.asarray(record.text_feature, np.float32) if has_text else np.zeros(d, np.float32)
     if text.shape != (d,):

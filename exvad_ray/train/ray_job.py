@@ -131,9 +131,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if on_epoch_start is not None:
             on_epoch_start(epoch, rank)
         t0 = time.perf_counter()
+        lr = cfg.set_lr(optimizer, epoch)
         parts = train_epoch(model, optimizer, balanced_epoch(side("train_normal", epoch), side("train_anomaly", epoch)),
                             cfg.loss, device)
-        entry: dict[str, float] = {"epoch": float(epoch), "epoch_s": time.perf_counter() - t0} | parts
+        entry: dict[str, float] = {"epoch": float(epoch), "epoch_s": time.perf_counter() - t0, "lr": lr} | parts
         state = None
         if rank == 0:
             if val:
@@ -156,10 +157,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------ driver side
 
-def _datasets(train: Sequence[VideoRecord], class_names: list[str], length: int) -> dict[str, Any]:
+def _datasets(train: Sequence[VideoRecord], class_names: list[str], det_cfg: DetectorConfig) -> dict[str, Any]:
     import ray.data
 
-    rows = [training_row(r, class_names, length) for r in train]
+    rows = [training_row(r, class_names, det_cfg.visual_length, det_cfg.embed_dim) for r in train]
     out = {}
     for key, want in (("train_normal", False), ("train_anomaly", True)):
         sel = [{k: r[k] for k in TRAIN_COLUMNS} for r in rows if r["is_anomaly"] == want]
@@ -203,9 +204,9 @@ def run_ray_training(
         raise ExvadError("no training videos (split 'train' is empty)")
     train, val = conform(train, class_names), conform(val, class_names)
     dim = feature_dim(list(train) + list(val))
-    if dim != det_cfg.embed_dim or len(class_names) != det_cfg.num_classes:
+    if dim != det_cfg.input_dim or len(class_names) != det_cfg.num_classes:
         raise ExvadError(f"features have D={dim} and the label set C={len(class_names)}, "
-                         f"the detector config D={det_cfg.embed_dim}, C={det_cfg.num_classes}")
+                         f"the detector config D={det_cfg.input_dim}, C={det_cfg.num_classes}")
     init_ref = None
     if init_from:
         init_ref = ray.put(load_detector(init_from, device="cpu").net.state_dict())
@@ -216,7 +217,7 @@ def run_ray_training(
         "on_epoch_start": on_epoch_start,
         "torch_threads": torch_threads,
     }
-    datasets = _datasets(train, list(class_names), det_cfg.visual_length)
+    datasets = _datasets(train, list(class_names), det_cfg)
     config["sides"] = sorted(datasets)
     storage_path, storage_fs = _storage(settings)
     run_config = ray.train.RunConfig(

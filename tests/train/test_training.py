@@ -154,3 +154,22 @@ def test_cli_train_and_evaluate_on_index_tables(ray_session, tmp_path, capsys, w
     assert main(["evaluate", "--checkpoint", str(tmp_path / "nope"), *data_args]) == 2
     assert main(["train", *data_args, "--out", str(tmp_path / "m2")]) == 2  # no label set
     assert "--label-set" in capsys.readouterr().err
+
+
+def test_training_with_visual_features_of_another_size():
+    """lite-style data: 48-value visual features, 32-value class embeddings and explanations. The
+    request's detector gets visual_dim=48 (a learned projection) and training still learns."""
+    import dataclasses
+
+    from exvad_ray.train.api import DataSource, TrainRequest, detector_config
+
+    tr, va, _, emb = data()
+    lift = np.random.default_rng(5).normal(size=(32, 48)).astype(np.float32) / np.sqrt(32)
+    tr, va = ([dataclasses.replace(r, features=r.features @ lift) for r in rs] for rs in (tr, va))
+    req = TrainRequest(DataSource(), "unused", emb, NAMES, detector={"visual_length": 128, "layers": 1})
+    cfg = detector_config(req, 48)
+    assert (cfg.embed_dim, cfg.visual_dim, cfg.input_dim) == (32, 48, 48)
+    assert detector_config(req, 32).visual_dim is None
+    det, hist = fit_local(tr, va, NAMES, emb, cfg, TrainConfig(epochs=6, batch_size=16, lr=1e-3))
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    assert det.score(tr[0].features)[0].shape == (tr[0].n_snippets,)
