@@ -82,6 +82,9 @@ def _process(args: argparse.Namespace) -> int:
 
     cfg = process_config_from_args(args)
     check_locations(cfg)
+    from exvad_ray.models.hub import check_gated_access  # token for gated models, before any work
+
+    check_gated_access(cfg.profile, explainer=cfg.explainer != "none")
     summary = run_process(cfg)
     print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
     return 0
