@@ -97,7 +97,7 @@ def main() -> None:
     if "tiny" in profiles and not os.path.isdir(os.environ["EXVAD_TINY_MODELS"]):
         exvad(["models", "make-tiny", os.environ["EXVAD_TINY_MODELS"]])
     archive = os.path.join(args.work, "archive")
-    labels = os.path.join(archive, "annotations", "labels.parquet")
+    labels = os.path.join(archive, "annotations", "labels")
     if not args.reuse:
         shutil.rmtree(args.work, ignore_errors=True)
     os.makedirs(args.work, exist_ok=True)

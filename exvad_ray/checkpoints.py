@@ -18,6 +18,17 @@ def checkpoint_uri(uri: str) -> str:
     return uri
 
 
+def detector_id(uri: str) -> str:
+    """Content id of a checkpoint, "det-" + 12 hex digits of its SHA-256: the same weights anywhere
+    have the same id (scorings and model-card lineage name detectors by it)."""
+    import hashlib
+
+    target = checkpoint_uri(uri)
+    if not storage.exists(target):
+        raise ExvadError(f"no detector checkpoint at {uri}")
+    return "det-" + hashlib.sha256(storage.read_bytes(target)).hexdigest()[:12]
+
+
 def load_detector(uri: str, device: str | None = None) -> ExVADDetector:
     """Load `model.pt` (or a folder holding it) from any storage URI; device None: CUDA when present."""
     target = checkpoint_uri(uri)

@@ -16,6 +16,8 @@ COMMAND_MODULES = (
     "exvad_ray.pipeline.cli",
     "exvad_ray.train.cli",
     "exvad_ray.eval.cli",
+    "exvad_ray.labels.cli",
+    "exvad_ray.pipeline.rescore",
 )
 
 

@@ -195,7 +195,7 @@ def run_demo(workdir: str = "demo-output", small: bool = False, verbose: bool = 
         with LocalS3Server(str(s3_dir)) as server, s3_environment(server):
             for bucket in ("archive", "index", "models"):
                 server.create_bucket(bucket)
-            archive, labels = "s3://archive/footage", "s3://archive/footage/annotations/labels.parquet"
+            archive, labels = "s3://archive/footage", "s3://archive/footage/annotations/labels"
             config = synth or (SynthConfig(videos_per_class=5, normal_videos=10, workers=2) if small
                                else SynthConfig(workers=2))
             total = config.videos_per_class * len(config.classes) + config.normal_videos
