@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "exvad_ray.pipeline.cli",
     "exvad_ray.train.cli",
     "exvad_ray.eval.cli",
+    "exvad_ray.search.cli",
 )
 
 

@@ -10,6 +10,7 @@ videos still in flight. Emits one summary row per finished (or failed) video for
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 from collections import defaultdict
 from typing import Any
@@ -108,6 +109,7 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
     text_feats = [_arr(w["explanation_features"], np.float32) for w in windows
                   if w.get("explanation_features") is not None and np.size(w.get("explanation_features"))]
     video_text = _unit(np.mean(text_feats, axis=0)) if text_feats else np.zeros(0, np.float32)
+    rec = dt.datetime.fromisoformat(str(w0["recorded_at"])) if str(w0.get("recorded_at") or "") else None
     pred = video_prediction(scores, probs, ctx.class_names, threshold=ctx.localization.threshold)
     now = utcnow()
 
@@ -131,6 +133,10 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
             ("score", float(scores[sl].max())), ("class_score", float(mean_probs[c])),
             ("start_s", float(start_s[first])), ("end_s", float(end_s[last])),
             ("first_snippet", first), ("last_snippet", last), ("peak_s", float(start_s[peak])),
+            ("start_at", rec + dt.timedelta(seconds=float(start_s[first])) if rec else None),
+            ("end_at", rec + dt.timedelta(seconds=float(end_s[last])) if rec else None),
+            ("explanation_embedding", _arr(win.get("explanation_features") if win.get("explanation_features")
+                                           is not None else [], np.float32).ravel().tolist()),
             ("explanation", str(win.get("explanation") or "")), ("thumbnail_jpeg", thumb_at(*thumbs[peak])),
             ("embedding", _unit(feats[sl].mean(axis=0)).tolist()),
         ):
@@ -163,7 +169,9 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
         "explanation_embedding": [video_text.tolist()], "clip_model": [str(w0.get("clip_model") or "")],
         "caption_model": [str(w0.get("caption_model") or "")],
         "explanation_model": [str(w0.get("explanation_model") or "")], "detector": [ctx.detector_name],
-        "label_set": [ctx.label_set], "run_id": [ctx.run_id], "processed_at": [now],
+        "label_set": [ctx.label_set], "recorded_at": [rec],
+        "recorded_at_source": [str(w0.get("recorded_at_source") or "") or None],
+        "run_id": [ctx.run_id], "processed_at": [now],
     }
     tables: dict[str, Any] = {"snippets": (part, snippets), "captions": (part, dict(captions)), "videos": (part, videos)}
     if segments:
