@@ -111,7 +111,7 @@ def _embed_rows(clip: Any, rows: list[Any], errors: list[str | None], stage: str
 
 
 class ClipImageStage(_Stage):
-    """frames -> clip_features (n_snippets, D); keyframes -> keyframe_features (n_kf, D). Adds clip_model.
+    """frames -> visual_embedding (n_snippets, D); keyframes -> keyframe_embedding (n_kf, D). Adds visual_model.
 
     `keyframes=False` (runs without captions, whose cleaning is the only user of keyframe features)
     skips embedding them.
@@ -135,13 +135,13 @@ class ClipImageStage(_Stage):
         clip = self.model
         empty = np.zeros((0, clip.dim), np.float32)
         frames = _embed_rows(clip, column(batch, "frames"), errors, self.name, allow_empty=False)
-        out["clip_features"] = object_column([f if f is not None and errors[i] is None else empty
+        out["visual_embedding"] = object_column([f if f is not None and errors[i] is None else empty
                                               for i, f in enumerate(frames)])
         if self.keyframes and "keyframes" in batch:
             kf = _embed_rows(clip, column(batch, "keyframes"), errors, self.name, allow_empty=True)
-            out["keyframe_features"] = object_column([f if f is not None and errors[i] is None else empty
+            out["keyframe_embedding"] = object_column([f if f is not None and errors[i] is None else empty
                                                       for i, f in enumerate(kf)])
-        out["clip_model"] = object_column([clip.model_id] * num_rows(batch))
+        out["visual_model"] = object_column([clip.model_id] * num_rows(batch))
         if self.drop_frames:
             out.pop("frames", None)
 
@@ -192,7 +192,7 @@ class CaptionStage(_Stage):
 
 
 class CaptionCleaningStage(_Stage):
-    """captions + keyframe_features -> clean_captions: each keyframe's caption becomes the caption (of the
+    """captions + keyframe_embedding -> clean_captions: each keyframe's caption becomes the caption (of the
     same row) whose CLIP text embedding is closest to the keyframe's CLIP image embedding."""
 
     name = "caption_cleaning"
@@ -209,7 +209,7 @@ class CaptionCleaningStage(_Stage):
 
         clip = self.model
         caps = [to_str_list(c) for c in column(batch, "captions")]
-        feats = column(batch, "keyframe_features")
+        feats = column(batch, "keyframe_embedding")
         # One text-tower call for the whole batch (distinct captions only).
         uniq = sorted({c for i, cs in enumerate(caps) if errors[i] is None for c in cs})
         table = dict(zip(uniq, clip.embed_texts(uniq))) if uniq else {}
@@ -322,14 +322,14 @@ class ExplanationStage(_Stage):
 
 
 class TextEmbeddingStage(_Stage):
-    """explanation -> explanation_features (D,) float32 with the CLIP text tower (zeros for error rows)."""
+    """explanation -> explanation_embedding (D,) float32 with the CLIP text tower (zeros for error rows)."""
 
     name = "text_embedding"
     spec_field = "clip"
     gpu_fraction = 0.25
 
     def __init__(self, profile: Profile | str = "tiny", text_column: str = "explanation",
-                 output_column: str = "explanation_features"):
+                 output_column: str = "explanation_embedding"):
         super().__init__(profile)
         self.text_column, self.output_column = text_column, output_column
 

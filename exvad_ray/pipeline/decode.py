@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from exvad_ray.errors import ExvadError
-from exvad_ray.pipeline import index as idx
-from exvad_ray.pipeline.partitions import recorded_at
+from exvad_ray import index as idx
+from exvad_ray.index.partitions import recorded_at
 from exvad_ray.pipeline.progress import notify
 from exvad_ray.video import SamplingConfig, sample_uri
 

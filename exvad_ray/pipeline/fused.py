@@ -17,7 +17,7 @@ import numpy as np
 from exvad_ray.pipeline.scoring import ScoreStage
 
 FRAME_COLUMNS = ["frames"]
-KEYFRAME_COLUMNS = ["keyframes", "keyframe_features"]
+KEYFRAME_COLUMNS = ["keyframes", "keyframe_embedding"]
 
 
 def model_stage_chain(profile: str, explainer: str, detector: str | None, label_set: str) -> list[Any]:

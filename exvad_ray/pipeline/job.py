@@ -18,11 +18,11 @@ from typing import Any
 
 from exvad_ray import __version__, storage
 from exvad_ray.errors import ExvadError
-from exvad_ray.pipeline import index as idx
+from exvad_ray import index as idx
 from exvad_ray.pipeline.assemble import LocalizationConfig, VideoAssembler, VideoContext
 from exvad_ray.pipeline.decode import DecodeStage, utcnow
 from exvad_ray.pipeline.fused import FRAME_COLUMNS, KEYFRAME_COLUMNS, DecodeAndModelStage
-from exvad_ray.pipeline.partitions import DEFAULT_DATE_PATTERN, PartitionRules
+from exvad_ray.index.partitions import DEFAULT_DATE_PATTERN, PartitionRules
 from exvad_ray.pipeline.progress import ProgressActor, progress_line
 from exvad_ray.pipeline.scoring import ScoreStage, scorer_class_names
 from exvad_ray.video import SamplingConfig
@@ -65,17 +65,11 @@ class ProcessConfig:
         return hashlib.sha1(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _run_manifest_uri(cfg: ProcessConfig) -> str:
-    return storage.join(cfg.index, "runs", f"run-{cfg.run_id()}.json")
-
-
 def processing_date(cfg: ProcessConfig) -> str:
     """The date partition for videos whose path has none: the first start of this run (so a rerun
     of a killed run writes to the same partitions, keeping exactly-once)."""
-    uri = _run_manifest_uri(cfg)
-    if storage.exists(uri):
-        return json.loads(storage.read_bytes(uri))["processing_date"]
-    return dt.date.today().isoformat()
+    prev = idx.read_manifest(cfg.index, cfg.run_id())
+    return prev["processing_date"] if prev else dt.date.today().isoformat()
 
 
 def list_work(cfg: ProcessConfig, date: str) -> tuple[list[dict[str, Any]], int]:
@@ -223,8 +217,7 @@ def _has_vllm() -> bool:
 
 
 def _write_manifest(cfg: ProcessConfig, date: str, started: dt.datetime, summary: dict[str, Any] | None) -> None:
-    uri = _run_manifest_uri(cfg)
-    prev = json.loads(storage.read_bytes(uri)) if storage.exists(uri) else {}
+    prev = idx.read_manifest(cfg.index, cfg.run_id()) or {}
     doc = {
         "run_id": cfg.run_id(), "archive": storage.normalize(cfg.archive), "processing_date": date,
         "first_started_at": prev.get("first_started_at", started.isoformat()),
@@ -233,7 +226,7 @@ def _write_manifest(cfg: ProcessConfig, date: str, started: dt.datetime, summary
         "versions": versions(), "attempts": int(prev.get("attempts", 0)) + (0 if summary else 1),
     }
     doc["args"].pop("address", None)
-    storage.write_bytes(uri, json.dumps(doc, indent=1).encode())
+    idx.write_manifest(cfg.index, doc)
 
 
 def versions() -> dict[str, str]:
@@ -254,6 +247,7 @@ def run_process(cfg: ProcessConfig, echo: Any = print) -> dict[str, Any]:
 
     started = utcnow()
     t0 = time.time()
+    idx.check_writable(cfg.index)
     date = processing_date(cfg)
     items, skipped = list_work(cfg, date)
     echo(f"[exvad] archive {storage.normalize(cfg.archive)}: {len(items) + skipped} videos, "

@@ -61,9 +61,9 @@ class ScoreStage:
             try:
                 if has_error(errors[i]):
                     raise RuntimeError("skipped: earlier stage failed")
-                feats = batch["clip_features"][i]
+                feats = batch["visual_embedding"][i]
                 feats = np.stack(list(feats)) if feats.dtype == object else np.asarray(feats, np.float32)
-                text = batch["explanation_features"][i] if "explanation_features" in batch else None
+                text = batch["explanation_embedding"][i] if "explanation_embedding" in batch else None
                 text = None if text is None or np.size(text) == 0 else np.asarray(text, np.float32)
                 s, p = self.scorer.score(feats, text)
             except Exception as exc:  # noqa: BLE001 - recorded on the row

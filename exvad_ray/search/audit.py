@@ -47,7 +47,7 @@ def current_user() -> str:
 def append_audit(uri: str, action: str, query: dict[str, Any], result_count: int | None,
                  who: str | None = None, via: str = "api", index: str | None = None) -> str:
     """Append one event; returns the file written."""
-    from exvad_ray.pipeline.index import write_table_file
+    from exvad_ray.index.store import write_table_file
 
     now = dt.datetime.now(dt.timezone.utc)
     table = pa.Table.from_pylist([{

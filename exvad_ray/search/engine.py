@@ -124,19 +124,32 @@ class SegmentIndex:
         return self._con
 
     def _list(self, table: str) -> list[str]:
-        root = storage.join(self.uri, table)
-        fs, path = storage.filesystem(root)
-        try:
-            files = fs.find(path) if fs.exists(path) else []
-        except FileNotFoundError:
-            files = []
-        prefix = "s3://" if storage.is_remote(root) else ""
-        return sorted(prefix + f for f in files if f.endswith(".parquet") and "/.tmp-" not in f)
+        from exvad_ray.index.store import list_files
+
+        return list_files(self.uri, table)
+
+    @functools.cached_property
+    def columns(self) -> set[str]:
+        """Columns of the segments files (an index of schema v1 names the visual vector `embedding`)."""
+        rel = run_sql(self.con, "DESCRIBE SELECT * FROM read_parquet(?)", [self._any_file()])
+        return set(rel.column(0).to_pylist())
+
+    def _vector_column(self, name: str) -> str:
+        from exvad_ray.index.schemas import renamed_columns
+
+        if name in self.columns:
+            return name
+        for version in (1,):
+            old = renamed_columns("segments", version).get(name)
+            if old and old in self.columns:
+                return old
+        raise SearchError(f"{self.uri}: segments have no {name} column")
 
     def refresh(self) -> None:
         """Forget the cached file list (call after a run added videos)."""
         self._files = None
         self.__dict__.pop("videos", None)
+        self.__dict__.pop("columns", None)
 
     @property
     def files(self) -> list[tuple[str, dict[str, str]]]:
@@ -261,22 +274,26 @@ class SegmentIndex:
         clauses, params = self._where(q, classes)
         files = self._prune(q, classes, [q.video_id] if q.video_id else None)
         if q.like:
-            target = self.segment(q.like, columns=["embedding"])
-            vec = [float(x) for x in (target["embedding"] or [])]
+            vis = self._vector_column("visual_embedding")
+            target = self.segment(q.like, columns=[vis])
+            vec = [float(x) for x in (target[vis] or [])]
             if not vec:
                 raise SearchError(f"segment {q.like!r} has no visual embedding to compare with")
-            select = f"{cols}, list_cosine_similarity(embedding, ?::FLOAT[]) AS similarity"
+            select = f"{cols}, list_cosine_similarity({vis}, ?::FLOAT[]) AS similarity"
             pre: list[Any] = [vec]
         elif q.text:
             qvec, aligned = self.embed_text(q.text)
-            if aligned:
-                select = (f"{cols}, (coalesce(list_cosine_similarity(explanation_embedding, ?::FLOAT[]), 0) + "
-                          f"{VISUAL_WEIGHT} * coalesce(list_cosine_similarity(embedding, ?::FLOAT[]), 0)) / "
-                          f"{1 + VISUAL_WEIGHT} AS similarity")
-                pre = [qvec, qvec]
-            else:
-                select = f"{cols}, list_cosine_similarity(explanation_embedding, ?::FLOAT[]) AS similarity"
-                pre = [qvec]
+            vis = self._vector_column("visual_embedding")
+            has_text = "explanation_embedding" in self.columns
+            if not has_text and not aligned:
+                raise SearchError(f"{self.uri} holds no explanation embeddings (an older index): text search "
+                                  "needs the index rebuilt by this version's `exvad process`")
+            terms = (["coalesce(list_cosine_similarity(explanation_embedding, ?::FLOAT[]), 0)"] if has_text else []) + \
+                ([f"{VISUAL_WEIGHT if has_text else 1.0} * coalesce(list_cosine_similarity({vis}, ?::FLOAT[]), 0)"]
+                 if aligned else [])
+            weight = (1.0 if has_text else 0.0) + ((VISUAL_WEIGHT if has_text else 1.0) if aligned else 0.0)
+            select = f"{cols}, ({' + '.join(terms)}) / {weight} AS similarity"
+            pre = [qvec] * len(terms)
         else:
             select, pre = cols, []
         if not files:
@@ -355,14 +372,15 @@ class SegmentIndex:
         out = self._encoder({"explanation": np.array([text], dtype=object)})
         if out.get("error") is not None and out["error"][0]:
             raise SearchError(f"cannot embed the text query: {out['error'][0]}")
-        vec = np.asarray(out["explanation_features"][0], np.float32)
+        vec = np.asarray(out[self._encoder.output_column][0], np.float32)
         return vec.tolist(), self._aligned(len(vec))
 
     def _aligned(self, text_dim: int) -> bool:
         aligned = getattr(self._encoder.profile, "aligned", None)
         if aligned is not None:
             return bool(aligned)
-        sample = self._scan(self._any_file(), "len(embedding) AS d", [], [], "d", 1).column("d").to_pylist()
+        vis = self._vector_column("visual_embedding")
+        sample = self._scan(self._any_file(), f"len({vis}) AS d", [], [], "d", 1).column("d").to_pylist()
         return bool(sample) and sample[0] == text_dim
 
 

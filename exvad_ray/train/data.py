@@ -19,12 +19,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from exvad_ray import storage
+from exvad_ray import index, storage
 from exvad_ray.errors import ExvadError
+from exvad_ray.units import SNIPPET_FRAMES
 
 log = logging.getLogger(__name__)
 
-SNIPPET_FRAMES = 16
 SPLITS = ("train", "val", "test")
 
 LABELS_SCHEMA = pa.schema([
@@ -169,16 +169,35 @@ def _segments(row: dict[str, Any], n_snippets: int) -> list[tuple[int, int, str]
     return [(int(round(s["start_frame"] * scale)), int(round(s["end_frame"] * scale)), s["label"]) for s in segs]
 
 
-def _embeddings(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """list<float32> column -> (N, D) float32 (all rows must have the same D)."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    flat = pc.list_flatten(arr).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    n = len(arr)
-    if n == 0:
-        return np.zeros((0, 0), np.float32)
-    if flat.size % n:
-        raise ExvadError("embedding column has rows of different lengths")
-    return flat.reshape(n, flat.size // n)
+def _index_root(uri: str, table: str) -> str | None:
+    """The index folder when `uri` is one of its table folders (``INDEX/<table>``), else None."""
+    norm = storage.normalize(uri).rstrip("/")
+    if norm.rsplit("/", 1)[-1] != table:
+        return None
+    return norm[: -len(table) - 1] or None
+
+
+def _read_index_table(uri: str, table: str, columns: list[str]) -> pa.Table:
+    """Columns of an index table: through the index reader (``INDEX/<table>``: schema-checked, any
+    schema version), or from a standalone Parquet file/folder with today's column names."""
+    root = _index_root(uri, table)
+    if root is not None:
+        return index.read_table(root, table, columns)
+    return read_table(uri, columns)
+
+
+def _snippet_embeddings(uri: str, video_ids: list[str]) -> dict[str, np.ndarray]:
+    root = _index_root(uri, "snippets")
+    if root is not None:
+        return index.read_snippet_embeddings(root, video_ids)
+    table = read_table(uri, ["video_id", "snippet_index", "visual_embedding"])
+    table = table.filter(pc.is_in(table.column("video_id"), pa.array(video_ids, pa.string())))
+    table = table.sort_by([("video_id", "ascending"), ("snippet_index", "ascending")])
+    ids = table.column("video_id").to_numpy(zero_copy_only=False)
+    feats = index.embeddings_matrix(table.column("visual_embedding"))
+    bounds = np.flatnonzero(ids[1:] != ids[:-1]) + 1 if len(ids) else np.zeros(0, np.int64)
+    return {str(ids[s]): np.ascontiguousarray(feats[s:e])
+            for s, e in zip(np.r_[0, bounds], np.r_[bounds, len(ids)]) if e > s}
 
 
 def load_index_records(
@@ -190,11 +209,7 @@ def load_index_records(
     """Join the pipeline's indexes with a labels table on `name` (via videos.video_id).
     Videos without a label row are left out (counted in the log)."""
     labels = _label_rows(read_labels(labels_uri))
-    videos = read_table(videos_uri)
-    for col in ("video_id", "name"):
-        if col not in videos.column_names:
-            raise ExvadError(f"videos index {videos_uri} lacks column {col!r}")
-    has_text = "explanation_embedding" in videos.column_names
+    videos = _read_index_table(videos_uri, "videos", ["video_id", "name", "explanation_embedding"])
     vid_rows = {}
     for i, (vid, name) in enumerate(zip(videos.column("video_id").to_pylist(), videos.column("name").to_pylist())):
         if name in labels and (splits is None or labels[name]["split"] in splits):
@@ -202,24 +217,15 @@ def load_index_records(
     if not vid_rows:
         raise ExvadError(f"no video of {videos_uri} has a label in {labels_uri}"
                          + (f" for split(s) {list(splits)}" if splits else "") + " (joined on `name`)")
-    snippets = read_table(snippets_uri, ["video_id", "snippet_index", "clip_embedding"])
-    snippets = snippets.filter(pc.is_in(snippets.column("video_id"), pa.array(list(vid_rows))))
-    snippets = snippets.sort_by([("video_id", "ascending"), ("snippet_index", "ascending")])
-    ids = snippets.column("video_id").to_numpy(zero_copy_only=False)
-    feats = _embeddings(snippets.column("clip_embedding"))
-    text_col = videos.column("explanation_embedding").to_pylist() if has_text else None
+    feats_by_id = _snippet_embeddings(snippets_uri, list(vid_rows))
+    text_col = videos.column("explanation_embedding").to_pylist()
     records: list[VideoRecord] = []
-    if len(ids):
-        bounds = np.flatnonzero(ids[1:] != ids[:-1]) + 1
-        starts, ends = np.r_[0, bounds], np.r_[bounds, len(ids)]
-        for s, e in zip(starts, ends):
-            vid = ids[s]
-            row_i, name = vid_rows[vid]
-            lab = labels[name]
-            text = text_col[row_i] if text_col is not None else None
-            tf = np.asarray(text, np.float32) if text else None
-            f = np.ascontiguousarray(feats[s:e])
-            records.append(VideoRecord(name, f, tf, list(lab["labels"] or ["Normal"]), _segments(lab, len(f)), lab["split"]))
+    for vid, f in feats_by_id.items():
+        row_i, name = vid_rows[vid]
+        lab = labels[name]
+        text = text_col[row_i]
+        tf = np.asarray(text, np.float32) if text else None
+        records.append(VideoRecord(name, f, tf, list(lab["labels"] or ["Normal"]), _segments(lab, len(f)), lab["split"]))
     missing = len(vid_rows) - len(records)
     unlabelled = videos.num_rows - len(vid_rows)
     log.info("loaded %d labelled videos (%d without snippets, %d videos not selected/unlabelled)",

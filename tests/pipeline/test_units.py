@@ -150,7 +150,7 @@ def test_decode_and_model_stage_in_process(tiny_dir, tmp_path):
     assert len(out) == 1  # 100 frames: one window of the good video, nothing for the bad one
     win = out[0]
     assert "frames" not in win and "keyframes" not in win
-    assert win["video_id"][0] == "g" and win["clip_features"][0].shape == (6, win["clip_features"][0].shape[1])
+    assert win["video_id"][0] == "g" and win["visual_embedding"][0].shape == (6, win["visual_embedding"][0].shape[1])
     assert len(win["anomaly_scores"][0]) == 6 and np.all((win["anomaly_scores"][0] >= 0) & (win["anomaly_scores"][0] <= 1))
     errors = idx.read_table(index, "errors").to_pylist()
     assert [(e["video_id"], e["reason"]) for e in errors] == [("b", "not_video")]

@@ -11,7 +11,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from exvad_ray.pipeline import index as idx
+from exvad_ray import index as idx
+from exvad_ray.index.store import list_files
 from exvad_ray.search.engine import SearchError, SegmentIndex
 
 pytestmark = pytest.mark.slow
@@ -143,13 +144,13 @@ def test_text_ranks_matching_explanation_first(index_copy, tiny_dir):
     from exvad_ray.models.stages import TextEmbeddingStage
 
     enc = TextEmbeddingStage("tiny")
-    files = [f for f in idx._list_files(index_copy, "segments")]
+    files = [f for f in list_files(index_copy, "segments")]
     k = 0
     chosen = {}
     for f in files:
         t = pq.read_table(f)
         texts = [SENTENCES[(k + i) % len(SENTENCES)] for i in range(t.num_rows)]
-        feats = enc({"explanation": np.array(texts, dtype=object)})["explanation_features"]
+        feats = enc({"explanation": np.array(texts, dtype=object)})[enc.output_column]
         t = t.set_column(t.schema.get_field_index("explanation"), "explanation", [texts])
         t = t.set_column(t.schema.get_field_index("explanation_embedding"), "explanation_embedding",
                          [[np.asarray(x, np.float32).tolist() for x in feats]])

@@ -94,27 +94,20 @@ def test_ray_training_resumes_after_worker_kill(ray_session, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_train_and_evaluate_on_index_tables(ray_session, tmp_path, capsys):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+def test_cli_train_and_evaluate_on_index_tables(ray_session, tmp_path, capsys, write_feature_index):
     from exvad_ray.cli import main
     from exvad_ray.train.data import labels_table, write_labels
 
     tr, va, te, emb = data(dim=16)
-    snip, vids, labs = [], [], []
+    videos, labs = [], []
     for i, r in enumerate(tr + va + te):
-        vid = f"id{i}"
-        snip += [{"video_id": vid, "snippet_index": j, "clip_embedding": f.tolist()} for j, f in enumerate(r.features)]
-        vids.append({"video_id": vid, "name": r.name, "explanation_embedding": None})
+        videos.append({"video_id": f"id{i}", "name": r.name, "features": r.features})
         labs.append({"name": r.name, "labels": r.labels, "split": r.split, "n_frames": 16 * r.n_snippets,
                      "segments": [{"start_frame": s, "end_frame": e, "label": lab} for s, e, lab in r.segments]})
-    pq.write_table(pa.Table.from_pylist(snip), tmp_path / "snippets.parquet")
-    pq.write_table(pa.Table.from_pylist(vids, schema=pa.schema([("video_id", pa.string()), ("name", pa.string()),
-                   ("explanation_embedding", pa.list_(pa.float32()))])), tmp_path / "videos.parquet")
+    index = write_feature_index(str(tmp_path / "idx"), videos)
     write_labels(labels_table(labs), str(tmp_path / "labels.parquet"))
     np.savez(tmp_path / "classes.npz", embeddings=emb, class_names=np.array(NAMES))
-    data_args = ["--snippets", str(tmp_path / "snippets.parquet"), "--videos", str(tmp_path / "videos.parquet"),
+    data_args = ["--snippets", f"{index}/snippets", "--videos", f"{index}/videos",
                  "--labels", str(tmp_path / "labels.parquet")]
     rc = main(["train", *data_args, "--class-embeddings", str(tmp_path / "classes.npz"), "--out", str(tmp_path / "model"),
                "--epochs", "2", "--batch-size", "16", "--lr", "1e-3", "--layers", "1", "--visual-length", "128",
