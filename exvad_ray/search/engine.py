@@ -92,6 +92,11 @@ def run_sql(con: Any, sql: str, params: list[Any]) -> pa.Table:
     return out.read_all() if hasattr(out, "read_all") else out
 
 
+def _part_id(path: str) -> str | None:
+    m = re.search(r"/part-([0-9a-f-]{36})[^/]*\.parquet$", path)
+    return m.group(1) if m else None
+
+
 def _hive_values(path: str) -> dict[str, str]:
     return dict(m.groups() for m in re.finditer(r"(?:^|/)(class|date|camera)=([^/]+)", path))
 
@@ -150,6 +155,7 @@ class SegmentIndex:
         self._files = None
         self.__dict__.pop("videos", None)
         self.__dict__.pop("columns", None)
+        self.__dict__.pop("superseded", None)
 
     @property
     def files(self) -> list[tuple[str, dict[str, str]]]:
@@ -157,8 +163,21 @@ class SegmentIndex:
             files = self._list("segments")
             if not files and not self._list("videos"):
                 raise SearchError(f"no index at {self.uri} (no videos/ or segments/ table there)")
-            self._files = [(f, _hive_values(f[len(self.uri):])) for f in files]
+            gone = self.superseded
+            self._files = [(f, _hive_values(f[len(self.uri):])) for f in files
+                           if not (gone and _part_id(f) in gone)]
         return self._files
+
+    @functools.cached_property
+    def superseded(self) -> set[str]:
+        """Ids of videos whose content was replaced (tombstones ``INDEX/superseded/<id>.json``, written
+        by the archive job): their rows are not served, as `index.read_table` does not serve them."""
+        fs, path = storage.filesystem(storage.join(self.uri, "superseded"))
+        try:
+            names = fs.ls(path, detail=False) if fs.exists(path) else []
+        except FileNotFoundError:
+            return set()
+        return {os.path.basename(n)[:-len(".json")] for n in names if n.endswith(".json")}
 
     @functools.cached_property
     def videos(self) -> pa.Table:
@@ -241,6 +260,9 @@ class SegmentIndex:
         if q.video_id:
             clauses.append("video_id = ?")
             params.append(q.video_id)
+        if self.superseded:  # rows of replaced videos inside compacted files
+            clauses.append("video_id NOT IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(sorted(self.superseded))
         if q.detector:
             ids = [r["video_id"] for r in self.videos.select(["video_id", "detector"]).to_pylist()
                    if r["detector"] == q.detector]
@@ -313,7 +335,11 @@ class SegmentIndex:
         select = ", ".join(columns) if columns else "*"
         if columns:
             assert all(re.fullmatch(r"[a-z_]+", c) for c in columns)  # fixed names from our code only
-        rows = self._scan(files, select, ["segment_id = ?"], [segment_id], "segment_id", 1).to_pylist() if files else []
+        clauses, params = ["segment_id = ?"], [segment_id]
+        if self.superseded:
+            clauses.append("video_id NOT IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(sorted(self.superseded))
+        rows = self._scan(files, select, clauses, params, "segment_id", 1).to_pylist() if files else []
         if not rows:
             raise SearchError(f"unknown segment id {segment_id!r}")
         return rows[0]

@@ -194,3 +194,25 @@ def test_s3_index_gives_the_same_results(built_index, s3_bucket):
         assert remote.search(**q).drop(["uri"]).equals(local.search(**q).drop(["uri"]))
     sid = local.search(limit=1).column("segment_id")[0].as_py()
     assert remote.search(like=sid, limit=1).column("segment_id")[0].as_py() == sid
+
+
+def test_superseded_videos_are_not_served(index_copy, rows):
+    """A tombstone (INDEX/superseded/<id>.json, written when a video's content was replaced) hides
+    that video's segments, also inside compacted files."""
+    import json
+    import os
+
+    from exvad_ray.index import compact
+
+    gone = rows[0]["video_id"]
+    os.makedirs(os.path.join(index_copy, "superseded"))
+    with open(os.path.join(index_copy, "superseded", f"{gone}.json"), "w") as f:
+        json.dump({"video_id": gone}, f)
+    want = [r["segment_id"] for r in oracle(rows) if r["video_id"] != gone]
+    assert SegmentIndex(index_copy).search(limit=1000).column("segment_id").to_pylist() == want
+    compact(index_copy, tables=("segments",), min_files=1)
+    ix = SegmentIndex(index_copy)
+    assert all("compact-" in f for f, _ in ix.files)
+    assert ix.search(limit=1000).column("segment_id").to_pylist() == want
+    with pytest.raises(SearchError, match="unknown segment id"):
+        ix.search(like=rows[0]["segment_id"])
