@@ -27,8 +27,8 @@ def sha256_file(path: str) -> str:
 
 def json_row(row: dict[str, Any]) -> dict[str, Any]:
     """A segment row without its embeddings and image bytes, JSON-safe."""
-    drop = {"embedding", "explanation_embedding", "thumbnail_jpeg"}
-    return json.loads(json.dumps({k: v for k, v in row.items() if k not in drop}, default=str))
+    keep = {k: v for k, v in row.items() if k != "thumbnail_jpeg" and not k.endswith("embedding")}
+    return json.loads(json.dumps(keep, default=str))
 
 
 def cut_clip(src: str, dest: str, start_s: float, end_s: float) -> tuple[float, float, int]:

@@ -75,6 +75,6 @@ if __name__ == "__main__":  # build one by hand: python tests/search/archive.py 
     base = Path(sys.argv[1])
     t = time.time()
     print(build_archive(base / "archive", base / "work"), time.time() - t)
-    ray.init(num_cpus=2, object_store_memory=300 * 1024**2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, object_store_memory=300 * 1024**2, include_dashboard=False)
     print(build_index(base / "archive", base / "index"), time.time() - t)
     os._exit(0)

@@ -23,7 +23,7 @@ def built_index(tiny_dir, tmp_path_factory) -> dict:
     kinds = build_archive(base / "archive", base / "work")
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, object_store_memory=300 * 1024**2, include_dashboard=False)
+        ray.init(address="local", num_cpus=2, object_store_memory=300 * 1024**2, include_dashboard=False)
     try:
         summary = build_index(base / "archive", base / "index")
     finally:
