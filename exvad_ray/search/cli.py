@@ -45,6 +45,9 @@ def register(sub: Any) -> None:
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--profile", default=None, help="model profile for --text (default: the one that built the index)")
     p.add_argument("--ray", action="store_true", help="run the scan as a Ray Data job (for indexes no single machine should scan)")
+    p.add_argument("--update-vectors", action="store_true",
+                   help="build or extend the vector sidecar (INDEX/search/) first: fast --text/--like past ~1e6 "
+                        "segments; run after each `exvad process`")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("export", help="export a segment's evidence: clip, thumbnail, row, manifest with SHA-256",
@@ -81,6 +84,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                    max_score=args.max_score, since=args.since, until=args.until, cameras=args.cameras,
                    prefix=args.prefix, video_id=args.video_id, detector=args.detector, text=args.text,
                    like=args.like, limit=args.limit)
+    if args.update_vectors:
+        state = SegmentIndex(args.index, profile=args.profile).update_vectors()
+        print(f"vector sidecar: {state['rows']} segments from {len(state['files'])} files", file=sys.stderr)
     if args.ray:
         from exvad_ray.search.distributed import search_ray
 

@@ -107,8 +107,9 @@ class SegmentIndex:
     >>> SegmentIndex("s3://idx/run1").search(classes=["Fighting"], min_score=0.8).to_pandas()
     """
 
-    def __init__(self, uri: str, profile: str | None = None):
+    def __init__(self, uri: str, profile: str | None = None, use_sidecar: bool = True):
         self.uri = storage.normalize(uri).rstrip("/")
+        self.use_sidecar = use_sidecar
         self._profile = profile
         self._files: list[tuple[str, dict[str, str]]] | None = None
         self._con: Any = None
@@ -186,8 +187,7 @@ class SegmentIndex:
         if not files:
             return pa.table({"video_id": pa.array([], pa.string())})
         return run_sql(self.con,
-                       "SELECT video_id, uri, name, duration_s, fps, n_frames, video_score, video_class, class_names, "
-                       "detector, label_set, recorded_at, camera, date FROM read_parquet(?, hive_partitioning = true, "
+                       "SELECT COLUMNS(lambda c: c NOT LIKE '%embedding%') FROM read_parquet(?, hive_partitioning = true, "
                        "union_by_name = true, hive_types = {'date': 'VARCHAR', 'camera': 'VARCHAR'})", [files])
 
     # ---- vocabulary --------------------------------------------------------------------------
@@ -295,6 +295,12 @@ class SegmentIndex:
         cols = ", ".join(RESULT_COLUMNS) + (", thumbnail_jpeg" if thumbnails else "")
         clauses, params = self._where(q, classes)
         files = self._prune(q, classes, [q.video_id] if q.video_id else None)
+        if (q.like or q.text) and not thumbnails and self.use_sidecar:
+            from exvad_ray.search.vectors import load_sidecar
+
+            sidecar = load_sidecar(self)
+            if sidecar is not None:
+                return self._search_sidecar(sidecar, q, classes)
         if q.like:
             vis = self._vector_column("visual_embedding")
             target = self.segment(q.like, columns=[vis])
@@ -322,6 +328,39 @@ class SegmentIndex:
             return self._scan(self._any_file(), select, ["false"], [], "segment_id", 0, pre)
         order = "similarity DESC NULLS LAST, segment_id" if pre else "score DESC, segment_id"
         return self._scan(files, select, clauses, params, order, q.limit, pre)
+
+    def _search_sidecar(self, sidecar: Any, q: Query, classes: list[str]) -> pa.Table:
+        """Similarity ranking through the vector sidecar (same filters, same result columns)."""
+        if q.like:
+            hit = np.flatnonzero(sidecar.segment_id == q.like)
+            if not len(hit) or sidecar.video_id[hit[0]] in self.superseded:
+                raise SearchError(f"unknown segment id {q.like!r}")
+            queries = {"visual": np.asarray(sidecar.vectors["visual"][hit[0]], np.float32)}
+            weights = {"visual": 1.0}
+        else:
+            qvec, aligned = self.embed_text(q.text or "")
+            v = np.asarray(qvec, np.float32)
+            v = v / (np.linalg.norm(v) or 1.0)
+            queries, weights = {}, {}
+            if sidecar.vectors.get("text") is not None:
+                queries["text"], weights["text"] = v, 1.0
+            if aligned:
+                queries["visual"], weights["visual"] = v, VISUAL_WEIGHT if queries else 1.0
+            if not queries:
+                raise SearchError(f"{self.uri} holds no explanation embeddings: text search needs a newer index")
+        ids = None
+        if q.detector:
+            ids = [r["video_id"] for r in self.videos.select(["video_id", "detector"]).to_pylist()
+                   if r["detector"] == q.detector]
+        rows, sims = sidecar.rank(sidecar.mask(q, classes, self.superseded, ids), queries, weights, q.limit)
+        out = sidecar.catalog.take(pa.array(rows, pa.int64())).select(list(RESULT_COLUMNS))
+        return out.append_column("similarity", pa.array(sims, pa.float64()))
+
+    def update_vectors(self) -> dict[str, Any]:
+        """Build or extend the vector sidecar (INDEX/search/) for fast --text/--like on big indexes."""
+        from exvad_ray.search.vectors import update_sidecar
+
+        return update_sidecar(self)
 
     def _any_file(self) -> list[str]:
         if not self.files:

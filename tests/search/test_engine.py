@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -216,3 +217,26 @@ def test_superseded_videos_are_not_served(index_copy, rows):
     assert ix.search(limit=1000).column("segment_id").to_pylist() == want
     with pytest.raises(SearchError, match="unknown segment id"):
         ix.search(like=rows[0]["segment_id"])
+
+
+@pytest.mark.parametrize("exact_max", [50_000, 0])  # 0: always through the ANN index
+def test_vector_sidecar_agrees_with_exact_sql(index_copy, rows, monkeypatch, exact_max):
+    from exvad_ray.search import vectors
+
+    monkeypatch.setattr(vectors, "EXACT_MAX", exact_max)
+    exact = SegmentIndex(index_copy, use_sidecar=False)
+    fast = SegmentIndex(index_copy)
+    state = fast.update_vectors()
+    assert state["rows"] == len(rows) and vectors.load_sidecar(fast) is not None
+    assert fast.update_vectors() == state  # nothing new: no work
+    cams = sorted({r["camera"] for r in rows})
+    for r in rows:
+        for extra in ({}, {"cameras": cams[:1]}, {"min_score": r["score"]}):
+            a = exact.search(like=r["segment_id"], limit=10, **extra)
+            b = fast.search(like=r["segment_id"], limit=10, **extra)
+            assert b.column("segment_id").to_pylist() == a.column("segment_id").to_pylist(), extra
+            assert np.allclose(b.column("similarity").to_numpy(), a.column("similarity").to_numpy(), atol=1e-5)
+            assert b.drop(["similarity"]).equals(a.drop(["similarity"]))
+    for text in ("people fighting near the exit", "fire"):
+        a, b = exact.search(text=text, limit=10), fast.search(text=text, limit=10)
+        assert b.column("segment_id").to_pylist() == a.column("segment_id").to_pylist()
