@@ -54,7 +54,7 @@ def main() -> None:
         exvad(["models", "make-tiny", os.environ["EXVAD_TINY_MODELS"]])
     w = args.work
     archive, index, model, plots = (os.path.join(w, p) for p in ("archive", "index", "model", "plots"))
-    labels = os.path.join(archive, "annotations", "labels.parquet")
+    labels = os.path.join(archive, "annotations", "labels")
     if not args.reuse and os.path.exists(w):
         shutil.rmtree(w)
     os.makedirs(w, exist_ok=True)

@@ -44,7 +44,8 @@ def real_clips_dir() -> Path:
 def public_lists_dir() -> Path:
     """Real UCF-Crime / XD-Violence annotation files (../shared/data/public_lists)."""
     here = Path(__file__).resolve().parent.parent
-    for cand in (here.parent / "shared" / "data" / "public_lists", here / "shared" / "data" / "public_lists"):
+    for cand in (here.parent / "shared" / "data" / "public_lists", here / "shared" / "data" / "public_lists",
+                 here.parent.parent / "shared" / "data" / "public_lists"):  # a worktree under <repo>/../wt/
         if cand.exists():
             return cand
     pytest.skip("public_lists not found beside the checkout")
@@ -85,6 +86,7 @@ def write_feature_index():
                 "snippet_index": list(range(t)), "start_s": [i * 0.64 for i in range(t)],
                 "end_s": [(i + 1) * 0.64 for i in range(t)], "frame_index": [16 * i + 8 for i in range(t)],
                 "anomaly_score": [0.0] * t, "class_probs": [None] * t, "visual_embedding": f.tolist(),
+                "thumbnail_jpeg": [None] * t,
             })
             text = v.get("text")
             VIDEOS.write(index, vid, part, {
@@ -94,6 +96,8 @@ def write_feature_index():
                 "video_score": [0.0], "video_class": ["Normal"], "class_names": [None], "class_scores": [None],
                 "n_segments": [0], "explanation": [""],
                 "explanation_embedding": [None if text is None else np.asarray(text, np.float32).tolist()],
+                "window_explanation_embeddings": [[[] if text is None else np.asarray(text, np.float32).tolist()]
+                                                  * ((t + 255) // 256)],
                 "visual_model": ["test"], "caption_model": [""], "explanation_model": [""], "detector": [""],
                 "label_set": [""], "run_id": ["test"], "processed_at": [None],
             })

@@ -1,5 +1,5 @@
-"""Scoring API used by the pipeline: a trained detector from a checkpoint at any storage URI, or
-a zero-shot scorer (class embeddings only) when no checkpoint exists yet."""
+"""Scoring API used by the pipeline: a trained detector from checkpoint bytes (callers read storage:
+exvad_ray.checkpoints), or a zero-shot scorer (class embeddings only) when no checkpoint exists yet."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from exvad_ray import storage
 from exvad_ray.detector.config import DetectorConfig
 from exvad_ray.detector.model import ExVADNet
 from exvad_ray.detector.video_level import VideoPrediction, video_prediction  # noqa: F401 - re-exported
@@ -60,9 +59,6 @@ class ExVADDetector:
         torch.save(self.state(), buf)
         return buf.getvalue()
 
-    def save(self, uri: str) -> None:
-        storage.write_bytes(uri, self.to_bytes())
-
     @classmethod
     def from_state(cls, state: dict[str, Any], device: str = "cpu") -> ExVADDetector:
         if state.get("format") != CHECKPOINT_FORMAT:
@@ -79,17 +75,6 @@ class ExVADDetector:
         except Exception as exc:  # corrupt or foreign file
             raise ExvadError(f"cannot read detector checkpoint: {exc}") from exc
         return cls.from_state(state, device)
-
-    @classmethod
-    def load(cls, uri: str, device: str | None = None) -> ExVADDetector:
-        """Load `model.pt` (or a directory/prefix holding it) from a local path or storage URI."""
-        target = uri
-        if not uri.endswith(".pt") and storage.exists(storage.join(uri, "model.pt")):
-            target = storage.join(uri, "model.pt")
-        if not storage.exists(target):
-            raise ExvadError(f"no detector checkpoint at {uri}")
-        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls.from_bytes(storage.read_bytes(target), dev)
 
     # scoring -------------------------------------------------------------------------------
     @torch.no_grad()

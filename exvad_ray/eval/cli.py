@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 
 from exvad_ray import storage
@@ -13,7 +14,8 @@ from exvad_ray.errors import ExvadError
 
 
 def _run(args: argparse.Namespace) -> int:
-    from exvad_ray.detector import ExVADDetector, ZeroShotScorer
+    from exvad_ray.checkpoints import load_detector
+    from exvad_ray.detector import ZeroShotScorer
     from exvad_ray.eval.evaluate import evaluate_records
     from exvad_ray.train.cli import class_source, data_source
     from exvad_ray.train.data import split_records
@@ -22,11 +24,11 @@ def _run(args: argparse.Namespace) -> int:
     if not records:
         raise ExvadError(f"no videos in split {args.split!r}")
     if args.checkpoint:
-        scorer = ExVADDetector.load(args.checkpoint)
+        scorer = load_detector(args.checkpoint)
     else:
         emb, names, _ = class_source(args)
         scorer = ZeroShotScorer(emb, names)
-    report = evaluate_records(scorer, records, scorer.class_names)
+    report = evaluate_records(scorer, records, scorer.class_names, args.vadclip_procedure or args.dataset)
     if args.out:
         report.write_json(args.out)
     if args.plots:
@@ -41,6 +43,12 @@ def _run(args: argparse.Namespace) -> int:
     summary = report.to_dict()
     summary.pop("videos")
     print(json.dumps(summary, indent=2))
+    if report.frame_level:
+        fmt = lambda d: " ".join(f"@{k:.1f} {v:.2f}" for k, v in d.items())  # noqa: E731
+        print(f"mAP, VadCLIP procedure ({report.vadclip_procedure}; comparable with published tables): "
+              f"avg {report.vadclip_map_avg:.2f}  {fmt(report.vadclip_map_at)}", file=sys.stderr)
+        print(f"mAP, corrected (classes with ground truth; no proposals -> AP 0 for that class only): "
+              f"avg {report.map_avg:.2f}  {fmt(report.map_at)}", file=sys.stderr)
     return 0
 
 
@@ -52,13 +60,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Evaluate a detector with the field's conventions: snippet scores repeated to 16 frames, "
                     "frame-level AUC and AP over all videos, fine-grained mAP at IoU 0.1-0.5 and its average "
-                    "(VadCLIP's procedure, with a class without proposals no longer zeroing the mAP), per-class "
-                    "AP and video-level accuracy. Without --checkpoint the zero-shot scorer is evaluated.",
+                    "twice: as VadCLIP's published procedure computes it (`vadclip_procedure`, comparable with "
+                    "published tables) and corrected (`corrected`: a class without proposals no longer zeroes the "
+                    "whole mAP, classes without ground truth are left out), per-class AP and video-level accuracy. Without --checkpoint the zero-shot scorer is evaluated.",
         epilog="example:\n  exvad evaluate --checkpoint models/run1/model.pt --snippets idx/snippets \\\n"
                "      --videos idx/videos --labels labels.parquet --split test --out report.json --plots plots/")
     p.add_argument("--checkpoint", metavar="URI", help="model.pt (or its folder) from `exvad train`")
     add_data_arguments(p, split_csvs=True)
     add_class_arguments(p)
+    p.add_argument("--vadclip-procedure", choices=["ucf", "xd"], default=None,
+                   help="which published VadCLIP evaluation the comparable figures follow (default: --dataset)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to evaluate (default test)")
     p.add_argument("--out", metavar="URI", help="write the full report (JSON)")
     p.add_argument("--plots", metavar="DIR", help="write roc.png, pr.png and timelines/<video>.png here")

@@ -21,9 +21,10 @@ from exvad_ray.eval.metrics import (
     per_class_frame_ap,
     repeat_to_frames,
     detection_map,
+    vadclip_detection_map,
     video_accuracy,
 )
-from exvad_ray.train.data import VideoRecord, conform
+from exvad_ray.records import VideoRecord, conform
 
 
 class Scorer(Protocol):
@@ -62,11 +63,18 @@ class EvalReport:
     map_avg: float = float("nan")
     per_class_ap: dict[str, float] = field(default_factory=dict)
     per_class_map: dict[str, dict[float, float]] = field(default_factory=dict)
+    # VadCLIP's published procedure (comparable with published tables): every class, Normal included,
+    # and a whole IoU threshold scored 0 as soon as one class has no proposal; map_at/map_avg above
+    # are the corrected figures (classes with ground truth; a class without proposals scores AP 0)
+    vadclip_map_at: dict[float, float] = field(default_factory=dict)
+    vadclip_map_avg: float = float("nan")
+    vadclip_procedure: str = "ucf"
     videos: list[VideoResult] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, float]:
         """Flat numeric metrics (for Ray Train reports and bench results)."""
-        out = {"auc": self.auc, "ap": self.ap, "accuracy": self.accuracy, "map_avg": self.map_avg}
+        out = {"auc": self.auc, "ap": self.ap, "accuracy": self.accuracy, "map_avg": self.map_avg,
+               "vadclip_map_avg": self.vadclip_map_avg}
         out |= {f"map@{k:.1f}": v for k, v in self.map_at.items()}
         return out
 
@@ -82,6 +90,13 @@ class EvalReport:
             "accuracy": self.accuracy, "per_class_accuracy": self.per_class_accuracy,
             "map_at_iou": self.map_at, "map_avg": self.map_avg, "per_class_ap": self.per_class_ap,
             "per_class_map": self.per_class_map,
+            "corrected": {"auc": self.auc, "ap": self.ap, "map_at_iou": self.map_at, "map_avg": self.map_avg,
+                          "about": "mAP over classes with ground truth; a class without proposals scores AP 0"},
+            "vadclip_procedure": {"auc": self.auc, "ap": self.ap, "map_at_iou": self.vadclip_map_at,
+                                  "map_avg": self.vadclip_map_avg, "dataset": self.vadclip_procedure,
+                                  "about": "VadCLIP's published getDetectionMAP: all classes incl. Normal, "
+                                           "an IoU scores 0 if any class has no proposal; comparable with "
+                                           "published tables"},
             "videos": {v.name: {"labels": v.labels, "predicted": v.prediction.video_class,
                                 "video_score": v.prediction.video_score} for v in self.videos},
         })
@@ -98,7 +113,7 @@ def score_records(scorer: Scorer, records: Sequence[VideoRecord]) -> list[VideoR
     return out
 
 
-def compute_report(results: Sequence[VideoResult], class_names: Sequence[str]) -> EvalReport:
+def compute_report(results: Sequence[VideoResult], class_names: Sequence[str], procedure: str = "ucf") -> EvalReport:
     """Frame-level metrics when the anomalous videos carry temporal ground truth, else
     video-level AUC/AP from the top-k video scores (weakly labelled splits)."""
     if not results:
@@ -121,13 +136,17 @@ def compute_report(results: Sequence[VideoResult], class_names: Sequence[str]) -
         dm = detection_map([repeat_to_frames(r.class_probs) for r in results], segs, labs, class_names)
         report.map_at, report.map_avg, report.per_class_map = dm.map_at, dm.average, dm.per_class
         report.per_class_ap = per_class_frame_ap([r.class_probs for r in results], segs, labs, class_names)
+        ref = vadclip_detection_map([repeat_to_frames(r.class_probs) for r in results], segs, labs, class_names,
+                                    [not r.is_anomaly for r in results], procedure)
+        report.vadclip_map_at, report.vadclip_map_avg, report.vadclip_procedure = ref.map_at, ref.average, procedure
     report.videos = list(results)
     return report
 
 
-def evaluate_records(scorer: Scorer, records: Sequence[VideoRecord], class_names: Sequence[str] | None = None) -> EvalReport:
+def evaluate_records(scorer: Scorer, records: Sequence[VideoRecord], class_names: Sequence[str] | None = None,
+                     procedure: str = "ucf") -> EvalReport:
     names = list(class_names or scorer.class_names)
-    return compute_report(score_records(scorer, conform(records, names)), names)
+    return compute_report(score_records(scorer, conform(records, names)), names, procedure)
 
 
 __all__ = ["EvalReport", "IOU_THRESHOLDS", "VideoResult", "compute_report", "evaluate_records", "score_records"]

@@ -171,6 +171,27 @@ def detection_map(
     return DetectionMAP(results, float(np.mean(list(results.values()))), per_class)
 
 
+def vadclip_detection_map(
+    frame_probs: Sequence[np.ndarray],
+    gt_segments: Sequence[Sequence[Segment]],
+    gt_labels: Sequence[Sequence[str]],
+    class_names: Sequence[str],
+    is_normal: Sequence[bool],
+    dataset: str = "ucf",
+) -> DetectionMAP:
+    """mAP as VadCLIP's published evaluation computes it, for comparison with published tables.
+    Its ground truth differs by dataset: UCF-Crime normal videos carry a label that matches no
+    class (Normal scores AP 0), XD-Violence normal videos one whole-video Normal segment."""
+    if dataset not in ("ucf", "xd"):
+        raise ExvadError(f"VadCLIP procedure is 'ucf' or 'xd', not {dataset!r}")
+    segs, labs = [list(s) for s in gt_segments], [list(lab) for lab in gt_labels]
+    if dataset == "xd":
+        for i, (fp, normal) in enumerate(zip(frame_probs, is_normal)):
+            if normal:
+                segs[i], labs[i] = [(0, len(fp))], [class_names[0]]
+    return detection_map(frame_probs, segs, labs, class_names, reference_quirks=True)
+
+
 def per_class_frame_ap(
     snippet_probs: Sequence[np.ndarray],
     gt_segments: Sequence[Sequence[Segment]],

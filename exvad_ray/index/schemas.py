@@ -31,6 +31,16 @@ RENAMED: dict[int, dict[str, dict[str, str]]] = {
         "segments": {"visual_embedding": "embedding"},
         "videos": {"visual_model": "clip_model"}},
 }
+# Columns added since each version: {version: {table: [names]}}; that version's files lack them and
+# readers get them as nulls.
+ADDED: dict[int, dict[str, list[str]]] = {
+    1: {"snippets": ["thumbnail_jpeg"], "videos": ["window_explanation_embeddings"]},
+}
+
+
+def added_columns(table: str, version: int) -> set[str]:
+    """Columns of today's `table` that files of schema `version` do not have."""
+    return {c for v in range(version, SCHEMA_VERSION) for c in ADDED.get(v, {}).get(table, [])}
 
 
 def schemas_dir() -> str:
@@ -68,11 +78,11 @@ def arrow_schema(table: str, version: int = SCHEMA_VERSION) -> pa.Schema:
     """The schema of the columns stored in the files (partition columns live in the path), as
     written by schema `version` (older versions: the current schema under the old column names)."""
     spec = table_spec(table)
-    old = renamed_columns(table, version)
+    old, added = renamed_columns(table, version), added_columns(table, version)
     return pa.schema([
         pa.field(old.get(f["name"], f["name"]), _arrow_type(f["type"]), nullable=f.get("nullable", True),
                  metadata={"doc": f["doc"]} if f.get("doc") else None)
-        for f in spec["fields"]
+        for f in spec["fields"] if f["name"] not in added
     ])
 
 

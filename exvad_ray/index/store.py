@@ -24,7 +24,9 @@ import pyarrow.parquet as pq
 
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
-from exvad_ray.index.schemas import SCHEMA_VERSION, VIDEO_TABLES, arrow_schema, conform, partition_cols, renamed_columns
+from exvad_ray.index.schemas import (
+    SCHEMA_VERSION, VIDEO_TABLES, added_columns, arrow_schema, conform, partition_cols, renamed_columns,
+)
 
 PART_RE = re.compile(r"part-([0-9a-f-]{36})(?:-[^/]*)?\.parquet$")
 COMPACT_PREFIX = "compact-"
@@ -129,8 +131,12 @@ def read_table(index: str, table: str, columns: list[str] | None = None) -> pa.T
     partitioning = pads.partitioning(pa.schema([(c, pa.string()) for c in part]), flavor="hive") if part else None
     ds = pads.dataset(paths, schema=stored, format="parquet", filesystem=fs, partitioning=partitioning,
                       partition_base_dir=root)
-    out = ds.to_table(columns=None if columns is None else [old.get(c, c) for c in columns])
-    return out.rename_columns([{v: k for k, v in old.items()}.get(c, c) for c in out.column_names])
+    want = current.names if columns is None else columns
+    added = added_columns(table, version)  # not in that version's files: nulls
+    out = ds.to_table(columns=[old.get(c, c) for c in want if c not in added])
+    out = out.rename_columns([{v: k for k, v in old.items()}.get(c, c) for c in out.column_names])
+    return pa.table({c: out.column(c) if c not in added else pa.nulls(out.num_rows, current.field(c).type)
+                     for c in want}) if added & set(want) else out
 
 
 def index_version(index: str) -> int:

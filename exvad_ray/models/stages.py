@@ -4,8 +4,8 @@ Each stage loads its model once per actor, lazily (``setup()``), takes a batch i
 (ragged columns arrive as object arrays of arrays) and returns the batch with its columns added.
 A row that fails gets an ``error`` string ("stage: Type: message") and empty outputs instead of
 failing the batch; rows that arrive with an error pass through untouched.
-Resources: ``Stage.resources(profile)`` gives ``num_cpus``/``num_gpus`` for ``map_batches``;
-CPU stages ask for fractional CPUs so that several pools fit on a 2-core machine.
+What each stage reads, writes and drops, and its resources in each layout, are declared in
+``exvad_ray.pipeline.stages`` (the stage ``name`` here is the declaration's, so errors rows name it).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from exvad_ray.errors import ExvadError
 from exvad_ray.models._util import (
     as_images, column, error_text, num_rows, object_column, prior_errors, to_str_list,
 )
-from exvad_ray.models.profiles import Profile, load_profile, resolve_device
+from exvad_ray.models.profiles import Profile, load_profile
 from exvad_ray.models.prompts import build_explanation_messages
 
 log = logging.getLogger(__name__)
@@ -29,9 +29,6 @@ Batch = dict[str, Any]
 class _Stage:
     name: ClassVar[str] = "stage"
     spec_field: ClassVar[str] = "clip"  # which profile entry holds this stage's model
-    cpu_num_cpus: ClassVar[float] = 0.5
-    gpu_num_cpus: ClassVar[float] = 0.25
-    gpu_fraction: ClassVar[float] = 0.5
 
     def __init__(self, profile: Profile | str = "tiny"):
         self._profile_ref = profile
@@ -43,17 +40,6 @@ class _Stage:
         if self._profile is None:
             self._profile = load_profile(self._profile_ref)
         return self._profile
-
-    @classmethod
-    def resources(cls, profile: Profile | str = "tiny", gpu: bool | None = None) -> dict[str, float]:
-        """``map_batches`` resources. ``gpu=None``: from the spec's device (``auto`` counts as GPU when
-        this process sees one)."""
-        spec = getattr(load_profile(profile, check_local=False), cls.spec_field)
-        if gpu is None:
-            gpu = spec.device.startswith("cuda") or (spec.device == "auto" and resolve_device("auto") == "cuda")
-        if gpu:
-            return {"num_cpus": cls.gpu_num_cpus, "num_gpus": cls.gpu_fraction}
-        return {"num_cpus": cls.cpu_num_cpus, "num_gpus": 0.0}
 
     def setup(self) -> None:
         """Load the model (once per actor)."""
@@ -117,9 +103,8 @@ class ClipImageStage(_Stage):
     skips embedding them.
     """
 
-    name = "clip_image"
+    name = "visual"
     spec_field = "clip"
-    gpu_fraction = 0.5
 
     def __init__(self, profile: Profile | str = "tiny", drop_frames: bool = False, keyframes: bool = True):
         super().__init__(profile)
@@ -151,7 +136,6 @@ class CaptionStage(_Stage):
 
     name = "caption"
     spec_field = "captioner"
-    gpu_fraction = 1.0
 
     def _load(self) -> Any:
         from exvad_ray.models.captioner import Captioner
@@ -195,9 +179,8 @@ class CaptionCleaningStage(_Stage):
     """captions + keyframe_embedding -> clean_captions: each keyframe's caption becomes the caption (of the
     same row) whose CLIP text embedding is closest to the keyframe's CLIP image embedding."""
 
-    name = "caption_cleaning"
+    name = "clean"
     spec_field = "clip"
-    gpu_fraction = 0.25
 
     def _load(self) -> Any:
         from exvad_ray.models.clip import ClipModel
@@ -260,8 +243,7 @@ _PROMPT_COLUMNS = ("clean_captions", "captions", "keyframe_s", "window_index", "
 class ExplanationPromptStage:
     """Adds the ``messages`` column for the vLLM backend (``build_vllm_explainer``); CPU only, no model."""
 
-    name = "explanation_prompt"
-    num_cpus = 0.25
+    name = "explain_prompt"
 
     def __call__(self, batch: Batch) -> Batch:
         out = dict(batch)
@@ -282,9 +264,8 @@ class ExplanationStage(_Stage):
     """clean_captions + keyframe_s -> explanation (transformers backend). Sets explanation_model and, when
     absent, caption_model. A window without captions gets an empty explanation (no LLM call)."""
 
-    name = "explanation"
+    name = "explain"
     spec_field = "explainer"
-    gpu_fraction = 1.0
 
     def _load(self) -> Any:
         from exvad_ray.models.explainer import TransformersExplainer
@@ -324,9 +305,8 @@ class ExplanationStage(_Stage):
 class TextEmbeddingStage(_Stage):
     """explanation -> explanation_embedding (D,) float32 with the CLIP text tower (zeros for error rows)."""
 
-    name = "text_embedding"
+    name = "embed_text"
     spec_field = "clip"
-    gpu_fraction = 0.25
 
     def __init__(self, profile: Profile | str = "tiny", text_column: str = "explanation",
                  output_column: str = "explanation_embedding"):

@@ -65,10 +65,42 @@ def _arr(x: Any, dtype: Any = None) -> np.ndarray:
     return np.asarray(x, dtype=dtype)
 
 
+def _window_text(window: dict[str, Any]) -> np.ndarray:
+    """The window's explanation embedding (empty when it has none)."""
+    t = window.get("explanation_embedding")
+    return _arr(t, np.float32).reshape(-1) if t is not None and np.size(t) else np.zeros(0, np.float32)
+
+
 def _strs(x: Any) -> list[str]:
     if x is None:
         return []
     return [str(v) for v in (x.tolist() if isinstance(x, np.ndarray) else x)]
+
+
+def segment_columns(vid: str, uri: str, class_names: list[str], localization: LocalizationConfig,
+                    scores: np.ndarray, probs: np.ndarray, feats: np.ndarray, start_s: np.ndarray, end_s: np.ndarray,
+                    extra: Any) -> dict[str, dict[str, list[Any]]]:
+    """Segments table columns per class for one video's snippet scores (also used by rescoring);
+    `extra(first, last, peak)` gives the columns that come from elsewhere (the peak window's
+    explanation, the peak thumbnail, ...)."""
+    seg_by_class: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    for first, last in localize(scores, localization):
+        sl = slice(first, last + 1)
+        mean_probs = probs[sl].mean(axis=0)
+        c = 1 + int(np.argmax(mean_probs[1:])) if len(class_names) > 1 else 0
+        label = class_names[c]
+        peak = first + int(np.argmax(scores[sl]))
+        cols = seg_by_class[label]
+        for key, value in (
+            ("segment_id", f"{vid}:{first}"), ("video_id", vid), ("uri", uri), ("label", label),
+            ("score", float(scores[sl].max())), ("class_score", float(mean_probs[c])),
+            ("start_s", float(start_s[first])), ("end_s", float(end_s[last])),
+            ("first_snippet", first), ("last_snippet", last), ("peak_s", float(start_s[peak])),
+            ("visual_embedding", _unit(feats[sl].mean(axis=0)).tolist()),
+            *extra(first, last, peak).items(),
+        ):
+            cols[key].append(value)
+    return seg_by_class
 
 
 @dataclasses.dataclass
@@ -101,13 +133,13 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
     date, camera = str(w0["date"]), str(w0["camera"])
     part = {"date": date, "camera": camera}
     expl = [str(w.get("explanation") or "") for w in windows]
-    if len(windows) == 1:
+    if len(windows) == 1 or not any(expl):  # no explainer: no time-span headers around nothing
         video_expl = expl[0]
     else:
         video_expl = "\n".join(f"[{_fmt_time(float(_arr(w['start_s'])[0]))}-{_fmt_time(float(_arr(w['end_s'])[-1]))}] {e}"
                                for w, e in zip(windows, expl))
-    text_feats = [_arr(w["explanation_embedding"], np.float32) for w in windows
-                  if w.get("explanation_embedding") is not None and np.size(w.get("explanation_embedding"))]
+    window_text = [_window_text(w) for w in windows]  # what ScoreStage saw per window (kept for rescoring)
+    text_feats = [t for t in window_text if t.size]
     video_text = _unit(np.mean(text_feats, axis=0)) if text_feats else np.zeros(0, np.float32)
     rec = dt.datetime.fromisoformat(str(w0["recorded_at"])) if str(w0.get("recorded_at") or "") else None
     pred = video_prediction(scores, probs, ctx.class_names, threshold=ctx.localization.threshold)
@@ -118,32 +150,21 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
         "snippet_index": list(range(n)), "start_s": start_s.tolist(), "end_s": end_s.tolist(),
         "frame_index": frame_index.tolist(), "anomaly_score": scores.tolist(),
         "class_probs": [p.tolist() for p in probs], "visual_embedding": [f.tolist() for f in feats],
+        "thumbnail_jpeg": [thumb_at(*t) for t in thumbs],
     }
-    seg_by_class: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
-    for first, last in localize(scores, ctx.localization):
-        sl = slice(first, last + 1)
-        mean_probs = probs[sl].mean(axis=0)
-        c = 1 + int(np.argmax(mean_probs[1:])) if len(ctx.class_names) > 1 else 0
-        label = ctx.class_names[c]
-        peak = first + int(np.argmax(scores[sl]))
-        win = windows[int(np.searchsorted(np.cumsum([int(w["n_snippets"]) for w in windows]), peak, side="right"))]
-        cols = seg_by_class[label]
-        for key, value in (
-            ("segment_id", f"{vid}:{first}"), ("video_id", vid), ("uri", uri), ("label", label),
-            ("score", float(scores[sl].max())), ("class_score", float(mean_probs[c])),
-            ("start_s", float(start_s[first])), ("end_s", float(end_s[last])),
-            ("first_snippet", first), ("last_snippet", last), ("peak_s", float(start_s[peak])),
-            ("start_at", rec + dt.timedelta(seconds=float(start_s[first])) if rec else None),
-            ("end_at", rec + dt.timedelta(seconds=float(end_s[last])) if rec else None),
-            ("explanation_embedding", _arr(win.get("explanation_embedding") if win.get("explanation_embedding")
-                                           is not None else [], np.float32).ravel().tolist()),
-            ("explanation", str(win.get("explanation") or "")), ("thumbnail_jpeg", thumb_at(*thumbs[peak])),
-            ("visual_embedding", _unit(feats[sl].mean(axis=0)).tolist()),
-        ):
-            cols[key].append(value)
+    ends = np.cumsum([int(w["n_snippets"]) for w in windows])
+    window_at = lambda i: windows[int(np.searchsorted(ends, i, side="right"))]  # noqa: E731
+    seg_by_class = segment_columns(
+        vid, uri, ctx.class_names, ctx.localization, scores, probs, feats, start_s, end_s,
+        extra=lambda first, last, peak: {"explanation": str(window_at(peak).get("explanation") or ""),
+                                         "thumbnail_jpeg": thumb_at(*thumbs[peak]),
+                                         "explanation_embedding": _window_text(window_at(peak)).tolist(),
+                                         "start_at": rec + dt.timedelta(seconds=float(start_s[first])) if rec else None,
+                                         "end_at": rec + dt.timedelta(seconds=float(end_s[last])) if rec else None})
     segments = [({"class": sanitize(label), **part}, dict(cols)) for label, cols in seg_by_class.items()]
 
-    captions: dict[str, list[Any]] = defaultdict(list)
+    # every column present even when no window has a keyframe (an empty captions file, not a failure)
+    captions: dict[str, list[Any]] = {name: [] for name in idx.CAPTIONS.schema.names}
     for w in windows:
         kf_s = _arr(w.get("keyframe_s", []), np.float64)
         raw, clean = _strs(w.get("captions")), _strs(w.get("clean_captions"))
@@ -166,7 +187,9 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
         "n_windows": [len(windows)], "video_score": [pred.video_score], "video_class": [pred.video_class],
         "class_names": [list(ctx.class_names)], "class_scores": [pred.class_scores.tolist()],
         "n_segments": [sum(len(c["segment_id"]) for _, c in segments)], "explanation": [video_expl],
-        "explanation_embedding": [video_text.tolist()], "visual_model": [str(w0.get("visual_model") or "")],
+        "explanation_embedding": [video_text.tolist()],
+        "window_explanation_embeddings": [[t.tolist() for t in window_text]],
+        "visual_model": [str(w0.get("visual_model") or "")],
         "caption_model": [str(w0.get("caption_model") or "")],
         "explanation_model": [str(w0.get("explanation_model") or "")], "detector": [ctx.detector_name],
         "label_set": [ctx.label_set], "recorded_at": [rec],
@@ -219,7 +242,7 @@ class VideoAssembler:
                    [c for c in summary["segment_classes"].split(",") if c])
             return summary
         except Exception as exc:  # noqa: BLE001 - a bad video never fails the job
-            stage = exc.stage if isinstance(exc, StageError) else "finalize"
+            stage = exc.stage if isinstance(exc, StageError) else "assemble"
             reason = write_error(self.ctx.index, self.ctx.run_id, item, stage, exc)
             notify(self.progress, "video_failed", stage, reason)
             return {"video_id": item["video_id"], "uri": item["uri"], "status": "error", "stage": stage,

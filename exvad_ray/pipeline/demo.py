@@ -70,7 +70,7 @@ def run_demo(workdir: str = "demo-output", small: bool = False) -> int:
         _run(["synth", archive, "--quiet",
               *(["--small"] if small else ["--videos-per-class", "3", "--normal-videos", "6"])])
         print(f"+ {_upload_extras(archive, work)} real clips and bad files")
-        labels = storage.join(archive, "annotations", "labels.parquet")
+        labels = storage.join(archive, "annotations", "labels")
 
         _step("3/7 archive job, zero-shot scoring")
         _run(["process", "--archive", archive, "--index", "s3://index/run1", "--label-set", "synthetic"])

@@ -4,7 +4,6 @@ the Parquet labels table (docs/CONTRACTS.md) and split lists, to any storage loc
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import tempfile
@@ -15,29 +14,17 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError, StorageError
+from exvad_ray.index import labels as index_labels
+from exvad_ray.index.labels import LABELS_SCHEMA, make_table  # noqa: F401 - LABELS_SCHEMA re-exported
 from exvad_ray.synth.plan import SPLITS, SynthConfig, VideoSpec, local_tmpdir, plan_archive, split_names
-from exvad_ray.synth.sim import Segment
 from exvad_ray.synth.video import render_video
 
 ANNOTATION_FILE = "annotations/Temporal_Anomaly_Annotation.txt"
-LABELS_FILE = "annotations/labels.parquet"
+LABELS_FILE = "annotations/labels"  # a labels table: a folder of Parquet files (index.labels)
 SPLITS_DIR = "annotations/splits"
-
-SEGMENT_TYPE = pa.struct([("start_frame", pa.int64()), ("end_frame", pa.int64()), ("label", pa.string())])
-LABELS_SCHEMA = pa.schema([
-    ("name", pa.string()),
-    ("video_uri", pa.string()),
-    ("labels", pa.list_(pa.string())),
-    ("split", pa.string()),
-    ("segments", pa.list_(SEGMENT_TYPE)),
-    ("fps", pa.float64()),
-    ("n_frames", pa.int64()),
-])
-
 
 class AnnotationFormatError(ExvadError):
     """A Temporal_Anomaly_Annotation.txt line cannot be parsed."""
@@ -121,54 +108,30 @@ class AnnotationRecord:
 
 
 def parse_temporal_annotations(text: str) -> list[AnnotationRecord]:
-    """Parse UCF-Crime temporal annotations (ours and the public file: ``.mp4`` optional)."""
-    out = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 6:
-            raise AnnotationFormatError(f"line {lineno}: expected 6 fields, got {len(parts)}: {line!r}")
-        name, label, *nums = parts
-        try:
-            s1, e1, s2, e2 = (int(x) for x in nums)
-        except ValueError as exc:
-            raise AnnotationFormatError(f"line {lineno}: frame numbers must be integers: {line!r}") from exc
-        segs = tuple((s, e) for s, e in ((s1, e1), (s2, e2)) if s >= 0 and e >= 0)
-        out.append(AnnotationRecord(os.path.splitext(name)[0] if name.endswith(".mp4") else name, label, segs))
-    return out
+    """Parse UCF-Crime temporal annotations (ours and the public file: ``.mp4`` optional), with the
+    labels importer's parser (one reader of the format)."""
+    from exvad_ray.labels.importers import parse_ucf_temporal
+
+    try:
+        parsed = parse_ucf_temporal(text)
+    except ExvadError as exc:
+        raise AnnotationFormatError(str(exc)) from exc
+    return [AnnotationRecord(name, label, tuple(segs)) for name, (label, segs) in parsed.items()]
 
 
 def labels_table(specs: list[VideoSpec], uris: dict[str, str]) -> pa.Table:
-    """The labels table (docs/CONTRACTS.md), one row per video, sorted by name."""
-    rows = sorted(specs, key=lambda s: s.name)
-    return pa.table({
-        "name": [s.name for s in rows],
-        "video_uri": [uris.get(s.name) for s in rows],
-        "labels": [[s.label] for s in rows],
-        "split": [s.split for s in rows],
-        "segments": [[{"start_frame": g.start_frame, "end_frame": g.end_frame, "label": g.label} for g in s.segments]
-                     for s in rows],
-        "fps": [float(s.fps) for s in rows],
-        "n_frames": [int(s.n_frames) for s in rows],
-    }, schema=LABELS_SCHEMA)
-
-
-def parquet_bytes(table: pa.Table) -> bytes:
-    """Parquet bytes with no writer-dependent variation (same table -> same bytes)."""
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", write_statistics=True)
-    return buf.getvalue()
+    """The archive's labels (docs/CONTRACTS.md), one row per video, sorted by name, source "synth"."""
+    return make_table([{
+        "name": s.name, "video_uri": uris.get(s.name), "labels": [s.label], "split": s.split,
+        "segments": [{"start_frame": g.start_frame, "end_frame": g.end_frame, "label": g.label} for g in s.segments],
+        "fps": float(s.fps), "n_frames": int(s.n_frames), "source": "synth",
+    } for s in sorted(specs, key=lambda s: s.name)])
 
 
 def read_labels(uri: str) -> pa.Table:
-    """Read an archive's labels table (``uri`` = the archive root or the parquet file)."""
-    target = uri if uri.endswith(".parquet") else storage.join(uri, LABELS_FILE)
-    return pq.read_table(io.BytesIO(storage.read_bytes(target)))
-
-
-def segments_of(row_segments: list[dict]) -> list[Segment]:
-    return [Segment(int(d["start_frame"]), int(d["end_frame"]), str(d["label"])) for d in row_segments]
+    """An archive's labels, current view (``uri`` = the archive root or the labels table)."""
+    target = storage.join(uri, LABELS_FILE) if storage.exists(storage.join(uri, LABELS_FILE)) else uri
+    return index_labels.read_labels(target)
 
 
 # ------------------------------------------------------------------------------------ generation
@@ -221,9 +184,11 @@ def generate_archive(uri: str, config: SynthConfig | None = None,
         shutil.rmtree(tmp, ignore_errors=True)
     ann = annotations_text(specs).encode()
     storage.write_bytes(storage.join(root, ANNOTATION_FILE), ann)
-    lab = parquet_bytes(labels_table(specs, summary.video_uris))
-    storage.write_bytes(storage.join(root, LABELS_FILE), lab)
-    summary.bytes_written += len(ann) + len(lab)
+    # same archive -> same batch id: a rerun into the same location adds no second labels file
+    table = labels_table(specs, summary.video_uris)
+    written = index_labels.append_labels(storage.join(root, LABELS_FILE), table,
+                                         batch_id="synth-" + index_labels.batch_digest(table))
+    summary.bytes_written += len(ann) + len(storage.read_bytes(written))
     for split, names in split_names(specs).items():
         data = "".join(n + "\n" for n in names).encode()
         storage.write_bytes(storage.join(root, SPLITS_DIR, f"{split}.txt"), data)

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 
 from exvad_ray import storage
+from exvad_ray.checkpoints import CHECKPOINT_FILE, save_detector
 from exvad_ray.detector import DetectorConfig
 from exvad_ray.errors import ExvadError
 from exvad_ray.train.data import VideoRecord, conform, feature_dim, load_index_records, split_records
-from exvad_ray.train.importers import UCF_CLASSES, XD_CLASSES, load_vadclip_records
+from exvad_ray.labels.importers import load_vadclip_records
 from exvad_ray.train.loop import TrainConfig
 from exvad_ray.train.ray_job import RayTrainSettings, TrainOutcome, run_ray_training
 
@@ -69,7 +70,7 @@ class DataSource:
     def load(self) -> list[VideoRecord]:
         if self.snippets or self.videos or self.labels:
             if not (self.snippets and self.videos and self.labels):
-                raise ExvadError("--snippets, --videos and --labels go together")
+                raise ExvadError("--labels goes with --index (or --snippets and --videos)")
             return load_index_records(self.snippets, self.videos, self.labels)
         recs: list[VideoRecord] = []
         for uri, split in ((self.vadclip_train_csv, "train"), (self.vadclip_val_csv, "val"), (self.vadclip_test_csv, "test")):
@@ -80,10 +81,6 @@ class DataSource:
         if not recs:
             raise ExvadError("no data given: use --snippets/--videos/--labels or --vadclip-train CSV")
         return recs
-
-
-def default_class_names(dataset: str) -> list[str]:
-    return list(UCF_CLASSES if dataset == "ucf" else XD_CLASSES)
 
 
 @dataclass
@@ -136,10 +133,35 @@ def model_card(req: TrainRequest, records: Sequence[VideoRecord], outcome: Train
         "history": outcome.history,
         "config": {"detector": det_cfg.to_dict(), "train": req.train.to_dict(),
                    "ray": req.ray.__dict__, "warm_start_from": req.init_from},
+        "lineage": lineage(req),
         "ray_checkpoint": outcome.checkpoint_path,
         "versions": _versions(),
         "wall_s": outcome.wall_s,
     }
+
+
+def lineage(req: TrainRequest) -> dict[str, Any]:
+    """Where this detector comes from: the parent it was warm-started from and the labels it saw."""
+    from exvad_ray.index.labels import batch_digest, current_view, read_history
+    from exvad_ray.checkpoints import checkpoint_uri, detector_id
+
+    out: dict[str, Any] = {"parent": None, "labels": None}
+    if req.init_from:
+        parent = storage.normalize(checkpoint_uri(req.init_from))
+        card_uri = parent.rsplit("/", 1)[0] + "/model_card.json"
+        pcard = json.loads(storage.read_bytes(card_uri)) if storage.exists(card_uri) else {}
+        out["parent"] = {"uri": parent, "detector_id": detector_id(parent), "created": pcard.get("created"),
+                         "parent": (pcard.get("lineage") or {}).get("parent")}
+    if req.data.labels:
+        hist = read_history(req.data.labels)
+        cur = current_view(hist)
+        added = [t for t in hist.column("added_at").to_pylist() if t is not None]
+        out["labels"] = {"uri": storage.normalize(req.data.labels), "rows": hist.num_rows, "videos": cur.num_rows,
+                         "sources": dict(Counter(hist.column("source").to_pylist())),
+                         "verdicts": dict(Counter(v for v in hist.column("verdict").to_pylist() if v)),
+                         "newest_added_at": max(added).isoformat() if added else None,
+                         "current_view_digest": batch_digest(cur)}
+    return out
 
 
 def _card_markdown(card: dict[str, Any]) -> str:
@@ -156,6 +178,12 @@ def _card_markdown(card: dict[str, Any]) -> str:
         v, t = sel["val_metrics"].get(k), test.get(k)
         fmt = lambda x: "" if x is None or x != x else f"{x:.4f}"  # noqa: E731
         lines.append(f"| {k} | {fmt(v)} | {fmt(t) if isinstance(t, (int, float)) else ''} |")
+    par, lab = (card.get("lineage") or {}).get("parent"), (card.get("lineage") or {}).get("labels")
+    lines += ["", "## Lineage", "", f"Warm-started from `{par['uri']}` ({par['detector_id']})." if par else
+              "Trained from scratch.", ""]
+    if lab:
+        lines += [f"Labels `{lab['uri']}`: {lab['videos']} videos from {lab['rows']} rows "
+                  f"({', '.join(f'{k} {v}' for k, v in lab['sources'].items())}), newest {lab['newest_added_at']}.", ""]
     lines += ["", "## Versions", "", ", ".join(f"{k} {v}" for k, v in card["versions"].items()), ""]
     return "\n".join(lines)
 
@@ -163,6 +191,7 @@ def _card_markdown(card: dict[str, Any]) -> str:
 def train_detector(req: TrainRequest, records: Sequence[VideoRecord] | None = None) -> tuple[TrainOutcome, dict[str, Any]]:
     """Train, select on val, write `<out>/model.pt`, `<out>/model_card.json` and `.md`."""
     from exvad_ray.eval.evaluate import evaluate_records
+    from exvad_ray.checkpoints import detector_id
 
     recs = list(records) if records is not None else req.data.load()
     recs = conform(recs, req.class_names)
@@ -184,7 +213,8 @@ def train_detector(req: TrainRequest, records: Sequence[VideoRecord] | None = No
     card = model_card(req, recs, outcome, det_cfg, test_metrics)
     outcome.detector.meta = {"label_set": req.label_set, "best_epoch": outcome.best_epoch,
                              "val_metrics": outcome.best_metrics, "created": card["created"]}
-    outcome.detector.save(storage.join(req.out, "model.pt"))
+    save_detector(outcome.detector, storage.join(req.out, CHECKPOINT_FILE))
+    card["detector_id"] = detector_id(storage.join(req.out, CHECKPOINT_FILE))
     storage.write_bytes(storage.join(req.out, "model_card.json"), json.dumps(card, indent=2, default=str).encode())
     storage.write_bytes(storage.join(req.out, "model_card.md"), _card_markdown(card).encode())
     return outcome, card

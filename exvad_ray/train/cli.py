@@ -16,10 +16,11 @@ log = logging.getLogger(__name__)
 
 def add_data_arguments(p: argparse.ArgumentParser, split_csvs: bool = True) -> None:
     g = p.add_argument_group("data: archive indexes (from `exvad process`) joined with a labels table")
+    g.add_argument("--index", metavar="URI", help="index from `exvad process` (its snippets and videos tables)")
     g.add_argument("--snippets", metavar="URI", help="snippets index (Parquet file or folder)")
     g.add_argument("--videos", metavar="URI", help="videos index (Parquet file or folder)")
-    g.add_argument("--labels", metavar="URI", help="labels table (Parquet; from `exvad synth` or an importer), "
-                   "joined on `name`; its `split` column gives train/val/test")
+    g.add_argument("--labels", metavar="URI", help="labels table (folder; from `exvad labels import`, `exvad feedback` "
+                   "or `exvad synth`), current view, joined on the video URI or `name`; its `split` gives train/val/test")
     v = p.add_argument_group("data: VadCLIP's released CLIP features (.npy per video and crop, CSV `path,label`)")
     if split_csvs:
         v.add_argument("--vadclip-train", metavar="CSV", help="training list (e.g. ucf_CLIP_rgb.csv)")
@@ -46,7 +47,10 @@ def add_class_arguments(p: argparse.ArgumentParser) -> None:
 def data_source(args: argparse.Namespace) -> Any:
     from exvad_ray.train.api import DataSource
 
-    return DataSource(snippets=args.snippets, videos=args.videos, labels=args.labels,
+    index = getattr(args, "index", None)
+    snippets = args.snippets or (storage.join(index, "snippets") if index else None)
+    videos = args.videos or (storage.join(index, "videos") if index else None)
+    return DataSource(snippets=snippets, videos=videos, labels=args.labels,
                       vadclip_train_csv=getattr(args, "vadclip_train", None),
                       vadclip_val_csv=getattr(args, "vadclip_val", None), vadclip_test_csv=args.vadclip_test,
                       vadclip_dataset=args.dataset, feature_root=args.feature_root,
@@ -92,7 +96,12 @@ def _run(args: argparse.Namespace) -> int:
     settings = RayTrainSettings(num_workers=args.workers, use_gpu=args.gpu, cpus_per_worker=args.cpus_per_worker,
                                 storage_path=args.storage or storage.join(args.out, "ray"), name=args.name,
                                 max_failures=args.max_failures)
-    req = TrainRequest(source, args.out, emb, names, label_set, detector, cfg, settings, args.init_from,
+    init_from = args.init_from
+    if init_from:  # an index: start from its current scoring's detector
+        from exvad_ray.pipeline.scorings import resolve_detector
+
+        init_from = resolve_detector(init_from)
+    req = TrainRequest(source, args.out, emb, names, label_set, detector, cfg, settings, init_from,
                        not args.no_test_eval)
     _init_ray(args.address)
     outcome, card = train_detector(req, records)
@@ -135,7 +144,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--select-metric", choices=["auc", "acc", "auc_acc"], default="auc_acc",
                    help="validation metric for model selection (default: mean of AUC and accuracy)")
     t.add_argument("--contrast-weight", type=float, default=1.0, help="lambda (1 UCF-Crime, 1e-4 XD-Violence)")
-    t.add_argument("--init-from", metavar="URI", help="warm start from a previous model.pt")
+    t.add_argument("--init-from", metavar="URI", help="warm start from a previous model.pt (or its folder), or "
+                   "from an index's current detector (give the index); the model card records the parent")
     t.add_argument("--no-test-eval", action="store_true", help="do not score the test split for the model card")
     d = p.add_argument_group("detector")
     d.add_argument("--fusion", choices=["add", "concat", "none"], default="add", help="explanation fusion")

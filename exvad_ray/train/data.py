@@ -1,5 +1,5 @@
 """One in-memory representation of labelled videos for training and evaluation, built from the
-archive indexes (snippets + videos Parquet, joined with a labels table on `name`) or from VadCLIP's
+archive indexes (snippets + videos Parquet, joined with the labels table on URI or `name`) or from VadCLIP's
 released feature layout (importers.py).
 
 Segments are kept in *snippet frames*: 16 per snippet, the convention the field's metrics use
@@ -9,9 +9,7 @@ by n_snippets*16 / n_frames when the two differ (a pipeline that samples at anot
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -21,100 +19,17 @@ import pyarrow.dataset as pads
 
 from exvad_ray import index, storage
 from exvad_ray.errors import ExvadError
+from exvad_ray.index.labels import SPLITS, read_labels  # noqa: F401 - SPLITS re-exported
+from exvad_ray.records import (  # noqa: F401 - re-exported: train's API
+    VideoRecord, canonical, class_index, conform, feature_dim, label_vector, resolve_labels, split_records,
+)
 from exvad_ray.units import SNIPPET_FRAMES
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
-
-LABELS_SCHEMA = pa.schema([
-    ("name", pa.string()),
-    ("video_uri", pa.string()),
-    ("labels", pa.list_(pa.string())),
-    ("split", pa.string()),
-    ("segments", pa.list_(pa.struct([("start_frame", pa.int64()), ("end_frame", pa.int64()), ("label", pa.string())]))),
-    ("fps", pa.float64()),
-    ("n_frames", pa.int64()),
-])
-
-
-@dataclass
-class VideoRecord:
-    """A labelled video: CLIP features per snippet, optional explanation feature, weak labels,
-    optional temporal ground truth (snippet frames, [start, end), class name) and its split."""
-
-    name: str
-    features: np.ndarray  # (T, D) float32
-    text_feature: np.ndarray | None  # (D,) float32
-    labels: list[str]
-    segments: list[tuple[int, int, str]] = field(default_factory=list)
-    split: str = "train"
-
-    @property
-    def n_snippets(self) -> int:
-        return int(self.features.shape[0])
-
-    @property
-    def is_normal(self) -> bool:
-        return all(canonical(lab) == "normal" for lab in self.labels)
-
-
-def canonical(label: str) -> str:
-    """Case/spacing-insensitive class key: 'Road Accidents' == 'RoadAccidents' == 'road_accidents'."""
-    return re.sub(r"[^a-z0-9]", "", label.lower())
-
-
-def class_index(class_names: Sequence[str]) -> dict[str, int]:
-    return {canonical(n): i for i, n in enumerate(class_names)}
-
-
-def resolve_labels(labels: Iterable[str], class_names: Sequence[str]) -> list[str]:
-    """Map label strings onto the label set's spelling; unknown labels are a user error."""
-    idx = class_index(class_names)
-    out = []
-    for lab in labels:
-        i = idx.get(canonical(lab))
-        if i is None:
-            raise ExvadError(f"label {lab!r} is not in the label set ({', '.join(class_names)})")
-        out.append(class_names[i])
-    return out
-
-
-def label_vector(labels: Iterable[str], class_names: Sequence[str]) -> np.ndarray:
-    """Multi-hot (C,) float32 over the label set; no labels means Normal."""
-    vec = np.zeros(len(class_names), np.float32)
-    names = resolve_labels(labels, class_names) or [class_names[0]]
-    for n in names:
-        vec[list(class_names).index(n)] = 1.0
-    return vec
-
-
-def conform(records: Sequence[VideoRecord], class_names: Sequence[str]) -> list[VideoRecord]:
-    """Records with labels and segment labels spelled as in the label set (checks them all up front)."""
-    out = []
-    for r in records:
-        segs = [(s, e, resolve_labels([lab], class_names)[0]) for s, e, lab in r.segments]
-        out.append(VideoRecord(r.name, r.features, r.text_feature, resolve_labels(r.labels, class_names) or
-                               [class_names[0]], segs, r.split))
-    return out
-
 
 # ---------------------------------------------------------------------------------------------
 # labels tables
-
-def labels_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
-    """Build a labels table (contract schema) from dicts; missing optional fields become null."""
-    norm = []
-    for r in rows:
-        norm.append({
-            "name": r["name"], "video_uri": r.get("video_uri"), "labels": list(r.get("labels") or ["Normal"]),
-            "split": r.get("split", "train"),
-            "segments": [{"start_frame": int(s["start_frame"]), "end_frame": int(s["end_frame"]), "label": s["label"]}
-                         for s in (r.get("segments") or [])],
-            "fps": r.get("fps"), "n_frames": r.get("n_frames"),
-        })
-    return pa.Table.from_pylist(norm, schema=LABELS_SCHEMA)
-
 
 def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
     """A Parquet file or (hive-partitioned) directory at any storage URI."""
@@ -130,34 +45,25 @@ def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
         raise ExvadError(f"cannot read Parquet at {uri}: {exc}") from exc
 
 
-def write_labels(table: pa.Table, uri: str) -> None:
-    import pyarrow.parquet as pq
+def _label_lookup(labels_uri: str) -> Any:
+    """Label row of a video (current view): by its URI, else by `name` when that is unambiguous
+    (rows from lists without URIs, or an index without a `uri` column)."""
+    by_uri: dict[str, dict[str, Any]] = {}
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for r in read_labels(labels_uri).to_pylist():
+        if r["video_uri"]:
+            by_uri[r["video_uri"]] = r
+        by_name.setdefault(r["name"], []).append(r)
 
-    fs, path = storage.arrow_filesystem(uri)
-    parent = path.rsplit("/", 1)[0]
-    if parent:
-        fs.create_dir(parent, recursive=True)
-    pq.write_table(table, path, filesystem=fs)
+    def lookup(name: str, uri: str | None) -> dict[str, Any] | None:
+        if uri and uri in by_uri:
+            return by_uri[uri]
+        cands = [r for r in by_name.get(name, []) if not (uri and r["video_uri"])]
+        if len(cands) > 1:
+            raise ExvadError(f"labels table has {len(cands)} rows for video {name!r} and no URI to tell them apart")
+        return cands[0] if cands else None
 
-
-def read_labels(uri: str) -> pa.Table:
-    table = read_table(uri)
-    for col in ("name", "labels", "split"):
-        if col not in table.column_names:
-            raise ExvadError(f"labels table {uri} lacks column {col!r}")
-    bad = set(table.column("split").to_pylist()) - set(SPLITS)
-    if bad:
-        raise ExvadError(f"labels table {uri}: unknown split(s) {sorted(bad)}; use train/val/test")
-    return table
-
-
-def _label_rows(table: pa.Table) -> dict[str, dict[str, Any]]:
-    rows: dict[str, dict[str, Any]] = {}
-    for r in table.to_pylist():
-        if r["name"] in rows:
-            raise ExvadError(f"labels table has two rows for video {r['name']!r}")
-        rows[r["name"]] = r
-    return rows
+    return lookup
 
 
 def _segments(row: dict[str, Any], n_snippets: int) -> list[tuple[int, int, str]]:
@@ -166,7 +72,9 @@ def _segments(row: dict[str, Any], n_snippets: int) -> list[tuple[int, int, str]
     scale = 1.0
     if n_frames and n_frames > 0 and abs(n_frames - n_snippets * SNIPPET_FRAMES) > SNIPPET_FRAMES:
         scale = n_snippets * SNIPPET_FRAMES / float(n_frames)
-    return [(int(round(s["start_frame"] * scale)), int(round(s["end_frame"] * scale)), s["label"]) for s in segs]
+    # "Normal" intervals (false alarms) are frames whose ground truth is 0 anyway: not anomaly segments
+    return [(int(round(s["start_frame"] * scale)), int(round(s["end_frame"] * scale)), s["label"])
+            for s in segs if canonical(s["label"]) != "normal"]
 
 
 def _index_root(uri: str, table: str) -> str | None:
@@ -177,7 +85,7 @@ def _index_root(uri: str, table: str) -> str | None:
     return norm[: -len(table) - 1] or None
 
 
-def _read_index_table(uri: str, table: str, columns: list[str]) -> pa.Table:
+def _read_index_table(uri: str, table: str, columns: list[str] | None) -> pa.Table:
     """Columns of an index table: through the index reader (``INDEX/<table>``: schema-checked, any
     schema version), or from a standalone Parquet file/folder with today's column names."""
     root = _index_root(uri, table)
@@ -206,23 +114,29 @@ def load_index_records(
     labels_uri: str,
     splits: Sequence[str] | None = None,
 ) -> list[VideoRecord]:
-    """Join the pipeline's indexes with a labels table on `name` (via videos.video_id).
-    Videos without a label row are left out (counted in the log)."""
-    labels = _label_rows(read_labels(labels_uri))
-    videos = _read_index_table(videos_uri, "videos", ["video_id", "name", "explanation_embedding"])
+    """Join the pipeline's indexes with the labels table's current view (index.labels) on the
+    video's URI, or on `name` for label rows without one. Videos without a label are left out
+    (counted in the log)."""
+    lookup = _label_lookup(labels_uri)
+    videos = _read_index_table(videos_uri, "videos", None)
+    for col in ("video_id", "name"):
+        if col not in videos.column_names:
+            raise ExvadError(f"videos index {videos_uri} lacks column {col!r}")
+    uris = videos.column("uri").to_pylist() if "uri" in videos.column_names else [None] * videos.num_rows
     vid_rows = {}
-    for i, (vid, name) in enumerate(zip(videos.column("video_id").to_pylist(), videos.column("name").to_pylist())):
-        if name in labels and (splits is None or labels[name]["split"] in splits):
-            vid_rows[vid] = (i, name)
+    for i, (vid, name, uri) in enumerate(zip(videos.column("video_id").to_pylist(), videos.column("name").to_pylist(), uris)):
+        lab = lookup(name, uri)
+        if lab is not None and (splits is None or lab["split"] in splits):
+            vid_rows[vid] = (i, name, lab)
     if not vid_rows:
         raise ExvadError(f"no video of {videos_uri} has a label in {labels_uri}"
-                         + (f" for split(s) {list(splits)}" if splits else "") + " (joined on `name`)")
+                         + (f" for split(s) {list(splits)}" if splits else "") + " (joined on URI or `name`)")
     feats_by_id = _snippet_embeddings(snippets_uri, list(vid_rows))
-    text_col = videos.column("explanation_embedding").to_pylist()
+    has_text = "explanation_embedding" in videos.column_names
+    text_col = videos.column("explanation_embedding").to_pylist() if has_text else [None] * videos.num_rows
     records: list[VideoRecord] = []
     for vid, f in feats_by_id.items():
-        row_i, name = vid_rows[vid]
-        lab = labels[name]
+        row_i, name, lab = vid_rows[vid]
         text = text_col[row_i]
         tf = np.asarray(text, np.float32) if text else None
         records.append(VideoRecord(name, f, tf, list(lab["labels"] or ["Normal"]), _segments(lab, len(f)), lab["split"]))
@@ -265,14 +179,3 @@ def training_row(record: VideoRecord, class_names: Sequence[str], length: int) -
     lab = label_vector(record.labels, class_names)
     return {"name": record.name, "features": f, "length": n, "text": text, "has_text": has_text,
             "label": lab, "is_anomaly": bool(lab[1:].sum() > 0)}
-
-
-def split_records(records: Sequence[VideoRecord], split: str) -> list[VideoRecord]:
-    return [r for r in records if r.split == split]
-
-
-def feature_dim(records: Sequence[VideoRecord]) -> int:
-    dims = {r.features.shape[1] for r in records if r.features.ndim == 2}
-    if len(dims) != 1:
-        raise ExvadError(f"videos have feature sizes {sorted(dims)}; one size is needed")
-    return dims.pop()

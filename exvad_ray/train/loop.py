@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import copy
-import io
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -127,12 +126,6 @@ def warm_start(net: ExVADNet, state_dict: dict[str, torch.Tensor]) -> list[str]:
             if k in own and k != "class_embeddings" and tuple(v.shape) == tuple(own[k].shape)}
     net.load_state_dict(take, strict=False)
     return sorted(take)
-
-
-def state_bytes(obj: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
 
 
 def fit_local(

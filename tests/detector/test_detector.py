@@ -6,6 +6,7 @@ import torch
 
 from exvad_ray.detector import (DetectorConfig, ExVADDetector, ExVADNet, ZeroShotScorer, mil_align, mil_bce,
                                 topk_mean)
+from exvad_ray.checkpoints import load_detector, save_detector
 from exvad_ray.detector.model import local_attention_mask, valid_mask
 from exvad_ray.errors import ConfigError, ExvadError
 
@@ -69,16 +70,16 @@ def test_explanation_feature_changes_scores_and_is_checked():
 def test_checkpoint_roundtrip_through_storage(tmp_path):
     det = _det("concat")
     det.meta = {"label_set": "x"}
-    det.save(str(tmp_path / "m" / "model.pt"))
-    again = ExVADDetector.load(str(tmp_path / "m"))  # folder works too
+    save_detector(det, str(tmp_path / "m" / "model.pt"))
+    again = load_detector(str(tmp_path / "m"))  # folder works too
     feats = np.random.default_rng(3).normal(size=(70, 16)).astype(np.float32)
     np.testing.assert_allclose(det.score(feats)[1], again.score(feats)[1], atol=1e-6)
     assert again.class_names == NAMES and again.meta["label_set"] == "x" and again.config.fusion == "concat"
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ExvadError):
-        ExVADDetector.load(str(tmp_path / "bad.pt"))
+        load_detector(str(tmp_path / "bad.pt"))
     with pytest.raises(ExvadError):
-        ExVADDetector.load(str(tmp_path / "missing"))
+        load_detector(str(tmp_path / "missing"))
 
 
 def test_config_and_class_checks():

@@ -57,7 +57,7 @@ def test_bad_row_gets_an_error_others_go_on(stages):
     batch["frames"][1] = np.zeros((3, 3, 224, 224), np.uint8)  # channels first: wrong layout
     out = run(stages, batch)
     assert out["error"][0] is None
-    assert out["error"][1].startswith("clip_image: ExvadError:") and "(N, H, W, 3)" in out["error"][1]
+    assert out["error"][1].startswith("visual: ExvadError:") and "(N, H, W, 3)" in out["error"][1]
     assert out["visual_embedding"][1].shape == (0, 64)
     assert out["visual_embedding"][0].shape == (5, 64) and len(out["captions"][0]) == 3
     assert out["explanation"][1] == "" and not out["explanation_embedding"][1].any()
@@ -102,12 +102,6 @@ def test_empty_keyframes_and_window_prompt(stages, tiny_profile):
     assert "part of a long video from 0.0 s to 2.1 s" in msgs[1]["content"]
 
 
-def test_resources_are_fractional(tiny_profile):
-    assert ClipImageStage.resources(tiny_profile) == {"num_cpus": 0.5, "num_gpus": 0.0}
-    assert CaptionStage.resources(tiny_profile, gpu=True) == {"num_cpus": 0.25, "num_gpus": 1.0}
-    assert ClipImageStage.resources("paper", gpu=True)["num_gpus"] == 0.5
-
-
 @pytest.mark.slow
 def test_stages_in_ray_data(tiny_profile):
     """The same classes as Ray Data actor pools on a real local Ray (2 CPUs, fractional num_cpus)."""
@@ -120,7 +114,7 @@ def test_stages_in_ray_data(tiny_profile):
         ds = ray.data.from_items(rows)
         for cls in (ClipImageStage, CaptionStage):  # the whole chain runs in the pipeline's end-to-end tests
             ds = ds.map_batches(cls, fn_constructor_kwargs={"profile": tiny_profile}, batch_size=2,
-                                compute=ray.data.ActorPoolStrategy(size=1), **cls.resources(tiny_profile))
+                                compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.5)
         out = sorted(ds.drop_columns(["frames", "keyframes"]).take_all(), key=lambda r: r["video_id"])
     finally:
         ray.shutdown()

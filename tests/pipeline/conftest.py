@@ -40,7 +40,17 @@ def mixed_archive(s3_server, tmp_path_factory, real_clips_dir) -> dict:
         uri = storage.join(archive, "cam99", os.path.basename(path))  # no date in the path
         storage.put_file(path, uri)
         bad[uri] = reason
-    storage.put_file(str(local / "synth" / "annotations" / "labels.parquet"),
-                     storage.join(archive, "annotations", "labels.parquet"))
+    for path in (local / "synth" / "annotations" / "labels").glob("*.parquet"):
+        storage.put_file(str(path), storage.join(archive, "annotations", "labels", path.name))
     shutil.rmtree(local, ignore_errors=True)
     return {"uri": archive, "good": good, "bad": bad}
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray of 2 CPUs for one test module."""
+    import ray
+
+    ray.init(num_cpus=2, object_store_memory=400 * 1024**2, include_dashboard=False)
+    yield
+    ray.shutdown()

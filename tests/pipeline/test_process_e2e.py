@@ -23,15 +23,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(num_cpus=2, object_store_memory=400 * 1024**2, include_dashboard=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def processed(ray_local, tiny_dir, mixed_archive, s3_server):
     index = s3_server.create_bucket("mixed-index") + "/run1"
     cfg = ProcessConfig(archive=mixed_archive["uri"], index=index, label_set="synthetic", progress_interval_s=5)

@@ -14,10 +14,10 @@ import pytest
 
 from exvad_ray import storage
 from exvad_ray.cli import main as cli_main
+from exvad_ray.index.labels import SCHEMA
 from exvad_ray.synth import (
     ANNOTATION_FILE,
     LABELS_FILE,
-    LABELS_SCHEMA,
     NORMAL,
     SPLITS,
     SynthConfig,
@@ -50,7 +50,7 @@ def test_layout_and_listing(archive) -> None:
     for e in entries:
         rel = os.path.relpath(e.uri, root)
         assert re.fullmatch(r"cam\d{2}/\d{4}-\d{2}-\d{2}/(Normal_Videos|Fire|Fighting|FallingObject|CrowdRush)_\d{3}\.mp4", rel)
-    assert (root / ANNOTATION_FILE).is_file() and (root / LABELS_FILE).is_file()
+    assert (root / ANNOTATION_FILE).is_file() and (root / LABELS_FILE).is_dir()
     for s in SPLITS:
         assert (root / "annotations" / "splits" / f"{s}.txt").is_file()
 
@@ -58,7 +58,7 @@ def test_layout_and_listing(archive) -> None:
 def test_labels_table_schema_and_decoded_frame_counts(archive) -> None:
     root, summary = archive
     table = read_labels(str(root))
-    assert table.schema.equals(LABELS_SCHEMA)
+    assert table.schema.equals(SCHEMA) and set(table.column("source").to_pylist()) == {"synth"}
     assert table.num_rows == 12
     rows = table.to_pylist()
     listed = {e.name: e.uri for e in storage.list_videos(str(root))}
@@ -128,12 +128,12 @@ def test_rerun_is_byte_identical_and_seed_matters(tmp_path: Path) -> None:
     assert len(first) == 5 + 5  # 5 videos + annotations, labels, 3 split lists
     generate_archive(str(a), MICRO)  # rerun into the same location: same bytes everywhere
     assert {p.relative_to(a): p.read_bytes() for p in a.rglob("*") if p.is_file()} == first
-    generate_archive(str(b), MICRO)  # another location: only the labels' video_uri column differs
+    generate_archive(str(b), MICRO)  # another location: only the labels' video_uri and added_at differ
     for rel, data in first.items():
-        if rel.name != "labels.parquet":
+        if "labels" not in rel.parts:
             assert (b / rel).read_bytes() == data, rel
     ta, tb = read_labels(str(a)), read_labels(str(b))
-    assert ta.drop_columns(["video_uri"]).equals(tb.drop_columns(["video_uri"]))
+    assert ta.drop_columns(["video_uri", "added_at"]).equals(tb.drop_columns(["video_uri", "added_at"]))
     generate_archive(str(c), dataclasses.replace(MICRO, seed=6))
     assert (a / ANNOTATION_FILE).read_bytes() != (c / ANNOTATION_FILE).read_bytes()
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from exvad_ray.errors import ExvadError
-from exvad_ray.train.data import labels_table, load_index_records, training_row, uniform_pool, write_labels
+from exvad_ray.index.labels import append_labels, make_table
+from exvad_ray.train.data import load_index_records, training_row, uniform_pool
 
 
 def write_index(tmp_path, write_feature_index, n_videos=3, dim=8, seed=0):
@@ -21,14 +22,14 @@ def write_index(tmp_path, write_feature_index, n_videos=3, dim=8, seed=0):
                          "segments": [{"start_frame": 32, "end_frame": 64, "label": "Fight"}] if v else [],
                          "n_frames": t * 32 if v else None})
     write_feature_index(str(tmp_path / "idx"), videos)
-    write_labels(labels_table(labs), str(tmp_path / "labels.parquet"))
+    append_labels(str(tmp_path / "labels"), make_table(labs), source="import:test")
     return feats
 
 
 def test_join_indexes_with_labels(tmp_path, write_feature_index):
     feats = write_index(tmp_path, write_feature_index)
     recs = load_index_records(str(tmp_path / "idx" / "snippets"), str(tmp_path / "idx" / "videos"),
-                              str(tmp_path / "labels.parquet"))
+                              str(tmp_path / "labels"))
     assert [r.name for r in recs] == ["cam0", "cam1"]
     np.testing.assert_array_equal(recs[1].features, feats["cam1"])  # snippet order restored
     assert recs[0].text_feature is None and recs[1].text_feature[0] == 1.0
@@ -36,9 +37,9 @@ def test_join_indexes_with_labels(tmp_path, write_feature_index):
     assert recs[1].segments == [(16, 32, "Fight")]
     with pytest.raises(ExvadError, match="no video"):
         load_index_records(str(tmp_path / "idx" / "snippets"), str(tmp_path / "idx" / "videos"),
-                           str(tmp_path / "labels.parquet"), splits=["test"])
+                           str(tmp_path / "labels"), splits=["test"])
     with pytest.raises(ExvadError):
-        load_index_records(str(tmp_path / "nope"), str(tmp_path / "idx" / "videos"), str(tmp_path / "labels.parquet"))
+        load_index_records(str(tmp_path / "nope"), str(tmp_path / "idx" / "videos"), str(tmp_path / "labels"))
 
 
 def test_training_rows_pool_and_pad():
@@ -53,3 +54,20 @@ def test_training_rows_pool_and_pad():
     assert short["length"] == 3 and short["features"][3:].sum() == 0 and short["has_text"]
     with pytest.raises(ExvadError, match="not in the label set"):
         training_row(VideoRecord("v", f, None, ["Arson"], [], "train"), ["Normal", "Fight"], 4)
+
+
+def test_current_view_feeds_training_records(tmp_path, write_feature_index):
+    """Verdicts reach the records: a confirmed segment is ground truth of its class (and the video
+    anomalous), a false alarm only a Normal interval (no anomaly segment)."""
+    from exvad_ray.index.labels import record_feedback
+
+    write_index(tmp_path, write_feature_index)
+    labels = str(tmp_path / "labels")
+    seg = {"segment_id": "id0:1", "uri": "file:///archive/cam0.mp4", "start_s": 1.0, "end_s": 2.0,
+           "fps": 16.0, "n_frames": 80}
+    record_feedback(labels, seg, "confirmed", cls="Fight")
+    record_feedback(labels, dict(seg, segment_id="id1:0", uri="file:///archive/cam1.mp4", start_s=0.0), "false-alarm")
+    recs = {r.name: r for r in load_index_records(str(tmp_path / "idx" / "snippets"), str(tmp_path / "idx" / "videos"),
+                                                  labels)}
+    assert recs["cam0"].labels == ["Fight"] and recs["cam0"].segments == [(16, 32, "Fight")]
+    assert recs["cam1"].segments == [(16, 32, "Fight")]  # the Normal interval is not an anomaly segment

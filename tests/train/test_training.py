@@ -3,6 +3,7 @@
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -53,22 +54,34 @@ def ray_session():
 RAY_DETECTOR = DetectorConfig(embed_dim=32, num_classes=4, visual_length=128, layers=1)
 
 
-def ray_train(tmp_path, name, epochs, fault=None):
+def ray_train(tmp_path, name, epochs, on_epoch_start=None):
     from exvad_ray.train.ray_job import RayTrainSettings, run_ray_training
 
     tr, va, _, emb = data()
     return run_ray_training(tr, va, NAMES, emb, RAY_DETECTOR, TrainConfig(epochs=epochs, batch_size=16, lr=3e-3),
                             RayTrainSettings(num_workers=2, storage_path=str(tmp_path / "runs"), name=name,
-                                             max_failures=1), fault=fault, torch_threads=1)
+                                             max_failures=1), on_epoch_start=on_epoch_start,
+                            torch_threads=1)
 
 
 @pytest.mark.slow
 def test_ray_training_resumes_after_worker_kill(ray_session, tmp_path):
-    fault = {"after_epoch": 1, "marker": str(tmp_path / "killed"), "epoch_log": str(tmp_path / "epochs.log"),
-             "delay_s": 2.0}
-    out = ray_train(tmp_path, "kill", 8, fault)
-    assert os.path.exists(fault["marker"])  # the worker did die
-    log = [line.split() for line in open(fault["epoch_log"]).read().splitlines()]
+    marker, epoch_log = str(tmp_path / "killed"), str(tmp_path / "epochs.log")
+
+    def crash_once_at_epoch_2(epoch: int, rank: int) -> None:
+        """Runs in the workers (pickled by value): log each epoch; kill the process inside epoch 2, once."""
+        if rank != 0:
+            return
+        if epoch == 2 and not os.path.exists(marker):
+            open(marker, "w").close()
+            time.sleep(2.0)  # crash inside the epoch, as a real one would
+            os._exit(1)  # a crashed worker process
+        with open(epoch_log, "a") as fh:
+            fh.write(f"{epoch} {os.getpid()}\n")
+
+    out = ray_train(tmp_path, "kill", 8, crash_once_at_epoch_2)
+    assert os.path.exists(marker)  # the worker did die
+    log = [line.split() for line in open(epoch_log).read().splitlines()]
     epochs, pids = [int(e) for e, _ in log], [p for _, p in log]
     # The first attempt ran epochs 0-1 and died at the start of epoch 2. The restart resumes after the
     # newest checkpoint the controller had registered: epoch 1's, or under heavy load still epoch 0's
@@ -96,7 +109,7 @@ def test_ray_training_resumes_after_worker_kill(ray_session, tmp_path):
 @pytest.mark.slow
 def test_cli_train_and_evaluate_on_index_tables(ray_session, tmp_path, capsys, write_feature_index):
     from exvad_ray.cli import main
-    from exvad_ray.train.data import labels_table, write_labels
+    from exvad_ray.index.labels import append_labels, make_table
 
     tr, va, te, emb = data(dim=16)
     videos, labs = [], []
@@ -105,15 +118,27 @@ def test_cli_train_and_evaluate_on_index_tables(ray_session, tmp_path, capsys, w
         labs.append({"name": r.name, "labels": r.labels, "split": r.split, "n_frames": 16 * r.n_snippets,
                      "segments": [{"start_frame": s, "end_frame": e, "label": lab} for s, e, lab in r.segments]})
     index = write_feature_index(str(tmp_path / "idx"), videos)
-    write_labels(labels_table(labs), str(tmp_path / "labels.parquet"))
+    append_labels(str(tmp_path / "labels"), make_table(labs), source="import:test")
     np.savez(tmp_path / "classes.npz", embeddings=emb, class_names=np.array(NAMES))
-    data_args = ["--snippets", f"{index}/snippets", "--videos", f"{index}/videos",
-                 "--labels", str(tmp_path / "labels.parquet")]
+    data_args = ["--index", index, "--labels", str(tmp_path / "labels")]
+    # lineage: a parent detector to warm-start from, and an analyst's verdict among the labels
+    from exvad_ray.detector import ExVADDetector
+    from exvad_ray.index.labels import record_feedback
+    from exvad_ray.checkpoints import detector_id, save_detector
+
+    save_detector(ExVADDetector.build(DetectorConfig(embed_dim=16, num_classes=len(NAMES), visual_length=128, layers=1,
+                                                     fusion="concat"), emb, NAMES), str(tmp_path / "parent" / "model.pt"))
+    record_feedback(str(tmp_path / "labels"), {"segment_id": "id0:0", "uri": f"file:///archive/{tr[0].name}.mp4",
+                                               "start_s": 0.0, "end_s": 1.0, "fps": 16.0}, "false-alarm", author="ann")
     rc = main(["train", *data_args, "--class-embeddings", str(tmp_path / "classes.npz"), "--out", str(tmp_path / "model"),
                "--epochs", "2", "--batch-size", "16", "--lr", "1e-3", "--layers", "1", "--visual-length", "128",
-               "--fusion", "concat"])
+               "--fusion", "concat", "--init-from", str(tmp_path / "parent")])
     assert rc == 0
     card = json.loads((tmp_path / "model" / "model_card.json").read_text())
+    lineage = card["lineage"]
+    assert lineage["parent"]["detector_id"] == detector_id(str(tmp_path / "parent")) != card["detector_id"]
+    assert lineage["labels"]["verdicts"] == {"false-alarm": 1} and lineage["labels"]["videos"] == len(tr + va + te)
+    assert "Warm-started from" in (tmp_path / "model" / "model_card.md").read_text()
     assert card["label_set"]["class_names"] == NAMES and card["selection"]["split"] == "val"
     assert card["data"]["splits"]["train"]["videos"] == len(tr) and card["test_metrics"]["auc"] is not None
     assert {"torch", "ray"} <= set(card["versions"]) and (tmp_path / "model" / "model_card.md").exists()

@@ -17,7 +17,8 @@ import pyarrow as pa
 
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
-from exvad_ray.train.data import VideoRecord, labels_table
+from exvad_ray.index.labels import make_table
+from exvad_ray.records import VideoRecord
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,6 @@ UCF_CLASSES = ["Normal", "Abuse", "Arrest", "Arson", "Assault", "Burglary", "Exp
 XD_CODES = {"A": "Normal", "B1": "Fighting", "B2": "Shooting", "B4": "Riot", "B5": "Abuse",
             "B6": "CarAccident", "G": "Explosion"}
 XD_CLASSES = list(XD_CODES.values())
-UCF_FPS = 30.0
-XD_FPS = 24.0
 
 
 def _text(uri: str) -> str:
@@ -42,62 +41,85 @@ def _val_hash(name: str, fraction: float) -> bool:
     return h % 10000 < fraction * 10000
 
 
-# ------------------------------------------------------------------------- UCF-Crime
+# ------------------------------------------------------------------------- common
 
-def parse_ucf_temporal(text: str) -> dict[str, tuple[str, list[tuple[int, int]]]]:
-    """`Abuse028_x264  Abuse  165  240  -1  -1` -> {name: (class, [(165, 240)])}; -1 pairs dropped."""
-    out: dict[str, tuple[str, list[tuple[int, int]]]] = {}
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    """(line number, stripped line) without blank lines and `#` comments."""
+    out = []
     for n, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) < 4 or (len(parts) - 2) % 2:
-            raise ExvadError(f"Temporal_Anomaly_Annotation line {n} is malformed: {line.strip()!r}")
-        segs = []
-        for i in range(2, len(parts), 2):
-            s, e = int(parts[i]), int(parts[i + 1])
-            if s >= 0 and e >= 0:
-                segs.append((s, e))
-        out[parts[0]] = (parts[1], segs)
+        line = line.strip()
+        if line and not line.startswith("#"):
+            out.append((n, line))
     return out
 
 
-def parse_ucf_list(text: str) -> list[tuple[str, str]]:
+def _malformed(what: str, n: int, line: str, why: str) -> ExvadError:
+    return ExvadError(f"{what} line {n} is malformed ({why}): {line!r}")
+
+
+# ------------------------------------------------------------------------- UCF-Crime
+
+
+def parse_ucf_temporal(text: str, what: str = "temporal annotation") -> dict[str, tuple[str, list[tuple[int, int]]]]:
+    """`Abuse028_x264  Abuse  165  240  -1  -1` -> {name: (class, [(165, 240)])}; -1 pairs dropped.
+    Names with or without a video extension (the original release writes `Arrest001_x264.mp4`)
+    give the same key; blank lines and `#` comments are skipped."""
+    out: dict[str, tuple[str, list[tuple[int, int]]]] = {}
+    for n, line in _lines(text):
+        parts = line.split()
+        if len(parts) < 4 or (len(parts) - 2) % 2:
+            raise _malformed(what, n, line, "expected: name class start end [start end ...]")
+        try:
+            nums = [int(x) for x in parts[2:]]
+        except ValueError:
+            raise _malformed(what, n, line, "frame numbers must be integers") from None
+        segs = []
+        for s, e in zip(nums[::2], nums[1::2]):
+            if s >= 0 and e >= 0:
+                if e <= s:
+                    raise _malformed(what, n, line, f"segment {s}-{e} ends before it starts")
+                segs.append((s, e))
+        out[strip_extension(parts[0])] = (parts[1], segs)
+    return out
+
+
+def parse_ucf_list(text: str, what: str = "list") -> list[tuple[str, str]]:
     """`Abuse/Abuse001_x264.mp4` -> [(class, name)]; the Normal folders map to Normal."""
     out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        folder, _, file = line.rpartition("/")
-        name = posixpath.splitext(file)[0]
-        cls = "Normal" if "normal" in folder.lower() or not folder else folder
+    for n, line in _lines(text):
+        if len(line.split()) != 1:
+            raise _malformed(what, n, line, "expected one path per line, like Abuse/Abuse001_x264.mp4")
+        folder, _, file = line.replace("\\", "/").rpartition("/")
+        name = strip_extension(file)
+        cls = "Normal" if "normal" in folder.lower() or not folder else folder.rsplit("/", 1)[-1]
         out.append((cls, name))
     return out
 
 
 def import_ucf_crime(train_list: str | None, test_list: str | None, temporal_annotation: str | None,
                      val_fraction: float = 0.1) -> pa.Table:
-    """Labels table for UCF-Crime: classes from the list folders, test temporal segments from
-    Temporal_Anomaly_Annotation.txt, a deterministic `val_fraction` of the train list as val."""
+    """Labels for UCF-Crime: classes from the list folders, temporal segments (source frames) from
+    Temporal_Anomaly_Annotation.txt, a deterministic `val_fraction` of the train list as val. No
+    frame rate is assumed: `match_index` adds the real one from an index."""
     rows: list[dict[str, Any]] = []
-    ann = parse_ucf_temporal(_text(temporal_annotation)) if temporal_annotation else {}
+    ann = parse_ucf_temporal(_text(temporal_annotation), temporal_annotation) if temporal_annotation else {}
     for uri, split in ((train_list, "train"), (test_list, "test")):
         if not uri:
             continue
-        for cls, name in parse_ucf_list(_text(uri)):
+        for cls, name in parse_ucf_list(_text(uri), uri):
             segs = []
             if name in ann and cls != "Normal":
                 segs = [{"start_frame": s, "end_frame": e, "label": cls} for s, e in ann[name][1]]
             sp = "val" if split == "train" and _val_hash(name, val_fraction) else split
-            rows.append({"name": name, "labels": [cls], "split": sp, "segments": segs, "fps": UCF_FPS})
+            rows.append({"name": name, "labels": [cls], "split": sp, "segments": segs})
     if not rows and ann:  # the annotation file alone: the test set
         for name, (cls, segs) in ann.items():
-            rows.append({"name": name, "labels": [cls], "split": "test", "fps": UCF_FPS,
+            rows.append({"name": name, "labels": [cls], "split": "test",
                          "segments": [{"start_frame": s, "end_frame": e, "label": cls} for s, e in segs]})
     if not rows:
         raise ExvadError("give at least one of the UCF-Crime train list, test list or temporal annotation")
-    return labels_table(rows)
+    return make_table(rows)
 
 
 # ------------------------------------------------------------------------- XD-Violence
@@ -117,7 +139,7 @@ def xd_labels_from_name(name: str) -> list[str]:
     """`..._label_B2-G-0` -> ['Shooting', 'Explosion']; `_label_A` -> ['Normal']."""
     name = strip_extension(name)
     if "_label_" not in name:
-        raise ExvadError(f"XD-Violence name without '_label_': {name!r}")
+        raise ExvadError(f"XD-Violence name without '_label_...': {name!r}")
     codes = name.rsplit("_label_", 1)[1].split("__")[0].split("-")
     out = []
     for code in codes:
@@ -132,10 +154,8 @@ def xd_labels_from_name(name: str) -> list[str]:
 def parse_xd_annotations(text: str) -> dict[str, list[tuple[int, int, str | None]]]:
     """Both published forms: `name s1 e1 s2 e2 ...` and `name B4 s1 e1 B4 s2 e2 ...`."""
     out: dict[str, list[tuple[int, int, str | None]]] = {}
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in _lines(text):
         parts = line.split()
-        if not parts:
-            continue
         name, rest = strip_extension(parts[0]), parts[1:]
         segs: list[tuple[int, int, str | None]] = []
         try:
@@ -160,7 +180,7 @@ def parse_xd_annotations(text: str) -> dict[str, list[tuple[int, int, str | None
 def xd_row(name: str, split: str, ann: dict[str, list[tuple[int, int, str | None]]]) -> dict[str, Any]:
     labels = xd_labels_from_name(name)
     segs = [{"start_frame": s, "end_frame": e, "label": lab or labels[0]} for s, e, lab in ann.get(name, [])]
-    return {"name": name, "labels": labels, "split": split, "segments": segs, "fps": XD_FPS}
+    return {"name": name, "labels": labels, "split": split, "segments": segs}
 
 
 def import_xd_violence(names_by_split: dict[str, Sequence[str]], annotations: str | None = None,
@@ -173,7 +193,26 @@ def import_xd_violence(names_by_split: dict[str, Sequence[str]], annotations: st
         for name in names:
             sp = "val" if split == "train" and val_fraction and _val_hash(name, val_fraction) else split
             rows.append(xd_row(name, sp, ann))
-    return labels_table(rows)
+    return make_table(rows)
+
+
+def read_xd_names(uri: str) -> list[str]:
+    """Video names from a list: one name or path per line (`#` comments skipped), or a VadCLIP
+    feature CSV (`path,label`; crops `__0`.. collapse to one video)."""
+    text = _text(uri)
+    first = next((ln for _, ln in _lines(text)), "")
+    if first.lower().replace(" ", "").startswith("path,label"):
+        entries = [split_crop(p)[0] for p, _ in parse_feature_list(text)]
+    else:
+        entries = []
+        for n, line in _lines(text):
+            if len(line.split()) != 1:
+                raise _malformed(uri, n, line, "expected one name or path per line")
+            entries.append(strip_extension(posixpath.basename(line.replace("\\", "/"))))
+    names = list(dict.fromkeys(entries))
+    for n in names:
+        xd_labels_from_name(n)  # fails early on names without label codes
+    return names
 
 
 # ------------------------------------------------------------------------- VadCLIP features

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from exvad_ray.errors import ExvadError
-from exvad_ray.train.importers import (import_ucf_crime, import_xd_violence, load_vadclip_records,
+from exvad_ray.labels.importers import (import_ucf_crime, import_xd_violence, load_vadclip_records,
                                        parse_feature_list, parse_xd_annotations, split_crop, xd_labels_from_name)
 
 LISTS = "/work/shared/data/public_lists"

@@ -1,0 +1,369 @@
+"""The labels table: the one reader and writer (docs/CONTRACTS.md, "labels").
+
+A labels table is a *folder* of append-only Parquet files: every import, every synthetic archive
+and every analyst verdict adds a file; none is ever rewritten, so the full history stays readable
+(`read_labels(uri, current=False)`). What training and evaluation use is the *current view*
+(`read_labels(uri)`), one row per video:
+
+- import rows (source "synth", "import:ucf", "import:xd", "import:csv", ...): per video (its
+  `video_uri` when known, else its `name`) the newest row gives labels, split and segments;
+- feedback rows (source "feedback", one per verdict on a flagged segment, keyed by `segment_id`):
+  the newest verdict per segment wins; "confirmed" adds a segment with its class (the video
+  becomes anomalous with that class), "false-alarm" adds a "Normal" interval.
+
+Segments are in source frames, [start_frame, end_frame). A single Parquet file (archives written
+before labels were folders) is read as a table with one batch; it cannot grow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import logging
+import math
+import posixpath
+import re
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from exvad_ray import storage
+from exvad_ray.errors import ExvadError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+VERDICTS = ("confirmed", "false-alarm")
+NORMAL = "Normal"
+FEEDBACK = "feedback"
+
+SEGMENT_TYPE = pa.struct([("start_frame", pa.int64()), ("end_frame", pa.int64()), ("label", pa.string())])
+LABELS_SCHEMA = pa.schema([
+    ("name", pa.string()),
+    ("video_uri", pa.string()),
+    ("labels", pa.list_(pa.string())),
+    ("split", pa.string()),
+    ("segments", pa.list_(SEGMENT_TYPE)),
+    ("fps", pa.float64()),
+    ("n_frames", pa.int64()),
+])
+HISTORY_FIELDS = [
+    pa.field("source", pa.string()),
+    pa.field("added_at", pa.timestamp("us", tz="UTC")),
+    pa.field("author", pa.string()),
+    pa.field("segment_id", pa.string()),
+    pa.field("verdict", pa.string()),
+]
+SCHEMA = pa.schema(list(LABELS_SCHEMA) + HISTORY_FIELDS)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def video_name(uri: str) -> str:
+    """The `name` of a video (as the videos table has it): file name without extension."""
+    return posixpath.splitext(uri.replace("\\", "/").rsplit("/", 1)[-1])[0]
+
+
+# ----------------------------------------------------------------------------------- building
+
+
+def make_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """A labels batch (full schema) from dicts; missing optional fields become null, no labels
+    means ["Normal"], no split means "train"."""
+    out = []
+    for r in rows:
+        segs = [{"start_frame": int(s["start_frame"]), "end_frame": int(s["end_frame"]), "label": str(s["label"])}
+                for s in (r.get("segments") or [])]
+        out.append({
+            "name": r["name"], "video_uri": r.get("video_uri"), "labels": list(r.get("labels") or [NORMAL]),
+            "split": r.get("split") or "train", "segments": segs,
+            "fps": None if r.get("fps") is None else float(r["fps"]),
+            "n_frames": None if r.get("n_frames") is None else int(r["n_frames"]),
+            **{f.name: r.get(f.name) for f in HISTORY_FIELDS},
+        })
+    return pa.Table.from_pylist(out, schema=SCHEMA)
+
+
+def _conform(table: pa.Table) -> pa.Table:
+    """Any labels-like table -> the full schema (absent history columns are null)."""
+    cols = {}
+    for f in SCHEMA:
+        if f.name in table.column_names:
+            cols[f.name] = table.column(f.name).cast(f.type)
+        else:
+            cols[f.name] = pa.nulls(table.num_rows, f.type)
+    return pa.table(cols, schema=SCHEMA)
+
+
+def validate(table: pa.Table, where: str) -> None:
+    """Clear errors for rows no reader could use."""
+    for col in ("name", "labels", "split"):
+        if col not in table.column_names:
+            raise ExvadError(f"labels table {where} lacks column {col!r}")
+    if table.column("name").null_count:
+        raise ExvadError(f"labels table {where}: every row needs a name")
+    bad = set(table.column("split").to_pylist()) - set(SPLITS)
+    if bad:
+        raise ExvadError(f"labels table {where}: unknown split(s) {sorted(map(str, bad))}; use train/val/test")
+    if "verdict" in table.column_names:
+        bad = set(table.column("verdict").drop_null().to_pylist()) - set(VERDICTS)
+        if bad:
+            raise ExvadError(f"labels table {where}: unknown verdict(s) {sorted(bad)}; use {'/'.join(VERDICTS)}")
+    if "segments" in table.column_names:
+        for name, segs in zip(table.column("name").to_pylist(), table.column("segments").to_pylist()):
+            for s in segs or []:
+                if not 0 <= s["start_frame"] < s["end_frame"]:
+                    raise ExvadError(f"labels table {where}: video {name}: segment "
+                                     f"[{s['start_frame']}, {s['end_frame']}) is empty or negative")
+
+
+# ----------------------------------------------------------------------------------- writing
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_") or "x"
+
+
+def _files(uri: str) -> list[str]:
+    """The table's Parquet files, oldest first (names start with the UTC time of the append)."""
+    fs, path = storage.filesystem(uri)
+    try:
+        if not fs.exists(path) or not fs.isdir(path):
+            return []
+        names = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
+    except Exception as exc:  # noqa: BLE001 - network errors are the user's to fix
+        raise ExvadError(f"cannot list labels table {uri}: {exc}") from exc
+    return sorted(storage.join(uri, n) for n in names if n.endswith(".parquet") and not n.startswith("."))
+
+
+def _is_file(uri: str) -> bool:
+    fs, path = storage.filesystem(uri)
+    try:
+        return bool(fs.exists(path) and fs.isfile(path))
+    except Exception as exc:  # noqa: BLE001
+        raise ExvadError(f"cannot access {uri}: {exc}") from exc
+
+
+def append_labels(uri: str, table: pa.Table, *, source: str | None = None, author: str | None = None,
+                  added_at: dt.datetime | None = None, batch_id: str | None = None) -> str:
+    """Add `table` (labels rows; history columns optional) to the labels table at `uri` as one new
+    file, `<UTC time>-<source>-<batch id>.parquet`; returns its URI. `source`/`author` fill rows
+    that lack them; `added_at` defaults to now. With `batch_id`, a batch already written under that
+    id is not written again (a retried or repeated write, e.g. `exvad synth --overwrite`)."""
+    root = storage.normalize(uri)
+    if _is_file(root):
+        raise ExvadError(f"{uri} is a single Parquet file, which cannot grow; labels tables are folders: "
+                         f"import into a new folder (exvad labels import --from {uri} ...)")
+    if table.num_rows == 0:
+        raise ExvadError("no labels to add")
+    t = _conform(table)
+    when = added_at or utcnow()
+    fill = {"source": source, "author": author, "added_at": when}
+    for col, value in fill.items():
+        if value is None:
+            continue
+        arr = t.column(col)
+        filled = pa.array([value if v is None else v for v in arr.to_pylist()], type=SCHEMA.field(col).type)
+        t = t.set_column(t.schema.get_field_index(col), col, filled)
+    if t.column("source").null_count:
+        raise ExvadError("every labels row needs a source (synth, import:<format>, feedback)")
+    validate(t, uri)
+    sources = sorted(set(t.column("source").to_pylist()))
+    if batch_id is not None:
+        done = [f for f in _files(root) if f.endswith(f"-{_slug(batch_id)}.parquet")]
+        if done:
+            return done[0]
+    stamp = when.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    name = f"{stamp}-{_slug('+'.join(sources))}-{_slug(batch_id) if batch_id else uuid.uuid4().hex[:12]}.parquet"
+    target = storage.join(root, name)
+    from exvad_ray.index.store import write_table_file  # atomic: readers never see half a file
+
+    write_table_file(target, t)
+    return target
+
+
+def batch_digest(table: pa.Table, exclude: Sequence[str] = ("added_at",)) -> str:
+    """Content digest of a batch (for `batch_id`: same rows -> same id)."""
+    t = _conform(table)
+    t = t.drop_columns([c for c in exclude if c in t.column_names])
+    buf = io.BytesIO()
+    pq.write_table(t, buf, compression="none")
+    return hashlib.sha1(buf.getvalue()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------- reading
+
+
+def read_history(uri: str) -> pa.Table:
+    """Every row ever added, oldest first (full schema)."""
+    root = storage.normalize(uri)
+    if _is_file(root):
+        files = [root]
+    else:
+        files = _files(root)
+        if not files:
+            raise ExvadError(f"no labels table at {uri} (a folder of Parquet files, e.g. from "
+                             f"`exvad labels import` or `exvad synth`)")
+    parts = []
+    for f in files:
+        try:
+            with storage.open_file(f) as fh:
+                t = pq.read_table(fh)
+        except ExvadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a corrupt file names itself
+            raise ExvadError(f"cannot read labels file {f}: {exc}") from exc
+        validate(t, f)
+        parts.append(_conform(t))
+    table = pa.concat_tables(parts)
+    order = sorted(range(table.num_rows), key=lambda i: _time_key(table.column("added_at")[i].as_py()))
+    return table.take(pa.array(order, pa.int64()))
+
+
+def _time_key(value: dt.datetime | None) -> float:
+    return -math.inf if value is None else value.timestamp()
+
+
+def read_labels(uri: str, current: bool = True) -> pa.Table:
+    """The labels table at `uri`: its current view (one row per video), or with current=False
+    every row ever added (history, oldest first). Both have the full schema (SCHEMA)."""
+    history = read_history(uri)
+    return current_view(history) if current else history
+
+
+def video_key(row: dict[str, Any]) -> str:
+    return row.get("video_uri") or row["name"]
+
+
+def current_view(history: pa.Table) -> pa.Table:
+    """Fold history rows (oldest first) into one row per video, by the rules in the module doc."""
+    rows = history.to_pylist()
+    base: dict[str, dict[str, Any]] = {}
+    verdicts: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r["source"] == FEEDBACK:
+            verdicts[r["segment_id"] or f"{video_key(r)}#{len(verdicts)}"] = r  # newest wins
+        else:
+            base[video_key(r)] = dict(r)  # newest import wins
+    by_name: dict[str, list[str]] = {}
+    for key, r in base.items():
+        by_name.setdefault(r["name"], []).append(key)
+    for r in verdicts.values():
+        key = video_key(r)
+        if key not in base:
+            # an import keyed by name only (lists without URIs) is the same video as a verdict on it
+            named = [k for k in by_name.get(r["name"], []) if base[k]["video_uri"] in (None, key)]
+            if len(named) == 1:
+                key = named[0]
+                if base[key]["video_uri"] is None:
+                    base[key]["video_uri"] = r["video_uri"]
+            else:
+                base[key] = {**r, "labels": [NORMAL], "segments": [], "split": r["split"] or "train"}
+                by_name.setdefault(r["name"], []).append(key)
+        row = base[key]
+        row["segments"] = list(row["segments"] or []) + list(r["segments"] or [])
+        if r["verdict"] == "confirmed":
+            cls = [lab for lab in r["labels"] if lab != NORMAL]
+            labels = [lab for lab in (row["labels"] or []) if lab != NORMAL]
+            row["labels"] = labels + [c for c in cls if c not in labels]
+        row["fps"] = row["fps"] or r["fps"]
+        row["n_frames"] = row["n_frames"] or r["n_frames"]
+        if _time_key(r["added_at"]) > _time_key(row["added_at"]):
+            row["added_at"], row["author"] = r["added_at"], r["author"]
+    out = []
+    for row in base.values():
+        row["labels"] = row["labels"] or [NORMAL]
+        row["segment_id"] = row["verdict"] = None
+        out.append(row)
+    out.sort(key=lambda r: (r["name"], r["video_uri"] or ""))
+    return pa.Table.from_pylist(out, schema=SCHEMA)
+
+
+# ----------------------------------------------------------------------------------- feedback
+
+
+def seconds_to_frames(start_s: float, end_s: float, fps: float) -> tuple[int, int]:
+    """[start_s, end_s) -> the source frames it covers, [floor, ceil); times within 1/1000 frame of
+    a frame boundary (rounded decimals) snap to it."""
+    def snap(v: float, fn: Any) -> int:
+        r = round(v)
+        return int(r) if abs(v - r) < 1e-3 else int(fn(v))
+
+    return max(0, snap(start_s * fps, math.floor)), snap(end_s * fps, math.ceil)
+
+
+def feedback_row(segment: dict[str, Any], verdict: str, cls: str | None = None, author: str | None = None,
+                 split: str | None = None) -> dict[str, Any]:
+    """A feedback row for a flagged segment (a row of the index's segments table, with the video's
+    `fps` and, if known, `n_frames`): its [start_s, end_s) becomes frames."""
+    if verdict not in VERDICTS:
+        raise ExvadError(f"verdict must be one of {', '.join(VERDICTS)}, not {verdict!r}")
+    for key in ("segment_id", "start_s", "end_s"):
+        if segment.get(key) is None:
+            raise ExvadError(f"segment lacks {key!r}")
+    uri = segment.get("video_uri") or segment.get("uri")
+    if not uri:
+        raise ExvadError("segment lacks the video's uri")
+    fps = segment.get("fps")
+    if not fps or fps <= 0:
+        raise ExvadError(f"segment {segment['segment_id']}: the video's frame rate is unknown "
+                         "(pass the segment with `fps`, or index=URI)")
+    n_frames = segment.get("n_frames")
+    start, end = seconds_to_frames(float(segment["start_s"]), float(segment["end_s"]), float(fps))
+    if n_frames:
+        end = min(end, int(n_frames))
+    if end <= start:
+        raise ExvadError(f"segment {segment['segment_id']} is empty ([{segment['start_s']}, {segment['end_s']}) s)")
+    if verdict == "confirmed":
+        label = cls or segment.get("label")
+        if not label or label == NORMAL:
+            raise ExvadError("a confirmed segment needs an anomaly class (--class)")
+    else:
+        label = NORMAL
+    return {"name": segment.get("name") or video_name(uri), "video_uri": uri, "labels": [label],
+            "split": split, "segments": [{"start_frame": start, "end_frame": end, "label": label}],
+            "fps": float(fps), "n_frames": n_frames, "source": FEEDBACK, "author": author,
+            "segment_id": str(segment["segment_id"]), "verdict": verdict}
+
+
+def record_feedback(labels_uri: str, segment: dict[str, Any], verdict: str, cls: str | None = None,
+                    author: str | None = None, index: str | None = None) -> dict[str, Any]:
+    """Record an analyst's verdict on a flagged segment: appends one feedback row (history kept;
+    the newest verdict on a segment wins in the current view). `segment` is a segments-table row
+    (segment_id, uri, start_s, end_s, label) plus the video's `fps`; without `fps`, `index` is read
+    for it. Returns the row written."""
+    seg = dict(segment)
+    if not seg.get("fps") and index:
+        seg.update(video_facts(index, seg.get("video_id"), seg.get("uri") or seg.get("video_uri")))
+    row = feedback_row(seg, verdict, cls, author)
+    append_labels(labels_uri, make_table([row]))
+    return row
+
+
+def video_facts(index: str, video_id: str | None, uri: str | None) -> dict[str, Any]:
+    """fps, n_frames and name of one video from the index's videos table."""
+    table = read_index_table(index, "videos", ["video_id", "uri", "name", "fps", "n_frames"])
+    for r in table.to_pylist():
+        if (video_id and r["video_id"] == video_id) or (uri and r["uri"] == uri):
+            return {"fps": r["fps"], "n_frames": r["n_frames"], "name": r["name"]}
+    raise ExvadError(f"video {video_id or uri} is not in the videos table of {index}")
+
+
+def read_index_table(index: str, table: str, columns: list[str] | None = None) -> pa.Table:
+    """One table of a pipeline index (with its partition columns)."""
+    from exvad_ray.index.store import read_table
+
+    if not storage.exists(storage.join(index, "videos")):
+        raise ExvadError(f"no index at {index} (no videos table; run `exvad process` first)")
+    try:
+        return read_table(storage.normalize(index), table, columns)
+    except ExvadError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise ExvadError(f"cannot read the {table} table of {index}: {exc}") from exc

@@ -1,0 +1,199 @@
+"""Scorings of an index: which detector's segments and snippet scores a reader sees.
+
+`exvad process` writes the first scoring into the index's own tables (`segments`, `snippets`
+anomaly_score/class_probs, `videos` video_score/...): scoring id "process". `exvad rescore` adds
+one scoring per detector, without touching those tables:
+
+    INDEX/scorings/<scoring_id>/scoring.json                     manifest (detector, model card, counts)
+    INDEX/scorings/<scoring_id>/segments/class=/date=/camera=/part-<video_id>.parquet
+    INDEX/scorings/<scoring_id>/snippet_scores/date=/camera=/part-<video_id>.parquet
+    INDEX/scorings/<scoring_id>/videos/date=/camera=/part-<video_id>.parquet   (written last per video)
+    INDEX/scorings/CURRENT.json                                  {"scoring_id": ...}; absent -> "process"
+
+scoring_id == detector_id == "det-" + the first 12 hex digits of the checkpoint's SHA-256, so a
+rescore with the same detector rewrites the same files (idempotent) and two detectors never mix.
+Every row carries `scoring_id` and `detector_id`; rescored segments also carry `detector_uri` and
+the detector's `model_card` (JSON). `read_scoring(index, table, scoring=None)` reads any scoring
+(None: the current one) with the same columns whichever wrote it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from exvad_ray import storage
+from exvad_ray.checkpoints import checkpoint_uri, detector_id  # noqa: F401 - re-exported for scoring readers
+from exvad_ray.errors import ExvadError
+
+SCORINGS_DIR = "scorings"
+PROCESS = "process"
+CURRENT = "CURRENT.json"
+TABLES = ("segments", "snippet_scores", "videos")
+PARTITIONS = {"segments": ["class", "date", "camera"], "snippet_scores": ["date", "camera"],
+              "videos": ["date", "camera"]}
+
+
+def _ids() -> list[pa.Field]:
+    return [pa.field("scoring_id", pa.string(), nullable=False), pa.field("detector_id", pa.string())]
+
+
+def schema(table: str) -> pa.Schema:
+    """Columns stored in a scoring's files (partition columns live in the path)."""
+    from exvad_ray.index import arrow_schema
+
+    if table == "segments":
+        return pa.schema(list(arrow_schema("segments")) + _ids() + [
+            pa.field("detector_uri", pa.string()), pa.field("model_card", pa.string(), metadata={
+                b"doc": b"the detector's model_card.json (parent detector, labels seen)"})])
+    if table == "snippet_scores":
+        return pa.schema([pa.field("video_id", pa.string(), nullable=False),
+                          pa.field("snippet_index", pa.int32(), nullable=False),
+                          pa.field("anomaly_score", pa.float32(), nullable=False),
+                          pa.field("class_probs", pa.list_(pa.float32()))] + _ids())
+    if table == "videos":
+        return pa.schema([pa.field("video_id", pa.string(), nullable=False), pa.field("uri", pa.string()),
+                          pa.field("name", pa.string()), pa.field("video_score", pa.float32()),
+                          pa.field("video_class", pa.string()), pa.field("class_names", pa.list_(pa.string())),
+                          pa.field("class_scores", pa.list_(pa.float32())), pa.field("n_segments", pa.int32()),
+                          pa.field("n_snippets", pa.int32())] + _ids() +
+                         [pa.field("scored_at", pa.timestamp("us", tz="UTC"))])
+    raise ExvadError(f"unknown scoring table {table!r} (one of {', '.join(TABLES)})")
+
+
+def current_detector(index: str) -> str:
+    """The checkpoint behind an index's current scoring (what `--init-from INDEX` starts from)."""
+    sid = current_scoring(index)
+    if sid != PROCESS:
+        return str(manifest(index, sid)["detector_uri"])
+    from exvad_ray.index import read_table
+
+    dets = {d for d in read_table(index, "videos", ["detector"]).column("detector").to_pylist() if d}
+    real = sorted(d for d in dets if not d.startswith("zero-shot:"))
+    if len(real) != 1:
+        raise ExvadError(f"the current scoring of {index} has no single detector checkpoint ({sorted(dets) or 'none'}); "
+                         "give the model.pt to start from")
+    return real[0]
+
+
+def resolve_detector(uri: str) -> str:
+    """A checkpoint URI as given, or, for an index, its current scoring's checkpoint."""
+    if uri.endswith(".pt") or storage.exists(storage.join(uri, "model.pt")):
+        return uri
+    if storage.exists(storage.join(uri, "videos")):
+        return current_detector(uri)
+    return uri
+
+
+def scoring_root(index: str, scoring_id: str) -> str:
+    return storage.join(index, SCORINGS_DIR, scoring_id)
+
+
+def file_uri(index: str, scoring_id: str, table: str, values: dict[str, str], video_id: str) -> str:
+    part = "/".join(f"{k}={values[k]}" for k in PARTITIONS[table])
+    return storage.join(scoring_root(index, scoring_id), table, part, f"part-{video_id}.parquet")
+
+
+def manifest(index: str, scoring_id: str) -> dict[str, Any]:
+    uri = storage.join(scoring_root(index, scoring_id), "scoring.json")
+    if not storage.exists(uri):
+        raise ExvadError(f"no scoring {scoring_id!r} in {index} (see `exvad rescore --index {index} --list`)")
+    return json.loads(storage.read_bytes(uri))
+
+
+def list_scorings(index: str) -> list[dict[str, Any]]:
+    """Every scoring of the index, "process" first, with `current` set on one."""
+    fs, path = storage.filesystem(storage.join(index, SCORINGS_DIR))
+    found = []
+    if fs.exists(path):
+        for p in sorted(fs.ls(path, detail=False)):
+            sid = p.rstrip("/").rsplit("/", 1)[-1]
+            if sid != CURRENT and storage.exists(storage.join(index, SCORINGS_DIR, sid, "scoring.json")):
+                found.append(manifest(index, sid))
+    cur = current_scoring(index)
+    out = [{"scoring_id": PROCESS, "detector": "as recorded in the videos table (`exvad process`)"}] + found
+    for m in out:
+        m["current"] = m["scoring_id"] == cur
+    return out
+
+
+def current_scoring(index: str) -> str:
+    uri = storage.join(index, SCORINGS_DIR, CURRENT)
+    if not storage.exists(uri):
+        return PROCESS
+    return str(json.loads(storage.read_bytes(uri))["scoring_id"])
+
+
+def set_current(index: str, scoring_id: str) -> None:
+    if scoring_id != PROCESS:
+        manifest(index, scoring_id)  # must exist
+    doc = {"scoring_id": scoring_id, "set_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    storage.write_bytes(storage.join(index, SCORINGS_DIR, CURRENT), json.dumps(doc).encode())
+
+
+def find_segment(index: str, segment_id: str, scoring: str | None = None) -> dict[str, Any]:
+    """A segment by id (from `scoring`, default: any scoring of the index, current first), with its
+    video's fps, n_frames and name: what `index.labels.record_feedback` needs."""
+    from exvad_ray.index.labels import read_index_table, video_facts
+
+    read_index_table(index, "videos", ["video_id"])  # a clear error when there is no index
+    order = [scoring] if scoring else [current_scoring(index)] + [m["scoring_id"] for m in list_scorings(index)]
+    for sid in dict.fromkeys(order):
+        table = read_scoring(index, "segments", sid)
+        table = table.select([c for c in table.column_names if c != "thumbnail_jpeg"])
+        for r in table.filter(pc.equal(table.column("segment_id"), segment_id)).to_pylist():
+            return {**r, **video_facts(index, r["video_id"], r["uri"])}
+    raise ExvadError(f"no segment {segment_id!r} in {index}")
+
+
+def read_scoring(index: str, table: str, scoring: str | None = None, columns: list[str] | None = None) -> pa.Table:
+    """`segments`, `snippet_scores` or `videos` of one scoring (default: the current one), with
+    `scoring_id`, `detector_id` and the partition columns."""
+    index = storage.normalize(index)
+    sid = scoring or current_scoring(index)
+    t = _read_process(index, table) if sid == PROCESS else _read_rescored(index, sid, table)
+    return t.select(columns) if columns is not None else t
+
+
+def _read_rescored(index: str, sid: str, table: str) -> pa.Table:
+    manifest(index, sid)
+    full = pa.schema(list(schema(table)) + [pa.field(c, pa.string()) for c in PARTITIONS[table]])
+    root = storage.join(scoring_root(index, sid), table)
+    if not storage.exists(root):
+        return full.empty_table()
+    fs, path = storage.arrow_filesystem(root)
+    part = pads.partitioning(pa.schema([(c, pa.string()) for c in PARTITIONS[table]]), flavor="hive")
+    ds = pads.dataset(path, schema=full, format="parquet", filesystem=fs, partitioning=part,
+                      exclude_invalid_files=False, ignore_prefixes=[".", "_"])
+    return ds.to_table()
+
+
+def _read_process(index: str, table: str) -> pa.Table:
+    """The scoring `exvad process` wrote, in the same columns as a rescoring's."""
+    from exvad_ray.index import read_table
+
+    videos = read_table(index, "videos")
+    det = dict(zip(videos.column("video_id").to_pylist(), videos.column("detector").to_pylist()))
+    if table == "videos":
+        t = videos
+    elif table == "snippet_scores":
+        t = read_table(index, "snippets", ["video_id", "snippet_index", "anomaly_score", "class_probs", "date", "camera"])
+    elif table == "segments":
+        t = read_table(index, "segments")
+    else:
+        schema(table)  # raises
+    n = t.num_rows
+    ids = {"scoring_id": pa.array([PROCESS] * n, pa.string()),
+           "detector_id": pa.array([det.get(v) for v in t.column("video_id").to_pylist()], pa.string())}
+    if table == "segments":
+        ids |= {"detector_uri": ids["detector_id"], "model_card": pa.nulls(n, pa.string())}
+    if table == "videos":
+        ids["scored_at"] = t.column("processed_at")
+    want = pa.schema(list(schema(table)) + [pa.field(c, pa.string()) for c in PARTITIONS[table]])
+    cols = [ids[f.name] if f.name in ids else t.column(f.name).cast(f.type) for f in want]
+    return pa.Table.from_arrays(cols, schema=want)
