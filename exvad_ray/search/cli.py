@@ -39,6 +39,8 @@ def register(sub: Any) -> None:
     p.add_argument("--prefix", default=None, help="source video URI prefix")
     p.add_argument("--video", dest="video_id", default=None, help="one video id")
     p.add_argument("--detector", default=None, help="only videos scored by this detector (checkpoint URI or zero-shot:<set>)")
+    p.add_argument("--scoring", default=None,
+                   help="which scoring's segments: process, or a rescoring id (det-...); default the index's current one")
     p.add_argument("--text", default=None, help='free text, e.g. "man climbing a fence at night"')
     p.add_argument("--like", default=None, metavar="SEGMENT_ID", help="segments that look like this one")
     p.add_argument("--limit", type=int, default=20, help="at most this many results (default 20)")
@@ -92,7 +94,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
         table = search_ray(args.index, q, profile=args.profile)
     else:
-        table = SegmentIndex(args.index, profile=args.profile).search(q)
+        table = SegmentIndex(args.index, profile=args.profile, scoring=args.scoring).search(q)
     append_audit(audit_uri(_labels(args)), "search", q.describe(), table.num_rows, who=args.user, via="cli",
                  index=args.index)
     sys.stdout.write(render(table, args.format))

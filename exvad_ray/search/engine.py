@@ -107,9 +107,10 @@ class SegmentIndex:
     >>> SegmentIndex("s3://idx/run1").search(classes=["Fighting"], min_score=0.8).to_pandas()
     """
 
-    def __init__(self, uri: str, profile: str | None = None, use_sidecar: bool = True):
+    def __init__(self, uri: str, profile: str | None = None, use_sidecar: bool = True, scoring: str | None = None):
         self.uri = storage.normalize(uri).rstrip("/")
         self.use_sidecar = use_sidecar
+        self._scoring = scoring
         self._profile = profile
         self._files: list[tuple[str, dict[str, str]]] | None = None
         self._con: Any = None
@@ -158,14 +159,32 @@ class SegmentIndex:
         self.__dict__.pop("columns", None)
         self.__dict__.pop("superseded", None)
 
+    @functools.cached_property
+    def scoring(self) -> str:
+        """Which detector scoring's segments are searched: "process" (the index's own `segments`),
+        or a rescoring in ``INDEX/scorings/<id>/`` (`exvad rescore`); default the current one
+        (``INDEX/scorings/CURRENT.json``, absent: "process")."""
+        if self._scoring:
+            return self._scoring
+        current = storage.join(self.uri, "scorings", "CURRENT.json")
+        return str(json.loads(storage.read_bytes(current))["scoring_id"]) if storage.exists(current) else "process"
+
+    def _segments_table(self) -> str:
+        if self.scoring == "process":
+            return "segments"
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", self.scoring) or not self._list(f"scorings/{self.scoring}/segments") \
+                and not storage.exists(storage.join(self.uri, "scorings", self.scoring, "scoring.json")):
+            raise SearchError(f"unknown scoring {self.scoring!r} in {self.uri}")
+        return f"scorings/{self.scoring}/segments"
+
     @property
     def files(self) -> list[tuple[str, dict[str, str]]]:
         if self._files is None:
-            files = self._list("segments")
+            files = self._list(self._segments_table())
             if not files and not self._list("videos"):
                 raise SearchError(f"no index at {self.uri} (no videos/ or segments/ table there)")
             gone = self.superseded
-            self._files = [(f, _hive_values(f[len(self.uri):])) for f in files
+            self._files = [(f, _hive_values(f[len(self.uri):].split("/segments/", 1)[-1])) for f in files
                            if not (gone and _part_id(f) in gone)]
         return self._files
 
@@ -210,7 +229,7 @@ class SegmentIndex:
 
     # ---- query building ----------------------------------------------------------------------
     def _prune(self, q: Query, classes: list[str], video_ids: Sequence[str] | None = None) -> list[str]:
-        from exvad_ray.pipeline.partitions import sanitize
+        from exvad_ray.index.partitions import sanitize
 
         want_class = {sanitize(c) for c in classes}
         lo = (q.since - dt.timedelta(days=MAX_VIDEO_DAYS)).date().isoformat() if q.since else None
