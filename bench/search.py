@@ -116,7 +116,9 @@ def full_scan(ix: Any, select: str, where: str, params: list[Any], order: str, p
     return run_sql(ix.con, sql, [*pre, glob, *params])
 
 
-def bench_size(root: str, n: int, meta: dict[str, Any], reps: int, rng: np.random.Generator) -> dict[str, float]:
+def bench_size(root: str, n: int, meta: dict[str, Any], reps: int, rng: np.random.Generator,
+               only: tuple[str, ...] = ("filter", "filter_full_scan", "text", "text_full_scan", "like", "sidecar")
+               ) -> dict[str, float]:
     from exvad_ray.search.engine import RESULT_COLUMNS, SegmentIndex
 
     ix = SegmentIndex(root)
@@ -152,12 +154,38 @@ def bench_size(root: str, n: int, meta: dict[str, Any], reps: int, rng: np.rando
     def like(i: int) -> Any:
         return ix.search(like=likes[i % len(likes)], limit=50)
 
+    slow = n > 100_000
     for name, fn in (("filter", filt), ("filter_full_scan", filt_full), ("text", text), ("text_full_scan", text_full),
                      ("like", like)):
-        r = reps if n <= 100_000 or not name.startswith("text") else max(3, reps // 4)
+        if name not in only:
+            continue
+        r = max(3, reps // 5) if slow and name in ("text", "text_full_scan", "like") else reps
         p50, p95 = timed(fn, r)
         out[f"{name}_p50_s"], out[f"{name}_p95_s"] = round(p50, 4), round(p95, 4)
         print(f"  n={n:>9,} {name:<18} p50 {p50:8.4f} s  p95 {p95:8.4f} s", flush=True)
+    if "sidecar" not in only:
+        return out
+    # the vector sidecar: build, then the same text/like queries, recall@10 against the exact SQL path
+    t = time.perf_counter()
+    ix.update_vectors()
+    out["sidecar_build_s"] = round(time.perf_counter() - t, 2)
+    assert ix.use_sidecar
+    for name, fn in (("text_sidecar", text), ("like_sidecar", like)):
+        p50, p95 = timed(fn, reps)
+        out[f"{name}_p50_s"], out[f"{name}_p95_s"] = round(p50, 4), round(p95, 4)
+        print(f"  n={n:>9,} {name:<18} p50 {p50:8.4f} s  p95 {p95:8.4f} s", flush=True)
+    checks = range(1, 1 + (3 if slow else reps))
+    exact = SegmentIndex(root, use_sidecar=False)
+    exact._encoder = True
+    exact.embed_text = ix.embed_text  # type: ignore[method-assign]
+    for name, kw in (("text", lambda i: {"text": str(i)}), ("like", lambda i: {"like": likes[i % len(likes)]})):
+        rec = []
+        for i in checks:
+            a = exact.search(limit=10, **kw(i)).column("segment_id").to_pylist()
+            b = ix.search(limit=10, **kw(i)).column("segment_id").to_pylist()
+            rec.append(len(set(a) & set(b)) / max(1, len(a)))
+        out[f"{name}_sidecar_recall_at_10"] = round(float(np.mean(rec)), 4)
+        print(f"  n={n:>9,} {name}_sidecar recall@10 {np.mean(rec):.3f}", flush=True)
     return out
 
 
@@ -253,6 +281,11 @@ def main() -> None:
     ap.add_argument("--work", default=None, help="where the generated indexes go (default: a temp dir, removed)")
     ap.add_argument("--no-vectors", action="store_true", help="skip the vector-index comparison")
     ap.add_argument("--no-record", action="store_true")
+    ap.add_argument("--json-out", default=None, help="also write the raw figures here")
+    ap.add_argument("--vector-size", type=int, default=None, help="index size for the vector-index comparison (default: the largest)")
+    ap.add_argument("--reuse", action="store_true", help="reuse indexes already generated in --work")
+    ap.add_argument("--only", default="filter,filter_full_scan,text,text_full_scan,like,sidecar",
+                    help="which measurements (comma list)")
     args = ap.parse_args()
     work = args.work or tempfile.mkdtemp(prefix="exvad-bench-search-")
     rng = np.random.default_rng(0)
@@ -262,18 +295,32 @@ def main() -> None:
     try:
         for n in sizes:
             root = os.path.join(work, f"idx-{n}")
-            shutil.rmtree(root, ignore_errors=True)
-            t = time.perf_counter()
-            meta = generate(root, n, args.dim)
-            print(f"generated {n:,} segments in {time.perf_counter() - t:.1f} s", flush=True)
-            results[n] = bench_size(root, n, meta, args.reps, rng)
-        vectors = {} if args.no_vectors else compare_vector_indexes(os.path.join(work, f"idx-{sizes[-1]}"),
+            saved = os.path.join(work, f"meta-{n}-{args.dim}.npz")
+            if args.reuse and os.path.exists(saved):
+                z = np.load(saved)
+                meta = {"centres": z["centres"], "sample_ids": list(z["sample_ids"]), "sample_vecs": z["sample_vecs"]}
+                shutil.rmtree(os.path.join(root, "search"), ignore_errors=True)
+            else:
+                shutil.rmtree(root, ignore_errors=True)
+                t = time.perf_counter()
+                meta = generate(root, n, args.dim)
+                np.savez(saved, centres=meta["centres"], sample_ids=np.array(meta["sample_ids"]),
+                         sample_vecs=meta["sample_vecs"])
+                print(f"generated {n:,} segments in {time.perf_counter() - t:.1f} s", flush=True)
+            results[n] = bench_size(root, n, meta, args.reps, rng, tuple(args.only.split(",")))
+        vsize = args.vector_size or sizes[-1]
+        vectors = {} if args.no_vectors else compare_vector_indexes(os.path.join(work, f"idx-{vsize}"),
                                                                      args.reps * 5, rng, work)
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
     load1 = os.getloadavg()[0]
     print({"results": results, "vectors": vectors, "load": (load0, load1)})
+    if args.json_out:
+        import json
+
+        with open(args.json_out, "w") as f:
+            json.dump({"results": results, "vectors": vectors, "load": [load0, load1], "dim": args.dim}, f, indent=1)
     if not args.no_record:
         record(results, vectors, args, (load0, load1))
 
@@ -282,17 +329,21 @@ def record(results: dict[int, dict[str, float]], vectors: dict[str, dict[str, fl
            load: tuple[float, float]) -> None:
     from _results import machine_line, record as write, table
 
-    rows = []
-    for n, r in results.items():
-        rows.append([f"{n:,}", *(f"{r[k + '_p50_s']:.3f} / {r[k + '_p95_s']:.3f}" for k in
-                                  ("filter", "filter_full_scan", "text", "text_full_scan", "like")),
-                     f"{r['filter_full_scan_p95_s'] / max(r['filter_p95_s'], 1e-9):.1f}x"])
+    def cell(r: dict[str, float], k: str) -> str:
+        return f"{r[k + '_p50_s']:.3f} / {r[k + '_p95_s']:.3f}" if k + "_p50_s" in r else "-"
+
+    keys = ("filter", "filter_full_scan", "text", "text_full_scan", "like", "text_sidecar", "like_sidecar")
+    rows = [[f"{n:,}", *(cell(r, k) for k in keys),
+             f"{r.get('text_sidecar_recall_at_10', float('nan')):.3f} / {r.get('like_sidecar_recall_at_10', float('nan')):.3f}",
+             f"{r['filter_full_scan_p95_s'] / max(r['filter_p95_s'], 1e-9):.1f}x" if "filter_p95_s" in r else "-"]
+            for n, r in results.items()]
     body = (f"Generated indexes ({args.dim}-d visual and explanation embeddings, {len(CLASSES)} classes x {DAYS} days x "
             f"{len(CAMERAS)} cameras = {len(CLASSES) * DAYS * len(CAMERAS)} partitions), through `SegmentIndex`; "
             f"p50 / p95 seconds. Load average {load[0]:.1f} at start, {load[1]:.1f} at end (other helpers' work on "
             "the same 2 cores).\n\n"
             + table(["segments", "filter", "filter, full scan", "text (exact SQL)", "text, full scan", "like (exact SQL)",
-                     "filter: full scan / pruned"], rows))
+                     "text (sidecar)", "like (sidecar)", "sidecar recall@10 text / like", "filter: full scan / pruned"],
+                    rows))
     if vectors:
         body += ("\n\nVector-index candidates over the largest index's visual vectors (recall@10 against exact "
                  "search, single-query latency):\n\n"
