@@ -464,6 +464,8 @@ class SegmentIndex:
 
     def _aligned(self, text_dim: int) -> bool:
         aligned = getattr(self._encoder.profile, "aligned", None)
+        if aligned is None:  # the profile's encoders say whether text and image share a space (lite: no)
+            aligned = getattr(self._encoder.model, "aligned", None)
         if aligned is not None:
             return bool(aligned)
         vis = self._vector_column("visual_embedding")

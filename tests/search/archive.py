@@ -61,7 +61,7 @@ def build_index(archive: Path, index: Path) -> dict:
 
     # the tiny models' scores sit near 0.72: a threshold there splits videos into several segments
     loc = LocalizationConfig(threshold=0.72, min_snippets=1, single_snippet_score=0.0, max_gap=0)
-    cfg = ProcessConfig(archive=str(archive), index=str(index), label_set="synthetic", progress_interval_s=30,
+    cfg = ProcessConfig(archive=str(archive), index=str(index), profile="tiny", label_set="synthetic", progress_interval_s=30,
                         localization=loc)
     return run_process(cfg, echo=lambda *a, **k: None)
 
