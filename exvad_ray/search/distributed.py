@@ -96,6 +96,7 @@ def search_ray(index: str, query: Query | None = None, profile: str | None = Non
     if not files:
         return empty
     limit = int(q.limit)
+    base = ix.uri  # the task closure must not capture `ix` (its DuckDB connection does not pickle)
 
     def per_file(row: dict[str, Any]) -> list[dict[str, Any]]:
         import pyarrow.parquet as pq
@@ -103,7 +104,7 @@ def search_ray(index: str, query: Query | None = None, profile: str | None = Non
         from exvad_ray import storage
 
         uri = row["file"]
-        parts = _hive_values(uri[len(ix.uri):])
+        parts = _hive_values(uri[len(base):].split("/segments/", 1)[-1])
         with storage.open_file(uri) as f:
             t = pq.read_table(f)
         n = t.num_rows
