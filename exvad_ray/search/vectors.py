@@ -29,7 +29,7 @@ from exvad_ray import storage
 SIDECAR_DIR = "search"
 CATALOG_COLUMNS = ("segment_id", "video_id", "uri", "label", "score", "class_score", "start_s", "end_s", "peak_s",
                    "start_at", "end_at", "explanation", "camera", "date")
-EXACT_MAX = 50_000  # masked rows ranked exactly below this; above, ANN candidates
+EXACT_MAX = 1_000_000  # masked rows ranked exactly (numpy, in memory) up to this; above, HNSW candidates
 VECTORS = ("visual", "text")
 
 
@@ -143,7 +143,7 @@ class Sidecar:
         for name in VECTORS:
             path = os.path.join(self.root, f"{name}.usearch")
             if self.state.get(f"dim_{name}") and os.path.exists(path):
-                index = Index(ndim=self.state[f"dim_{name}"], metric="ip", dtype="f32", expansion_search=64)
+                index = Index(ndim=self.state[f"dim_{name}"], metric="ip", dtype="f32", expansion_search=256)
                 index.load(path)
                 out[name] = index
         return out
@@ -188,13 +188,20 @@ class Sidecar:
                     break
                 k *= 4
         sims = self._similarity(rows, queries, weights)
+        if len(rows) > limit:  # keep the best `limit` and anything tied with the last (ties by id below)
+            cut = np.partition(sims, len(sims) - limit)[len(sims) - limit]
+            keep = np.flatnonzero(sims >= cut)
+            rows, sims = rows[keep], sims[keep]
         order = np.lexsort((self.segment_id[rows].astype(str), -sims))[:limit]
         return rows[order], sims[order]
 
     def _similarity(self, rows: np.ndarray, queries: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
         total = np.zeros(len(rows))
         for name, v in queries.items():
-            total += weights[name] * (np.asarray(self.vectors[name][np.sort(rows)], np.float32) @ v)[np.argsort(np.argsort(rows))]
+            m = self.vectors[name]
+            # one matrix-vector product over all rows beats gathering the rows first unless few are left
+            part = (m @ v)[rows] if len(rows) > len(m) // 8 else np.asarray(m[rows], np.float32) @ v
+            total += weights[name] * part
         return total / sum(weights.values())
 
 
