@@ -3,12 +3,13 @@
 Lives in ``INDEX/search/`` (beside the tables, never inside them): a catalog of the segments' small
 columns (what filters and results need, no thumbnails), their unit-normalised visual and explanation
 vectors as ``.npy`` chunks, and an approximate nearest-neighbour index per vector column (usearch
-HNSW, chosen by measurement in bench/search.py against faiss and LanceDB). `update_sidecar` is
+HNSW, used only past EXACT_MAX rows: at ef 64 it had recall@10 0.12-0.54 at 1e5 in bench/search.py). `update_sidecar` is
 incremental: segment files not yet covered are read and appended as a new chunk, and their vectors
 added to the ANN index; if a covered file disappeared (compaction, a rerun's replacement), it
 rebuilds. A query masks the catalog with the filters (vectorised numpy), then either ranks the
 masked rows exactly (few rows) or asks the ANN index for candidates and keeps those that pass the
 mask, widening until enough pass (falling back to exact), so filters and ranking always agree.
+Ranking exactly means one matrix-vector product over the in-memory vectors: p95 0.21 s at 1e5.
 """
 
 from __future__ import annotations
