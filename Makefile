@@ -18,7 +18,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 PYTEST_ARGS ?=
 
-.PHONY: setup vllm-env demo test test-main test-vllm bench clean
+.PHONY: setup vllm-env browser demo test test-main test-vllm bench clean
 
 setup: $(VENV)/.installed
 
@@ -35,10 +35,17 @@ $(VLLM_VENV)/.installed: scripts/setup_vllm_env.sh pyproject.toml
 	bash scripts/setup_vllm_env.sh $(VLLM_VENV)
 	touch $@
 
+# The search page's browser test drives Debian's chromium with Playwright (pip, in .[test]; no browser
+# download). Installed here when running as root; otherwise the test says how and skips (fails in CI).
+browser: setup
+	@command -v chromium >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not installed (sudo apt-get install -y chromium): the browser test will skip"; fi; }
+
 demo: setup
 	$(VENV)/bin/exvad demo
 
-test: setup vllm-env
+test: setup vllm-env browser
 	$(VENV)/bin/python -m pytest -m "not vllm" $(PYTEST_ARGS)
 	$(VLLM_VENV)/bin/python -m pytest -m vllm tests/models/test_vllm_cpu.py $(PYTEST_ARGS)
 

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "exvad_ray.eval.cli",
     "exvad_ray.labels.cli",
     "exvad_ray.pipeline.rescore",
+    "exvad_ray.search.cli",
 )
 
 

@@ -99,7 +99,8 @@ def write_feature_index():
                 "window_explanation_embeddings": [[[] if text is None else np.asarray(text, np.float32).tolist()]
                                                   * ((t + 255) // 256)],
                 "visual_model": ["test"], "caption_model": [""], "explanation_model": [""], "detector": [""],
-                "label_set": [""], "run_id": ["test"], "processed_at": [None],
+                "label_set": [""], "recorded_at": [None], "recorded_at_source": [None], "run_id": ["test"],
+                "processed_at": [None],
             })
         return index
 

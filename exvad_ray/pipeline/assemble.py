@@ -10,6 +10,7 @@ videos still in flight. Emits one summary row per finished (or failed) video for
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 from collections import defaultdict
 from typing import Any
@@ -140,6 +141,7 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
     window_text = [_window_text(w) for w in windows]  # what ScoreStage saw per window (kept for rescoring)
     text_feats = [t for t in window_text if t.size]
     video_text = _unit(np.mean(text_feats, axis=0)) if text_feats else np.zeros(0, np.float32)
+    rec = dt.datetime.fromisoformat(str(w0["recorded_at"])) if str(w0.get("recorded_at") or "") else None
     pred = video_prediction(scores, probs, ctx.class_names, threshold=ctx.localization.threshold)
     now = utcnow()
 
@@ -155,7 +157,10 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
     seg_by_class = segment_columns(
         vid, uri, ctx.class_names, ctx.localization, scores, probs, feats, start_s, end_s,
         extra=lambda first, last, peak: {"explanation": str(window_at(peak).get("explanation") or ""),
-                                         "thumbnail_jpeg": thumb_at(*thumbs[peak])})
+                                         "thumbnail_jpeg": thumb_at(*thumbs[peak]),
+                                         "explanation_embedding": _window_text(window_at(peak)).tolist(),
+                                         "start_at": rec + dt.timedelta(seconds=float(start_s[first])) if rec else None,
+                                         "end_at": rec + dt.timedelta(seconds=float(end_s[last])) if rec else None})
     segments = [({"class": sanitize(label), **part}, dict(cols)) for label, cols in seg_by_class.items()]
 
     # every column present even when no window has a keyframe (an empty captions file, not a failure)
@@ -187,7 +192,9 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
         "visual_model": [str(w0.get("visual_model") or "")],
         "caption_model": [str(w0.get("caption_model") or "")],
         "explanation_model": [str(w0.get("explanation_model") or "")], "detector": [ctx.detector_name],
-        "label_set": [ctx.label_set], "run_id": [ctx.run_id], "processed_at": [now],
+        "label_set": [ctx.label_set], "recorded_at": [rec],
+        "recorded_at_source": [str(w0.get("recorded_at_source") or "") or None],
+        "run_id": [ctx.run_id], "processed_at": [now],
     }
     tables: dict[str, Any] = {"snippets": (part, snippets), "captions": (part, dict(captions)), "videos": (part, videos)}
     if segments:

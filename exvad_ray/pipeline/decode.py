@@ -21,6 +21,7 @@ import numpy as np
 
 from exvad_ray.errors import ExvadError
 from exvad_ray import index as idx
+from exvad_ray.index.partitions import recorded_at
 from exvad_ray.pipeline.progress import notify
 from exvad_ray.video import SamplingConfig, sample_uri
 
@@ -68,6 +69,14 @@ def write_error(index: str, run_id: str, item: dict[str, Any], stage: str, exc: 
     return reason
 
 
+def recorded_time(item: dict[str, Any], creation_time: str | None) -> tuple[dt.datetime | None, str]:
+    """The video's recording time (see partitions.recorded_at) from the driver's path parse
+    (`path_time`, `path_has_time`) and the container's creation_time; the `date` partition follows it."""
+    path = item.get("path_time") or ""
+    found = (dt.datetime.fromisoformat(path), bool(item.get("path_has_time"))) if path else None
+    return recorded_at(found, creation_time)
+
+
 @dataclasses.dataclass
 class DecodeStage:
     """`flat_map` function: archive item -> window rows. Items carry uri, video_id, size, etag,
@@ -86,10 +95,13 @@ class DecodeStage:
                 if first:
                     notify(self.progress, "decoded_video")
                     first = False
+                    recorded, source = recorded_time(item, info.creation_time)
                 row.update(
                     n_windows=info.n_windows, fps=info.fps, n_frames=info.n_frames, width=info.width,
                     height=info.height, codec=info.codec, size=item["size"], etag=item.get("etag") or "",
-                    date=item["date"], camera=item["camera"], processing_date=item["processing_date"],
+                    date=recorded.date().isoformat() if recorded else item["date"], camera=item["camera"],
+                    processing_date=item["processing_date"],
+                    recorded_at=recorded.isoformat() if recorded else "", recorded_at_source=source,
                 )
                 row["thumbs_blob"], row["thumbs_offsets"] = jpeg_thumbs(row["frames"])
                 yield row

@@ -83,8 +83,10 @@ def list_work(cfg: ProcessConfig, date: str) -> tuple[list[dict[str, Any]], int]
         if e.video_id in done:
             skipped += 1
             continue
+        found = rules.path_time(e.uri)
         items.append({"uri": e.uri, "video_id": e.video_id, "size": e.size, "etag": e.etag or "",
-                      "date": rules.date(e.uri), "camera": rules.camera(e.uri), "processing_date": date})
+                      "date": rules.date(e.uri), "camera": rules.camera(e.uri), "processing_date": date,
+                      "path_time": found[0].isoformat() if found else "", "path_has_time": bool(found and found[1])})
     if cfg.limit is not None:
         items = items[: cfg.limit]
     return items, skipped

@@ -71,6 +71,7 @@ class VideoInfo:
     codec: str
     n_snippets: int
     n_windows: int
+    creation_time: str | None = None  # the container's creation_time tag, as written (recording time)
 
     @property
     def duration_s(self) -> float:
@@ -136,6 +137,7 @@ def probe_video(path: str, cfg: SamplingConfig = SamplingConfig(), uri: str | No
                 f"{width}x{height} is outside the supported {cfg.min_side}..{cfg.max_side} pixels per side", uri)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
+        created = container.metadata.get("creation_time") or stream.metadata.get("creation_time")
         if not (0.1 <= fps <= 1000.0):
             raise VideoDecodeError("bad_timing", f"implausible frame rate {fps}", uri)
     n_frames = _decord_frame_count(path, uri, cfg)
@@ -145,7 +147,8 @@ def probe_video(path: str, cfg: SamplingConfig = SamplingConfig(), uri: str | No
         raise VideoDecodeError("too_large", f"{n_frames / fps / 3600:.1f} h is over the configured limit", uri)
     n_snippets = len(snippet_layout(n_frames, cfg.snippet_frames))
     return VideoInfo(n_frames=n_frames, fps=fps, width=width, height=height, codec=codec,
-                     n_snippets=n_snippets, n_windows=math.ceil(n_snippets / cfg.window_snippets))
+                     n_snippets=n_snippets, n_windows=math.ceil(n_snippets / cfg.window_snippets),
+                     creation_time=created)
 
 
 def _decord_frame_count(path: str, uri: str, cfg: SamplingConfig) -> int:

@@ -1,0 +1,504 @@
+"""The query engine: DuckDB over the index's hive-partitioned `segments` Parquet, at any storage URI.
+
+Why this shape:
+- Partition pruning is done here, on the file list: the files of `segments/class=/date=/camera=` are
+  listed once per `SegmentIndex` (cached; `refresh()` relists), and only those whose partition values
+  can match the filters are handed to DuckDB (`read_parquet(?)`), so a narrow query opens few files.
+  A `--like` or a segment lookup opens only `part-<video_id>.parquet` files (the id names the file).
+- Every value that comes from a user travels as a bound parameter (`?`); the SQL text is built only
+  from fixed fragments chosen by which filters are set. No user text is ever spliced into SQL.
+- `s3://` indexes are read through the job's own fsspec filesystem registered in DuckDB
+  (`register_filesystem`), so no DuckDB extension (httpfs) is needed and the same credentials apply.
+- Similarity ranking is exact (cosine in SQL over the filtered rows); `exvad_ray.search.vectors`
+  adds an approximate sidecar for very large indexes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import json
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from exvad_ray import storage
+from exvad_ray.errors import ExvadError
+
+PARTS = ("class", "date", "camera")
+HIVE_TYPES = {"class": "VARCHAR", "date": "VARCHAR", "camera": "VARCHAR"}
+#: columns a result has (besides `similarity` when ranked by similarity, `thumbnail_jpeg` on request)
+RESULT_COLUMNS = ("segment_id", "video_id", "uri", "label", "score", "class_score", "start_s", "end_s",
+                  "peak_s", "start_at", "end_at", "explanation", "camera", "date")
+VISUAL_WEIGHT = 0.5  # weight of the visual embedding in text similarity when the profile is aligned
+#: videos longer than this may put a segment's start on a later day than its date partition
+MAX_VIDEO_DAYS = 1
+
+
+class SearchError(ExvadError):
+    """A query that cannot run as given (unknown class, malformed time, unknown segment, no index)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """A search. Empty filters match everything; `text` and `like` choose similarity ranking."""
+
+    classes: tuple[str, ...] = ()
+    min_score: float | None = None
+    max_score: float | None = None
+    since: dt.datetime | None = None  # start_at >= since (segments with an unknown time never match)
+    until: dt.datetime | None = None  # start_at < until
+    cameras: tuple[str, ...] = ()
+    prefix: str | None = None  # uri starts with this
+    video_id: str | None = None
+    detector: str | None = None  # videos.detector (checkpoint URI or zero-shot:<label set>)
+    text: str | None = None
+    like: str | None = None  # a segment id
+    limit: int = 50
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-safe form (audit log)."""
+        out = {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, (), "")}
+        return json.loads(json.dumps(out, default=str))
+
+
+def parse_time(value: str | dt.datetime | dt.date | None, name: str = "time") -> dt.datetime | None:
+    """ISO 8601 date or date-time; naive values are UTC. A malformed value is a one-line error."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+    text = str(value).strip()
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SearchError(f"malformed {name} {text!r}: use ISO 8601, e.g. 2026-11-24 or 2026-11-24T22:00:00") from None
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+def run_sql(con: Any, sql: str, params: list[Any]) -> pa.Table:
+    """Run a parameterised statement, result as Arrow (DuckDB 2.x `to_arrow_table`, 1.x `arrow`)."""
+    rel = con.sql(sql, params=params)
+    if hasattr(rel, "to_arrow_table"):
+        return rel.to_arrow_table()
+    out = rel.arrow()
+    return out.read_all() if hasattr(out, "read_all") else out
+
+
+def _part_id(path: str) -> str | None:
+    m = re.search(r"/part-([0-9a-f-]{36})[^/]*\.parquet$", path)
+    return m.group(1) if m else None
+
+
+def _hive_values(path: str) -> dict[str, str]:
+    return dict(m.groups() for m in re.finditer(r"(?:^|/)(class|date|camera)=([^/]+)", path))
+
+
+class SegmentIndex:
+    """The flagged segments of one index, for notebooks, the CLI and the web page.
+
+    >>> SegmentIndex("s3://idx/run1").search(classes=["Fighting"], min_score=0.8).to_pandas()
+    """
+
+    def __init__(self, uri: str, profile: str | None = None, use_sidecar: bool = True, scoring: str | None = None):
+        self.uri = storage.normalize(uri).rstrip("/")
+        self.use_sidecar = use_sidecar
+        self._scoring = scoring
+        self._profile = profile
+        self._files: list[tuple[str, dict[str, str]]] | None = None
+        self._con: Any = None
+        self._encoder: Any = None
+
+    # ---- storage ---------------------------------------------------------------------------
+    @property
+    def con(self) -> Any:
+        if self._con is None:
+            import duckdb
+
+            con = duckdb.connect()
+            con.execute("SET enable_progress_bar = false")
+            if storage.is_remote(self.uri):
+                fs, _ = storage.filesystem(self.uri)
+                con.register_filesystem(fs)
+            self._con = con
+        return self._con
+
+    def _list(self, table: str) -> list[str]:
+        from exvad_ray.index.store import list_files
+
+        return list_files(self.uri, table)
+
+    @functools.cached_property
+    def columns(self) -> set[str]:
+        """Columns of the segments files (an index of schema v1 names the visual vector `embedding`)."""
+        rel = run_sql(self.con, "DESCRIBE SELECT * FROM read_parquet(?)", [self._any_file()])
+        return set(rel.column(0).to_pylist())
+
+    def _vector_column(self, name: str) -> str:
+        from exvad_ray.index.schemas import renamed_columns
+
+        if name in self.columns:
+            return name
+        for version in (1,):
+            old = renamed_columns("segments", version).get(name)
+            if old and old in self.columns:
+                return old
+        raise SearchError(f"{self.uri}: segments have no {name} column")
+
+    def refresh(self) -> None:
+        """Forget the cached file list (call after a run added videos)."""
+        self._files = None
+        self.__dict__.pop("videos", None)
+        self.__dict__.pop("columns", None)
+        self.__dict__.pop("superseded", None)
+
+    @functools.cached_property
+    def scoring(self) -> str:
+        """Which detector scoring's segments are searched: "process" (the index's own `segments`),
+        or a rescoring in ``INDEX/scorings/<id>/`` (`exvad rescore`); default the current one
+        (``INDEX/scorings/CURRENT.json``, absent: "process")."""
+        if self._scoring:
+            return self._scoring
+        current = storage.join(self.uri, "scorings", "CURRENT.json")
+        return str(json.loads(storage.read_bytes(current))["scoring_id"]) if storage.exists(current) else "process"
+
+    def _segments_table(self) -> str:
+        if self.scoring == "process":
+            return "segments"
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", self.scoring) or not self._list(f"scorings/{self.scoring}/segments") \
+                and not storage.exists(storage.join(self.uri, "scorings", self.scoring, "scoring.json")):
+            raise SearchError(f"unknown scoring {self.scoring!r} in {self.uri}")
+        return f"scorings/{self.scoring}/segments"
+
+    @property
+    def files(self) -> list[tuple[str, dict[str, str]]]:
+        if self._files is None:
+            files = self._list(self._segments_table())
+            if not files and not self._list("videos"):
+                raise SearchError(f"no index at {self.uri} (no videos/ or segments/ table there)")
+            gone = self.superseded
+            self._files = [(f, _hive_values(f[len(self.uri):].split("/segments/", 1)[-1])) for f in files
+                           if not (gone and _part_id(f) in gone)]
+        return self._files
+
+    @functools.cached_property
+    def superseded(self) -> set[str]:
+        """Ids of videos whose content was replaced (tombstones ``INDEX/superseded/<id>.json``, written
+        by the archive job): their rows are not served, as `index.read_table` does not serve them."""
+        fs, path = storage.filesystem(storage.join(self.uri, "superseded"))
+        try:
+            names = fs.ls(path, detail=False) if fs.exists(path) else []
+        except FileNotFoundError:
+            return set()
+        return {os.path.basename(n)[:-len(".json")] for n in names if n.endswith(".json")}
+
+    @functools.cached_property
+    def videos(self) -> pa.Table:
+        """The small `videos` table (without embeddings): classes known, detectors, recording times."""
+        files = self._list("videos")
+        if not files:
+            return pa.table({"video_id": pa.array([], pa.string())})
+        return run_sql(self.con,
+                       "SELECT COLUMNS(lambda c: c NOT LIKE '%embedding%') FROM read_parquet(?, hive_partitioning = true, "
+                       "union_by_name = true, hive_types = {'date': 'VARCHAR', 'camera': 'VARCHAR'})", [files])
+
+    # ---- vocabulary --------------------------------------------------------------------------
+    def known_classes(self) -> list[str]:
+        names: set[str] = set()
+        if "class_names" in self.videos.column_names:
+            for row in self.videos.column("class_names").to_pylist():
+                names.update(row or [])
+        names.update(v["class"] for _, v in self.files if "class" in v)
+        return sorted(names - {"Normal"})
+
+    def _canonical_classes(self, classes: Sequence[str]) -> list[str]:
+        known = {c.lower(): c for c in self.known_classes()}
+        out = []
+        for c in classes:
+            if c.lower() not in known:
+                raise SearchError(f"unknown class {c!r}; known classes: {', '.join(sorted(known.values())) or 'none'}")
+            out.append(known[c.lower()])
+        return out
+
+    # ---- query building ----------------------------------------------------------------------
+    def _prune(self, q: Query, classes: list[str], video_ids: Sequence[str] | None = None) -> list[str]:
+        from exvad_ray.index.partitions import sanitize
+
+        want_class = {sanitize(c) for c in classes}
+        lo = (q.since - dt.timedelta(days=MAX_VIDEO_DAYS)).date().isoformat() if q.since else None
+        hi = q.until.date().isoformat() if q.until else None
+        vids = set(video_ids) if video_ids else None
+        out = []
+        for f, parts in self.files:
+            if want_class and parts.get("class") not in want_class:
+                continue
+            if q.cameras and parts.get("camera") not in q.cameras:
+                continue
+            d = parts.get("date")
+            if d and ((lo and d < lo) or (hi and d > hi)):
+                continue
+            if vids is not None:
+                name = os.path.basename(f)
+                if name.startswith("part-") and not any(name.startswith(f"part-{v}") for v in vids):
+                    continue
+            out.append(f)
+        return out
+
+    def _where(self, q: Query, classes: list[str]) -> tuple[list[str], list[Any]]:
+        """Fixed SQL fragments and their bound values (user input only ever in `params`)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if classes:
+            clauses.append("label IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(classes)
+        if q.min_score is not None:
+            clauses.append("score >= ?")
+            params.append(float(q.min_score))
+        if q.max_score is not None:
+            clauses.append("score <= ?")
+            params.append(float(q.max_score))
+        if q.since is not None:
+            clauses.append("start_at >= ?")
+            params.append(q.since)
+        if q.until is not None:
+            clauses.append("start_at < ?")
+            params.append(q.until)
+        if q.cameras:
+            clauses.append("camera IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(list(q.cameras))
+        if q.prefix:
+            clauses.append("starts_with(uri, ?)")
+            params.append(q.prefix)
+        if q.video_id:
+            clauses.append("video_id = ?")
+            params.append(q.video_id)
+        if self.superseded:  # rows of replaced videos inside compacted files
+            clauses.append("video_id NOT IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(sorted(self.superseded))
+        if q.detector:
+            ids = [r["video_id"] for r in self.videos.select(["video_id", "detector"]).to_pylist()
+                   if r["detector"] == q.detector]
+            clauses.append("video_id IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(ids)
+        return clauses, params
+
+    def _scan(self, files: list[str], select: str, clauses: list[str], params: list[Any], order: str,
+              limit: int | None, pre: list[Any] = ()) -> pa.Table:
+        sql = (f"SELECT {select} FROM read_parquet(?, hive_partitioning = true, "
+               f"hive_types = {{'class': 'VARCHAR', 'date': 'VARCHAR', 'camera': 'VARCHAR'}})")
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += f" ORDER BY {order}"
+        if len(files) > 64 and self._files is not None and len(files) == len(self._files):
+            # nothing pruned: a glob lets DuckDB list and read in parallel (faster than a long list)
+            files = [storage.join(self.uri, self._segments_table(), "**", "*.parquet")]  # type: ignore[list-item]
+        args = [*pre, files, *params]
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        return run_sql(self.con, sql, args)
+
+    # ---- public API ----------------------------------------------------------------------------
+    def search(self, query: Query | None = None, *, thumbnails: bool = False, **filters: Any) -> pa.Table:
+        """Segments matching the filters, best first (by score, or by similarity to `text`/`like`).
+
+        Keyword filters: classes, min_score, max_score, since, until (ISO strings or datetimes),
+        cameras, prefix, video_id, detector, text, like, limit. Returns a pyarrow.Table
+        (`.to_pandas()` for a DataFrame)."""
+        q = make_query(query, **filters)
+        classes = self._canonical_classes(q.classes)
+        cols = ", ".join(RESULT_COLUMNS) + (", thumbnail_jpeg" if thumbnails else "")
+        clauses, params = self._where(q, classes)
+        files = self._prune(q, classes, [q.video_id] if q.video_id else None)
+        if (q.like or q.text) and not thumbnails and self.use_sidecar:
+            from exvad_ray.search.vectors import load_sidecar
+
+            sidecar = load_sidecar(self)
+            if sidecar is not None:
+                return self._search_sidecar(sidecar, q, classes)
+        if q.like:
+            vis = self._vector_column("visual_embedding")
+            target = self.segment(q.like, columns=[vis])
+            vec = [float(x) for x in (target[vis] or [])]
+            if not vec:
+                raise SearchError(f"segment {q.like!r} has no visual embedding to compare with")
+            select = f"{cols}, list_cosine_similarity({vis}, ?::FLOAT[]) AS similarity"
+            pre: list[Any] = [vec]
+        elif q.text:
+            qvec, aligned = self.embed_text(q.text)
+            vis = self._vector_column("visual_embedding")
+            has_text = "explanation_embedding" in self.columns
+            if not has_text and not aligned:
+                raise SearchError(f"{self.uri} holds no explanation embeddings (an older index): text search "
+                                  "needs the index rebuilt by this version's `exvad process`")
+            terms = (["coalesce(list_cosine_similarity(explanation_embedding, ?::FLOAT[]), 0)"] if has_text else []) + \
+                ([f"{VISUAL_WEIGHT if has_text else 1.0} * coalesce(list_cosine_similarity({vis}, ?::FLOAT[]), 0)"]
+                 if aligned else [])
+            weight = (1.0 if has_text else 0.0) + ((VISUAL_WEIGHT if has_text else 1.0) if aligned else 0.0)
+            select = f"{cols}, ({' + '.join(terms)}) / {weight} AS similarity"
+            pre = [qvec] * len(terms)
+        else:
+            select, pre = cols, []
+        if not files:
+            return self._scan(self._any_file(), select, ["false"], [], "segment_id", 0, pre)
+        order = "similarity DESC NULLS LAST, segment_id" if pre else "score DESC, segment_id"
+        return self._scan(files, select, clauses, params, order, q.limit, pre)
+
+    def _search_sidecar(self, sidecar: Any, q: Query, classes: list[str]) -> pa.Table:
+        """Similarity ranking through the vector sidecar (same filters, same result columns)."""
+        if q.like:
+            hit = np.flatnonzero(sidecar.segment_id == q.like)
+            if not len(hit) or sidecar.video_id[hit[0]] in self.superseded:
+                raise SearchError(f"unknown segment id {q.like!r}")
+            queries = {"visual": np.asarray(sidecar.vectors["visual"][hit[0]], np.float32)}
+            weights = {"visual": 1.0}
+        else:
+            qvec, aligned = self.embed_text(q.text or "")
+            v = np.asarray(qvec, np.float32)
+            v = v / (np.linalg.norm(v) or 1.0)
+            queries, weights = {}, {}
+            if sidecar.vectors.get("text") is not None:
+                queries["text"], weights["text"] = v, 1.0
+            if aligned:
+                queries["visual"], weights["visual"] = v, VISUAL_WEIGHT if queries else 1.0
+            if not queries:
+                raise SearchError(f"{self.uri} holds no explanation embeddings: text search needs a newer index")
+        ids = None
+        if q.detector:
+            ids = [r["video_id"] for r in self.videos.select(["video_id", "detector"]).to_pylist()
+                   if r["detector"] == q.detector]
+        rows, sims = sidecar.rank(sidecar.mask(q, classes, self.superseded, ids), queries, weights, q.limit)
+        out = sidecar.catalog.take(pa.array(rows, pa.int64())).select(list(RESULT_COLUMNS))
+        return out.append_column("similarity", pa.array(sims, pa.float64()))
+
+    def update_vectors(self) -> dict[str, Any]:
+        """Build or extend the vector sidecar (INDEX/search/) for fast --text/--like on big indexes."""
+        from exvad_ray.search.vectors import update_sidecar
+
+        return update_sidecar(self)
+
+    def _any_file(self) -> list[str]:
+        if not self.files:
+            raise SearchError(f"the index at {self.uri} has no flagged segments yet")
+        return [self.files[0][0]]
+
+    def segment(self, segment_id: str, columns: Sequence[str] | None = None) -> dict[str, Any]:
+        """One segment's row (all columns, or `columns`); unknown id -> SearchError."""
+        video_id = segment_id.rsplit(":", 1)[0]
+        files = self._prune(Query(), [], [video_id])
+        select = ", ".join(columns) if columns else "*"
+        if columns:
+            assert all(re.fullmatch(r"[a-z_]+", c) for c in columns)  # fixed names from our code only
+        clauses, params = ["segment_id = ?"], [segment_id]
+        if self.superseded:
+            clauses.append("video_id NOT IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(sorted(self.superseded))
+        rows = self._scan(files, select, clauses, params, "segment_id", 1).to_pylist() if files else []
+        if not rows:
+            raise SearchError(f"unknown segment id {segment_id!r}")
+        return rows[0]
+
+    def video(self, video_id: str) -> dict[str, Any]:
+        rows = [r for r in self.videos.to_pylist() if r["video_id"] == video_id]
+        if not rows:
+            raise SearchError(f"unknown video id {video_id!r}")
+        return rows[0]
+
+    def snippets(self, video_id: str) -> pa.Table:
+        """A video's per-snippet scores (start_s, anomaly_score, class_probs), in time order."""
+        files = [f for f in self._list("snippets") if os.path.basename(f).startswith(f"part-{video_id}")
+                 or os.path.basename(f).startswith("compact-")]
+        if not files:
+            return pa.table({"start_s": pa.array([], pa.float64())})
+        return run_sql(self.con,
+                       "SELECT snippet_index, start_s, end_s, anomaly_score, class_probs FROM read_parquet(?, "
+                       "hive_partitioning = true, union_by_name = true, hive_types = {'date': 'VARCHAR', "
+                       "'camera': 'VARCHAR'}) WHERE video_id = ? ORDER BY snippet_index", [files, video_id])
+
+    def video_segments(self, video_id: str) -> pa.Table:
+        return self.search(video_id=video_id, limit=100000)
+
+    # ---- text encoder ----------------------------------------------------------------------------
+    def profile_name(self) -> str:
+        """The model profile the index was built with (from its run manifests), unless given."""
+        if self._profile:
+            return self._profile
+        for f in sorted(self._list_runs(), reverse=True):
+            try:
+                doc = json.loads(storage.read_bytes(f))
+                name = (doc.get("args") or {}).get("profile")
+                if name:
+                    return str(name)
+            except (OSError, ValueError):
+                continue
+        raise SearchError(f"cannot tell which model profile built {self.uri} (no runs/ manifest); pass profile=")
+
+    def _list_runs(self) -> list[str]:
+        root = storage.join(self.uri, "runs")
+        fs, path = storage.filesystem(root)
+        if not fs.exists(path):
+            return []
+        prefix = "s3://" if storage.is_remote(root) else ""
+        return [prefix + f for f in fs.find(path) if f.endswith(".json")]
+
+    def embed_text(self, text: str) -> tuple[list[float], bool]:
+        """The query's embedding with the profile's text encoder, and whether the profile's text and
+        visual spaces are aligned (CLIP: same encoder family and dimension), so that the visual
+        embeddings can be compared with it too."""
+        if self._encoder is None:
+            from exvad_ray.models.stages import TextEmbeddingStage
+
+            self._encoder = TextEmbeddingStage(self.profile_name())
+        out = self._encoder({"explanation": np.array([text], dtype=object)})
+        if out.get("error") is not None and out["error"][0]:
+            raise SearchError(f"cannot embed the text query: {out['error'][0]}")
+        vec = np.asarray(out[self._encoder.output_column][0], np.float32)
+        return vec.tolist(), self._aligned(len(vec))
+
+    def _aligned(self, text_dim: int) -> bool:
+        aligned = getattr(self._encoder.profile, "aligned", None)
+        if aligned is None:  # the profile's encoders say whether text and image share a space (lite: no)
+            aligned = getattr(self._encoder.model, "aligned", None)
+        if aligned is not None:
+            return bool(aligned)
+        vis = self._vector_column("visual_embedding")
+        sample = self._scan(self._any_file(), f"len({vis}) AS d", [], [], "d", 1).column("d").to_pylist()
+        return bool(sample) and sample[0] == text_dim
+
+
+def make_query(query: Query | None = None, **filters: Any) -> Query:
+    """A Query from keyword filters (strings accepted where a CLI or a form gives strings)."""
+    if query is not None and filters:
+        query = dataclasses.replace(query, **filters)
+    elif query is None:
+        unknown = set(filters) - {f.name for f in dataclasses.fields(Query)}
+        if unknown:
+            raise SearchError(f"unknown search filter(s): {', '.join(sorted(unknown))}")
+        query = Query(**filters)
+
+    def tup(v: Any) -> tuple[str, ...]:
+        if v is None:
+            return ()
+        return (v,) if isinstance(v, str) else tuple(str(x) for x in v)
+
+    q = dataclasses.replace(
+        query, classes=tup(query.classes), cameras=tup(query.cameras),
+        since=parse_time(query.since, "--since"), until=parse_time(query.until, "--until"),
+        text=(query.text or None), like=(query.like or None), prefix=(query.prefix or None),
+        video_id=(query.video_id or None), detector=(query.detector or None))
+    if q.text and q.like:
+        raise SearchError("give either a text query or --like, not both")
+    if not (1 <= int(q.limit) <= 100000):
+        raise SearchError(f"limit must be between 1 and 100000, got {q.limit}")
+    for name in ("min_score", "max_score"):
+        v = getattr(q, name)
+        if v is not None and not (0.0 <= float(v) <= 1.0):
+            raise SearchError(f"{name} must be between 0 and 1, got {v}")
+    return q
