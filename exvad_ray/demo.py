@@ -117,8 +117,9 @@ def _process(step: Step, archive: str, index: str, detector: str | None) -> dict
         if m:
             step.update(int(m[1]), int(m[2]))
 
+    # address="local": the demo always starts its own Ray, never joins a cluster already running here.
     cfg = ProcessConfig(archive=archive, index=index, profile=PROFILE, label_set=LABEL_SET, detector=detector,
-                        progress_interval_s=2.0)
+                        progress_interval_s=2.0, address="local")
     check_locations(cfg)
     return run_process(cfg, echo=echo)
 
