@@ -64,8 +64,12 @@ def process_config_from_args(args: argparse.Namespace) -> "ProcessConfig":  # no
     from exvad_ray.pipeline.assemble import LocalizationConfig
     from exvad_ray.pipeline.job import ProcessConfig
     from exvad_ray.pipeline.partitions import DEFAULT_DATE_PATTERN
+    from exvad_ray.pipeline.validate import check_process_ranges
     from exvad_ray.video import SamplingConfig
 
+    check_process_ranges(window_snippets=args.window_snippets, keyframe_interval=args.keyframe_interval,
+                         threshold=args.threshold, limit=args.limit, decode_tasks=args.decode_tasks,
+                         actors=args.actors, gpu_per_stage=args.gpu_per_stage)
     return ProcessConfig(
         archive=args.archive, index=args.index, profile=args.profile, detector=args.detector,
         label_set=args.label_set, explainer=args.explainer,

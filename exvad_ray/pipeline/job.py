@@ -17,7 +17,6 @@ from collections import Counter
 from typing import Any
 
 from exvad_ray import __version__, storage
-from exvad_ray.errors import ExvadError
 from exvad_ray.pipeline import index as idx
 from exvad_ray.pipeline.assemble import LocalizationConfig, VideoAssembler, VideoContext
 from exvad_ray.pipeline.decode import DecodeStage, utcnow
@@ -25,6 +24,7 @@ from exvad_ray.pipeline.fused import FRAME_COLUMNS, KEYFRAME_COLUMNS, DecodeAndM
 from exvad_ray.pipeline.partitions import DEFAULT_DATE_PATTERN, PartitionRules
 from exvad_ray.pipeline.progress import ProgressActor, progress_line
 from exvad_ray.pipeline.scoring import ScoreStage, scorer_class_names
+from exvad_ray.pipeline.validate import validate_process
 from exvad_ray.video import SamplingConfig
 
 log = logging.getLogger(__name__)
@@ -250,6 +250,7 @@ def run_process(cfg: ProcessConfig, echo: Any = print) -> dict[str, Any]:
     """Run the archive job; returns the summary (also written to the run manifest)."""
     import ray
 
+    validate_process(cfg)
     started = utcnow()
     t0 = time.time()
     date = processing_date(cfg)
@@ -335,8 +336,5 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def check_locations(cfg: ProcessConfig) -> None:
-    """Fail early, with a clear message, on locations that cannot work."""
-    storage.normalize(cfg.archive)
-    storage.normalize(cfg.index)
-    if storage.normalize(cfg.index).startswith(storage.normalize(cfg.archive).rstrip("/") + "/"):
-        raise ExvadError("the index must not live inside the archive (its files would be listed as input)")
+    """Fail early, with a clear message, on options, resources and locations that cannot work."""
+    validate_process(cfg)

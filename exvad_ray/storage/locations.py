@@ -15,7 +15,7 @@ from typing import IO, Any
 import fsspec
 import pyarrow.fs as pafs
 
-from exvad_ray.errors import StorageError
+from exvad_ray.errors import StorageError, StorageUnavailable
 
 DEFAULT_VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp",
@@ -147,9 +147,36 @@ def arrow_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), norm
 
 
+_UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
+                "ClientConnectorError", "ServerDisconnectedError", "ConnectionError", "TimeoutError",
+                "ConnectionRefusedError")
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether an exception (or one it wraps) means the storage service could not be reached."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, StorageUnavailable) or any(c.__name__ in _UNREACHABLE for c in type(exc).__mro__):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+def unavailable(uri: str, exc: BaseException | None = None) -> StorageUnavailable:
+    """The one line a storage outage ends a job with: which endpoint, and what to do."""
+    endpoint = (S3Settings.from_env().endpoint_url or "the default AWS endpoint") if is_remote(uri) else "local disk"
+    kind = f" ({type(exc).__name__})" if exc is not None else ""
+    return StorageUnavailable(
+        f"storage unreachable: {endpoint} did not answer for {uri}{kind}; check the endpoint "
+        f"(AWS_ENDPOINT_URL) and the network, then rerun the same command: finished videos are kept")
+
+
 def _wrap(uri: str, exc: Exception) -> StorageError:
     if isinstance(exc, StorageError):
         return exc
+    if is_unreachable(exc):
+        return unavailable(uri, exc)
     kind = type(exc).__name__
     return StorageError(f"cannot access {uri}: {kind}: {exc}")
 
