@@ -106,8 +106,17 @@ def _compacted_ids(uri: str) -> list[str]:
     return json.loads(meta.get(b"exvad.video_ids", b"[]"))
 
 
-def read_table(index: str, table: str, columns: list[str] | None = None) -> pa.Table:
-    """Read a whole table with its hive partition columns (empty table with the schema if none)."""
+def read_table(index: str, table: str, columns: list[str] | None = None, current: bool = True) -> pa.Table:
+    """Read a whole table with its hive partition columns (empty table with the schema if none).
+
+    `current`: only the rows that still describe the archive (supersede rules, pipeline/supersede.py)."""
+    if current and "video_id" in arrow_schema(table).names:
+        from exvad_ray.pipeline.supersede import current_rows
+
+        want = None if columns is None else list(dict.fromkeys(columns + ["video_id"] + (
+            ["processed_at"] if table == "errors" else [])))
+        rows = current_rows(index, table, read_table(index, table, want, current=False))
+        return rows if columns is None else rows.select(columns)
     files = _list_files(index, table)
     fs, root = storage.arrow_filesystem(storage.join(index, table))
     schema = arrow_schema(table)
@@ -124,7 +133,11 @@ def read_table(index: str, table: str, columns: list[str] | None = None) -> pa.T
 
 def compact(index: str, tables: Iterable[str] = ("videos", "snippets", "segments", "captions", "errors"),
             min_files: int = 2) -> dict[str, int]:
-    """Merge each partition's per-video files into one file; returns files merged per table."""
+    """Merge each partition's per-video files into one file, after deleting superseded rows
+    (pipeline/supersede.py); returns files merged per table."""
+    from exvad_ray.pipeline.supersede import purge
+
+    purge(index)
     merged: dict[str, int] = {}
     for table in tables:
         by_dir: dict[str, list[str]] = defaultdict(list)

@@ -23,6 +23,12 @@ class ProgressActor:
         self.snippets = 0
         self.reasons: Counter[str] = Counter()
         self.segments: Counter[str] = Counter()
+        self.attempts: Counter[str] = Counter()
+
+    def begin_video(self, video_id: str) -> int:
+        """Count an attempt at decoding a video; returns its number (pipeline/guard.py)."""
+        self.attempts[video_id] += 1
+        return self.attempts[video_id]
 
     def decoded_video(self) -> None:
         self.decoded += 1

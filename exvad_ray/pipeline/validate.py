@@ -94,3 +94,23 @@ def validate_process(cfg: Any) -> None:
     archive, index = storage.normalize(cfg.archive), storage.normalize(cfg.index)
     if index.startswith(archive.rstrip("/") + "/") or index == archive:
         raise ExvadError("the index must not live inside the archive (its files would be listed as input)")
+
+
+def storage_outage(index: str, exc: BaseException) -> Exception | None:
+    """When a job fails, whether storage is the cause: the one-line StorageUnavailable to raise
+    instead of the (Ray) traceback, or None. Checks the exception chain and Ray's wrapped cause,
+    then probes the index location."""
+    from exvad_ray import storage
+    from exvad_ray.errors import StorageError
+
+    if isinstance(exc, StorageError) and not storage.is_unreachable(exc):
+        return None
+    if isinstance(exc, ExvadError) and not storage.is_unreachable(exc):
+        return None
+    if storage.is_unreachable(exc) or "StorageUnavailable" in str(exc) or "EndpointConnectionError" in str(exc):
+        return storage.unavailable(index, exc)
+    try:
+        storage.exists(storage.join(index, "settings.json"))
+    except StorageError as probe:
+        return probe if storage.is_unreachable(probe) else None
+    return None

@@ -237,7 +237,7 @@ def local_copy(uri: str, tmp_dir: str | None = None) -> Iterator[str]:
     """
     norm = normalize(uri)
     if not is_remote(norm):
-        if not os.path.exists(norm):
+        if not os.path.lexists(norm):  # a dangling link or loop is the decoder's to report
             raise StorageError(f"not found: {uri}")
         yield norm
         return
@@ -266,10 +266,11 @@ class VideoEntry:
     size: int
     etag: str | None = None
     mtime: float | None = None
+    content_hash: str | None = None  # sha256, when asked for (list_videos(content_hash=True))
 
     @property
     def video_id(self) -> str:
-        return video_id(self.uri, self.etag, self.size)
+        return video_id(self.uri, self.etag, self.size, self.mtime, self.content_hash)
 
     @property
     def name(self) -> str:
@@ -277,13 +278,33 @@ class VideoEntry:
         return os.path.splitext(os.path.basename(self.uri))[0]
 
 
-def video_id(uri: str, etag: str | None, size: int | None) -> str:
-    """Stable id: uuid5 of the canonical URI plus the etag (or, without one, the size).
+def video_id(uri: str, etag: str | None, size: int | None, mtime: float | None = None,
+             content_hash: str | None = None) -> str:
+    """Stable id: uuid5 of the canonical URI plus its content version.
 
-    The same object always gets the same id; a changed object (new etag/size) gets a new one.
+    The version is, in order of preference: a content hash (opt-in: `--content-hash`), the S3
+    ETag, or size + modification time (local files; size alone would call a file rewritten with
+    other bytes of the same size "already indexed"). The same object always gets the same id; a
+    changed object gets a new one, and the job supersedes the old id's rows.
     """
-    version = etag.strip('"') if etag else f"size={size}"
+    if content_hash:
+        version = f"sha256={content_hash}"
+    elif etag:
+        version = etag.strip('"')
+    else:
+        version = f"size={size}" + (f",mtime={mtime:.6f}" if mtime is not None else "")
     return str(uuid.uuid5(VIDEO_ID_NAMESPACE, f"{normalize(uri)}#{version}"))
+
+
+def content_hash(uri: str, chunk: int = 1 << 20) -> str:
+    """sha256 of an object's bytes, streamed (for `--content-hash` identity)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open_file(uri, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _matches(path: str, extensions: Iterable[str] | None) -> bool:
@@ -294,12 +315,23 @@ def _matches(path: str, extensions: Iterable[str] | None) -> bool:
 
 
 def list_videos(
-    uri: str, extensions: Iterable[str] | None = DEFAULT_VIDEO_EXTENSIONS, recursive: bool = True
+    uri: str, extensions: Iterable[str] | None = DEFAULT_VIDEO_EXTENSIONS, recursive: bool = True,
+    hash_content: bool = False,
 ) -> list[VideoEntry]:
     """List the archive's objects under ``uri`` (a prefix or a single object), sorted by URI.
 
     ``extensions=None`` lists every object (bad files included: the pipeline reports them).
     """
+    return list_archive(uri, extensions, recursive, hash_content)[0]
+
+
+def list_archive(
+    uri: str, extensions: Iterable[str] | None = DEFAULT_VIDEO_EXTENSIONS, recursive: bool = True,
+    hash_content: bool = False,
+) -> tuple[list[VideoEntry], dict[str, int]]:
+    """`list_videos`, plus how many objects were ignored, by reason ("hidden", "not a video
+    extension"). Local files are identified by size + modification time, or by a sha256 of their
+    bytes with `hash_content`."""
     norm = normalize(uri)
     fs, path = filesystem(norm)
     exts = tuple(extensions) if extensions is not None else None
@@ -315,11 +347,15 @@ def list_videos(
     except Exception as exc:  # noqa: BLE001
         raise _wrap(uri, exc) from exc
     entries = []
+    ignored: dict[str, int] = {}
     for key, info in infos.items():
-        if info.get("type") == "directory" or not _matches(key, exts):
+        if info.get("type") == "directory":
             continue
         base = os.path.basename(key)
-        if base.startswith(".") or base.endswith("/"):
+        why = "hidden" if base.startswith(".") or base.endswith("/") else (
+            None if _matches(key, exts) else "not a video extension")
+        if why:
+            ignored[why] = ignored.get(why, 0) + 1
             continue
         full = "s3://" + key if is_remote(norm) else key
         etag = info.get("ETag") or info.get("etag")
@@ -328,7 +364,16 @@ def list_videos(
             mtime = mtime.timestamp()
         entries.append(
             VideoEntry(uri=full, size=int(info.get("size") or 0), etag=etag.strip('"') if etag else None,
-                       mtime=float(mtime) if mtime is not None else None)
+                       mtime=float(mtime) if mtime is not None else None,
+                       content_hash=_hash_or_none(full) if hash_content else None)
         )
     entries.sort(key=lambda e: e.uri)
-    return entries
+    return entries, ignored
+
+
+def _hash_or_none(uri: str) -> str | None:
+    """The content hash, or None for an object that cannot be read (it gets an error row later)."""
+    try:
+        return content_hash(uri)
+    except (OSError, StorageError):
+        return None
