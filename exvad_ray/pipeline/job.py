@@ -22,12 +22,12 @@ from exvad_ray.pipeline.assemble import LocalizationConfig, VideoAssembler, Vide
 from exvad_ray.pipeline.decode import DecodeStage, utcnow
 from exvad_ray.pipeline.fused import FRAME_COLUMNS, KEYFRAME_COLUMNS, DecodeAndModelStage
 from exvad_ray.pipeline.partitions import DEFAULT_DATE_PATTERN
-from exvad_ray.pipeline.progress import ProgressActor, progress_line
+from exvad_ray.pipeline.progress import ProgressActor, driver_node, progress_line
 from exvad_ray.pipeline.scoring import ScoreStage, scorer_class_names
 from exvad_ray.pipeline.identity import check_index_settings
 from exvad_ray.pipeline.lease import IndexLease
 from exvad_ray.pipeline.validate import storage_outage, validate_process
-from exvad_ray.pipeline.worklist import WorkCounts, format_counts, plan_work, summary_counts
+from exvad_ray.pipeline.worklist import WorkCounts, final_snapshot, format_counts, plan_work, summary_counts
 from exvad_ray.video import SamplingConfig
 
 log = logging.getLogger(__name__)
@@ -117,10 +117,11 @@ def _plan_resources(cfg: ProcessConfig) -> dict[str, Any]:
     import ray
 
     res = ray.cluster_resources()
-    return plan_resources(cfg, float(res.get("CPU", 1)), float(res.get("GPU", 0)))
+    node_cpus = max((float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=None)
+    return plan_resources(cfg, float(res.get("CPU", 1)), float(res.get("GPU", 0)), node_cpus)
 
 
-def plan_resources(cfg: ProcessConfig, cpus: float, gpus: float) -> dict[str, Any]:
+def plan_resources(cfg: ProcessConfig, cpus: float, gpus: float, node_cpus: float | None = None) -> dict[str, Any]:
     """CPU/GPU shares from the cluster's resources, so that pools never wait on each other.
 
     Fused (CPU-only) layout: one actor per core that decodes and runs the whole model chain
@@ -134,6 +135,8 @@ def plan_resources(cfg: ProcessConfig, cpus: float, gpus: float) -> dict[str, An
     if fuse:
         decode_tasks = cfg.decode_tasks or max(1, int(cpus))
         decode_cpu = max(0.05, math.floor((cpus - actor_cpu) / decode_tasks * 1000) / 1000)
+        if node_cpus:  # an actor must fit on one node (multi-node clusters), beside the assembler
+            decode_cpu = min(decode_cpu, max(0.05, node_cpus - actor_cpu))
         torch_threads = max(1, int(cpus // decode_tasks))
     else:
         n_actor_stages = 7  # clip, caption, clean, explain, text, score, assemble
@@ -272,7 +275,7 @@ def _run_process(cfg: ProcessConfig, echo: Any) -> dict[str, Any]:
         _init_ray(cfg)
         plan = _plan_resources(cfg)
         log.info("resources: %s", plan)
-        progress = ProgressActor.remote(len(items), sum(i["size"] for i in items))
+        progress = ProgressActor.options(**driver_node()).remote(len(items), sum(i["size"] for i in items))
         ds = build_dataset(cfg, items, class_names, progress, plan)
         stop = threading.Event()
 
@@ -290,8 +293,7 @@ def _run_process(cfg: ProcessConfig, echo: Any) -> dict[str, Any]:
                 rows.append(dict(row, arrived_s=time.time() - t0))
         finally:
             stop.set()
-        snapshot = ray.get(progress.snapshot.remote())
-        ray.kill(progress)
+        snapshot = final_snapshot(cfg.index, items, progress)
     summary = summarize(cfg, rows, snapshot, skipped, time.time() - t0)
     summary.update(summary_counts(counts))
     _write_manifest(cfg, date, started, summary)

@@ -65,3 +65,13 @@ def notify(actor: Any, method: str, *args: Any) -> None:
         getattr(actor, method).remote(*args)
     except Exception:  # noqa: BLE001
         pass
+
+
+def driver_node() -> dict[str, Any]:
+    """Actor options that place an actor on the driver's node (soft): the progress actor holds the
+    crash guard's attempt counts, so it should not die with a worker node; if it does, it restarts
+    (counts start again) and the run's failure counts come from the index (worklist.final_snapshot)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True),
+            "max_restarts": -1, "max_task_retries": -1}  # and if its node dies anyway, it comes back

@@ -88,3 +88,24 @@ def format_counts(s: dict[str, Any]) -> list[str]:
                                                     if ign else ""),
     ]
     return lines
+
+
+def final_snapshot(index: str, items: list[dict[str, Any]], progress: Any) -> dict[str, Any]:
+    """The progress actor's last counts, with failures taken from the index (the truth even when
+    the actor was lost with a node and restarted empty): this run's items that have an error row."""
+    import ray
+
+    try:
+        snapshot = dict(ray.get(progress.snapshot.remote(), timeout=60))
+        ray.kill(progress)
+    except Exception:  # noqa: BLE001 - lost with its node: the index still knows
+        snapshot = {"segments": {}, "done": 0}
+    ids = {i["video_id"] for i in items}
+    errors = idx.read_table(index, "errors", columns=["video_id", "stage", "reason"]).to_pylist()
+    mine = [e for e in errors if e["video_id"] in ids]
+    reasons: dict[str, int] = {}
+    for e in mine:
+        key = f"{e['stage']}:{e['reason']}"
+        reasons[key] = reasons.get(key, 0) + 1
+    snapshot.update(failed=len(mine), errors=reasons)
+    return snapshot
