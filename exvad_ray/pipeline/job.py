@@ -21,11 +21,11 @@ from exvad_ray.pipeline import index as idx
 from exvad_ray.pipeline.assemble import LocalizationConfig, VideoAssembler, VideoContext
 from exvad_ray.pipeline.decode import DecodeStage, utcnow
 from exvad_ray.pipeline.fused import FRAME_COLUMNS, KEYFRAME_COLUMNS, DecodeAndModelStage
+from exvad_ray.pipeline.identity import check_index_settings
+from exvad_ray.pipeline.lease import IndexLease
 from exvad_ray.pipeline.partitions import DEFAULT_DATE_PATTERN
 from exvad_ray.pipeline.progress import ProgressActor, driver_node, progress_line
 from exvad_ray.pipeline.scoring import ScoreStage, scorer_class_names
-from exvad_ray.pipeline.identity import check_index_settings
-from exvad_ray.pipeline.lease import IndexLease
 from exvad_ray.pipeline.validate import storage_outage, validate_process
 from exvad_ray.pipeline.worklist import WorkCounts, final_snapshot, format_counts, plan_work, summary_counts
 from exvad_ray.video import SamplingConfig

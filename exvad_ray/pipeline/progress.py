@@ -46,7 +46,8 @@ class ProgressActor:
     def snapshot(self) -> dict[str, Any]:
         return {"total": self.total_videos, "decoded": self.decoded, "done": self.done, "failed": self.failed,
                 "hours": self.hours, "snippets": self.snippets, "errors": dict(self.reasons),
-                "segments": dict(self.segments), "elapsed_s": time.time() - self.started}
+                "segments": dict(self.segments), "elapsed_s": time.time() - self.started,
+                "retried_videos": sum(1 for n in self.attempts.values() if n > 1)}
 
 
 def progress_line(s: dict[str, Any]) -> str:

@@ -201,8 +201,15 @@ def open_file(uri: str, mode: str = "rb") -> Iterator[IO[Any]]:
         raise StorageError(f"not found: {uri}") from exc
     except Exception as exc:  # noqa: BLE001
         raise _wrap(uri, exc) from exc
-    with handle:
-        yield handle
+    try:
+        with handle:
+            yield handle
+    except StorageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reads are lazy and writes flush on close: outages show up here
+        if is_unreachable(exc):
+            raise unavailable(uri, exc) from exc
+        raise
 
 
 def read_bytes(uri: str) -> bytes:
