@@ -295,7 +295,7 @@ def _run_process(cfg: ProcessConfig, echo: Any) -> dict[str, Any]:
             stop.set()
         snapshot = final_snapshot(cfg.index, items, progress)
     summary = summarize(cfg, rows, snapshot, skipped, time.time() - t0)
-    summary.update(summary_counts(counts))
+    summary.update(summary_counts(counts), videos_crash_retried=int(snapshot.get("retried_videos", 0)))
     _write_manifest(cfg, date, started, summary)
     return summary
 
