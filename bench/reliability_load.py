@@ -58,7 +58,7 @@ def main() -> int:
         ray.init(num_cpus=os.cpu_count(), object_store_memory=400 * 1024**2, include_dashboard=False,
                  log_to_driver=False)
         cfg = ProcessConfig(archive=archive, index=storage.join(bucket, "index"), label_set="synthetic",
-                            explainer="none", progress_interval_s=60)
+                            profile="tiny", explainer="none", progress_interval_s=60)
         with ProcessTreeMeter() as meter:
             t0 = time.time()
             summary = run_process(cfg, echo=lambda *_: None)

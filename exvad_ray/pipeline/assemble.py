@@ -156,7 +156,8 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
     videos = {
         "video_id": [vid], "uri": [uri], "name": [os.path.splitext(uri.rsplit("/", 1)[-1])[0]],
         "size_bytes": [int(w0["size"])], "etag": [str(w0.get("etag") or "") or None], "status": ["ok"],
-        "duration_s": [duration], "timing": [str(w0.get("timing") or "estimated")], "fps": [fps], "n_frames": [n_frames], "width": [int(w0["width"])],
+        "duration_s": [duration], "timing": [str(w0.get("timing") or "estimated")], "fps": [fps],
+        "n_frames": [n_frames], "width": [int(w0["width"])],
         "height": [int(w0["height"])], "codec": [str(w0["codec"])], "n_snippets": [n],
         "n_windows": [len(windows)], "video_score": [pred.video_score], "video_class": [pred.video_class],
         "class_names": [list(ctx.class_names)], "class_scores": [pred.class_scores.tolist()],

@@ -58,6 +58,7 @@ def archive(tmp_path_factory):
 
 def test_reliability_end_to_end(tiny_dir, archive):
     cfg = ProcessConfig(archive=str(archive / "archive"), index=str(archive / "index"), label_set="synthetic",
+                        profile="tiny",
                         explainer="none", decode_tasks=1, progress_interval_s=30)
     fault = {FAULT_ENV: "crash_me:SEGV"}
     _ray(fault)

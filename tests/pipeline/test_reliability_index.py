@@ -84,7 +84,7 @@ def test_retry_success_supersedes_the_error_row(tmp_path):
 
 
 def _cfg(tmp_path, **kw) -> ProcessConfig:
-    return ProcessConfig(archive=str(tmp_path / "archive"), index=str(tmp_path / "index"), **kw)
+    return ProcessConfig(archive=str(tmp_path / "archive"), index=str(tmp_path / "index"), **{"profile": "tiny", **kw})
 
 
 def test_rerun_with_other_settings_refuses(tmp_path):

@@ -85,7 +85,7 @@ def test_sigkill_at_random_points_then_exactly_once(tiny_dir, kill_archive, s3_s
     token = "hf_" + "T0kenValue" * 3
     env = dict(os.environ, HF_TOKEN=token, EXVAD_TEST_SECRET_TOKEN=token)
     args = [sys.executable, "-m", "exvad_ray.cli", "process", "--archive", kill_archive["uri"], "--index", index,
-            "--label-set", "synthetic", "--explainer", "none", "--decode-tasks", "1", "--json"]
+            "--label-set", "synthetic", "--profile", "tiny", "--explainer", "none", "--decode-tasks", "1", "--json"]
     rng = random.Random(20261201)
     reader = Reader(index)
     reader.start()

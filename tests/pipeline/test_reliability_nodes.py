@@ -50,6 +50,7 @@ def test_worker_node_removed_mid_job(tiny_dir, cluster, tmp_path):
     for i in range(6):
         encode_test_video(str(archive / f"v{i}.mp4"), 40, seed=i)
     cfg = ProcessConfig(archive=str(tmp_path / "archive"), index=str(tmp_path / "index"), label_set="synthetic",
+                        profile="tiny",
                         explainer="none", decode_tasks=1, progress_interval_s=30)
     removed: list[str] = []
 
