@@ -57,16 +57,7 @@ class IndexLease:
                 "expires_at": time.time() + self.ttl_s}
 
     def _write(self) -> None:
-        data = json.dumps(self._doc()).encode()
-        if storage.is_remote(self.uri):
-            storage.write_bytes(self.uri, data)
-            return
-        path = storage.normalize(self.uri)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{self.owner}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        storage.write_bytes(self.uri, json.dumps(self._doc()).encode())  # atomic (rename / PUT)
 
     def holder(self) -> dict[str, Any] | None:
         """The live lease of another job, or None when the index is free."""

@@ -218,8 +218,23 @@ def read_bytes(uri: str) -> bytes:
 
 
 def write_bytes(uri: str, data: bytes) -> None:
-    with open_file(uri, "wb") as f:
-        f.write(data)
+    """Write a whole object atomically: readers see the old bytes or the new, never a part (an S3
+    PUT is atomic; locally the bytes go to a hidden temporary file renamed over the target)."""
+    if is_remote(uri):
+        with open_file(uri, "wb") as f:
+            f.write(data)
+        return
+    path = normalize(uri)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(path), f".tmp-{uuid.uuid4().hex}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise _wrap(uri, exc) from exc
 
 
 def put_file(local_path: str, uri: str) -> None:
