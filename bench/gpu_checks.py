@@ -57,12 +57,12 @@ def stage_checks(tmp: str) -> dict:
     b = ms.TextEmbeddingStage(gpu_profile)(b)
     out["stages_wall_s"] = time.perf_counter() - t
     out["errors"] = [None if e is None or e != e else str(e) for e in b["error"]]
-    feats = [np.asarray(f, np.float32) for f in b["clip_features"]]
+    feats = [np.asarray(f, np.float32) for f in b["visual_embedding"]]
     out["clip_shapes"] = [list(f.shape) for f in feats]
     out["clip_finite"] = bool(all(np.isfinite(f).all() for f in feats))
     out["explanations"] = [str(e)[:80] for e in b["explanation"]]
     cpu = ms.ClipImageStage("tiny")(window_batch(n_snippets=(256, 100), n_kf=(16, 7)))
-    cos = [float((a * np.asarray(c, np.float32)).sum(1).min()) for a, c in zip(feats, cpu["clip_features"])]
+    cos = [float((a * np.asarray(c, np.float32)).sum(1).min()) for a, c in zip(feats, cpu["visual_embedding"])]
     out["clip_gpu_bf16_vs_cpu_fp32_min_cosine"] = min(cos)
     return out
 

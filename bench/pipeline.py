@@ -74,17 +74,17 @@ class ProcessTreeMeter:
 def sequential(items: list[dict[str, Any]], index: str, explainer: str, label_set: str) -> tuple[float, float]:
     """The naive loop: one video at a time, one window at a time, the same stage classes.
     Returns (wall s, CPU s of this process, all its threads: the decoder's and torch's included)."""
-    from exvad_ray.pipeline.assemble import VideoAssembler, VideoContext
-    from exvad_ray.pipeline.decode import DecodeStage
     from exvad_ray.pipeline.fused import DecodeAndModelStage
     from exvad_ray.pipeline.scoring import scorer_class_names
+    from exvad_ray.pipeline.stages import JobSpec, build_chain
     from exvad_ray.video import SamplingConfig
 
     # The job's own per-video code, torch's default threads (what a naive loop gets).
-    stage = DecodeAndModelStage(DecodeStage(index, "bench-seq", SamplingConfig()), "tiny", explainer, None, label_set)
+    chain = build_chain(JobSpec(index, "bench-seq", "tiny", explainer, None, label_set, SamplingConfig(),
+                                tuple(scorer_class_names(None, label_set))))
+    stage = DecodeAndModelStage(chain[:-1])
     stage.models.setup()  # models load once, outside the timing (as in the actors' setup)
-    ctx = VideoContext(index, "bench-seq", scorer_class_names(None, label_set), "zero-shot", label_set)
-    assembler = VideoAssembler(ctx)
+    assembler = chain[-1].instance()
     t0, c0 = time.perf_counter(), time.process_time()
     for item in items:
         for window in stage.windows(item):

@@ -1,7 +1,17 @@
-"""Epoch time of the Ray Train loop (TorchTrainer, Ray Data shards, checkpoint per epoch) against a
-plain single-process torch loop on the same synthetic features; records the overhead ratio.
+"""Two training benchmarks.
+
+Speed (default): epoch time of the Ray Train loop (TorchTrainer, Ray Data shards, checkpoint per
+epoch) against a plain single-process torch loop on the same synthetic features; records the ratio.
 
     python bench/train.py [--epochs 4] [--workers 1] [--videos 240] [--dim 512]
+
+Quality (--quality): detector settings compared on the same features and seeds: the old defaults
+(before issue 16), the new defaults, and the dataset presets (--preset ucf|xd|all). Features come
+from the synthetic archive processed ONCE with --profile (index kept under --work), and from a
+synthetic feature set with a known signal. Each variant trains with the plain loop (the Ray job's
+loop, batches and val selection) and is scored once on test: frame AUC, AP, mAP avg, accuracy.
+
+    python bench/train.py --quality [--profile tiny|lite] [--preset all] [--seeds 0,1,2] [--work DIR]
 """
 
 from __future__ import annotations
@@ -32,7 +42,12 @@ NAMES = ["Normal", "Fight", "Fire", "Theft", "Arson"]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    if "--quality" in sys.argv:
+        from train_quality import main as quality
+
+        sys.argv.remove("--quality")
+        return quality()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--videos", type=int, default=240, help="training videos (half normal)")

@@ -12,7 +12,6 @@ from exvad_ray.errors import ExvadError
 # Modules that provide ``register(subparsers)``; each added subcommand sets ``func(args) -> int``.
 COMMAND_MODULES = (
     "exvad_ray.synth.cli",
-    "exvad_ray.video.cli",
     "exvad_ray.models.cli",
     "exvad_ray.pipeline.cli",
     "exvad_ray.train.cli",
@@ -28,13 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # subsystem not built yet
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

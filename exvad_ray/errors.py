@@ -21,6 +21,7 @@ DECODE_REASONS: dict[str, str] = {
 PIPELINE_REASONS: dict[str, str] = {
     "resource_exhausted": "the task was killed for memory on every attempt",
     "decoder_crash": "the decoding process crashed on every attempt",
+    "stage_failed": "a model stage failed on the video's windows (the stage is named in the row)",
     "user_error": "a problem with the input or settings",
     "internal": "an unexpected error (a bug: please report it with the message)",
 }

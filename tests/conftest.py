@@ -63,3 +63,40 @@ def tiny_dir(tmp_path_factory) -> Iterator[Path]:
         os.environ.pop("EXVAD_TINY_MODELS", None)
     else:
         os.environ["EXVAD_TINY_MODELS"] = old
+
+
+@pytest.fixture()
+def write_feature_index():
+    """Write videos' snippet embeddings (and optional explanation embeddings) into an index through
+    the index writers, as the pipeline would; returns the index folder. Each video is a dict with
+    video_id, name, features (T, D) and optionally text (D,) or None."""
+    import numpy as np
+
+    from exvad_ray.index import SNIPPETS, VIDEOS
+
+    def write(index: str, videos: list[dict]) -> str:
+        part = {"date": "2024-01-01", "camera": "cam"}
+        for v in videos:
+            f = np.asarray(v["features"], np.float32)
+            t = len(f)
+            vid, uri = v["video_id"], f"file:///archive/{v['name']}.mp4"
+            SNIPPETS.write(index, vid, part, {
+                "video_id": [vid] * t, "uri": [uri] * t, "window_index": [i // 256 for i in range(t)],
+                "snippet_index": list(range(t)), "start_s": [i * 0.64 for i in range(t)],
+                "end_s": [(i + 1) * 0.64 for i in range(t)], "frame_index": [16 * i + 8 for i in range(t)],
+                "anomaly_score": [0.0] * t, "class_probs": [None] * t, "visual_embedding": f.tolist(),
+            })
+            text = v.get("text")
+            VIDEOS.write(index, vid, part, {
+                "video_id": [vid], "uri": [uri], "name": [v["name"]], "size_bytes": [None], "etag": [None],
+                "status": ["ok"], "duration_s": [t * 0.64], "timing": ["constant"], "fps": [25.0], "n_frames": [16 * t], "width": [224],
+                "height": [224], "codec": ["h264"], "n_snippets": [t], "n_windows": [(t + 255) // 256],
+                "video_score": [0.0], "video_class": ["Normal"], "class_names": [None], "class_scores": [None],
+                "n_segments": [0], "explanation": [""],
+                "explanation_embedding": [None if text is None else np.asarray(text, np.float32).tolist()],
+                "visual_model": ["test"], "caption_model": [""], "explanation_model": [""], "detector": [""],
+                "label_set": [""], "run_id": ["test"], "processed_at": [None],
+            })
+        return index
+
+    return write

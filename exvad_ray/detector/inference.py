@@ -1,5 +1,5 @@
-"""Scoring API used by the pipeline: a trained detector from a checkpoint at any storage URI, or
-a zero-shot scorer (class embeddings only) when no checkpoint exists yet."""
+"""Scoring API used by the pipeline: a trained detector from checkpoint bytes (callers read storage:
+exvad_ray.checkpoints), or a zero-shot scorer (class embeddings only) when no checkpoint exists yet."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from exvad_ray import storage
 from exvad_ray.detector.config import DetectorConfig
 from exvad_ray.detector.model import ExVADNet
 from exvad_ray.detector.video_level import VideoPrediction, video_prediction  # noqa: F401 - re-exported
@@ -60,9 +59,6 @@ class ExVADDetector:
         torch.save(self.state(), buf)
         return buf.getvalue()
 
-    def save(self, uri: str) -> None:
-        storage.write_bytes(uri, self.to_bytes())
-
     @classmethod
     def from_state(cls, state: dict[str, Any], device: str = "cpu") -> ExVADDetector:
         if state.get("format") != CHECKPOINT_FORMAT:
@@ -80,31 +76,20 @@ class ExVADDetector:
             raise ExvadError(f"cannot read detector checkpoint: {exc}") from exc
         return cls.from_state(state, device)
 
-    @classmethod
-    def load(cls, uri: str, device: str | None = None) -> ExVADDetector:
-        """Load `model.pt` (or a directory/prefix holding it) from a local path or storage URI."""
-        target = uri
-        if not uri.endswith(".pt") and storage.exists(storage.join(uri, "model.pt")):
-            target = storage.join(uri, "model.pt")
-        if not storage.exists(target):
-            raise ExvadError(f"no detector checkpoint at {uri}")
-        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls.from_bytes(storage.read_bytes(target), dev)
-
     # scoring -------------------------------------------------------------------------------
     @torch.no_grad()
     def logits(self, features: np.ndarray, text_feature: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(binary logits (T,), alignment logits (T,C)) for one video of any length."""
-        feats = _check_inputs(features, self.config.embed_dim)
-        t, L = len(feats), self.config.visual_length
+        feats = _check_inputs(features, self.config.input_dim)
+        t, chunk = len(feats), self.config.visual_length  # chunks of visual_length snippets, the last padded
         c = self.config.num_classes
         if t == 0:
             return np.zeros(0, np.float32), np.zeros((0, c), np.float32)
-        n = -(-t // L)
-        padded = np.zeros((n * L, feats.shape[1]), np.float32)
+        n = -(-t // chunk)
+        padded = np.zeros((n * chunk, feats.shape[1]), np.float32)
         padded[:t] = feats
-        x = torch.from_numpy(padded.reshape(n, L, -1)).to(self.device)
-        lengths = torch.tensor([min(L, t - i * L) for i in range(n)], device=self.device)
+        x = torch.from_numpy(padded.reshape(n, chunk, -1)).to(self.device)
+        lengths = torch.tensor([min(chunk, t - i * chunk) for i in range(n)], device=self.device)
         text = has = None
         if text_feature is not None:
             tf = np.asarray(text_feature, np.float32).reshape(-1)
@@ -114,7 +99,7 @@ class ExVADDetector:
             has = torch.ones(n, dtype=torch.bool, device=self.device)
         out = self.net(x, lengths, text, has)
         b = out.binary_logits.reshape(-1)[:t].float().cpu().numpy()
-        a = out.align_logits.reshape(n * L, -1)[:t].float().cpu().numpy()
+        a = out.align_logits.reshape(n * chunk, -1)[:t].float().cpu().numpy()
         return b, a
 
     def score(self, features: np.ndarray, text_feature: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -28,12 +28,13 @@ def valid_mask(lengths: torch.Tensor, t: int) -> torch.Tensor:
     return torch.arange(t, device=lengths.device)[None, :] < lengths[:, None]
 
 
-def local_attention_mask(t: int, window: int, valid: torch.Tensor) -> torch.Tensor:
-    """Block-diagonal windows (VadCLIP) restricted to real keys: (B,1,T,T) bool, True = may attend.
-    A query always sees itself so that fully padded windows never produce NaN."""
+def local_attention_mask(t: int, block: int, valid: torch.Tensor, mask_padding: bool = True) -> torch.Tensor:
+    """Attention blocks of `block` snippets on the diagonal (VadCLIP), restricted to real keys unless
+    `mask_padding` is off (VadCLIP's code: padded keys take part): (B,1,T,T) bool, True = may attend.
+    A query always sees itself so that fully padded blocks never produce NaN."""
     idx = torch.arange(t, device=valid.device)
-    same = (idx[:, None] // window) == (idx[None, :] // window)
-    allowed = same[None] & valid[:, None, :]
+    same = (idx[:, None] // block) == (idx[None, :] // block)
+    allowed = same[None] & (valid[:, None, :] if mask_padding else torch.ones_like(valid)[:, None, :])
     allowed = allowed | torch.eye(t, dtype=torch.bool, device=valid.device)[None]
     return allowed[:, None]
 
@@ -86,11 +87,14 @@ def similarity_adjacency(x: torch.Tensor, valid: torch.Tensor, threshold: float)
     return adj * valid[:, :, None]
 
 
-def distance_adjacency(valid: torch.Tensor) -> torch.Tensor:
-    """exp(-|i-j|/e) between real snippets (VadCLIP's DistanceAdj), zero elsewhere."""
+def distance_adjacency(valid: torch.Tensor, mask_padding: bool = True) -> torch.Tensor:
+    """exp(-|i-j|/e) (VadCLIP's DistanceAdj) between real snippets, zero elsewhere; over all
+    positions when `mask_padding` is off (VadCLIP's code)."""
     t = valid.shape[1]
     idx = torch.arange(t, device=valid.device, dtype=torch.float32)
     dist = torch.exp(-(idx[:, None] - idx[None, :]).abs() / math.e)
+    if not mask_padding:
+        return dist[None].expand(valid.shape[0], -1, -1)
     return dist[None] * (valid[:, :, None] & valid[:, None, :])
 
 
@@ -105,7 +109,8 @@ class DetectorOutput:
 class ExVADNet(nn.Module):
     """Ex-VAD's multimodal detection module over precomputed CLIP features.
 
-    forward(features (B,T,D), lengths (B,), text (B,D) or None, has_text (B,) bool or None).
+    forward(features (B,T,V), lengths (B,), text (B,D) or None, has_text (B,) bool or None), where
+    V = config.input_dim (the visual feature size) and D = config.embed_dim (the class/text space).
     """
 
     def __init__(self, config: DetectorConfig, class_embeddings: torch.Tensor):
@@ -117,6 +122,8 @@ class ExVADNet(nn.Module):
         self.config = config
         w, half = d, d // 2
         self.register_buffer("class_embeddings", class_embeddings.detach().float().clone())
+        # visual features from a non-CLIP encoder enter the class/text space through a learned map
+        self.input_proj = nn.Linear(config.input_dim, d) if config.projects_input else None
         self.position = nn.Embedding(config.visual_length, w)
         nn.init.normal_(self.position.weight, std=0.01)
         self.blocks = nn.ModuleList(LocalAttentionBlock(w, config.heads) for _ in range(config.layers))
@@ -140,31 +147,45 @@ class ExVADNet(nn.Module):
             self.mlp1 = _mlp(d)
 
     def encode_video(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """LGT-Adapter: local transformer then GCN over similarity and distance graphs."""
+        """LGT-Adapter: local transformer then GCN over similarity and distance graphs. Padded
+        snippets are masked out everywhere unless `reference_parity` (VadCLIP masks only the
+        similarity graph)."""
         t = x.shape[1]
+        mask_padding = not self.config.reference_parity
         x = x + self.position.weight[:t][None]
-        mask = local_attention_mask(t, self.config.attn_window, valid)
+        mask = local_attention_mask(t, self.config.attention_block, valid, mask_padding)
         for block in self.blocks:
             x = block(x, mask)
-        keep = valid[..., None].to(x.dtype)  # padding stays zero so the GCN's residual conv sees no junk
+        # padding stays zero so the GCN's residual conv sees no junk
+        keep = valid[..., None].to(x.dtype) if mask_padding else torch.ones_like(x[..., :1])
         x = x * keep
         adj = similarity_adjacency(x, valid, self.config.gcn_threshold)
-        dis = distance_adjacency(valid)
+        dis = distance_adjacency(valid, mask_padding)
         x1 = self.gelu(self.gc2(self.gelu(self.gc1(x, adj)) * keep, adj))
         x2 = self.gelu(self.gc4(self.gelu(self.gc3(x, dis)) * keep, dis))
         return self.linear(torch.cat((x1, x2), dim=2))
 
     def fuse_text(self, v: torch.Tensor, text: torch.Tensor | None, has_text: torch.Tensor | None) -> torch.Tensor:
-        if self.config.fusion == "none" or text is None:
-            if self.config.fusion == "concat":
-                return self.fuse(torch.cat((v, torch.zeros_like(v)), dim=2))
+        """F_F from the visual features and the explanation feature F_T. A video without an
+        explanation has a zero F_T, the same in training (has_text False in a batch) and at inference
+        (text None): `add` adds Linear(0) = the projection's bias, `concat` sees zeros."""
+        if self.config.fusion == "none":
             return v
+        if text is None:
+            text = torch.zeros(v.shape[0], v.shape[2], dtype=v.dtype, device=v.device)
         text = text.to(v.dtype)
         if has_text is not None:
             text = text * has_text[:, None].to(v.dtype)
         if self.config.fusion == "add":
             return v + self.text_proj(text)[:, None, :]
         return self.fuse(torch.cat((v, text[:, None, :].expand_as(v)), dim=2))
+
+    def pooling_weights(self, binary: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Snippet weights of the video-conditioned class features: VadCLIP's raw binary logits
+        (`logits`) or their sigmoid (`sigmoid`); over real snippets, or over all positions in
+        reference parity (VadCLIP pools padding too)."""
+        w = binary if self.config.class_pooling == "logits" else torch.sigmoid(binary)
+        return w if self.config.reference_parity else w * valid
 
     def class_features(self) -> torch.Tensor:
         base = self.class_embeddings
@@ -178,6 +199,8 @@ class ExVADNet(nn.Module):
         has_text: torch.Tensor | None = None,
     ) -> DetectorOutput:
         features = features.float()
+        if self.input_proj is not None:
+            features = self.input_proj(features)
         valid = valid_mask(lengths, features.shape[1])
         v = self.encode_video(features, valid)
         fused = self.fuse_text(v, text, has_text)
@@ -185,8 +208,7 @@ class ExVADNet(nn.Module):
         cls = self.class_features()
         per_video = cls[None].expand(features.shape[0], -1, -1)
         if self.config.visual_prompt:
-            weights = torch.sigmoid(binary) * valid
-            pooled = F.normalize(weights[:, None, :] @ fused, dim=-1)  # (B,1,D)
+            pooled = F.normalize(self.pooling_weights(binary, valid)[:, None, :] @ fused, dim=-1)  # (B,1,D)
             per_video = per_video + pooled
             per_video = per_video + self.mlp1(per_video)
         align = F.normalize(fused, dim=-1) @ F.normalize(per_video, dim=-1).transpose(1, 2) / self.config.tau

@@ -13,7 +13,8 @@ from exvad_ray.errors import ExvadError
 
 
 def _run(args: argparse.Namespace) -> int:
-    from exvad_ray.detector import ExVADDetector, ZeroShotScorer
+    from exvad_ray.checkpoints import load_detector
+    from exvad_ray.detector import ZeroShotScorer
     from exvad_ray.eval.evaluate import evaluate_records
     from exvad_ray.train.cli import class_source, data_source
     from exvad_ray.train.data import split_records
@@ -22,7 +23,7 @@ def _run(args: argparse.Namespace) -> int:
     if not records:
         raise ExvadError(f"no videos in split {args.split!r}")
     if args.checkpoint:
-        scorer = ExVADDetector.load(args.checkpoint)
+        scorer = load_detector(args.checkpoint)
     else:
         emb, names, _ = class_source(args)
         scorer = ZeroShotScorer(emb, names)

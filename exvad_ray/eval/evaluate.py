@@ -23,7 +23,7 @@ from exvad_ray.eval.metrics import (
     detection_map,
     video_accuracy,
 )
-from exvad_ray.train.data import VideoRecord, conform
+from exvad_ray.records import VideoRecord, conform
 
 
 class Scorer(Protocol):

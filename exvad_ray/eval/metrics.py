@@ -17,8 +17,8 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from exvad_ray.errors import ExvadError
+from exvad_ray.units import SNIPPET_FRAMES
 
-SNIPPET_FRAMES = 16
 IOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 Segment = tuple[int, int]  # frames, inclusive-exclusive

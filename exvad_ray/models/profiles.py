@@ -114,12 +114,11 @@ def _expand(value: Any, tiny: Path) -> Any:
 
 
 def config_dirs() -> list[Path]:
-    """Where named configs are looked up: ``$EXVAD_CONFIGS``, the repository's ``configs/``, the cwd's."""
-    dirs = []
-    if os.environ.get("EXVAD_CONFIGS"):
-        dirs.append(Path(os.environ["EXVAD_CONFIGS"]))
-    dirs.append(Path(__file__).resolve().parents[2] / "configs")
-    dirs.append(Path.cwd() / "configs")
+    """Where named configs are looked up: ``$EXVAD_CONFIGS``, the installed package's (or checkout's)
+    ``configs/`` (exvad_ray.resources), the cwd's."""
+    from exvad_ray.resources import data_dirs
+
+    dirs = [*data_dirs("configs"), Path.cwd() / "configs"]
     return list(dict.fromkeys(d.resolve() for d in dirs))
 
 

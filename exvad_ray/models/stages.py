@@ -4,8 +4,8 @@ Each stage loads its model once per actor, lazily (``setup()``), takes a batch i
 (ragged columns arrive as object arrays of arrays) and returns the batch with its columns added.
 A row that fails gets an ``error`` string ("stage: Type: message") and empty outputs instead of
 failing the batch; rows that arrive with an error pass through untouched.
-Resources: ``Stage.resources(profile)`` gives ``num_cpus``/``num_gpus`` for ``map_batches``;
-CPU stages ask for fractional CPUs so that several pools fit on a 2-core machine.
+What each stage reads, writes and drops, and its resources in each layout, are declared in
+``exvad_ray.pipeline.stages`` (the stage ``name`` here is the declaration's, so errors rows name it).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from exvad_ray.errors import ExvadError
 from exvad_ray.models._util import (
     as_images, column, error_text, num_rows, object_column, prior_errors, to_str_list,
 )
-from exvad_ray.models.profiles import Profile, load_profile, resolve_device
+from exvad_ray.models.profiles import Profile, load_profile
 from exvad_ray.models.prompts import build_explanation_messages
 
 log = logging.getLogger(__name__)
@@ -29,9 +29,6 @@ Batch = dict[str, Any]
 class _Stage:
     name: ClassVar[str] = "stage"
     spec_field: ClassVar[str] = "clip"  # which profile entry holds this stage's model
-    cpu_num_cpus: ClassVar[float] = 0.5
-    gpu_num_cpus: ClassVar[float] = 0.25
-    gpu_fraction: ClassVar[float] = 0.5
 
     def __init__(self, profile: Profile | str = "tiny"):
         self._profile_ref = profile
@@ -43,17 +40,6 @@ class _Stage:
         if self._profile is None:
             self._profile = load_profile(self._profile_ref)
         return self._profile
-
-    @classmethod
-    def resources(cls, profile: Profile | str = "tiny", gpu: bool | None = None) -> dict[str, float]:
-        """``map_batches`` resources. ``gpu=None``: from the spec's device (``auto`` counts as GPU when
-        this process sees one)."""
-        spec = getattr(load_profile(profile, check_local=False), cls.spec_field)
-        if gpu is None:
-            gpu = spec.device.startswith("cuda") or (spec.device == "auto" and resolve_device("auto") == "cuda")
-        if gpu:
-            return {"num_cpus": cls.gpu_num_cpus, "num_gpus": cls.gpu_fraction}
-        return {"num_cpus": cls.cpu_num_cpus, "num_gpus": 0.0}
 
     def setup(self) -> None:
         """Load the model (once per actor)."""
@@ -111,15 +97,14 @@ def _embed_rows(clip: Any, rows: list[Any], errors: list[str | None], stage: str
 
 
 class ClipImageStage(_Stage):
-    """frames -> clip_features (n_snippets, D); keyframes -> keyframe_features (n_kf, D). Adds clip_model.
+    """frames -> visual_embedding (n_snippets, D); keyframes -> keyframe_embedding (n_kf, D). Adds visual_model.
 
     `keyframes=False` (runs without captions, whose cleaning is the only user of keyframe features)
     skips embedding them.
     """
 
-    name = "clip_image"
+    name = "visual"
     spec_field = "clip"
-    gpu_fraction = 0.5
 
     def __init__(self, profile: Profile | str = "tiny", drop_frames: bool = False, keyframes: bool = True):
         super().__init__(profile)
@@ -135,13 +120,13 @@ class ClipImageStage(_Stage):
         clip = self.model
         empty = np.zeros((0, clip.dim), np.float32)
         frames = _embed_rows(clip, column(batch, "frames"), errors, self.name, allow_empty=False)
-        out["clip_features"] = object_column([f if f is not None and errors[i] is None else empty
+        out["visual_embedding"] = object_column([f if f is not None and errors[i] is None else empty
                                               for i, f in enumerate(frames)])
         if self.keyframes and "keyframes" in batch:
             kf = _embed_rows(clip, column(batch, "keyframes"), errors, self.name, allow_empty=True)
-            out["keyframe_features"] = object_column([f if f is not None and errors[i] is None else empty
+            out["keyframe_embedding"] = object_column([f if f is not None and errors[i] is None else empty
                                                       for i, f in enumerate(kf)])
-        out["clip_model"] = object_column([clip.model_id] * num_rows(batch))
+        out["visual_model"] = object_column([clip.model_id] * num_rows(batch))
         if self.drop_frames:
             out.pop("frames", None)
 
@@ -151,7 +136,6 @@ class CaptionStage(_Stage):
 
     name = "caption"
     spec_field = "captioner"
-    gpu_fraction = 1.0
 
     def _load(self) -> Any:
         from exvad_ray.models.captioner import Captioner
@@ -192,12 +176,11 @@ class CaptionStage(_Stage):
 
 
 class CaptionCleaningStage(_Stage):
-    """captions + keyframe_features -> clean_captions: each keyframe's caption becomes the caption (of the
+    """captions + keyframe_embedding -> clean_captions: each keyframe's caption becomes the caption (of the
     same row) whose CLIP text embedding is closest to the keyframe's CLIP image embedding."""
 
-    name = "caption_cleaning"
+    name = "clean"
     spec_field = "clip"
-    gpu_fraction = 0.25
 
     def _load(self) -> Any:
         from exvad_ray.models.clip import ClipModel
@@ -209,7 +192,7 @@ class CaptionCleaningStage(_Stage):
 
         clip = self.model
         caps = [to_str_list(c) for c in column(batch, "captions")]
-        feats = column(batch, "keyframe_features")
+        feats = column(batch, "keyframe_embedding")
         # One text-tower call for the whole batch (distinct captions only).
         uniq = sorted({c for i, cs in enumerate(caps) if errors[i] is None for c in cs})
         table = dict(zip(uniq, clip.embed_texts(uniq))) if uniq else {}
@@ -260,8 +243,7 @@ _PROMPT_COLUMNS = ("clean_captions", "captions", "keyframe_s", "window_index", "
 class ExplanationPromptStage:
     """Adds the ``messages`` column for the vLLM backend (``build_vllm_explainer``); CPU only, no model."""
 
-    name = "explanation_prompt"
-    num_cpus = 0.25
+    name = "explain_prompt"
 
     def __call__(self, batch: Batch) -> Batch:
         out = dict(batch)
@@ -282,9 +264,8 @@ class ExplanationStage(_Stage):
     """clean_captions + keyframe_s -> explanation (transformers backend). Sets explanation_model and, when
     absent, caption_model. A window without captions gets an empty explanation (no LLM call)."""
 
-    name = "explanation"
+    name = "explain"
     spec_field = "explainer"
-    gpu_fraction = 1.0
 
     def _load(self) -> Any:
         from exvad_ray.models.explainer import TransformersExplainer
@@ -322,14 +303,13 @@ class ExplanationStage(_Stage):
 
 
 class TextEmbeddingStage(_Stage):
-    """explanation -> explanation_features (D,) float32 with the CLIP text tower (zeros for error rows)."""
+    """explanation -> explanation_embedding (D,) float32 with the CLIP text tower (zeros for error rows)."""
 
-    name = "text_embedding"
+    name = "embed_text"
     spec_field = "clip"
-    gpu_fraction = 0.25
 
     def __init__(self, profile: Profile | str = "tiny", text_column: str = "explanation",
-                 output_column: str = "explanation_features"):
+                 output_column: str = "explanation_embedding"):
         super().__init__(profile)
         self.text_column, self.output_column = text_column, output_column
 

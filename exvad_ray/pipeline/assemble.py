@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from exvad_ray.detector.video_level import video_prediction
-from exvad_ray.pipeline import index as idx
+from exvad_ray import index as idx
 from exvad_ray.pipeline.decode import thumb_at, utcnow, write_error
-from exvad_ray.pipeline.partitions import sanitize
+from exvad_ray.index.partitions import sanitize
 from exvad_ray.pipeline.progress import notify
 
 SUMMARY_KEYS = ("video_id", "uri", "status", "stage", "reason", "hours", "n_snippets", "segment_classes")
@@ -89,7 +89,7 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
     scores = np.concatenate([_arr(w["anomaly_scores"], np.float32) for w in windows])
     probs = np.concatenate([_arr(w["class_probs"], np.float32).reshape(len(_arr(w["anomaly_scores"])), -1)
                             for w in windows])
-    feats = np.concatenate([_arr(w["clip_features"], np.float32) for w in windows])
+    feats = np.concatenate([_arr(w["visual_embedding"], np.float32) for w in windows])
     start_s = np.concatenate([_arr(w["start_s"], np.float64) for w in windows])
     end_s = np.concatenate([_arr(w["end_s"], np.float64) for w in windows])
     frame_index = np.concatenate([_arr(w["frame_index"], np.int64) for w in windows])
@@ -100,13 +100,13 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
     date, camera = str(w0["date"]), str(w0["camera"])
     part = {"date": date, "camera": camera}
     expl = [str(w.get("explanation") or "") for w in windows]
-    if len(windows) == 1:
+    if len(windows) == 1 or not any(expl):  # no explainer: no time-span headers around nothing
         video_expl = expl[0]
     else:
         video_expl = "\n".join(f"[{_fmt_time(float(_arr(w['start_s'])[0]))}-{_fmt_time(float(_arr(w['end_s'])[-1]))}] {e}"
                                for w, e in zip(windows, expl))
-    text_feats = [_arr(w["explanation_features"], np.float32) for w in windows
-                  if w.get("explanation_features") is not None and np.size(w.get("explanation_features"))]
+    text_feats = [_arr(w["explanation_embedding"], np.float32) for w in windows
+                  if w.get("explanation_embedding") is not None and np.size(w.get("explanation_embedding"))]
     video_text = _unit(np.mean(text_feats, axis=0)) if text_feats else np.zeros(0, np.float32)
     pred = video_prediction(scores, probs, ctx.class_names, threshold=ctx.localization.threshold)
     now = utcnow()
@@ -115,7 +115,7 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
         "video_id": [vid] * n, "uri": [uri] * n, "window_index": window_of.tolist(),
         "snippet_index": list(range(n)), "start_s": start_s.tolist(), "end_s": end_s.tolist(),
         "frame_index": frame_index.tolist(), "anomaly_score": scores.tolist(),
-        "class_probs": [p.tolist() for p in probs], "clip_embedding": [f.tolist() for f in feats],
+        "class_probs": [p.tolist() for p in probs], "visual_embedding": [f.tolist() for f in feats],
     }
     seg_by_class: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
     for first, last in localize(scores, ctx.localization):
@@ -132,12 +132,13 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
             ("start_s", float(start_s[first])), ("end_s", float(end_s[last])),
             ("first_snippet", first), ("last_snippet", last), ("peak_s", float(start_s[peak])),
             ("explanation", str(win.get("explanation") or "")), ("thumbnail_jpeg", thumb_at(*thumbs[peak])),
-            ("embedding", _unit(feats[sl].mean(axis=0)).tolist()),
+            ("visual_embedding", _unit(feats[sl].mean(axis=0)).tolist()),
         ):
             cols[key].append(value)
     segments = [({"class": sanitize(label), **part}, dict(cols)) for label, cols in seg_by_class.items()]
 
-    captions: dict[str, list[Any]] = defaultdict(list)
+    # every column present even when no window has a keyframe (an empty captions file, not a failure)
+    captions: dict[str, list[Any]] = {name: [] for name in idx.CAPTIONS.schema.names}
     for w in windows:
         kf_s = _arr(w.get("keyframe_s", []), np.float64)
         raw, clean = _strs(w.get("captions")), _strs(w.get("clean_captions"))
@@ -162,7 +163,7 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
         "n_windows": [len(windows)], "video_score": [pred.video_score], "video_class": [pred.video_class],
         "class_names": [list(ctx.class_names)], "class_scores": [pred.class_scores.tolist()],
         "n_segments": [sum(len(c["segment_id"]) for _, c in segments)], "explanation": [video_expl],
-        "explanation_embedding": [video_text.tolist()], "clip_model": [str(w0.get("clip_model") or "")],
+        "explanation_embedding": [video_text.tolist()], "visual_model": [str(w0.get("visual_model") or "")],
         "caption_model": [str(w0.get("caption_model") or "")],
         "explanation_model": [str(w0.get("explanation_model") or "")], "detector": [ctx.detector_name],
         "label_set": [ctx.label_set], "run_id": [ctx.run_id], "processed_at": [now],
@@ -213,7 +214,7 @@ class VideoAssembler:
                    [c for c in summary["segment_classes"].split(",") if c])
             return summary
         except Exception as exc:  # noqa: BLE001 - a bad video never fails the job
-            stage = exc.stage if isinstance(exc, StageError) else "finalize"
+            stage = exc.stage if isinstance(exc, StageError) else "assemble"
             reason = write_error(self.ctx.index, self.ctx.run_id, item, stage, exc)
             notify(self.progress, "video_failed", stage, reason)
             return {"video_id": item["video_id"], "uri": item["uri"], "status": "error", "stage": stage,

@@ -67,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def process_config_from_args(args: argparse.Namespace) -> "ProcessConfig":  # noqa: F821
     from exvad_ray.pipeline.assemble import LocalizationConfig
     from exvad_ray.pipeline.job import ProcessConfig
-    from exvad_ray.pipeline.partitions import DEFAULT_DATE_PATTERN
+    from exvad_ray.index.partitions import DEFAULT_DATE_PATTERN
     from exvad_ray.pipeline.validate import check_process_ranges
     from exvad_ray.video import SamplingConfig
 
@@ -97,7 +97,7 @@ def _process(args: argparse.Namespace) -> int:
 
 
 def _compact(args: argparse.Namespace) -> int:
-    from exvad_ray.pipeline.index import compact
+    from exvad_ray.index import compact
 
     merged = compact(storage.normalize(args.index))
     print("exvad compact: merged " + ", ".join(f"{t} {n} files" for t, n in merged.items()))

@@ -21,7 +21,7 @@ import numpy as np
 
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
-from exvad_ray.pipeline import index as idx
+from exvad_ray import index as idx
 from exvad_ray.pipeline.guard import GuardTripped, guarded
 from exvad_ray.pipeline.progress import notify
 from exvad_ray.video import SamplingConfig, sample_uri

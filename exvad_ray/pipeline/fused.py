@@ -1,5 +1,5 @@
-"""All model stages chained in one process (`FusedModelStage`), and with decoding in front of them
-(`DecodeAndModelStage`, the CPU-only layout of the archive job).
+"""The fused layout: the declared model stages chained in one process (`FusedModelStage`), and with
+decoding in front of them (`DecodeAndModelStage`, the CPU-only layout of the archive job).
 
 On a CPU machine every separate actor pool costs a process with its own torch and models (about
 0.6 GB each) plus a serialisation hop per window, while buying no parallelism that more actors of
@@ -9,35 +9,22 @@ one actor per core. With GPUs, stages keep their own pools so each gets its own 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from exvad_ray.pipeline.scoring import ScoreStage
-
-FRAME_COLUMNS = ["frames"]
-KEYFRAME_COLUMNS = ["keyframes", "keyframe_features"]
-
-
-def model_stage_chain(profile: str, explainer: str, detector: str | None, label_set: str) -> list[Any]:
-    """The stage instances in pipeline order (explainer: transformers | none)."""
-    from exvad_ray.models import stages as ms
-
-    chain: list[Any] = [ms.ClipImageStage(profile, keyframes=explainer != "none")]
-    if explainer != "none":
-        chain += [ms.CaptionStage(profile), ms.CaptionCleaningStage(profile), ms.ExplanationStage(profile),
-                  ms.TextEmbeddingStage(profile)]
-    chain.append(ScoreStage(detector, profile, label_set))
-    return chain
+from exvad_ray.pipeline.stages import Stage
 
 
 class FusedModelStage:
-    """CLIP -> captions -> cleaning -> explanation -> text features -> scoring, in one actor."""
+    """The declared model stages (visual -> ... -> scoring), in order, in one actor; each stage's
+    declared ``drops`` are popped right after it runs, as the per-stage layout drops them."""
 
-    def __init__(self, profile: str, explainer: str, detector: str | None, label_set: str,
-                 torch_threads: int | None = None):
-        self.chain = model_stage_chain(profile, explainer, detector, label_set)
+    def __init__(self, stages: Sequence[Stage], torch_threads: int | None = None):
+        self.names = [s.name for s in stages]
+        self.drops = [tuple(s.drops) for s in stages]
+        self.chain = [s.instance() for s in stages]
         self.torch_threads = torch_threads
         self._ready = False
 
@@ -54,18 +41,11 @@ class FusedModelStage:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         self.setup()
-        for stage in self.chain:
+        for stage, drops in zip(self.chain, self.drops):
             batch = stage(batch)
-            drop = FRAME_COLUMNS + (KEYFRAME_COLUMNS if type(stage).__name__ in ("CaptionCleaningStage", "ClipImageStage")
-                                    and not _needs_keyframes_later(self.chain, stage) else [])
-            for col in drop:
-                batch.pop(col, None)
+            for col in drops:
+                batch.pop(col)
         return batch
-
-
-def _needs_keyframes_later(chain: list[Any], stage: Any) -> bool:
-    names = [type(s).__name__ for s in chain[chain.index(stage) + 1:]]
-    return "CaptionStage" in names or "CaptionCleaningStage" in names
 
 
 class DecodeAndModelStage:
@@ -79,10 +59,11 @@ class DecodeAndModelStage:
     thumbnails go on to the assembler. Errors are handled exactly as in the separate stages.
     """
 
-    def __init__(self, decode: Any, profile: str, explainer: str, detector: str | None, label_set: str,
-                 torch_threads: int | None = None):
-        self.decode = decode
-        self.models = FusedModelStage(profile, explainer, detector, label_set, torch_threads)
+    def __init__(self, stages: Sequence[Stage], torch_threads: int | None = None):
+        if not stages or stages[0].name != "decode":
+            raise ValueError("the fused chain starts with the decode stage")
+        self.decode = stages[0].instance()
+        self.models = FusedModelStage(stages[1:], torch_threads)
 
     def __call__(self, batch: dict[str, Any]) -> Iterator[dict[str, Any]]:
         for item in batch_rows(batch):

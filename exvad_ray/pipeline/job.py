@@ -17,15 +17,16 @@ from collections import Counter
 from typing import Any
 
 from exvad_ray import __version__, storage
-from exvad_ray.pipeline import index as idx
-from exvad_ray.pipeline.assemble import LocalizationConfig, VideoAssembler, VideoContext
-from exvad_ray.pipeline.decode import DecodeStage, utcnow
-from exvad_ray.pipeline.fused import FRAME_COLUMNS, KEYFRAME_COLUMNS, DecodeAndModelStage
+from exvad_ray import index as idx
+from exvad_ray.index.partitions import DEFAULT_DATE_PATTERN
+from exvad_ray.pipeline import stages as st
+from exvad_ray.pipeline.assemble import LocalizationConfig
+from exvad_ray.pipeline.decode import utcnow
+from exvad_ray.pipeline.fused import DecodeAndModelStage
 from exvad_ray.pipeline.identity import check_index_settings
 from exvad_ray.pipeline.lease import IndexLease
-from exvad_ray.pipeline.partitions import DEFAULT_DATE_PATTERN
 from exvad_ray.pipeline.progress import ProgressActor, driver_node, progress_line
-from exvad_ray.pipeline.scoring import ScoreStage, scorer_class_names
+from exvad_ray.pipeline.scoring import scorer_class_names
 from exvad_ray.pipeline.validate import storage_outage, validate_process
 from exvad_ray.pipeline.worklist import WorkCounts, final_snapshot, format_counts, plan_work, summary_counts
 from exvad_ray.video import SamplingConfig
@@ -70,17 +71,11 @@ class ProcessConfig:
         return hashlib.sha1(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _run_manifest_uri(cfg: ProcessConfig) -> str:
-    return storage.join(cfg.index, "runs", f"run-{cfg.run_id()}.json")
-
-
 def processing_date(cfg: ProcessConfig) -> str:
     """The date partition for videos whose path has none: the first start of this run (so a rerun
     of a killed run writes to the same partitions, keeping exactly-once)."""
-    uri = _run_manifest_uri(cfg)
-    if storage.exists(uri):
-        return json.loads(storage.read_bytes(uri))["processing_date"]
-    return dt.date.today().isoformat()
+    prev = idx.read_manifest(cfg.index, cfg.run_id())
+    return prev["processing_date"] if prev else dt.date.today().isoformat()
 
 
 def list_work(cfg: ProcessConfig, date: str) -> tuple[list[dict[str, Any]], WorkCounts]:
@@ -113,100 +108,89 @@ def _init_ray(cfg: ProcessConfig) -> None:
     ctx.issue_detectors_config.detectors = []
 
 
-def _plan_resources(cfg: ProcessConfig) -> dict[str, Any]:
+def _plan_resources(cfg: ProcessConfig, chain: list[st.Stage]) -> dict[str, Any]:
     import ray
 
     res = ray.cluster_resources()
     node_cpus = max((float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=None)
-    return plan_resources(cfg, float(res.get("CPU", 1)), float(res.get("GPU", 0)), node_cpus)
+    return plan_resources(cfg, float(res.get("CPU", 1)), float(res.get("GPU", 0)), chain, node_cpus)
 
 
-def plan_resources(cfg: ProcessConfig, cpus: float, gpus: float, node_cpus: float | None = None) -> dict[str, Any]:
-    """CPU/GPU shares from the cluster's resources, so that pools never wait on each other.
+def plan_resources(cfg: ProcessConfig, cpus: float, gpus: float, chain: list[st.Stage] | None = None,
+                   node_cpus: float | None = None) -> dict[str, Any]:
+    """The layout and every stage's resources, from the cluster's resources and the stages'
+    declarations (pipeline.stages), so that pools never wait on each other.
 
     Fused (CPU-only) layout: one actor per core that decodes and runs the whole model chain
     (`DecodeAndModelStage`: frames never leave the process), with one torch thread per actor share
     of the cores, plus the assembler's small share.
-    Split (GPU) layout: decode tasks get whole cores minus a reserve for the seven actor pools;
-    GPU stages share GPUs by fractions.
+    Per-stage (GPU) layout: every actor stage gets its declared CPUs (a quarter on clusters of <= 4
+    CPUs) and its GPU share (`plan_gpu_shares`); decode tasks get whole cores (half on 2 CPUs) of
+    what the actor pools leave.
     """
-    fuse = cfg.fuse_stages if cfg.fuse_stages is not None else gpus == 0
-    actor_cpu = 0.125 if cpus <= 4 or fuse else 0.5
+    if chain is None:
+        chain = st.build_chain(job_spec(cfg, "transformers" if cfg.explainer == "auto" else cfg.explainer))
+    fusable = all(s.fusable for s in chain if s.name != "assemble")
+    fuse = (cfg.fuse_stages if cfg.fuse_stages is not None else gpus == 0) and fusable
+    cpu_scale = 0.25 if cpus <= 4 or fuse else 1.0
+    actor_stages = [s for s in chain if s.compute == "actors" and (not fuse or not s.fusable)]
+    stages: dict[str, dict[str, Any]] = {}
+    shares = st.plan_gpu_shares(chain, gpus, cfg.model_actors, cfg.gpu_per_stage)
+    for s in actor_stages:
+        stages[s.name] = {"num_cpus": s.per_stage.cpus * cpu_scale, "num_gpus": shares.get(s.name, 0.0),
+                          "actors": s.pool_size or cfg.model_actors}
+    reserve = sum(r["num_cpus"] * r["actors"] for r in stages.values())
     if fuse:
         decode_tasks = cfg.decode_tasks or max(1, int(cpus))
-        decode_cpu = max(0.05, math.floor((cpus - actor_cpu) / decode_tasks * 1000) / 1000)
+        decode_cpu = max(0.05, math.floor((cpus - reserve) / decode_tasks * 1000) / 1000)
         if node_cpus:  # an actor must fit on one node (multi-node clusters), beside the assembler
-            decode_cpu = min(decode_cpu, max(0.05, node_cpus - actor_cpu))
-        torch_threads = max(1, int(cpus // decode_tasks))
+            decode_cpu = min(decode_cpu, max(0.05, node_cpus - reserve))
+        torch_threads: int | None = max(1, int(cpus // decode_tasks))
     else:
-        n_actor_stages = 7  # clip, caption, clean, explain, text, score, assemble
         torch_threads = None
-        reserve = n_actor_stages * actor_cpu * cfg.model_actors
-        decode_cpu = 0.5 if cpus <= 2 else 1.0
+        decode_cpu = chain[0].per_stage.cpus * (0.5 if cpus <= 2 else 1.0)
         decode_tasks = cfg.decode_tasks or max(1, int((cpus - reserve) // decode_cpu))
-    gpu_share = cfg.gpu_per_stage if cfg.gpu_per_stage is not None else (min(1.0, gpus / 4) if gpus else 0.0)
-    return {"cpus": cpus, "gpus": gpus, "actor_cpu": actor_cpu, "decode_cpu": decode_cpu, "fuse": fuse,
-            "torch_threads": torch_threads,
-            "decode_tasks": decode_tasks, "gpu_share": gpu_share}
+    return {"cpus": cpus, "gpus": gpus, "fuse": fuse, "decode_cpu": decode_cpu, "decode_tasks": decode_tasks,
+            "torch_threads": torch_threads, "stages": stages}
 
 
-def build_dataset(cfg: ProcessConfig, items: list[dict[str, Any]], class_names: list[str], progress: Any,
-                  plan: dict[str, Any]) -> Any:
+def job_spec(cfg: ProcessConfig, explainer: str, class_names: list[str] | tuple[str, ...] = (),
+             progress: Any = None) -> st.JobSpec:
+    return st.JobSpec(index=cfg.index, run_id=cfg.run_id(), profile=cfg.profile, explainer=explainer,
+                      detector=cfg.detector, label_set=cfg.label_set, sampling=cfg.sampling,
+                      class_names=tuple(class_names), localization=cfg.localization, progress=progress)
+
+
+def resolve_explainer(cfg: ProcessConfig, gpus: float) -> str:
+    if cfg.explainer != "auto":
+        return cfg.explainer
+    return "vllm" if gpus and _has_vllm() else "transformers"
+
+
+def build_dataset(items: list[dict[str, Any]], chain: list[st.Stage], plan: dict[str, Any], batch_windows: int) -> Any:
+    """The Ray dataset of a run in the planned layout. The chain is checked first: a stage that reads
+    a column no earlier stage writes fails here, naming both, before anything runs."""
     import ray
     from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
-    from exvad_ray.models import stages as ms
-
-    run_id = cfg.run_id()
-    decode = DecodeStage(cfg.index, run_id, cfg.sampling, progress)
-    explainer = cfg.explainer
-    if explainer == "auto":
-        explainer = "vllm" if plan["gpus"] and _has_vllm() else "transformers"
+    st.check_chain(chain)
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-    if plan["fuse"] and explainer != "vllm":
+    if plan["fuse"]:
+        fused = [s for s in chain if s.fusable]
         ds = ds.map_batches(DecodeAndModelStage, batch_size=1, batch_format="numpy",
-                            fn_constructor_args=(decode, cfg.profile, explainer, cfg.detector, cfg.label_set,
-                                                 plan["torch_threads"]),
+                            fn_constructor_args=(fused, plan["torch_threads"]),
                             compute=ActorPoolStrategy(size=plan["decode_tasks"]), num_cpus=plan["decode_cpu"])
-        return _assemble(ds, cfg, class_names, progress, plan)
-    ds = ds.flat_map(decode, compute=TaskPoolStrategy(size=plan["decode_tasks"]), num_cpus=plan["decode_cpu"])
-
-    def model_stage(ds: Any, cls: Any, *args: Any, gpu: bool = True, **kwargs: Any) -> Any:
-        return ds.map_batches(
-            cls, fn_constructor_args=args, fn_constructor_kwargs=kwargs, batch_size=cfg.batch_windows,
-            batch_format="numpy", compute=ActorPoolStrategy(size=cfg.model_actors),
-            num_cpus=plan["actor_cpu"], num_gpus=plan["gpu_share"] if gpu else 0,
-        )
-
-    ds = model_stage(ds, ms.ClipImageStage, cfg.profile, keyframes=explainer != "none")
-    ds = ds.drop_columns(FRAME_COLUMNS)
-    if explainer != "none":
-        ds = model_stage(ds, ms.CaptionStage, cfg.profile)
-        ds = model_stage(ds, ms.CaptionCleaningStage, cfg.profile, gpu=False)
-    ds = ds.drop_columns([c for c in KEYFRAME_COLUMNS])
-    if explainer == "transformers":
-        ds = model_stage(ds, ms.ExplanationStage, cfg.profile)
-    elif explainer == "vllm":
-        from exvad_ray.models import load_profile
-        from exvad_ray.models.vllm_explainer import build_vllm_explainer
-
-        ds = ds.map_batches(ms.ExplanationPromptStage, batch_size=cfg.batch_windows, batch_format="numpy",
-                            compute=ActorPoolStrategy(size=1), num_cpus=plan["actor_cpu"])
-        ds = build_vllm_explainer(load_profile(cfg.profile).explainer, cpu_stage_num_cpus=plan["actor_cpu"])(ds)
-    if explainer != "none":
-        ds = model_stage(ds, ms.TextEmbeddingStage, cfg.profile, gpu=False)
-    ds = model_stage(ds, ScoreStage, cfg.detector, cfg.profile, cfg.label_set, gpu=False)
-    return _assemble(ds, cfg, class_names, progress, plan)
-
-
-def _assemble(ds: Any, cfg: ProcessConfig, class_names: list[str], progress: Any, plan: dict[str, Any]) -> Any:
-    from ray.data import ActorPoolStrategy
-
-    run_id = cfg.run_id()
-    ctx = VideoContext(cfg.index, run_id, class_names, cfg.detector or f"zero-shot:{cfg.label_set}",
-                       cfg.label_set, cfg.localization)
-    ds = ds.map_batches(VideoAssembler, fn_constructor_args=(ctx, progress), batch_size=1,
-                        batch_format="numpy", compute=ActorPoolStrategy(size=1), num_cpus=plan["actor_cpu"])
+        rest = [s for s in chain if not s.fusable]
+    else:
+        decode, rest = chain[0], chain[1:]
+        ds = ds.flat_map(decode.instance(), compute=TaskPoolStrategy(size=plan["decode_tasks"]),
+                         num_cpus=plan["decode_cpu"])
+        if decode.drops:
+            ds = ds.drop_columns(list(decode.drops))
+    for stage in rest:
+        ds = stage.apply(ds, plan["stages"][stage.name], stage.batch_size or batch_windows)
+        if stage.drops:
+            ds = ds.drop_columns(list(stage.drops))
     return ds
 
 
@@ -217,8 +201,7 @@ def _has_vllm() -> bool:
 
 
 def _write_manifest(cfg: ProcessConfig, date: str, started: dt.datetime, summary: dict[str, Any] | None) -> None:
-    uri = _run_manifest_uri(cfg)
-    prev = json.loads(storage.read_bytes(uri)) if storage.exists(uri) else {}
+    prev = idx.read_manifest(cfg.index, cfg.run_id()) or {}
     doc = {
         "run_id": cfg.run_id(), "archive": storage.normalize(cfg.archive), "processing_date": date,
         "first_started_at": prev.get("first_started_at", started.isoformat()),
@@ -227,7 +210,7 @@ def _write_manifest(cfg: ProcessConfig, date: str, started: dt.datetime, summary
         "versions": versions(), "attempts": int(prev.get("attempts", 0)) + (0 if summary else 1),
     }
     doc["args"].pop("address", None)
-    storage.write_bytes(uri, json.dumps(doc, indent=1).encode())
+    idx.write_manifest(cfg.index, doc)
 
 
 def versions() -> dict[str, str]:
@@ -261,6 +244,7 @@ def _run_process(cfg: ProcessConfig, echo: Any) -> dict[str, Any]:
 
     started = utcnow()
     t0 = time.time()
+    idx.check_writable(cfg.index)
     date = processing_date(cfg)
     items, counts = list_work(cfg, date)
     skipped = counts.skipped
@@ -273,10 +257,12 @@ def _run_process(cfg: ProcessConfig, echo: Any) -> dict[str, Any]:
     snapshot: dict[str, Any] = {"errors": {}, "segments": {}, "failed": 0, "done": 0}
     if items:
         _init_ray(cfg)
-        plan = _plan_resources(cfg)
-        log.info("resources: %s", plan)
         progress = ProgressActor.options(**driver_node()).remote(len(items), sum(i["size"] for i in items))
-        ds = build_dataset(cfg, items, class_names, progress, plan)
+        explainer = resolve_explainer(cfg, float(ray.cluster_resources().get("GPU", 0)))
+        chain = st.build_chain(job_spec(cfg, explainer, class_names, progress))
+        plan = _plan_resources(cfg, chain)
+        log.info("resources: %s", plan)
+        ds = build_dataset(items, chain, plan, cfg.batch_windows)
         stop = threading.Event()
 
         def report() -> None:

@@ -21,9 +21,9 @@ def zero_shot_scorer(profile: str, label_set: str) -> Any:
 def scorer_class_names(detector: str | None, label_set: str) -> list[str]:
     """Class names in score order, known on the driver before any actor starts."""
     if detector:
-        from exvad_ray.detector.inference import ExVADDetector
+        from exvad_ray.checkpoints import load_detector
 
-        return list(ExVADDetector.load(detector, device="cpu").class_names)
+        return list(load_detector(detector, device="cpu").class_names)
     from exvad_ray.models import load_label_set
 
     names = [c.name for c in load_label_set(label_set).classes]
@@ -33,10 +33,10 @@ def scorer_class_names(detector: str | None, label_set: str) -> list[str]:
 
 
 class ScoreStage:
-    """Adds `anomaly_scores` (n,) and `class_probs` (n, C) to each window row."""
+    """Adds `anomaly_scores` (n,) and `class_probs` (n, C) to each window row (declared in
+    pipeline.stages.ScoreStage)."""
 
-    num_cpus = 0.25
-    num_gpus = 0.0
+    name = "score"
 
     def __init__(self, detector: str | None, profile: str, label_set: str):
         self.detector_uri, self.profile, self.label_set = detector, profile, label_set
@@ -46,9 +46,9 @@ class ScoreStage:
         if self.scorer is not None:
             return
         if self.detector_uri:
-            from exvad_ray.detector.inference import ExVADDetector
+            from exvad_ray.checkpoints import load_detector
 
-            self.scorer = ExVADDetector.load(self.detector_uri)
+            self.scorer = load_detector(self.detector_uri)
         else:
             self.scorer = zero_shot_scorer(self.profile, self.label_set)
 
@@ -61,14 +61,14 @@ class ScoreStage:
             try:
                 if has_error(errors[i]):
                     raise RuntimeError("skipped: earlier stage failed")
-                feats = batch["clip_features"][i]
+                feats = batch["visual_embedding"][i]
                 feats = np.stack(list(feats)) if feats.dtype == object else np.asarray(feats, np.float32)
-                text = batch["explanation_features"][i] if "explanation_features" in batch else None
+                text = batch["explanation_embedding"][i] if "explanation_embedding" in batch else None
                 text = None if text is None or np.size(text) == 0 else np.asarray(text, np.float32)
                 s, p = self.scorer.score(feats, text)
             except Exception as exc:  # noqa: BLE001 - recorded on the row
                 if not has_error(errors[i]):
-                    errors[i] = f"score: {type(exc).__name__}: {exc}"
+                    errors[i] = f"{self.name}: {type(exc).__name__}: {exc}"
                 s, p = np.zeros(0, np.float32), np.zeros((0, 1), np.float32)
             scores.append(s)
             probs.append(p)

@@ -12,9 +12,9 @@ import dataclasses
 from typing import Any
 
 from exvad_ray import storage
-from exvad_ray.pipeline import index as idx
-from exvad_ray.pipeline.partitions import PartitionRules
-from exvad_ray.pipeline.supersede import find_replaced, mark_superseded
+from exvad_ray import index as idx
+from exvad_ray.index.partitions import PartitionRules
+from exvad_ray.index.supersede import find_replaced, mark_superseded
 
 
 @dataclasses.dataclass

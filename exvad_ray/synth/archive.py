@@ -20,7 +20,6 @@ import pyarrow.parquet as pq
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError, StorageError
 from exvad_ray.synth.plan import SPLITS, SynthConfig, VideoSpec, local_tmpdir, plan_archive, split_names
-from exvad_ray.synth.sim import Segment
 from exvad_ray.synth.video import render_video
 
 ANNOTATION_FILE = "annotations/Temporal_Anomaly_Annotation.txt"
@@ -165,10 +164,6 @@ def read_labels(uri: str) -> pa.Table:
     """Read an archive's labels table (``uri`` = the archive root or the parquet file)."""
     target = uri if uri.endswith(".parquet") else storage.join(uri, LABELS_FILE)
     return pq.read_table(io.BytesIO(storage.read_bytes(target)))
-
-
-def segments_of(row_segments: list[dict]) -> list[Segment]:
-    return [Segment(int(d["start_frame"]), int(d["end_frame"]), str(d["label"])) for d in row_segments]
 
 
 # ------------------------------------------------------------------------------------ generation

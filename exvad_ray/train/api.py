@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 
 from exvad_ray import storage
+from exvad_ray.checkpoints import CHECKPOINT_FILE, save_detector
 from exvad_ray.detector import DetectorConfig
 from exvad_ray.errors import ExvadError
 from exvad_ray.train.data import VideoRecord, conform, feature_dim, load_index_records, split_records
+from exvad_ray.detector.presets import get_preset
 from exvad_ray.train.importers import UCF_CLASSES, XD_CLASSES, load_vadclip_records
-from exvad_ray.train.loop import TrainConfig
+from exvad_ray.train.loop import TrainConfig, train_config
 from exvad_ray.train.ray_job import RayTrainSettings, TrainOutcome, run_ray_training
 
 log = logging.getLogger(__name__)
@@ -82,10 +84,6 @@ class DataSource:
         return recs
 
 
-def default_class_names(dataset: str) -> list[str]:
-    return list(UCF_CLASSES if dataset == "ucf" else XD_CLASSES)
-
-
 @dataclass
 class TrainRequest:
     data: DataSource
@@ -93,12 +91,19 @@ class TrainRequest:
     class_embeddings: np.ndarray
     class_names: list[str]
     label_set: str = "custom"
-    detector: dict[str, Any] = field(default_factory=dict)  # DetectorConfig overrides
-    train: TrainConfig = field(default_factory=TrainConfig)
+    detector: dict[str, Any] = field(default_factory=dict)  # DetectorConfig overrides (over the preset's)
+    train: TrainConfig | None = None  # None: train_config(preset); else taken as given
+    preset: str | None = None  # "ucf" | "xd": VadCLIP's hyper-parameters (exvad_ray.detector.presets)
     ray: RayTrainSettings = field(default_factory=RayTrainSettings)
     init_from: str | None = None
     evaluate_test: bool = True
     torch_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.preset is not None:
+            get_preset(self.preset)  # unknown names fail here, before any data is read
+        if self.train is None:
+            self.train = train_config(self.preset)
 
 
 def _versions() -> dict[str, str]:
@@ -134,6 +139,7 @@ def model_card(req: TrainRequest, records: Sequence[VideoRecord], outcome: Train
                       "val_metrics": outcome.best_metrics},
         "test_metrics": test_metrics,
         "history": outcome.history,
+        "preset": _preset_card(req.preset),
         "config": {"detector": det_cfg.to_dict(), "train": req.train.to_dict(),
                    "ray": req.ray.__dict__, "warm_start_from": req.init_from},
         "ray_checkpoint": outcome.checkpoint_path,
@@ -142,12 +148,30 @@ def model_card(req: TrainRequest, records: Sequence[VideoRecord], outcome: Train
     }
 
 
+def _preset_card(name: str | None) -> dict[str, Any] | None:
+    """The preset the run started from, with the source of each value (explicit settings override
+    them; `config` holds what was used)."""
+    if name is None:
+        return None
+    p = get_preset(name)
+    return {"name": p.name, "description": p.description, "detector": p.detector, "train": p.train,
+            "sources": p.sources}
+
+
 def _card_markdown(card: dict[str, Any]) -> str:
     lines = [f"# Model card: {card['model']}", "", f"Created {card['created']}.", "",
              f"Label set `{card['label_set']['name']}`: {', '.join(card['label_set']['class_names'])}.", "",
              "## Data", "", "| split | videos | snippets | with explanation | with segments |", "|---|---|---|---|---|"]
     for split, s in card["data"]["splits"].items():
         lines.append(f"| {split} | {s['videos']} | {s['snippets']} | {s['with_explanation']} | {s['with_segments']} |")
+    det = card["config"]["detector"]
+    preset = card.get("preset")
+    lines += ["", "## Detector", "", f"Preset: {preset['description'] if preset else 'none (project defaults)'}. "
+              f"embed_dim {det['embed_dim']}, visual_dim {det.get('visual_dim') or det['embed_dim']}, "
+              f"layers {det['layers']}, attention block {det['attention_block']} snippets, fusion {det['fusion']}, "
+              f"class pooling {det.get('class_pooling', 'sigmoid')}, reference parity {det.get('reference_parity', False)}. "
+              f"lr {card['config']['train']['lr']:g}, milestones {list(card['config']['train'].get('lr_milestones', []))}, "
+              f"contrast weight {card['config']['train']['loss']['contrast']:g}."]
     sel = card["selection"]
     lines += ["", "## Selection", "", f"Best epoch {sel['best_epoch']} by `{sel['metric']}` on the validation split "
               "(never the test split).", "", "| metric | val | test |", "|---|---|---|"]
@@ -160,17 +184,29 @@ def _card_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def detector_config(req: TrainRequest, visual_dim: int) -> DetectorConfig:
+    """The detector's shape from the data: embed_dim is the class-embedding (text) space; visual
+    features of another size get a learned input projection (visual_dim)."""
+    emb = np.asarray(req.class_embeddings)
+    if emb.ndim != 2 or emb.shape[0] != len(req.class_names):
+        raise ExvadError(f"class embeddings {emb.shape} do not fit {len(req.class_names)} classes")
+    embed_dim = int(emb.shape[1])
+    if visual_dim != embed_dim:
+        log.info("visual features have %d values, class embeddings %d: a learned projection maps %d -> %d",
+                 visual_dim, embed_dim, visual_dim, embed_dim)
+    base = {"embed_dim": embed_dim, "visual_dim": None if visual_dim == embed_dim else visual_dim,
+            "num_classes": len(req.class_names)}
+    preset = dict(get_preset(req.preset).detector) if req.preset else {}
+    return DetectorConfig(**(base | preset | req.detector))
+
+
 def train_detector(req: TrainRequest, records: Sequence[VideoRecord] | None = None) -> tuple[TrainOutcome, dict[str, Any]]:
     """Train, select on val, write `<out>/model.pt`, `<out>/model_card.json` and `.md`."""
     from exvad_ray.eval.evaluate import evaluate_records
 
     recs = list(records) if records is not None else req.data.load()
     recs = conform(recs, req.class_names)
-    dim = feature_dim(recs)
-    if req.class_embeddings.shape != (len(req.class_names), dim):
-        raise ExvadError(f"class embeddings {req.class_embeddings.shape} do not fit {len(req.class_names)} "
-                         f"classes and D={dim} features (does the label set match the CLIP model of the index?)")
-    det_cfg = DetectorConfig(**({"embed_dim": dim, "num_classes": len(req.class_names)} | req.detector))
+    det_cfg = detector_config(req, feature_dim(recs))
     train, val, test = (split_records(recs, s) for s in ("train", "val", "test"))
     if not val:
         log.warning("no validation split: the last epoch is exported (selection needs split 'val')")
@@ -184,7 +220,7 @@ def train_detector(req: TrainRequest, records: Sequence[VideoRecord] | None = No
     card = model_card(req, recs, outcome, det_cfg, test_metrics)
     outcome.detector.meta = {"label_set": req.label_set, "best_epoch": outcome.best_epoch,
                              "val_metrics": outcome.best_metrics, "created": card["created"]}
-    outcome.detector.save(storage.join(req.out, "model.pt"))
+    save_detector(outcome.detector, storage.join(req.out, CHECKPOINT_FILE))
     storage.write_bytes(storage.join(req.out, "model_card.json"), json.dumps(card, indent=2, default=str).encode())
     storage.write_bytes(storage.join(req.out, "model_card.md"), _card_markdown(card).encode())
     return outcome, card

@@ -64,6 +64,33 @@ def class_source(args: argparse.Namespace):
     return emb, names, args.label_set
 
 
+def milestones(text: str) -> tuple[int, ...]:
+    """`4,8` -> (4, 8); `none` -> () (constant learning rate)."""
+    if text.strip().lower() in ("none", ""):
+        return ()
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"epochs separated by commas (e.g. 4,8) or 'none', not {text!r}") from None
+
+
+def explicit_settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Only the detector and training options given on the command line: they override the preset
+    (or the project defaults when there is no preset)."""
+    given = lambda name: getattr(args, name, None) is not None  # noqa: E731
+    detector = {k: getattr(args, k) for k in ("fusion", "attention_block", "layers", "visual_length", "class_pooling")
+                if given(k)}
+    if args.no_prompt_context:
+        detector["prompt_context"] = False
+    if args.reference_parity:
+        detector["reference_parity"] = True
+    train = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "select_metric", "lr_milestones",
+                                           "lr_gamma") if given(k)}
+    if given("contrast_weight"):
+        train["loss"] = {"contrast": args.contrast_weight}
+    return detector, train
+
+
 def _init_ray(address: str | None) -> None:
     import ray
 
@@ -77,22 +104,18 @@ def _init_ray(address: str | None) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from exvad_ray.train.api import TrainRequest, train_detector
-    from exvad_ray.train.loop import TrainConfig
+    from exvad_ray.train.loop import train_config
     from exvad_ray.train.ray_job import RayTrainSettings
-    from exvad_ray.detector.losses import LossWeights
 
     source = data_source(args)
     records = source.load()  # fail fast on data errors, before any model or cluster starts
     emb, names, label_set = class_source(args)
-    detector: dict[str, Any] = {"fusion": args.fusion, "attn_window": args.attn_window, "layers": args.layers,
-                                "visual_length": args.visual_length,
-                                "prompt_context": not args.no_prompt_context}
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      select_metric=args.select_metric, loss=LossWeights(contrast=args.contrast_weight))
+    detector, train = explicit_settings(args)
+    cfg = train_config(args.preset, **train)
     settings = RayTrainSettings(num_workers=args.workers, use_gpu=args.gpu, cpus_per_worker=args.cpus_per_worker,
                                 storage_path=args.storage or storage.join(args.out, "ray"), name=args.name,
                                 max_failures=args.max_failures)
-    req = TrainRequest(source, args.out, emb, names, label_set, detector, cfg, settings, args.init_from,
+    req = TrainRequest(source, args.out, emb, names, label_set, detector, cfg, args.preset, settings, args.init_from,
                        not args.no_test_eval)
     _init_ray(args.address)
     outcome, card = train_detector(req, records)
@@ -127,20 +150,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--name", default="exvad-detector", help="run name; rerunning the same name resumes")
     r.add_argument("--max-failures", type=int, default=2, help="worker failures to recover from (default 2)")
     r.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
-    t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=64, help="videos per step, half normal, half anomalous")
-    t.add_argument("--lr", type=float, default=1e-4)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--select-metric", choices=["auc", "acc", "auc_acc"], default="auc_acc",
-                   help="validation metric for model selection (default: mean of AUC and accuracy)")
-    t.add_argument("--contrast-weight", type=float, default=1.0, help="lambda (1 UCF-Crime, 1e-4 XD-Violence)")
+    t = p.add_argument_group("training (an option given here overrides the preset)")
+    t.add_argument("--preset", choices=["ucf", "xd"],
+                   help="VadCLIP's hyper-parameters for UCF-Crime or XD-Violence (layers, attention block, lr, "
+                        "schedule, batch, contrast weight, seed; docs/DETECTOR.md lists each value and its source)")
+    t.add_argument("--epochs", type=int, help="default 10 (both presets 10)")
+    t.add_argument("--batch-size", type=int, help="videos per step, half normal, half anomalous "
+                   "(default 64; ucf 128, xd 96)")
+    t.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-4; ucf 2e-5, xd 1e-5)")
+    t.add_argument("--lr-milestones", type=milestones, metavar="E1,E2|none",
+                   help="epochs where the lr is multiplied by --lr-gamma (default none; ucf 4,8, xd 3,6,10)")
+    t.add_argument("--lr-gamma", type=float, help="lr factor at each milestone (default 0.1)")
+    t.add_argument("--seed", type=int, help="default 0 (presets 234)")
+    t.add_argument("--select-metric", choices=["auc", "acc", "auc_acc"],
+                   help="validation metric for model selection (default auc_acc: mean of AUC and accuracy)")
+    t.add_argument("--contrast-weight", type=float,
+                   help="weight of the mean |cos(Normal, anomaly class)| term (default 0.1 = VadCLIP UCF; xd 1e-4)")
     t.add_argument("--init-from", metavar="URI", help="warm start from a previous model.pt")
     t.add_argument("--no-test-eval", action="store_true", help="do not score the test split for the model card")
     d = p.add_argument_group("detector")
-    d.add_argument("--fusion", choices=["add", "concat", "none"], default="add", help="explanation fusion")
-    d.add_argument("--attn-window", type=int, default=8, help="local attention window (8 UCF, 64 XD)")
-    d.add_argument("--layers", type=int, default=2, help="local transformer blocks")
-    d.add_argument("--visual-length", type=int, default=256, help="training length / inference chunk")
+    d.add_argument("--fusion", choices=["add", "concat", "none"], help="explanation fusion (default add)")
+    d.add_argument("--attention-block", "--attn-window", type=int, dest="attention_block",
+                   help="snippets per local self-attention block (default 8; ucf 8, xd 64)")
+    d.add_argument("--layers", type=int, help="local transformer blocks (default 2; ucf 2, xd 1)")
+    d.add_argument("--visual-length", type=int, help="training length / inference chunk (default 256)")
+    d.add_argument("--class-pooling", choices=["logits", "sigmoid"],
+                   help="snippet weights of the video-conditioned class features (default sigmoid; presets: logits, "
+                        "as VadCLIP)")
     d.add_argument("--no-prompt-context", action="store_true", help="no learnable class context")
+    d.add_argument("--reference-parity", action="store_true",
+                   help="compute what VadCLIP's code computes, padding included (for comparisons; the default "
+                        "masks padded snippets)")
     p.set_defaults(func=_run)

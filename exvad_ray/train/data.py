@@ -9,9 +9,7 @@ by n_snippets*16 / n_frames when the two differ (a pipeline that samples at anot
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -19,12 +17,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from exvad_ray import storage
+from exvad_ray import index, storage
 from exvad_ray.errors import ExvadError
+from exvad_ray.records import (  # noqa: F401 - re-exported: train's API
+    VideoRecord, canonical, class_index, conform, feature_dim, label_vector, resolve_labels, split_records,
+)
+from exvad_ray.units import SNIPPET_FRAMES
 
 log = logging.getLogger(__name__)
 
-SNIPPET_FRAMES = 16
 SPLITS = ("train", "val", "test")
 
 LABELS_SCHEMA = pa.schema([
@@ -36,67 +37,6 @@ LABELS_SCHEMA = pa.schema([
     ("fps", pa.float64()),
     ("n_frames", pa.int64()),
 ])
-
-
-@dataclass
-class VideoRecord:
-    """A labelled video: CLIP features per snippet, optional explanation feature, weak labels,
-    optional temporal ground truth (snippet frames, [start, end), class name) and its split."""
-
-    name: str
-    features: np.ndarray  # (T, D) float32
-    text_feature: np.ndarray | None  # (D,) float32
-    labels: list[str]
-    segments: list[tuple[int, int, str]] = field(default_factory=list)
-    split: str = "train"
-
-    @property
-    def n_snippets(self) -> int:
-        return int(self.features.shape[0])
-
-    @property
-    def is_normal(self) -> bool:
-        return all(canonical(lab) == "normal" for lab in self.labels)
-
-
-def canonical(label: str) -> str:
-    """Case/spacing-insensitive class key: 'Road Accidents' == 'RoadAccidents' == 'road_accidents'."""
-    return re.sub(r"[^a-z0-9]", "", label.lower())
-
-
-def class_index(class_names: Sequence[str]) -> dict[str, int]:
-    return {canonical(n): i for i, n in enumerate(class_names)}
-
-
-def resolve_labels(labels: Iterable[str], class_names: Sequence[str]) -> list[str]:
-    """Map label strings onto the label set's spelling; unknown labels are a user error."""
-    idx = class_index(class_names)
-    out = []
-    for lab in labels:
-        i = idx.get(canonical(lab))
-        if i is None:
-            raise ExvadError(f"label {lab!r} is not in the label set ({', '.join(class_names)})")
-        out.append(class_names[i])
-    return out
-
-
-def label_vector(labels: Iterable[str], class_names: Sequence[str]) -> np.ndarray:
-    """Multi-hot (C,) float32 over the label set; no labels means Normal."""
-    vec = np.zeros(len(class_names), np.float32)
-    names = resolve_labels(labels, class_names) or [class_names[0]]
-    for n in names:
-        vec[list(class_names).index(n)] = 1.0
-    return vec
-
-
-def conform(records: Sequence[VideoRecord], class_names: Sequence[str]) -> list[VideoRecord]:
-    """Records with labels and segment labels spelled as in the label set (checks them all up front)."""
-    out = []
-    for r in records:
-        segs = [(s, e, resolve_labels([lab], class_names)[0]) for s, e, lab in r.segments]
-        out.append(VideoRecord(r.name, r.features, r.text_feature, resolve_labels(r.labels, class_names) or
-                               [class_names[0]], segs, r.split))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,16 +109,35 @@ def _segments(row: dict[str, Any], n_snippets: int) -> list[tuple[int, int, str]
     return [(int(round(s["start_frame"] * scale)), int(round(s["end_frame"] * scale)), s["label"]) for s in segs]
 
 
-def _embeddings(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """list<float32> column -> (N, D) float32 (all rows must have the same D)."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    flat = pc.list_flatten(arr).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    n = len(arr)
-    if n == 0:
-        return np.zeros((0, 0), np.float32)
-    if flat.size % n:
-        raise ExvadError("embedding column has rows of different lengths")
-    return flat.reshape(n, flat.size // n)
+def _index_root(uri: str, table: str) -> str | None:
+    """The index folder when `uri` is one of its table folders (``INDEX/<table>``), else None."""
+    norm = storage.normalize(uri).rstrip("/")
+    if norm.rsplit("/", 1)[-1] != table:
+        return None
+    return norm[: -len(table) - 1] or None
+
+
+def _read_index_table(uri: str, table: str, columns: list[str]) -> pa.Table:
+    """Columns of an index table: through the index reader (``INDEX/<table>``: schema-checked, any
+    schema version), or from a standalone Parquet file/folder with today's column names."""
+    root = _index_root(uri, table)
+    if root is not None:
+        return index.read_table(root, table, columns)
+    return read_table(uri, columns)
+
+
+def _snippet_embeddings(uri: str, video_ids: list[str]) -> dict[str, np.ndarray]:
+    root = _index_root(uri, "snippets")
+    if root is not None:
+        return index.read_snippet_embeddings(root, video_ids)
+    table = read_table(uri, ["video_id", "snippet_index", "visual_embedding"])
+    table = table.filter(pc.is_in(table.column("video_id"), pa.array(video_ids, pa.string())))
+    table = table.sort_by([("video_id", "ascending"), ("snippet_index", "ascending")])
+    ids = table.column("video_id").to_numpy(zero_copy_only=False)
+    feats = index.embeddings_matrix(table.column("visual_embedding"))
+    bounds = np.flatnonzero(ids[1:] != ids[:-1]) + 1 if len(ids) else np.zeros(0, np.int64)
+    return {str(ids[s]): np.ascontiguousarray(feats[s:e])
+            for s, e in zip(np.r_[0, bounds], np.r_[bounds, len(ids)]) if e > s}
 
 
 def load_index_records(
@@ -190,11 +149,7 @@ def load_index_records(
     """Join the pipeline's indexes with a labels table on `name` (via videos.video_id).
     Videos without a label row are left out (counted in the log)."""
     labels = _label_rows(read_labels(labels_uri))
-    videos = read_table(videos_uri)
-    for col in ("video_id", "name"):
-        if col not in videos.column_names:
-            raise ExvadError(f"videos index {videos_uri} lacks column {col!r}")
-    has_text = "explanation_embedding" in videos.column_names
+    videos = _read_index_table(videos_uri, "videos", ["video_id", "name", "explanation_embedding"])
     vid_rows = {}
     for i, (vid, name) in enumerate(zip(videos.column("video_id").to_pylist(), videos.column("name").to_pylist())):
         if name in labels and (splits is None or labels[name]["split"] in splits):
@@ -202,24 +157,15 @@ def load_index_records(
     if not vid_rows:
         raise ExvadError(f"no video of {videos_uri} has a label in {labels_uri}"
                          + (f" for split(s) {list(splits)}" if splits else "") + " (joined on `name`)")
-    snippets = read_table(snippets_uri, ["video_id", "snippet_index", "clip_embedding"])
-    snippets = snippets.filter(pc.is_in(snippets.column("video_id"), pa.array(list(vid_rows))))
-    snippets = snippets.sort_by([("video_id", "ascending"), ("snippet_index", "ascending")])
-    ids = snippets.column("video_id").to_numpy(zero_copy_only=False)
-    feats = _embeddings(snippets.column("clip_embedding"))
-    text_col = videos.column("explanation_embedding").to_pylist() if has_text else None
+    feats_by_id = _snippet_embeddings(snippets_uri, list(vid_rows))
+    text_col = videos.column("explanation_embedding").to_pylist()
     records: list[VideoRecord] = []
-    if len(ids):
-        bounds = np.flatnonzero(ids[1:] != ids[:-1]) + 1
-        starts, ends = np.r_[0, bounds], np.r_[bounds, len(ids)]
-        for s, e in zip(starts, ends):
-            vid = ids[s]
-            row_i, name = vid_rows[vid]
-            lab = labels[name]
-            text = text_col[row_i] if text_col is not None else None
-            tf = np.asarray(text, np.float32) if text else None
-            f = np.ascontiguousarray(feats[s:e])
-            records.append(VideoRecord(name, f, tf, list(lab["labels"] or ["Normal"]), _segments(lab, len(f)), lab["split"]))
+    for vid, f in feats_by_id.items():
+        row_i, name = vid_rows[vid]
+        lab = labels[name]
+        text = text_col[row_i]
+        tf = np.asarray(text, np.float32) if text else None
+        records.append(VideoRecord(name, f, tf, list(lab["labels"] or ["Normal"]), _segments(lab, len(f)), lab["split"]))
     missing = len(vid_rows) - len(records)
     unlabelled = videos.num_rows - len(vid_rows)
     log.info("loaded %d labelled videos (%d without snippets, %d videos not selected/unlabelled)",
@@ -241,8 +187,10 @@ def uniform_pool(features: np.ndarray, length: int) -> np.ndarray:
     return out
 
 
-def training_row(record: VideoRecord, class_names: Sequence[str], length: int) -> dict[str, Any]:
-    """Fixed-shape row: features pooled/padded to `length`, real length, text, multi-hot label."""
+def training_row(record: VideoRecord, class_names: Sequence[str], length: int,
+                 text_dim: int | None = None) -> dict[str, Any]:
+    """Fixed-shape row: features pooled/padded to `length`, real length, text, multi-hot label.
+    `text_dim` is the explanation feature size (the detector's embed_dim; None = the visual size)."""
     f = np.asarray(record.features, np.float32)
     if len(f) == 0:
         raise ExvadError(f"video {record.name} has no snippets")
@@ -251,7 +199,7 @@ def training_row(record: VideoRecord, class_names: Sequence[str], length: int) -
     else:
         n = len(f)
         f = np.concatenate([f, np.zeros((length - n, f.shape[1]), np.float32)])
-    d = f.shape[1]
+    d = f.shape[1] if text_dim is None else text_dim
     has_text = record.text_feature is not None
     text = np.asarray(record.text_feature, np.float32) if has_text else np.zeros(d, np.float32)
     if text.shape != (d,):
@@ -259,14 +207,3 @@ def training_row(record: VideoRecord, class_names: Sequence[str], length: int) -
     lab = label_vector(record.labels, class_names)
     return {"name": record.name, "features": f, "length": n, "text": text, "has_text": has_text,
             "label": lab, "is_anomaly": bool(lab[1:].sum() > 0)}
-
-
-def split_records(records: Sequence[VideoRecord], split: str) -> list[VideoRecord]:
-    return [r for r in records if r.split == split]
-
-
-def feature_dim(records: Sequence[VideoRecord]) -> int:
-    dims = {r.features.shape[1] for r in records if r.features.ndim == 2}
-    if len(dims) != 1:
-        raise ExvadError(f"videos have feature sizes {sorted(dims)}; one size is needed")
-    return dims.pop()

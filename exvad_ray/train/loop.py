@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import copy
-import io
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,15 +27,23 @@ class TrainConfig:
 
     epochs: int = 10
     batch_size: int = 64  # per step, over all workers; half normal, half anomalous
-    lr: float = 1e-4  # VadCLIP uses 2e-5 (UCF) / 1e-5 (XD) on the full datasets
+    lr: float = 1e-4  # VadCLIP uses 2e-5 (UCF) / 1e-5 (XD) on the full datasets: --preset ucf|xd
+    # MultiStepLR as VadCLIP: lr x gamma at each milestone epoch (UCF [4, 8], XD [3, 6, 10]: the presets);
+    # () = constant, the default: [4, 8] measured worse on small label sets (docs/DETECTOR.md, deviation 4)
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
     weight_decay: float = 0.01
     loss: LossWeights = field(default_factory=LossWeights)
     select_metric: str = "auc_acc"  # auc | acc | auc_acc (mean of the two); always on the val split
     seed: int = 0
+    preset: str | None = None  # the dataset preset these values started from (recorded in the model card)
 
     def __post_init__(self) -> None:
         if isinstance(self.loss, dict):
             self.loss = LossWeights(**self.loss)
+        self.lr_milestones = tuple(sorted(int(m) for m in self.lr_milestones))
+        if any(m < 1 for m in self.lr_milestones) or not 0 < self.lr_gamma <= 1:
+            raise ExvadError("lr milestones must be epochs >= 1 and 0 < lr_gamma <= 1")
         if self.select_metric not in ("auc", "acc", "auc_acc"):
             raise ExvadError(f"select_metric must be auc, acc or auc_acc, not {self.select_metric!r}")
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0:
@@ -45,6 +52,33 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of 0-based `epoch`: what MultiStepLR gives after `epoch` scheduler steps.
+        Stateless, so a run resumed from a checkpoint continues on the same schedule."""
+        return self.lr * self.lr_gamma ** sum(m <= epoch for m in self.lr_milestones)
+
+    def set_lr(self, optimizer: torch.optim.Optimizer, epoch: int) -> float:
+        lr = self.lr_at(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+
+def train_config(preset: str | None = None, **overrides: Any) -> TrainConfig:
+    """TrainConfig from a dataset preset (`ucf`, `xd`: VadCLIP's values, exvad_ray.detector.presets)
+    with explicit overrides on top; loss weights may be given as `loss={...}` (merged) or LossWeights."""
+    from exvad_ray.detector.presets import get_preset
+
+    values: dict[str, Any] = {}
+    if preset:
+        values = dict(get_preset(preset).train) | {"preset": preset}
+    loss = overrides.pop("loss", None)
+    values |= overrides
+    if isinstance(loss, LossWeights):
+        values["loss"] = loss
+    elif loss:
+        values["loss"] = dict(values.get("loss") or {}) | dict(loss)
+    return TrainConfig(**values)
 
 def rows_to_batch(rows: Sequence[dict[str, Any]]) -> Batch:
     return {k: torch.as_tensor(np.stack([np.asarray(r[k]) for r in rows])) for k in
@@ -129,12 +163,6 @@ def warm_start(net: ExVADNet, state_dict: dict[str, torch.Tensor]) -> list[str]:
     return sorted(take)
 
 
-def state_bytes(obj: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
 def fit_local(
     train: Sequence[VideoRecord],
     val: Sequence[VideoRecord],
@@ -150,7 +178,7 @@ def fit_local(
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    rows = [training_row(r, class_names, det_cfg.visual_length) for r in train]
+    rows = [training_row(r, class_names, det_cfg.visual_length, det_cfg.embed_dim) for r in train]
     normal = [r for r in rows if not r["is_anomaly"]]
     anomaly = [r for r in rows if r["is_anomaly"]]
     half = max(1, cfg.batch_size // 2)
@@ -159,10 +187,11 @@ def fit_local(
     history: list[dict[str, float]] = []
     best_score, best_state = -float("inf"), None
     for epoch in range(cfg.epochs):
+        lr = cfg.set_lr(opt, epoch)
         parts = train_epoch(net, opt, balanced_epoch(lambda: memory_batches(normal, half, rng),
                                                      lambda: memory_batches(anomaly, half, rng)),
                             cfg.loss, "cpu")
-        entry = {"epoch": float(epoch)} | parts
+        entry = {"epoch": float(epoch), "lr": lr} | parts
         if val:
             det = ExVADDetector(net.eval(), class_names)
             metrics = evaluate_records(det, val, class_names).summary()

@@ -11,7 +11,7 @@ os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 import logging
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from exvad_ray import storage
+from exvad_ray.checkpoints import load_detector
 from exvad_ray.detector import DetectorConfig, ExVADDetector
 from exvad_ray.errors import ExvadError
 from exvad_ray.train.data import VideoRecord, conform, feature_dim, training_row
@@ -135,20 +136,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         return make
 
     val: list[VideoRecord] = ray.get(config["val_ref"]) if config.get("val_ref") is not None else []
-    fault = config.get("fault") or {}
+    on_epoch_start = config.get("on_epoch_start")
     for epoch in range(start_epoch, cfg.epochs):
-        if rank == 0 and fault.get("after_epoch") is not None and epoch == fault["after_epoch"] + 1 \
-                and not os.path.exists(fault["marker"]):
-            open(fault["marker"], "w").close()
-            time.sleep(float(fault.get("delay_s", 3.0)))  # crash inside the next epoch, as a real one would
-            os._exit(1)  # simulate a crashed worker process
-        if rank == 0 and fault.get("epoch_log"):
-            with open(fault["epoch_log"], "a") as fh:
-                fh.write(f"{epoch} {os.getpid()}\n")
+        if on_epoch_start is not None:
+            on_epoch_start(epoch, rank)
         t0 = time.perf_counter()
+        lr = cfg.set_lr(optimizer, epoch)
         parts = train_epoch(model, optimizer, balanced_epoch(side("train_normal", epoch), side("train_anomaly", epoch)),
                             cfg.loss, device)
-        entry: dict[str, float] = {"epoch": float(epoch), "epoch_s": time.perf_counter() - t0} | parts
+        entry: dict[str, float] = {"epoch": float(epoch), "epoch_s": time.perf_counter() - t0, "lr": lr} | parts
         state = None
         if rank == 0:
             if val:
@@ -171,10 +167,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------ driver side
 
-def _datasets(train: Sequence[VideoRecord], class_names: list[str], length: int) -> dict[str, Any]:
+def _datasets(train: Sequence[VideoRecord], class_names: list[str], det_cfg: DetectorConfig) -> dict[str, Any]:
     import ray.data
 
-    rows = [training_row(r, class_names, length) for r in train]
+    rows = [training_row(r, class_names, det_cfg.visual_length, det_cfg.embed_dim) for r in train]
     out = {}
     for key, want in (("train_normal", False), ("train_anomaly", True)):
         sel = [{k: r[k] for k in TRAIN_COLUMNS} for r in rows if r["is_anomaly"] == want]
@@ -204,11 +200,12 @@ def run_ray_training(
     cfg: TrainConfig,
     settings: RayTrainSettings,
     init_from: str | None = None,
-    fault: dict[str, Any] | None = None,
+    on_epoch_start: Callable[[int, int], None] | None = None,
     torch_threads: int | None = None,
 ) -> TrainOutcome:
     """Run the TorchTrainer and return the selected detector (best validation score; last epoch
-    when there is no validation split). Rerunning with the same storage_path/name resumes."""
+    when there is no validation split). Rerunning with the same storage_path/name resumes.
+    `on_epoch_start(epoch, rank)` runs in every worker before each epoch (tests inject faults there)."""
     import ray
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -217,19 +214,20 @@ def run_ray_training(
         raise ExvadError("no training videos (split 'train' is empty)")
     train, val = conform(train, class_names), conform(val, class_names)
     dim = feature_dim(list(train) + list(val))
-    if dim != det_cfg.embed_dim or len(class_names) != det_cfg.num_classes:
+    if dim != det_cfg.input_dim or len(class_names) != det_cfg.num_classes:
         raise ExvadError(f"features have D={dim} and the label set C={len(class_names)}, "
-                         f"the detector config D={det_cfg.embed_dim}, C={det_cfg.num_classes}")
+                         f"the detector config D={det_cfg.input_dim}, C={det_cfg.num_classes}")
     init_ref = None
     if init_from:
-        init_ref = ray.put(ExVADDetector.load(init_from, device="cpu").net.state_dict())
+        init_ref = ray.put(load_detector(init_from, device="cpu").net.state_dict())
     config = {
         "train": cfg.to_dict(), "detector": det_cfg.to_dict(), "class_names": list(class_names),
         "class_embeddings": np.asarray(class_embeddings, np.float32).tolist(),
-        "val_ref": ray.put(list(val)) if val else None, "init_state_ref": init_ref, "fault": fault,
+        "val_ref": ray.put(list(val)) if val else None, "init_state_ref": init_ref,
+        "on_epoch_start": on_epoch_start,
         "torch_threads": torch_threads,
     }
-    datasets = _datasets(train, list(class_names), det_cfg.visual_length)
+    datasets = _datasets(train, list(class_names), det_cfg)
     config["sides"] = sorted(datasets)
     storage_path, storage_fs = _storage(settings)
     run_config = ray.train.RunConfig(

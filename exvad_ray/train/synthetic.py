@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from exvad_ray.train.data import VideoRecord
+from exvad_ray.units import SNIPPET_FRAMES
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -46,7 +47,7 @@ def synthetic_feature_set(
             ev = int(rng.integers(max(2, t // 6), max(3, t // 2)))
             s = int(rng.integers(0, t - ev + 1))
             feats[s:s + ev] += signal * protos[list(class_names).index(cls)]
-            segs = [(s * 16, (s + ev) * 16, cls)]
+            segs = [(s * SNIPPET_FRAMES, (s + ev) * SNIPPET_FRAMES, cls)]
         text = None
         if with_text:
             text = _unit(protos[list(class_names).index(cls)] + 0.5 * rng.normal(size=dim) / np.sqrt(dim)).astype(np.float32)

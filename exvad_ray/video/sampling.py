@@ -30,6 +30,7 @@ import numpy as np
 from exvad_ray import storage
 from exvad_ray.errors import VideoDecodeError
 from exvad_ray.video.readers import DecordReader, FrameReader, PyAVReader
+from exvad_ray.units import SNIPPET_FRAMES, WINDOW_SNIPPETS
 
 # Leading bytes of the containers we recognise; a file that starts like a container but cannot be
 # opened is reported as truncated/corrupt rather than "not a video".
@@ -47,10 +48,10 @@ _CONTAINER_MAGIC = (
 class SamplingConfig:
     """How videos are cut into snippets and windows. Defaults follow VadCLIP/Ex-VAD."""
 
-    snippet_frames: int = 16
+    snippet_frames: int = SNIPPET_FRAMES
     image_size: int = 224
     crop: str = "center"  # "center": short side to image_size then centre crop; "squash": resize both sides
-    window_snippets: int = 256
+    window_snippets: int = WINDOW_SNIPPETS
     keyframe_interval_s: float = 2.0  # one caption keyframe per this many seconds ...
     max_keyframes_per_window: int = 16  # ... at most this many per window (uniform if more)
     min_frames: int = 16  # shorter videos are rejected (too_few_frames)

@@ -6,6 +6,7 @@ import torch
 
 from exvad_ray.detector import (DetectorConfig, ExVADDetector, ExVADNet, ZeroShotScorer, mil_align, mil_bce,
                                 topk_mean)
+from exvad_ray.checkpoints import load_detector, save_detector
 from exvad_ray.detector.model import local_attention_mask, valid_mask
 from exvad_ray.errors import ConfigError, ExvadError
 
@@ -16,7 +17,7 @@ NAMES = ["Normal", "Fight", "Fire", "Theft"]
 def _det(fusion="add", d=16, length=64, seed=0):
     torch.manual_seed(seed)
     emb = np.random.default_rng(seed).normal(size=(4, d)).astype(np.float32)
-    return ExVADDetector.build(DetectorConfig(embed_dim=d, num_classes=4, visual_length=length, attn_window=8,
+    return ExVADDetector.build(DetectorConfig(embed_dim=d, num_classes=4, visual_length=length, attention_block=8,
                                               fusion=fusion), emb, NAMES)
 
 
@@ -69,16 +70,16 @@ def test_explanation_feature_changes_scores_and_is_checked():
 def test_checkpoint_roundtrip_through_storage(tmp_path):
     det = _det("concat")
     det.meta = {"label_set": "x"}
-    det.save(str(tmp_path / "m" / "model.pt"))
-    again = ExVADDetector.load(str(tmp_path / "m"))  # folder works too
+    save_detector(det, str(tmp_path / "m" / "model.pt"))
+    again = load_detector(str(tmp_path / "m"))  # folder works too
     feats = np.random.default_rng(3).normal(size=(70, 16)).astype(np.float32)
     np.testing.assert_allclose(det.score(feats)[1], again.score(feats)[1], atol=1e-6)
     assert again.class_names == NAMES and again.meta["label_set"] == "x" and again.config.fusion == "concat"
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ExvadError):
-        ExVADDetector.load(str(tmp_path / "bad.pt"))
+        load_detector(str(tmp_path / "bad.pt"))
     with pytest.raises(ExvadError):
-        ExVADDetector.load(str(tmp_path / "missing"))
+        load_detector(str(tmp_path / "missing"))
 
 
 def test_config_and_class_checks():
@@ -114,3 +115,60 @@ def test_topk_mean_and_losses_by_hand():
 def test_net_rejects_mismatched_class_embeddings():
     with pytest.raises(ValueError):
         ExVADNet(DetectorConfig(embed_dim=16, num_classes=4), torch.zeros(3, 16))
+
+
+def test_visual_dim_projects_other_encoders_into_the_class_space(tmp_path):
+    """EfficientNet-Lite-style visual features (24 values) with MiniLM-style class and explanation
+    features (16): the detector learns a projection 24 -> 16; checkpoints record visual_dim."""
+    cfg = DetectorConfig(embed_dim=16, visual_dim=24, num_classes=4, visual_length=64, attention_block=8)
+    assert cfg.input_dim == 24 and cfg.projects_input
+    assert DetectorConfig(embed_dim=16).input_dim == 16 and not DetectorConfig(embed_dim=16, visual_dim=16).projects_input
+    torch.manual_seed(0)
+    det = ExVADDetector.build(cfg, np.random.default_rng(0).normal(size=(4, 16)).astype(np.float32), NAMES)
+    assert tuple(det.net.input_proj.weight.shape) == (16, 24)
+    feats = np.random.default_rng(1).normal(size=(70, 24)).astype(np.float32)
+    scores, probs = det.score(feats, np.ones(16, np.float32))
+    assert scores.shape == (70,) and probs.shape == (70, 4)
+    with pytest.raises(ExvadError):
+        det.score(feats[:, :16])  # visual features must have visual_dim values
+    with pytest.raises(ExvadError):
+        det.score(feats, np.ones(24, np.float32))  # explanations live in the class space
+    save_detector(det, str(tmp_path / "model.pt"))
+    again = load_detector(str(tmp_path / "model.pt"), device="cpu")
+    assert again.config.visual_dim == 24 and again.state()["config"]["visual_dim"] == 24
+    np.testing.assert_allclose(again.score(feats)[0], det.score(feats)[0], atol=1e-6)
+    with pytest.raises(ConfigError):
+        DetectorConfig(embed_dim=16, visual_dim=0)
+
+
+@pytest.mark.parametrize("fusion", ["add", "concat", "none"])
+@pytest.mark.parametrize("explained", [True, False])
+def test_training_and_inference_score_a_video_the_same(fusion, explained):
+    """The training forward (train mode, a padded batch row with has_text) and the scoring API give
+    one video the same logits. Before the fix, `add` without an explanation added the text
+    projection's bias (a zero F_T) in training only; now inference adds it too."""
+    from exvad_ray.train.data import VideoRecord, training_row
+    from exvad_ray.train.loop import rows_to_batch
+
+    det = _det(fusion, length=64)
+    with torch.no_grad():  # a trained-looking detector: non-zero biases everywhere
+        for p in det.net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    rng = np.random.default_rng(4)
+    text = rng.normal(size=16).astype(np.float32) if explained else None
+    rec = VideoRecord("v", rng.normal(size=(41, 16)).astype(np.float32), text, ["Fight"])
+    other = VideoRecord("w", rng.normal(size=(64, 16)).astype(np.float32), rng.normal(size=16).astype(np.float32), ["Normal"])
+    batch = rows_to_batch([training_row(r, NAMES, 64, 16) for r in (rec, other)])  # the other one is explained
+    det.net.train()
+    with torch.no_grad():
+        out = det.net(batch["features"], batch["length"].long(), batch["text"], batch["has_text"].bool())
+    b, a = det.logits(rec.features, text)
+    np.testing.assert_allclose(out.binary_logits[0, :41].numpy(), b, atol=1e-5)
+    np.testing.assert_allclose(out.align_logits[0, :41].numpy(), a, atol=1e-4)
+
+
+def test_config_of_older_checkpoints_keeps_their_behaviour():
+    old = {"embed_dim": 16, "num_classes": 4, "attn_window": 64, "layers": 1}  # before attention_block / class_pooling
+    cfg = DetectorConfig.from_dict(old)
+    assert cfg.attention_block == 64 and cfg.class_pooling == "sigmoid"
+    assert DetectorConfig.from_dict(cfg.to_dict()) == cfg

@@ -66,7 +66,7 @@ def test_every_video_exactly_once(processed, mixed_archive):
     assert len(errors) == len(mixed_archive["bad"]) and all(e["stage"] == "decode" for e in errors)
     for v in videos:
         assert v["status"] == "ok" and v["video_class"] in v["class_names"]
-        assert v["clip_model"] and v["caption_model"] and v["explanation_model"]
+        assert v["visual_model"] and v["caption_model"] and v["explanation_model"]
         assert v["detector"] == "zero-shot:synthetic" and len(v["class_scores"]) == 5
     captions = idx.read_table(cfg.index, "captions").to_pylist()
     assert {c["video_id"] for c in captions} == {v["video_id"] for v in videos}

@@ -8,7 +8,7 @@ import os
 import resource
 
 from exvad_ray import storage
-from exvad_ray.pipeline import index as idx
+from exvad_ray import index as idx
 from exvad_ray.pipeline.decode import DecodeStage
 from exvad_ray.pipeline.guard import crash_reason, fault_report
 from exvad_ray.video import SamplingConfig

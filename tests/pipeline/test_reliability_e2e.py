@@ -17,7 +17,7 @@ import shutil
 import pytest
 
 from exvad_ray.errors import ConfigError
-from exvad_ray.pipeline import index as idx
+from exvad_ray import index as idx
 from exvad_ray.pipeline.assemble import LocalizationConfig
 from exvad_ray.pipeline.guard import FAULT_ENV, MAX_ATTEMPTS
 from exvad_ray.pipeline.job import ProcessConfig, run_process

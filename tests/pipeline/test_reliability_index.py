@@ -13,11 +13,11 @@ import pytest
 
 from exvad_ray import storage
 from exvad_ray.errors import ConfigError
-from exvad_ray.pipeline import index as idx
+from exvad_ray import index as idx
 from exvad_ray.pipeline.identity import check_index_settings, update_index_settings
 from exvad_ray.pipeline.job import ProcessConfig
 from exvad_ray.pipeline.lease import IndexLease, LeaseHeld
-from exvad_ray.pipeline.supersede import find_replaced, mark_superseded
+from exvad_ray.index.supersede import find_replaced, mark_superseded
 from exvad_ray.pipeline.worklist import plan_work
 
 OLD, NEW, OTHER = ("00000000-0000-0000-0000-0000000000a1", "00000000-0000-0000-0000-0000000000a2",

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from exvad_ray import storage
-from exvad_ray.pipeline import index as idx
+from exvad_ray import index as idx
 from exvad_ray.video.badfiles import encode_test_video, write_bad_videos
 
 pytestmark = pytest.mark.slow

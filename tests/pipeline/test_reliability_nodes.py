@@ -13,7 +13,7 @@ import pytest
 
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 
-from exvad_ray.pipeline import index as idx
+from exvad_ray import index as idx
 from exvad_ray.pipeline.job import ProcessConfig, run_process
 from exvad_ray.video.badfiles import encode_test_video
 

@@ -117,7 +117,8 @@ def test_cpu_plan_decodes_on_every_core_within_the_cluster(cpus):
 
     plan = plan_resources(ProcessConfig(archive="a", index="i"), cpus, 0.0)
     assert plan["fuse"] and plan["decode_tasks"] == max(1, int(cpus))
-    reserved = plan["decode_tasks"] * plan["decode_cpu"] + plan["actor_cpu"]  # decode+model actors, assembler
+    assert list(plan["stages"]) == ["assemble"]  # every other stage runs inside the decode+model actors
+    reserved = plan["decode_tasks"] * plan["decode_cpu"] + plan["stages"]["assemble"]["num_cpus"]
     assert reserved <= cpus + 1e-9
     assert plan["torch_threads"] >= 1
 
@@ -126,14 +127,28 @@ def test_gpu_plan_keeps_a_pool_per_stage():
     from exvad_ray.pipeline.job import ProcessConfig, plan_resources
 
     plan = plan_resources(ProcessConfig(archive="a", index="i"), 16.0, 1.0)
-    assert not plan["fuse"] and plan["gpu_share"] == 0.25 and plan["decode_tasks"] >= 1
+    assert not plan["fuse"] and plan["decode_tasks"] >= 1
+    stages = plan["stages"]
+    assert list(stages) == ["visual", "caption", "clean", "explain", "embed_text", "score", "assemble"]
+    # GPU shares in proportion to the declared weights (visual 0.5, caption 1, explain 1), fitting 1 GPU
+    assert {k: v["num_gpus"] for k, v in stages.items() if v["num_gpus"]} == {"visual": 0.2, "caption": 0.4,
+                                                                            "explain": 0.4}
+    assert sum(v["num_gpus"] * v["actors"] for v in stages.values()) <= 1.0 + 1e-9
+    reserved = sum(v["num_cpus"] * v["actors"] for v in stages.values()) + plan["decode_tasks"] * plan["decode_cpu"]
+    assert reserved <= 16.0
+    fixed = plan_resources(ProcessConfig(archive="a", index="i", gpu_per_stage=0.25, explainer="none"), 16.0, 1.0)
+    assert {k: v["num_gpus"] for k, v in fixed["stages"].items() if v["num_gpus"]} == {"visual": 0.25}
+    # vLLM engines take whole GPUs (tiny profile: 1 engine x 1 GPU); the fractional stages share the rest
+    vllm = plan_resources(ProcessConfig(archive="a", index="i", explainer="vllm"), 16.0, 2.0)
+    assert {k: v["num_gpus"] for k, v in vllm["stages"].items() if v["num_gpus"]} == {"visual": 0.3333,
+                                                                                     "caption": 0.6667}
 
 
 def test_decode_and_model_stage_in_process(tiny_dir, tmp_path):
     """The CPU layout's actor: a video in, its windows out with features and scores, no frames; a bad
     file gives no rows and one `errors` row with its reason."""
-    from exvad_ray.pipeline.decode import DecodeStage
     from exvad_ray.pipeline.fused import DecodeAndModelStage, batch_rows, one_row_batch
+    from exvad_ray.pipeline.stages import JobSpec, build_chain
     from exvad_ray.video import SamplingConfig
     from exvad_ray.video.badfiles import encode_test_video
 
@@ -146,12 +161,13 @@ def test_decode_and_model_stage_in_process(tiny_dir, tmp_path):
              "camera": np.array(["c", "c"]), "processing_date": np.array(["2026-01-01"] * 2)}
     rows = batch_rows(items)
     assert rows[0]["size"] == 1 and type(rows[0]["size"]) is int and rows[1]["uri"] == str(bad)
-    stage = DecodeAndModelStage(DecodeStage(index, "run", SamplingConfig()), "tiny", "none", None, "synthetic", 1)
+    chain = build_chain(JobSpec(index, "run", "tiny", "none", None, "synthetic", SamplingConfig()))
+    stage = DecodeAndModelStage(chain[:-1], 1)
     out = list(stage(items))
     assert len(out) == 1  # 100 frames: one window of the good video, nothing for the bad one
     win = out[0]
     assert "frames" not in win and "keyframes" not in win
-    assert win["video_id"][0] == "g" and win["clip_features"][0].shape == (6, win["clip_features"][0].shape[1])
+    assert win["video_id"][0] == "g" and win["visual_embedding"][0].shape == (6, win["visual_embedding"][0].shape[1])
     assert len(win["anomaly_scores"][0]) == 6 and np.all((win["anomaly_scores"][0] >= 0) & (win["anomaly_scores"][0] <= 1))
     errors = idx.read_table(index, "errors").to_pylist()
     assert [(e["video_id"], e["reason"]) for e in errors] == [("b", "not_video")]

@@ -1,49 +1,44 @@
 """Training rows from the archive indexes joined with a labels table."""
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from exvad_ray.errors import ExvadError
 from exvad_ray.train.data import labels_table, load_index_records, training_row, uniform_pool, write_labels
 
 
-def write_index(tmp_path, n_videos=3, dim=8, seed=0):
+def write_index(tmp_path, write_feature_index, n_videos=3, dim=8, seed=0):
     rng = np.random.default_rng(seed)
-    snip, vids, labs, feats = [], [], [], {}
+    videos, labs, feats = [], [], {}
     for v in range(n_videos):
         t = 5 + v
         f = rng.normal(size=(t, dim)).astype(np.float32)
         feats[f"cam{v}"] = f
-        for i in reversed(range(t)):  # written out of order on purpose
-            snip.append({"video_id": f"id{v}", "snippet_index": i, "clip_embedding": f[i].tolist()})
-        vids.append({"video_id": f"id{v}", "name": f"cam{v}", "status": "ok",
-                     "explanation_embedding": (np.ones(dim) * v).astype(np.float32).tolist() if v else None})
+        videos.append({"video_id": f"id{v}", "name": f"cam{v}", "features": f,
+                       "text": (np.ones(dim) * v).astype(np.float32) if v else None})
         if v < 2:  # video 2 is unlabelled
             labs.append({"name": f"cam{v}", "labels": ["Fight"] if v else ["Normal"], "split": "train",
                          "segments": [{"start_frame": 32, "end_frame": 64, "label": "Fight"}] if v else [],
                          "n_frames": t * 32 if v else None})
-    (tmp_path / "snippets").mkdir()
-    pq.write_table(pa.Table.from_pylist(snip), tmp_path / "snippets" / "part-0.parquet")
-    pq.write_table(pa.Table.from_pylist(vids), tmp_path / "videos.parquet")
+    write_feature_index(str(tmp_path / "idx"), videos)
     write_labels(labels_table(labs), str(tmp_path / "labels.parquet"))
     return feats
 
 
-def test_join_indexes_with_labels(tmp_path):
-    feats = write_index(tmp_path)
-    recs = load_index_records(str(tmp_path / "snippets"), str(tmp_path / "videos.parquet"), str(tmp_path / "labels.parquet"))
+def test_join_indexes_with_labels(tmp_path, write_feature_index):
+    feats = write_index(tmp_path, write_feature_index)
+    recs = load_index_records(str(tmp_path / "idx" / "snippets"), str(tmp_path / "idx" / "videos"),
+                              str(tmp_path / "labels.parquet"))
     assert [r.name for r in recs] == ["cam0", "cam1"]
     np.testing.assert_array_equal(recs[1].features, feats["cam1"])  # snippet order restored
     assert recs[0].text_feature is None and recs[1].text_feature[0] == 1.0
     # labels are in source frames at 32 per snippet (n_frames = 2 * 16 * T): rescaled to 16 per snippet
     assert recs[1].segments == [(16, 32, "Fight")]
     with pytest.raises(ExvadError, match="no video"):
-        load_index_records(str(tmp_path / "snippets"), str(tmp_path / "videos.parquet"),
+        load_index_records(str(tmp_path / "idx" / "snippets"), str(tmp_path / "idx" / "videos"),
                            str(tmp_path / "labels.parquet"), splits=["test"])
     with pytest.raises(ExvadError):
-        load_index_records(str(tmp_path / "nope"), str(tmp_path / "videos.parquet"), str(tmp_path / "labels.parquet"))
+        load_index_records(str(tmp_path / "nope"), str(tmp_path / "idx" / "videos"), str(tmp_path / "labels.parquet"))
 
 
 def test_training_rows_pool_and_pad():

@@ -3,6 +3,7 @@
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -53,22 +54,34 @@ def ray_session():
 RAY_DETECTOR = DetectorConfig(embed_dim=32, num_classes=4, visual_length=128, layers=1)
 
 
-def ray_train(tmp_path, name, epochs, fault=None):
+def ray_train(tmp_path, name, epochs, on_epoch_start=None):
     from exvad_ray.train.ray_job import RayTrainSettings, run_ray_training
 
     tr, va, _, emb = data()
     return run_ray_training(tr, va, NAMES, emb, RAY_DETECTOR, TrainConfig(epochs=epochs, batch_size=16, lr=3e-3),
                             RayTrainSettings(num_workers=2, storage_path=str(tmp_path / "runs"), name=name,
-                                             max_failures=1), fault=fault, torch_threads=1)
+                                             max_failures=1), on_epoch_start=on_epoch_start,
+                            torch_threads=1)
 
 
 @pytest.mark.slow
 def test_ray_training_resumes_after_worker_kill(ray_session, tmp_path):
-    fault = {"after_epoch": 1, "marker": str(tmp_path / "killed"), "epoch_log": str(tmp_path / "epochs.log"),
-             "delay_s": 2.0}
-    out = ray_train(tmp_path, "kill", 8, fault)
-    assert os.path.exists(fault["marker"])  # the worker did die
-    log = [line.split() for line in open(fault["epoch_log"]).read().splitlines()]
+    marker, epoch_log = str(tmp_path / "killed"), str(tmp_path / "epochs.log")
+
+    def crash_once_at_epoch_2(epoch: int, rank: int) -> None:
+        """Runs in the workers (pickled by value): log each epoch; kill the process inside epoch 2, once."""
+        if rank != 0:
+            return
+        if epoch == 2 and not os.path.exists(marker):
+            open(marker, "w").close()
+            time.sleep(2.0)  # crash inside the epoch, as a real one would
+            os._exit(1)  # a crashed worker process
+        with open(epoch_log, "a") as fh:
+            fh.write(f"{epoch} {os.getpid()}\n")
+
+    out = ray_train(tmp_path, "kill", 8, crash_once_at_epoch_2)
+    assert os.path.exists(marker)  # the worker did die
+    log = [line.split() for line in open(epoch_log).read().splitlines()]
     epochs, pids = [int(e) for e, _ in log], [p for _, p in log]
     # The first attempt ran epochs 0-1 and died at the start of epoch 2. The restart resumes after the
     # newest checkpoint the controller had registered: epoch 1's, or under heavy load still epoch 0's
@@ -94,27 +107,20 @@ def test_ray_training_resumes_after_worker_kill(ray_session, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_train_and_evaluate_on_index_tables(ray_session, tmp_path, capsys):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+def test_cli_train_and_evaluate_on_index_tables(ray_session, tmp_path, capsys, write_feature_index):
     from exvad_ray.cli import main
     from exvad_ray.train.data import labels_table, write_labels
 
     tr, va, te, emb = data(dim=16)
-    snip, vids, labs = [], [], []
+    videos, labs = [], []
     for i, r in enumerate(tr + va + te):
-        vid = f"id{i}"
-        snip += [{"video_id": vid, "snippet_index": j, "clip_embedding": f.tolist()} for j, f in enumerate(r.features)]
-        vids.append({"video_id": vid, "name": r.name, "explanation_embedding": None})
+        videos.append({"video_id": f"id{i}", "name": r.name, "features": r.features})
         labs.append({"name": r.name, "labels": r.labels, "split": r.split, "n_frames": 16 * r.n_snippets,
                      "segments": [{"start_frame": s, "end_frame": e, "label": lab} for s, e, lab in r.segments]})
-    pq.write_table(pa.Table.from_pylist(snip), tmp_path / "snippets.parquet")
-    pq.write_table(pa.Table.from_pylist(vids, schema=pa.schema([("video_id", pa.string()), ("name", pa.string()),
-                   ("explanation_embedding", pa.list_(pa.float32()))])), tmp_path / "videos.parquet")
+    index = write_feature_index(str(tmp_path / "idx"), videos)
     write_labels(labels_table(labs), str(tmp_path / "labels.parquet"))
     np.savez(tmp_path / "classes.npz", embeddings=emb, class_names=np.array(NAMES))
-    data_args = ["--snippets", str(tmp_path / "snippets.parquet"), "--videos", str(tmp_path / "videos.parquet"),
+    data_args = ["--snippets", f"{index}/snippets", "--videos", f"{index}/videos",
                  "--labels", str(tmp_path / "labels.parquet")]
     rc = main(["train", *data_args, "--class-embeddings", str(tmp_path / "classes.npz"), "--out", str(tmp_path / "model"),
                "--epochs", "2", "--batch-size", "16", "--lr", "1e-3", "--layers", "1", "--visual-length", "128",
@@ -136,3 +142,22 @@ def test_cli_train_and_evaluate_on_index_tables(ray_session, tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(tmp_path / "nope"), *data_args]) == 2
     assert main(["train", *data_args, "--out", str(tmp_path / "m2")]) == 2  # no label set
     assert "--label-set" in capsys.readouterr().err
+
+
+def test_training_with_visual_features_of_another_size():
+    """lite-style data: 48-value visual features, 32-value class embeddings and explanations. The
+    request's detector gets visual_dim=48 (a learned projection) and training still learns."""
+    import dataclasses
+
+    from exvad_ray.train.api import DataSource, TrainRequest, detector_config
+
+    tr, va, _, emb = data()
+    lift = np.random.default_rng(5).normal(size=(32, 48)).astype(np.float32) / np.sqrt(32)
+    tr, va = ([dataclasses.replace(r, features=r.features @ lift) for r in rs] for rs in (tr, va))
+    req = TrainRequest(DataSource(), "unused", emb, NAMES, detector={"visual_length": 128, "layers": 1})
+    cfg = detector_config(req, 48)
+    assert (cfg.embed_dim, cfg.visual_dim, cfg.input_dim) == (32, 48, 48)
+    assert detector_config(req, 32).visual_dim is None
+    det, hist = fit_local(tr, va, NAMES, emb, cfg, TrainConfig(epochs=6, batch_size=16, lr=1e-3))
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    assert det.score(tr[0].features)[0].shape == (tr[0].n_snippets,)

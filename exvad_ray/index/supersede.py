@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from exvad_ray import storage
+from exvad_ray.index import store as idx
 
 SUPERSEDED_DIR = "superseded"
 
@@ -43,10 +44,10 @@ def superseded_ids(index: str) -> set[str]:
 
 def mark_superseded(index: str, old_to_new: dict[str, tuple[str, str]]) -> None:
     """Write a tombstone per replaced video: {old id: (uri, new id)}."""
-    from exvad_ray.pipeline.decode import utcnow
+    import datetime as dt
 
     for old, (uri, new) in sorted(old_to_new.items()):
-        doc = {"video_id": old, "uri": uri, "superseded_by": new, "at": utcnow().isoformat()}
+        doc = {"video_id": old, "uri": uri, "superseded_by": new, "at": dt.datetime.now(dt.timezone.utc).isoformat()}
         storage.write_bytes(storage.join(index, SUPERSEDED_DIR, f"{old}.json"), json.dumps(doc).encode())
 
 
@@ -56,8 +57,6 @@ def find_replaced(index: str, current: dict[str, str]) -> dict[str, tuple[str, s
     `current` maps URI -> the id listed now, for the URIs not already done under that id (the
     only ones that can have been replaced), so an unchanged archive costs no Parquet read.
     """
-    from exvad_ray.pipeline import index as idx
-
     if not current:
         return {}
     gone = superseded_ids(index)
@@ -76,8 +75,6 @@ def current_rows(index: str, table: str, rows: pa.Table, *, gone: set[str] | Non
     """The rows of `table` that readers see (rules in the module docstring)."""
     if "video_id" not in rows.column_names or rows.num_rows == 0:
         return rows
-    from exvad_ray.pipeline import index as idx
-
     gone = superseded_ids(index) if gone is None else gone
     drop = set(gone)
     if table == "errors":
@@ -99,8 +96,6 @@ def _newest_per_video(rows: pa.Table) -> pa.Table:
 
 def stale_ids(index: str) -> dict[str, set[str]]:
     """Per table, the video ids whose rows compaction must delete."""
-    from exvad_ray.pipeline import index as idx
-
     gone = superseded_ids(index)
     tables = ("videos", "snippets", "segments", "captions", "errors")
     out = {t: set(gone) for t in tables}
@@ -119,19 +114,17 @@ def purge(index: str) -> dict[str, int]:
 
     import pyarrow.parquet as pq
 
-    from exvad_ray.pipeline import index as idx
-
     removed: dict[str, int] = {}
     for table, stale in stale_ids(index).items():
         n = 0
-        for f in idx._list_files(index, table) if stale else []:
+        for f in idx.list_files(index, table) if stale else []:
             m = idx.PART_RE.search(f)
             if m:
                 if m.group(1) in stale:
-                    idx._remove(f)
+                    idx.remove(f)
                     n += 1
                 continue
-            ids = idx._compacted_ids(f)
+            ids = idx.compacted_ids(f)
             hit = stale.intersection(ids)
             if not hit:
                 continue
@@ -146,7 +139,7 @@ def purge(index: str) -> dict[str, int]:
             if keep_ids:
                 idx.write_table_file(target, t.replace_schema_metadata(meta))
             if target != f:
-                idx._remove(f)
+                idx.remove(f)
             n += len(hit)
         removed[table] = n
     return removed

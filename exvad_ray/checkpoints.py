@@ -1,0 +1,34 @@
+"""Detector checkpoints at storage URIs. The detector package works on bytes
+(`ExVADDetector.from_bytes` / `to_bytes`) and never touches storage; this module is the caller side
+that reads and writes them (a local path, file:// or s3://)."""
+
+from __future__ import annotations
+
+from exvad_ray import storage
+from exvad_ray.detector import ExVADDetector
+from exvad_ray.errors import ExvadError
+
+CHECKPOINT_FILE = "model.pt"
+
+
+def checkpoint_uri(uri: str) -> str:
+    """`uri` itself when it names a file, else `<uri>/model.pt` (a run folder)."""
+    if not uri.endswith(".pt") and storage.exists(storage.join(uri, CHECKPOINT_FILE)):
+        return storage.join(uri, CHECKPOINT_FILE)
+    return uri
+
+
+def load_detector(uri: str, device: str | None = None) -> ExVADDetector:
+    """Load `model.pt` (or a folder holding it) from any storage URI; device None: CUDA when present."""
+    target = checkpoint_uri(uri)
+    if not storage.exists(target):
+        raise ExvadError(f"no detector checkpoint at {uri}")
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return ExVADDetector.from_bytes(storage.read_bytes(target), device)
+
+
+def save_detector(detector: ExVADDetector, uri: str) -> None:
+    storage.write_bytes(uri, detector.to_bytes())

@@ -1,0 +1,25 @@
+"""The archive index: every table's schema, reader and writer, partitions and compaction.
+
+Tables (``schemas/*.json``): videos, snippets, segments, captions, errors (per-video Parquet files)
+and runs (one JSON manifest per run). The labels table is `exvad_ray.index.labels`. Nothing else in
+the package reads or writes index files directly.
+"""
+
+from exvad_ray.index.compaction import compact
+from exvad_ray.index.partitions import DEFAULT_DATE_PATTERN, PartitionRules, sanitize
+from exvad_ray.index.runs import manifest_uri, read_manifest, read_manifests, read_runs, write_manifest
+from exvad_ray.index.schemas import SCHEMA_VERSION, TABLES, VIDEO_TABLES, arrow_schema, conform, partition_cols
+from exvad_ray.index.store import (
+    check_writable, done_video_ids, index_version, list_files, read_table, write_table_file, write_video_tables,
+)
+from exvad_ray.index.tables import (
+    CAPTIONS, ERRORS, SEGMENTS, SNIPPETS, VIDEOS, IndexTable, embeddings_matrix, read_snippet_embeddings,
+)
+
+__all__ = [
+    "CAPTIONS", "DEFAULT_DATE_PATTERN", "ERRORS", "SCHEMA_VERSION", "SEGMENTS", "SNIPPETS", "TABLES", "VIDEOS",
+    "VIDEO_TABLES", "IndexTable", "PartitionRules", "arrow_schema", "check_writable", "compact", "conform",
+    "done_video_ids", "embeddings_matrix", "index_version", "list_files", "manifest_uri", "partition_cols",
+    "read_manifest", "read_manifests", "read_runs", "read_snippet_embeddings", "read_table", "sanitize",
+    "write_manifest", "write_table_file", "write_video_tables",
+]

@@ -1,0 +1,107 @@
+"""The index tables' Arrow schemas, read from `schemas/*.json` (the contract), and enforcement.
+
+`SCHEMA_VERSION` is the version of that contract. It is recorded in every run manifest and in every
+Parquet file the index writes; readers of an older index rename its columns (`RENAMED`), and an index
+written by a newer version is refused with a clear error (see `exvad_ray.index.store`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from functools import lru_cache
+from typing import Any
+
+import pyarrow as pa
+
+from exvad_ray.errors import ExvadError
+
+from exvad_ray.resources import data_dir
+
+TABLES = ("videos", "snippets", "segments", "captions", "errors", "runs")
+# Tables of per-video Parquet files (runs are JSON manifests, one per run).
+VIDEO_TABLES = ("videos", "snippets", "segments", "captions", "errors")
+
+SCHEMA_VERSION = 2
+# Columns renamed since each version: {version: {table: {new name: name in that version}}}.
+# v1 -> v2: one name for the snippet vector whatever the visual encoder (the lite profile's is not CLIP).
+RENAMED: dict[int, dict[str, dict[str, str]]] = {
+    1: {"snippets": {"visual_embedding": "clip_embedding"},
+        "segments": {"visual_embedding": "embedding"},
+        "videos": {"visual_model": "clip_model"}},
+}
+
+
+def schemas_dir() -> str:
+    """The `schemas/` folder: $EXVAD_SCHEMAS_DIR, the installed package's copy, or the checkout's."""
+    return str(data_dir("schemas"))
+
+
+def _arrow_type(spec: str) -> pa.DataType:
+    spec = spec.strip()
+    m = re.fullmatch(r"list<(.+)>", spec)
+    if m:
+        return pa.list_(_arrow_type(m.group(1)))
+    m = re.fullmatch(r"timestamp\[(\w+)(?:,\s*tz=([\w/+-]+))?\]", spec)
+    if m:
+        return pa.timestamp(m.group(1), tz=m.group(2))
+    simple = {"string": pa.string(), "int32": pa.int32(), "int64": pa.int64(), "float32": pa.float32(),
+              "float64": pa.float64(), "bool": pa.bool_(), "binary": pa.binary()}
+    if spec not in simple:
+        raise ExvadError(f"unknown type {spec!r} in schemas/")
+    return simple[spec]
+
+
+@lru_cache(maxsize=None)
+def table_spec(table: str) -> dict[str, Any]:
+    path = os.path.join(schemas_dir(), f"{table}.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError as exc:
+        raise ExvadError(f"no schema for table {table!r} at {path}") from exc
+
+
+@lru_cache(maxsize=None)
+def arrow_schema(table: str, version: int = SCHEMA_VERSION) -> pa.Schema:
+    """The schema of the columns stored in the files (partition columns live in the path), as
+    written by schema `version` (older versions: the current schema under the old column names)."""
+    spec = table_spec(table)
+    old = renamed_columns(table, version)
+    return pa.schema([
+        pa.field(old.get(f["name"], f["name"]), _arrow_type(f["type"]), nullable=f.get("nullable", True),
+                 metadata={"doc": f["doc"]} if f.get("doc") else None)
+        for f in spec["fields"] if int(f.get("since", 1)) <= version
+    ])
+
+
+def renamed_columns(table: str, version: int) -> dict[str, str]:
+    """{current name: name in `version`} for the columns renamed since `version`."""
+    names = {f["name"]: f["name"] for f in table_spec(table)["fields"]}
+    for v in range(SCHEMA_VERSION - 1, version - 1, -1):  # newest change first
+        step = RENAMED.get(v, {}).get(table, {})
+        names = {cur: step.get(name, name) for cur, name in names.items()}
+    return {cur: name for cur, name in names.items() if cur != name}
+
+
+def partition_cols(table: str) -> list[str]:
+    return list(table_spec(table).get("partition_cols", []))
+
+
+def conform(table: str, columns: dict[str, Any] | pa.Table) -> pa.Table:
+    """Build a table with exactly the declared columns and types; raise on missing/extra columns."""
+    schema = arrow_schema(table)
+    names = set(columns.column_names if isinstance(columns, pa.Table) else columns)
+    missing = [n for n in schema.names if n not in names]
+    extra = sorted(names - set(schema.names))
+    if missing or extra:
+        raise ExvadError(f"{table}: columns do not match schemas/{table}.json (missing {missing}, extra {extra})")
+    if isinstance(columns, pa.Table):
+        return columns.select(schema.names).cast(schema)
+    arrays = [pa.array(columns[f.name], type=f.type) for f in schema]
+    out = pa.Table.from_arrays(arrays, schema=schema)
+    for f in schema:
+        if not f.nullable and out.column(f.name).null_count:
+            raise ExvadError(f"{table}.{f.name} must not be null")
+    return out

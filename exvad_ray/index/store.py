@@ -1,0 +1,196 @@
+"""The Parquet index tables: per-video files with deterministic names, the done set, reading.
+
+Layout: ``INDEX/<table>/<k>=<v>/.../part-<video_id>.parquet``. A retried task or a rerun writes the
+same names, so it replaces rather than duplicates. A video's `videos` file is written last: its
+presence means every other table holds the video. Every file records the schema version it was
+written with (``exvad.schema_version`` in the Parquet metadata), as does every run manifest; readers
+check it (`index_version`), read older indexes under today's column names and refuse newer ones.
+Compaction is in `exvad_ray.index.compaction`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from exvad_ray import storage
+from exvad_ray.errors import ExvadError
+from exvad_ray.index.schemas import SCHEMA_VERSION, VIDEO_TABLES, arrow_schema, conform, partition_cols, renamed_columns
+
+PART_RE = re.compile(r"part-([0-9a-f-]{36})(?:-[^/]*)?\.parquet$")
+COMPACT_PREFIX = "compact-"
+VERSION_KEY = b"exvad.schema_version"
+
+
+def partition_path(table: str, values: dict[str, str]) -> str:
+    return "/".join(f"{k}={values[k]}" for k in partition_cols(table))
+
+
+def file_uri(index: str, table: str, values: dict[str, str], video_id: str, suffix: str = "") -> str:
+    parts = [table, partition_path(table, values), f"part-{video_id}{suffix}.parquet"]
+    return storage.join(index, *[p for p in parts if p])
+
+
+def _to_bytes(table: pa.Table) -> bytes:
+    meta = dict(table.schema.metadata or {})
+    meta.setdefault(VERSION_KEY, str(SCHEMA_VERSION).encode())
+    table = table.replace_schema_metadata(meta)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+def write_table_file(uri: str, table: pa.Table) -> None:
+    """Write one Parquet file atomically (S3 PUT is atomic; locally write-then-rename)."""
+    data = _to_bytes(table)
+    if storage.is_remote(uri):
+        storage.write_bytes(uri, data)
+        return
+    path = storage.normalize(uri)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(path), f".tmp-{uuid.uuid4().hex}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def write_video_tables(index: str, video_id: str, tables: dict[str, tuple[dict[str, str], Any]]) -> None:
+    """Write a video's rows: `tables` maps table -> (partition values, columns). `videos` goes last.
+
+    `segments` may be given as a list of (values, columns) pairs (one file per class partition).
+    """
+    order = sorted(tables, key=lambda t: t == "videos")
+    for table in order:
+        items = tables[table]
+        for values, cols in (items if isinstance(items, list) else [items]):
+            write_table_file(file_uri(index, table, values, video_id), conform(table, cols))
+
+
+def list_files(index: str, table: str) -> list[str]:
+    root = storage.join(index, table)
+    fs, path = storage.filesystem(root)
+    try:
+        if not fs.exists(path):
+            return []
+        files = fs.find(path)
+    except FileNotFoundError:
+        return []
+    prefix = "s3://" if storage.is_remote(root) else ""
+    return sorted(prefix + f for f in files if f.endswith(".parquet") and "/.tmp-" not in f)
+
+
+def done_video_ids(index: str, tables: Iterable[str] = ("videos", "errors")) -> set[str]:
+    """Ids of videos already finished (a `videos` row, or an `errors` row), from file names and,
+    for compacted files, their recorded inputs: no Parquet data is read."""
+    ids: set[str] = set()
+    for table in tables:
+        for f in list_files(index, table):
+            m = PART_RE.search(f)
+            if m:
+                ids.add(m.group(1))
+            elif os.path.basename(f).startswith(COMPACT_PREFIX):
+                ids.update(compacted_ids(f))
+    return ids
+
+
+def compacted_ids(uri: str) -> list[str]:
+    with storage.open_file(uri) as f:
+        meta = pq.read_metadata(f).metadata or {}
+    return json.loads(meta.get(b"exvad.video_ids", b"[]"))
+
+
+def read_table(index: str, table: str, columns: list[str] | None = None, current: bool = True) -> pa.Table:
+    """Read a whole table with its hive partition columns (empty table with the schema if none),
+    under today's column names whatever schema version wrote the index.
+
+    `current`: only the rows that still describe the archive (supersede rules, index/supersede.py)."""
+    if current and "video_id" in arrow_schema(table).names:
+        from exvad_ray.index.supersede import current_rows
+
+        want = None if columns is None else list(dict.fromkeys(columns + ["video_id"] + (
+            ["processed_at"] if table == "errors" else [])))
+        rows = current_rows(index, table, read_table(index, table, want, current=False))
+        return rows if columns is None else rows.select(columns)
+    version = index_version(index)
+    files = list_files(index, table)
+    fs, root = storage.arrow_filesystem(storage.join(index, table))
+    part = partition_cols(table)
+    current = pa.schema(list(arrow_schema(table)) + [pa.field(c, pa.string()) for c in part])
+    if columns is not None:
+        unknown = [c for c in columns if c not in current.names]
+        if unknown:
+            raise ExvadError(f"table {table} has no column(s) {unknown} (schema version {SCHEMA_VERSION}: "
+                             f"{', '.join(current.names)})")
+    if not files:
+        return current.empty_table() if columns is None else current.empty_table().select(columns)
+    old = renamed_columns(table, version)
+    stored = pa.schema(list(arrow_schema(table, version)) + [pa.field(c, pa.string()) for c in part])
+    paths = [storage.arrow_filesystem(f)[1] for f in files]
+    partitioning = pads.partitioning(pa.schema([(c, pa.string()) for c in part]), flavor="hive") if part else None
+    ds = pads.dataset(paths, schema=stored, format="parquet", filesystem=fs, partitioning=partitioning,
+                      partition_base_dir=root)
+    out = ds.to_table(columns=None if columns is None else [old.get(c, c) for c in columns])
+    return out.rename_columns([{v: k for k, v in old.items()}.get(c, c) for c in out.column_names])
+
+
+def index_version(index: str) -> int:
+    """The schema version the index was written with: from its run manifests (absent field: 1), else
+    from a data file's metadata, else (an empty index) the current one. Raises a clear error for an
+    index this version cannot read: one written by a newer exvad-ray, or one mixing versions."""
+    from exvad_ray.index.runs import read_manifests
+
+    versions = {int(m.get("index_schema_version") or 1) for m in read_manifests(index)}
+    if not versions:
+        for table in VIDEO_TABLES:
+            files = list_files(index, table)
+            if files:
+                with storage.open_file(files[0]) as f:
+                    meta = pq.read_metadata(f).metadata or {}
+                versions = {int(meta.get(VERSION_KEY, b"1"))}
+                break
+    if len(versions) > 1:
+        raise ExvadError(f"index {storage.normalize(index)} mixes schema versions {sorted(versions)} "
+                         "(runs of different exvad-ray versions wrote to it); write to a new index")
+    version = versions.pop() if versions else SCHEMA_VERSION
+    if version > SCHEMA_VERSION:
+        raise ExvadError(f"index {storage.normalize(index)} was written with schema version {version}; this "
+                         f"exvad-ray ({_pkg_version()}) reads versions up to {SCHEMA_VERSION}: upgrade exvad-ray")
+    return version
+
+
+def check_writable(index: str) -> None:
+    """Refuse to add videos to an index written with another schema version (its readers would see
+    two sets of column names)."""
+    version = index_version(index)
+    if version != SCHEMA_VERSION:
+        raise ExvadError(f"index {storage.normalize(index)} was written with schema version {version} "
+                         f"(renamed since: {_renames_since(version)}); this exvad-ray writes version "
+                         f"{SCHEMA_VERSION} and can read that index but not add to it: write to a new index")
+
+
+def _renames_since(version: int) -> str:
+    from exvad_ray.index.schemas import RENAMED
+
+    pairs = [f"{t}.{old} -> {new}" for v in sorted(RENAMED) if v >= version
+             for t, m in sorted(RENAMED[v].items()) for new, old in sorted(m.items())]
+    return ", ".join(pairs) or "nothing"
+
+
+def _pkg_version() -> str:
+    from exvad_ray import __version__
+
+    return __version__
+
+
+def remove(uri: str) -> None:
+    fs, path = storage.filesystem(uri)
+    fs.rm(path)
