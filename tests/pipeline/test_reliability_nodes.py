@@ -92,6 +92,12 @@ def test_training_resumes_from_checkpoint_after_node_loss(cluster, tmp_path):
     va, _ = synthetic_feature_set(names, n_per_class=4, n_normal=8, dim=32, seed=1, split="val")
     log_path = tmp_path / "epochs.log"
     removed: list[str] = []
+    log_file = str(log_path)
+
+    def log_epoch(epoch: int, rank: int) -> None:  # runs in the workers (a closure: pickled by value)
+        if rank == 0:
+            with open(log_file, "a") as f:
+                f.write(f"{epoch} {os.getpid()}\n")
 
     def remove_after_epoch_1() -> None:
         deadline = time.time() + 300
@@ -109,7 +115,8 @@ def test_training_resumes_from_checkpoint_after_node_loss(cluster, tmp_path):
     out = run_ray_training(tr, va, names, emb, DetectorConfig(embed_dim=32, num_classes=4, visual_length=128, layers=1),
                            TrainConfig(epochs=6, batch_size=16, lr=3e-3),
                            RayTrainSettings(num_workers=2, storage_path=str(tmp_path / "runs"), name="nodes",
-                                            max_failures=2), fault={"epoch_log": str(log_path)}, torch_threads=1)
+                                            max_failures=2),
+                           on_epoch_start=log_epoch, torch_threads=1)
     killer.join(timeout=60)
     assert removed
     log = [line.split() for line in log_path.read_text().splitlines()]
