@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ExvadError as exc:
-        print(f"exvad {args.command}: error: {exc}", file=sys.stderr)
+        one_line = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+        print(f"exvad {args.command}: error: {one_line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"exvad {args.command}: interrupted", file=sys.stderr)

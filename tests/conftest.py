@@ -91,7 +91,7 @@ def write_feature_index():
             text = v.get("text")
             VIDEOS.write(index, vid, part, {
                 "video_id": [vid], "uri": [uri], "name": [v["name"]], "size_bytes": [None], "etag": [None],
-                "status": ["ok"], "duration_s": [t * 0.64], "fps": [25.0], "n_frames": [16 * t], "width": [224],
+                "status": ["ok"], "duration_s": [t * 0.64], "timing": ["constant"], "fps": [25.0], "n_frames": [16 * t], "width": [224],
                 "height": [224], "codec": ["h264"], "n_snippets": [t], "n_windows": [(t + 255) // 256],
                 "video_score": [0.0], "video_class": ["Normal"], "class_names": [None], "class_scores": [None],
                 "n_segments": [0], "explanation": [""],

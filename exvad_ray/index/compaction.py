@@ -27,7 +27,11 @@ from exvad_ray.index.store import (
 
 def compact(index: str, tables: Iterable[str] = VIDEO_TABLES,
             min_files: int = 2) -> dict[str, int]:
-    """Merge each partition's per-video files into one file; returns files merged per table."""
+    """Merge each partition's per-video files into one file, after deleting superseded rows
+    (index/supersede.py); returns files merged per table."""
+    from exvad_ray.index.supersede import purge
+
+    purge(index)
     merged: dict[str, int] = {}
     version = index_version(index)
     for table in tables:

@@ -34,8 +34,9 @@ RENAMED: dict[int, dict[str, dict[str, str]]] = {
 # Columns added since each version: {version: {table: [names]}}; that version's files lack them and
 # readers get them as nulls.
 ADDED: dict[int, dict[str, list[str]]] = {
-    1: {"snippets": ["thumbnail_jpeg"], "videos": ["window_explanation_embeddings", "recorded_at", "recorded_at_source"],
-        "segments": ["start_at", "end_at", "explanation_embedding"]},
+    1: {"snippets": ["thumbnail_jpeg"],
+        "videos": ["window_explanation_embeddings", "recorded_at", "recorded_at_source", "timing"],
+        "segments": ["start_at", "end_at", "explanation_embedding"], "errors": ["detail"]},
 }
 
 

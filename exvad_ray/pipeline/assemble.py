@@ -179,10 +179,12 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
             captions["explanation_model"].append(str(w.get("explanation_model") or ""))
 
     fps, n_frames = float(w0["fps"]), int(w0["n_frames"])
+    duration = float(w0["duration_s"]) if "duration_s" in w0 else n_frames / fps  # presentation time
     videos = {
         "video_id": [vid], "uri": [uri], "name": [os.path.splitext(uri.rsplit("/", 1)[-1])[0]],
         "size_bytes": [int(w0["size"])], "etag": [str(w0.get("etag") or "") or None], "status": ["ok"],
-        "duration_s": [n_frames / fps], "fps": [fps], "n_frames": [n_frames], "width": [int(w0["width"])],
+        "duration_s": [duration], "timing": [str(w0.get("timing") or "estimated")], "fps": [fps],
+        "n_frames": [n_frames], "width": [int(w0["width"])],
         "height": [int(w0["height"])], "codec": [str(w0["codec"])], "n_snippets": [n],
         "n_windows": [len(windows)], "video_score": [pred.video_score], "video_class": [pred.video_class],
         "class_names": [list(ctx.class_names)], "class_scores": [pred.class_scores.tolist()],
@@ -200,7 +202,7 @@ def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tupl
     if segments:
         tables["segments"] = segments
     summary = {"video_id": vid, "uri": uri, "status": "ok", "stage": "", "reason": "",
-               "hours": n_frames / fps / 3600, "n_snippets": n,
+               "hours": duration / 3600, "n_snippets": n,
                "segment_classes": ",".join(sorted(lbl for lbl, c in seg_by_class.items() for _ in c["segment_id"]))}
     return tables, summary
 

@@ -41,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run all model stages in one actor (default auto: yes without GPUs)")
     p.add_argument("--retry-errors", action="store_true", help="also retry videos recorded in the errors table")
     p.add_argument("--limit", type=int, default=None, help="process at most this many new videos")
+    p.add_argument("--content-hash", action="store_true",
+                   help="identify local files by a sha256 of their bytes (default: size + modification time)")
+    p.add_argument("--wait", action="store_true",
+                   help="if another job holds the index, wait for it instead of refusing")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_process)
@@ -69,8 +73,12 @@ def process_config_from_args(args: argparse.Namespace) -> "ProcessConfig":  # no
     from exvad_ray.pipeline.assemble import LocalizationConfig
     from exvad_ray.pipeline.job import ProcessConfig
     from exvad_ray.index.partitions import DEFAULT_DATE_PATTERN
+    from exvad_ray.pipeline.validate import check_process_ranges
     from exvad_ray.video import SamplingConfig
 
+    check_process_ranges(window_snippets=args.window_snippets, keyframe_interval=args.keyframe_interval,
+                         threshold=args.threshold, limit=args.limit, decode_tasks=args.decode_tasks,
+                         actors=args.actors, gpu_per_stage=args.gpu_per_stage)
     return ProcessConfig(
         archive=args.archive, index=args.index, profile=args.profile, detector=args.detector,
         label_set=args.label_set, explainer=args.explainer,
@@ -79,6 +87,7 @@ def process_config_from_args(args: argparse.Namespace) -> "ProcessConfig":  # no
         localization=LocalizationConfig(threshold=args.threshold), decode_tasks=args.decode_tasks,
         model_actors=args.actors, gpu_per_stage=args.gpu_per_stage,
         fuse_stages={"auto": None, "yes": True, "no": False}[args.fuse_stages], retry_errors=args.retry_errors, limit=args.limit, address=args.address,
+        content_hash=args.content_hash, wait=args.wait,
     )
 
 

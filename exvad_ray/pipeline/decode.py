@@ -19,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from exvad_ray import storage
 from exvad_ray.errors import ExvadError
 from exvad_ray import index as idx
 from exvad_ray.index.partitions import recorded_at
+from exvad_ray.pipeline.guard import GuardTripped, guarded
 from exvad_ray.pipeline.progress import notify
 from exvad_ray.video import SamplingConfig, sample_uri
 
@@ -58,11 +60,13 @@ def utcnow() -> dt.datetime:
 def write_error(index: str, run_id: str, item: dict[str, Any], stage: str, exc: BaseException) -> str:
     """Record a failed video in `errors` (one file per video, rewritten on retry). Returns the reason."""
     reason = getattr(exc, "reason", None) or ("user_error" if isinstance(exc, ExvadError) else "internal")
-    message = str(exc) if isinstance(exc, ExvadError) else "".join(
+    message = str(exc) if isinstance(exc, (ExvadError, GuardTripped)) else "".join(
         traceback.format_exception_only(type(exc), exc)).strip()
+    detail = getattr(exc, "detail", None)
     cols = {
         "video_id": [item["video_id"]], "uri": [item["uri"]], "size_bytes": [item.get("size")],
         "stage": [stage], "error_type": [type(exc).__name__], "reason": [reason], "message": [message[:2000]],
+        "detail": [str(detail)[:2000] if detail else None],
         "run_id": [run_id], "processed_at": [utcnow()],
     }
     idx.write_video_tables(index, item["video_id"], {"errors": ({"date": item["processing_date"]}, cols)})
@@ -87,24 +91,29 @@ class DecodeStage:
     sampling: SamplingConfig
     progress: Any = None
 
+    def _windows(self, item: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        first = True
+        for info, row in sample_uri(item["uri"], self.sampling, video_id=item["video_id"]):
+            if first:
+                notify(self.progress, "decoded_video")
+                first = False
+                recorded, source = recorded_time(item, info.creation_time)
+            row.update(
+                n_windows=info.n_windows, fps=info.fps, n_frames=info.n_frames, width=info.width,
+                height=info.height, codec=info.codec, size=item["size"], etag=item.get("etag") or "",
+                date=recorded.date().isoformat() if recorded else item["date"], camera=item["camera"],
+                processing_date=item["processing_date"], duration_s=info.duration_s, timing=info.timing,
+                recorded_at=recorded.isoformat() if recorded else "", recorded_at_source=source,
+            )
+            row["thumbs_blob"], row["thumbs_offsets"] = jpeg_thumbs(row["frames"])
+            yield row
+
     def __call__(self, item: dict[str, Any]) -> Iterator[dict[str, Any]]:
         try:
-            windows = sample_uri(item["uri"], self.sampling, video_id=item["video_id"])
-            first = True
-            for info, row in windows:
-                if first:
-                    notify(self.progress, "decoded_video")
-                    first = False
-                    recorded, source = recorded_time(item, info.creation_time)
-                row.update(
-                    n_windows=info.n_windows, fps=info.fps, n_frames=info.n_frames, width=info.width,
-                    height=info.height, codec=info.codec, size=item["size"], etag=item.get("etag") or "",
-                    date=recorded.date().isoformat() if recorded else item["date"], camera=item["camera"],
-                    processing_date=item["processing_date"],
-                    recorded_at=recorded.isoformat() if recorded else "", recorded_at_source=source,
-                )
-                row["thumbs_blob"], row["thumbs_offsets"] = jpeg_thumbs(row["frames"])
-                yield row
+            with guarded(self.progress, item):  # retried crashes end as an error row
+                yield from self._windows(item)
         except Exception as exc:  # noqa: BLE001 - a bad video never fails the job
+            if storage.is_unreachable(exc):  # an outage is not the video's fault: stop the job
+                raise
             reason = write_error(self.index, self.run_id, item, "decode", exc)
             notify(self.progress, "video_failed", "decode", reason)

@@ -17,15 +17,18 @@ from collections import Counter
 from typing import Any
 
 from exvad_ray import __version__, storage
-from exvad_ray.errors import ExvadError
 from exvad_ray import index as idx
+from exvad_ray.index.partitions import DEFAULT_DATE_PATTERN
 from exvad_ray.pipeline import stages as st
 from exvad_ray.pipeline.assemble import LocalizationConfig
 from exvad_ray.pipeline.decode import utcnow
 from exvad_ray.pipeline.fused import DecodeAndModelStage
-from exvad_ray.index.partitions import DEFAULT_DATE_PATTERN, PartitionRules
-from exvad_ray.pipeline.progress import ProgressActor, progress_line
+from exvad_ray.pipeline.identity import check_index_settings
+from exvad_ray.pipeline.lease import IndexLease
+from exvad_ray.pipeline.progress import ProgressActor, driver_node, progress_line
 from exvad_ray.pipeline.scoring import scorer_class_names
+from exvad_ray.pipeline.validate import storage_outage, validate_process
+from exvad_ray.pipeline.worklist import WorkCounts, final_snapshot, format_counts, plan_work, summary_counts
 from exvad_ray.video import SamplingConfig
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,8 @@ class ProcessConfig:
     fuse_stages: bool | None = None  # None: fuse the model stages into one actor when there is no GPU
     batch_windows: int = 2  # windows per model batch
     retry_errors: bool = False
+    content_hash: bool = False  # identify local files by a sha256 of their bytes, not size + mtime
+    wait: bool = False  # wait for another job's lease on the index instead of refusing
     limit: int | None = None
     address: str | None = None  # Ray address; None: connect to a running cluster or start a local one
     progress_interval_s: float = 10.0
@@ -59,7 +64,7 @@ class ProcessConfig:
     # Knobs that change how fast or where a run goes, not what it produces: a rerun that changes
     # them is still the same run (same id, same processing date, so still exactly once).
     NOT_IDENTITY = ("address", "progress_interval_s", "limit", "retry_errors", "decode_tasks", "model_actors",
-                    "gpu_per_stage", "fuse_stages", "batch_windows")
+                    "gpu_per_stage", "fuse_stages", "batch_windows", "wait")
 
     def run_id(self) -> str:
         keys = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.NOT_IDENTITY}
@@ -73,23 +78,9 @@ def processing_date(cfg: ProcessConfig) -> str:
     return prev["processing_date"] if prev else dt.date.today().isoformat()
 
 
-def list_work(cfg: ProcessConfig, date: str) -> tuple[list[dict[str, Any]], int]:
-    """Archive items still to process, and how many were skipped as already done."""
-    entries = storage.list_videos(cfg.archive, extensions=cfg.extensions)
-    done = idx.done_video_ids(cfg.index, ("videos",) if cfg.retry_errors else ("videos", "errors"))
-    rules = PartitionRules(cfg.archive, date, cfg.date_pattern, cfg.camera_pattern)
-    items, skipped = [], 0
-    for e in entries:
-        if e.video_id in done:
-            skipped += 1
-            continue
-        found = rules.path_time(e.uri)
-        items.append({"uri": e.uri, "video_id": e.video_id, "size": e.size, "etag": e.etag or "",
-                      "date": rules.date(e.uri), "camera": rules.camera(e.uri), "processing_date": date,
-                      "path_time": found[0].isoformat() if found else "", "path_has_time": bool(found and found[1])})
-    if cfg.limit is not None:
-        items = items[: cfg.limit]
-    return items, skipped
+def list_work(cfg: ProcessConfig, date: str) -> tuple[list[dict[str, Any]], WorkCounts]:
+    """Archive items still to process, and how the listing splits (see pipeline/worklist.py)."""
+    return plan_work(cfg, date)
 
 
 def _init_ray(cfg: ProcessConfig) -> None:
@@ -121,10 +112,12 @@ def _plan_resources(cfg: ProcessConfig, chain: list[st.Stage]) -> dict[str, Any]
     import ray
 
     res = ray.cluster_resources()
-    return plan_resources(cfg, float(res.get("CPU", 1)), float(res.get("GPU", 0)), chain)
+    node_cpus = max((float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=None)
+    return plan_resources(cfg, float(res.get("CPU", 1)), float(res.get("GPU", 0)), chain, node_cpus)
 
 
-def plan_resources(cfg: ProcessConfig, cpus: float, gpus: float, chain: list[st.Stage] | None = None) -> dict[str, Any]:
+def plan_resources(cfg: ProcessConfig, cpus: float, gpus: float, chain: list[st.Stage] | None = None,
+                   node_cpus: float | None = None) -> dict[str, Any]:
     """The layout and every stage's resources, from the cluster's resources and the stages'
     declarations (pipeline.stages), so that pools never wait on each other.
 
@@ -150,6 +143,8 @@ def plan_resources(cfg: ProcessConfig, cpus: float, gpus: float, chain: list[st.
     if fuse:
         decode_tasks = cfg.decode_tasks or max(1, int(cpus))
         decode_cpu = max(0.05, math.floor((cpus - reserve) / decode_tasks * 1000) / 1000)
+        if node_cpus:  # an actor must fit on one node (multi-node clusters), beside the assembler
+            decode_cpu = min(decode_cpu, max(0.05, node_cpus - reserve))
         torch_threads: int | None = max(1, int(cpus // decode_tasks))
     else:
         torch_threads = None
@@ -234,23 +229,38 @@ def versions() -> dict[str, str]:
 
 
 def run_process(cfg: ProcessConfig, echo: Any = print) -> dict[str, Any]:
-    """Run the archive job; returns the summary (also written to the run manifest)."""
+    """Run the archive job; returns the summary (also written to the run manifest).
+
+    Options are validated before anything starts; the job holds the index's lease and refuses
+    settings the index was not built with (pipeline/validate.py, lease.py, identity.py)."""
+    validate_process(cfg)
+    with IndexLease(cfg.index, wait=cfg.wait):
+        check_index_settings(cfg)
+        try:
+            return _run_process(cfg, echo)
+        except Exception as exc:
+            raise storage_outage(cfg.index, exc) or exc
+
+
+def _run_process(cfg: ProcessConfig, echo: Any) -> dict[str, Any]:
     import ray
 
     started = utcnow()
     t0 = time.time()
     idx.check_writable(cfg.index)
     date = processing_date(cfg)
-    items, skipped = list_work(cfg, date)
+    items, counts = list_work(cfg, date)
+    skipped = counts.skipped
     echo(f"[exvad] archive {storage.normalize(cfg.archive)}: {len(items) + skipped} videos, "
-         f"{skipped} already in the index, {len(items)} to process (run {cfg.run_id()})")
+         f"{counts.done_before} done before, {counts.failed_before} failed before, {len(items)} to process "
+         f"(run {cfg.run_id()})")
     class_names = scorer_class_names(cfg.detector, cfg.label_set)
     _write_manifest(cfg, date, started, None)
     rows: list[dict[str, Any]] = []
     snapshot: dict[str, Any] = {"errors": {}, "segments": {}, "failed": 0, "done": 0}
     if items:
         _init_ray(cfg)
-        progress = ProgressActor.remote(len(items), sum(i["size"] for i in items))
+        progress = ProgressActor.options(**driver_node()).remote(len(items), sum(i["size"] for i in items))
         explainer = resolve_explainer(cfg, float(ray.cluster_resources().get("GPU", 0)))
         chain = st.build_chain(job_spec(cfg, explainer, class_names, progress))
         plan = _plan_resources(cfg, chain)
@@ -272,9 +282,9 @@ def run_process(cfg: ProcessConfig, echo: Any = print) -> dict[str, Any]:
                 rows.append(dict(row, arrived_s=time.time() - t0))
         finally:
             stop.set()
-        snapshot = ray.get(progress.snapshot.remote())
-        ray.kill(progress)
+        snapshot = final_snapshot(cfg.index, items, progress)
     summary = summarize(cfg, rows, snapshot, skipped, time.time() - t0)
+    summary.update(summary_counts(counts), videos_crash_retried=int(snapshot.get("retried_videos", 0)))
     _write_manifest(cfg, date, started, summary)
     return summary
 
@@ -316,7 +326,8 @@ def format_summary(s: dict[str, Any]) -> str:
     err = ", ".join(f"{k} {v}" for k, v in s["errors_by_reason"].items()) or "none"
     return "\n".join([
         f"exvad process: run {s['run_id']} done in {s['wall_s']:.1f} s",
-        f"  videos:   {s['videos_processed']} processed, {s['videos_failed']} failed, {s['videos_skipped']} skipped (already indexed)",
+        f"  videos:   {s['videos_processed']} processed, {s['videos_failed']} failed, {s['videos_skipped']} skipped",
+        *format_counts(s),
         f"  video:    {s['hours']:.3f} h, {s['snippets']} snippets, {s['video_hours_per_hour']:.1f} video-hours per hour",
         f"  flagged:  {seg}",
         f"  errors:   {err}",
@@ -325,8 +336,5 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def check_locations(cfg: ProcessConfig) -> None:
-    """Fail early, with a clear message, on locations that cannot work."""
-    storage.normalize(cfg.archive)
-    storage.normalize(cfg.index)
-    if storage.normalize(cfg.index).startswith(storage.normalize(cfg.archive).rstrip("/") + "/"):
-        raise ExvadError("the index must not live inside the archive (its files would be listed as input)")
+    """Fail early, with a clear message, on options, resources and locations that cannot work."""
+    validate_process(cfg)

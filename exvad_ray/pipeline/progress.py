@@ -23,6 +23,12 @@ class ProgressActor:
         self.snippets = 0
         self.reasons: Counter[str] = Counter()
         self.segments: Counter[str] = Counter()
+        self.attempts: Counter[str] = Counter()
+
+    def begin_video(self, video_id: str) -> int:
+        """Count an attempt at decoding a video; returns its number (pipeline/guard.py)."""
+        self.attempts[video_id] += 1
+        return self.attempts[video_id]
 
     def decoded_video(self) -> None:
         self.decoded += 1
@@ -40,7 +46,8 @@ class ProgressActor:
     def snapshot(self) -> dict[str, Any]:
         return {"total": self.total_videos, "decoded": self.decoded, "done": self.done, "failed": self.failed,
                 "hours": self.hours, "snippets": self.snippets, "errors": dict(self.reasons),
-                "segments": dict(self.segments), "elapsed_s": time.time() - self.started}
+                "segments": dict(self.segments), "elapsed_s": time.time() - self.started,
+                "retried_videos": sum(1 for n in self.attempts.values() if n > 1)}
 
 
 def progress_line(s: dict[str, Any]) -> str:
@@ -59,3 +66,13 @@ def notify(actor: Any, method: str, *args: Any) -> None:
         getattr(actor, method).remote(*args)
     except Exception:  # noqa: BLE001
         pass
+
+
+def driver_node() -> dict[str, Any]:
+    """Actor options that place an actor on the driver's node (soft): the progress actor holds the
+    crash guard's attempt counts, so it should not die with a worker node; if it does, it restarts
+    (counts start again) and the run's failure counts come from the index (worklist.final_snapshot)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True),
+            "max_restarts": -1, "max_task_retries": -1}  # and if its node dies anyway, it comes back

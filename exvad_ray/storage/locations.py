@@ -15,7 +15,7 @@ from typing import IO, Any
 import fsspec
 import pyarrow.fs as pafs
 
-from exvad_ray.errors import StorageError
+from exvad_ray.errors import StorageError, StorageUnavailable
 
 DEFAULT_VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp",
@@ -147,9 +147,36 @@ def arrow_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), norm
 
 
+_UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
+                "ClientConnectorError", "ServerDisconnectedError", "ConnectionError", "TimeoutError",
+                "ConnectionRefusedError")
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether an exception (or one it wraps) means the storage service could not be reached."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, StorageUnavailable) or any(c.__name__ in _UNREACHABLE for c in type(exc).__mro__):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+def unavailable(uri: str, exc: BaseException | None = None) -> StorageUnavailable:
+    """The one line a storage outage ends a job with: which endpoint, and what to do."""
+    endpoint = (S3Settings.from_env().endpoint_url or "the default AWS endpoint") if is_remote(uri) else "local disk"
+    kind = f" ({type(exc).__name__})" if exc is not None else ""
+    return StorageUnavailable(
+        f"storage unreachable: {endpoint} did not answer for {uri}{kind}; check the endpoint "
+        f"(AWS_ENDPOINT_URL) and the network, then rerun the same command: finished videos are kept")
+
+
 def _wrap(uri: str, exc: Exception) -> StorageError:
     if isinstance(exc, StorageError):
         return exc
+    if is_unreachable(exc):
+        return unavailable(uri, exc)
     kind = type(exc).__name__
     return StorageError(f"cannot access {uri}: {kind}: {exc}")
 
@@ -174,8 +201,15 @@ def open_file(uri: str, mode: str = "rb") -> Iterator[IO[Any]]:
         raise StorageError(f"not found: {uri}") from exc
     except Exception as exc:  # noqa: BLE001
         raise _wrap(uri, exc) from exc
-    with handle:
-        yield handle
+    try:
+        with handle:
+            yield handle
+    except StorageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reads are lazy and writes flush on close: outages show up here
+        if is_unreachable(exc):
+            raise unavailable(uri, exc) from exc
+        raise
 
 
 def read_bytes(uri: str) -> bytes:
@@ -184,8 +218,23 @@ def read_bytes(uri: str) -> bytes:
 
 
 def write_bytes(uri: str, data: bytes) -> None:
-    with open_file(uri, "wb") as f:
-        f.write(data)
+    """Write a whole object atomically: readers see the old bytes or the new, never a part (an S3
+    PUT is atomic; locally the bytes go to a hidden temporary file renamed over the target)."""
+    if is_remote(uri):
+        with open_file(uri, "wb") as f:
+            f.write(data)
+        return
+    path = normalize(uri)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(path), f".tmp-{uuid.uuid4().hex}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise _wrap(uri, exc) from exc
 
 
 def put_file(local_path: str, uri: str) -> None:
@@ -210,7 +259,7 @@ def local_copy(uri: str, tmp_dir: str | None = None) -> Iterator[str]:
     """
     norm = normalize(uri)
     if not is_remote(norm):
-        if not os.path.exists(norm):
+        if not os.path.lexists(norm):  # a dangling link or loop is the decoder's to report
             raise StorageError(f"not found: {uri}")
         yield norm
         return
@@ -239,10 +288,11 @@ class VideoEntry:
     size: int
     etag: str | None = None
     mtime: float | None = None
+    content_hash: str | None = None  # sha256, when asked for (list_videos(content_hash=True))
 
     @property
     def video_id(self) -> str:
-        return video_id(self.uri, self.etag, self.size)
+        return video_id(self.uri, self.etag, self.size, self.mtime, self.content_hash)
 
     @property
     def name(self) -> str:
@@ -250,13 +300,33 @@ class VideoEntry:
         return os.path.splitext(os.path.basename(self.uri))[0]
 
 
-def video_id(uri: str, etag: str | None, size: int | None) -> str:
-    """Stable id: uuid5 of the canonical URI plus the etag (or, without one, the size).
+def video_id(uri: str, etag: str | None, size: int | None, mtime: float | None = None,
+             content_hash: str | None = None) -> str:
+    """Stable id: uuid5 of the canonical URI plus its content version.
 
-    The same object always gets the same id; a changed object (new etag/size) gets a new one.
+    The version is, in order of preference: a content hash (opt-in: `--content-hash`), the S3
+    ETag, or size + modification time (local files; size alone would call a file rewritten with
+    other bytes of the same size "already indexed"). The same object always gets the same id; a
+    changed object gets a new one, and the job supersedes the old id's rows.
     """
-    version = etag.strip('"') if etag else f"size={size}"
+    if content_hash:
+        version = f"sha256={content_hash}"
+    elif etag:
+        version = etag.strip('"')
+    else:
+        version = f"size={size}" + (f",mtime={mtime:.6f}" if mtime is not None else "")
     return str(uuid.uuid5(VIDEO_ID_NAMESPACE, f"{normalize(uri)}#{version}"))
+
+
+def content_hash(uri: str, chunk: int = 1 << 20) -> str:
+    """sha256 of an object's bytes, streamed (for `--content-hash` identity)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open_file(uri, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _matches(path: str, extensions: Iterable[str] | None) -> bool:
@@ -267,12 +337,23 @@ def _matches(path: str, extensions: Iterable[str] | None) -> bool:
 
 
 def list_videos(
-    uri: str, extensions: Iterable[str] | None = DEFAULT_VIDEO_EXTENSIONS, recursive: bool = True
+    uri: str, extensions: Iterable[str] | None = DEFAULT_VIDEO_EXTENSIONS, recursive: bool = True,
+    hash_content: bool = False,
 ) -> list[VideoEntry]:
     """List the archive's objects under ``uri`` (a prefix or a single object), sorted by URI.
 
     ``extensions=None`` lists every object (bad files included: the pipeline reports them).
     """
+    return list_archive(uri, extensions, recursive, hash_content)[0]
+
+
+def list_archive(
+    uri: str, extensions: Iterable[str] | None = DEFAULT_VIDEO_EXTENSIONS, recursive: bool = True,
+    hash_content: bool = False,
+) -> tuple[list[VideoEntry], dict[str, int]]:
+    """`list_videos`, plus how many objects were ignored, by reason ("hidden", "not a video
+    extension"). Local files are identified by size + modification time, or by a sha256 of their
+    bytes with `hash_content`."""
     norm = normalize(uri)
     fs, path = filesystem(norm)
     exts = tuple(extensions) if extensions is not None else None
@@ -288,11 +369,15 @@ def list_videos(
     except Exception as exc:  # noqa: BLE001
         raise _wrap(uri, exc) from exc
     entries = []
+    ignored: dict[str, int] = {}
     for key, info in infos.items():
-        if info.get("type") == "directory" or not _matches(key, exts):
+        if info.get("type") == "directory":
             continue
         base = os.path.basename(key)
-        if base.startswith(".") or base.endswith("/"):
+        why = "hidden" if base.startswith(".") or base.endswith("/") else (
+            None if _matches(key, exts) else "not a video extension")
+        if why:
+            ignored[why] = ignored.get(why, 0) + 1
             continue
         full = "s3://" + key if is_remote(norm) else key
         etag = info.get("ETag") or info.get("etag")
@@ -301,7 +386,16 @@ def list_videos(
             mtime = mtime.timestamp()
         entries.append(
             VideoEntry(uri=full, size=int(info.get("size") or 0), etag=etag.strip('"') if etag else None,
-                       mtime=float(mtime) if mtime is not None else None)
+                       mtime=float(mtime) if mtime is not None else None,
+                       content_hash=_hash_or_none(full) if hash_content else None)
         )
     entries.sort(key=lambda e: e.uri)
-    return entries
+    return entries, ignored
+
+
+def _hash_or_none(uri: str) -> str | None:
+    """The content hash, or None for an object that cannot be read (it gets an error row later)."""
+    try:
+        return content_hash(uri)
+    except (OSError, StorageError):
+        return None

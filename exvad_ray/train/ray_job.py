@@ -64,13 +64,23 @@ def _report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        torch.save(state, os.path.join(tmp, STATE_FILE))
+        torch.save(_plain(state), os.path.join(tmp, STATE_FILE))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python numbers, so that checkpoints load with weights_only=True (a
+    checkpoint is data, never code)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value.item() if hasattr(value, "item") and not torch.is_tensor(value) else value
 
 
 def _load_state(checkpoint: Any) -> dict[str, Any]:
     with checkpoint.as_directory() as d:
-        return torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=False)
+        return torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=True)
 
 
 def shuffle_seed(seed: int, epoch: int, rank: int) -> int:

@@ -1,0 +1,116 @@
+"""Check every option and named resource of `exvad process` on the driver, before Ray starts.
+
+A bad value must cost the user one line on stderr and exit status 2, not a traceback after a
+cluster started and a run file was written. Each check raises `ConfigError` naming the option as
+the user typed it (`--window-snippets`), so the same messages serve the CLI and the Python API.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from exvad_ray.errors import ConfigError, ExvadError
+
+
+def check_number(option: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
+                 above: float | None = None, integer: bool = False, allow_none: bool = False) -> None:
+    """`value` must be a finite number within the bounds (`above` is an exclusive minimum)."""
+    if value is None:
+        if allow_none:
+            return
+        raise ConfigError(f"{option} is required")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        raise ConfigError(f"{option} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{option} must be a finite number, got {value}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{option} must be at least {minimum:g}, got {value:g}")
+    if above is not None and value <= above:
+        raise ConfigError(f"{option} must be greater than {above:g}, got {value:g}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{option} must be at most {maximum:g}, got {value:g}")
+
+
+def check_pattern(option: str, pattern: str | None, groups: tuple[tuple[str, ...], ...]) -> None:
+    """A regex that compiles and has one of the named-group sets (e.g. (y, m, d) or (date,))."""
+    if pattern is None:
+        return
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"{option} is not a valid regular expression ({exc}): {pattern!r}") from exc
+    have = set(compiled.groupindex)
+    if not any(set(g) <= have for g in groups):
+        want = " or ".join("(" + ", ".join(f"?P<{n}>" for n in g) + ")" for g in groups)
+        raise ConfigError(f"{option} needs the named group(s) {want}; {pattern!r} has "
+                          f"{', '.join(sorted(have)) or 'none'}")
+
+
+def check_process_ranges(*, window_snippets: Any, keyframe_interval: Any, threshold: Any, limit: Any = None,
+                         decode_tasks: Any = None, actors: Any = 1, gpu_per_stage: Any = None,
+                         batch_windows: Any = 2) -> None:
+    """The numeric options of `exvad process` (CLI names), before any config object is built."""
+    check_number("--window-snippets", window_snippets, minimum=1, integer=True)
+    check_number("--keyframe-interval", keyframe_interval, above=0)
+    check_number("--threshold", threshold, minimum=0, maximum=1)
+    check_number("--limit", limit, minimum=0, integer=True, allow_none=True)
+    check_number("--decode-tasks", decode_tasks, minimum=1, integer=True, allow_none=True)
+    check_number("--actors", actors, minimum=1, integer=True)
+    check_number("--gpu-per-stage", gpu_per_stage, above=0, allow_none=True)
+    check_number("batch_windows", batch_windows, minimum=1, integer=True)
+
+
+def check_resources(profile: str, label_set: str, detector: str | None) -> None:
+    """Named resources exist and parse: the profile, the label set, the detector checkpoint."""
+    from exvad_ray import storage
+    from exvad_ray.models.labels import load_label_set
+    from exvad_ray.models.profiles import load_profile
+
+    load_profile(profile, check_local=False)
+    load_label_set(label_set)
+    if detector:
+        target = detector if detector.endswith(".pt") else storage.join(detector, "model.pt")
+        if not storage.exists(target):
+            raise ConfigError(f"--detector: no checkpoint at {detector} (expected a model.pt or a folder holding one)")
+
+
+def validate_process(cfg: Any) -> None:
+    """Everything `run_process` needs, checked on the driver (ConfigError/StorageError on failure)."""
+    from exvad_ray import storage
+
+    s, loc = cfg.sampling, cfg.localization
+    check_process_ranges(window_snippets=s.window_snippets, keyframe_interval=s.keyframe_interval_s,
+                         threshold=loc.threshold, limit=cfg.limit, decode_tasks=cfg.decode_tasks,
+                         actors=cfg.model_actors, gpu_per_stage=cfg.gpu_per_stage, batch_windows=cfg.batch_windows)
+    check_pattern("--date-pattern", cfg.date_pattern, (("y", "m", "d"), ("date",)))
+    check_pattern("--camera-pattern", cfg.camera_pattern, (("camera",),))
+    if cfg.explainer not in ("auto", "transformers", "vllm", "none"):
+        raise ConfigError(f"--explainer must be auto, transformers, vllm or none, got {cfg.explainer!r}")
+    if not cfg.extensions:
+        raise ConfigError("no video file extensions given")
+    check_resources(cfg.profile, cfg.label_set, cfg.detector)
+    archive, index = storage.normalize(cfg.archive), storage.normalize(cfg.index)
+    if index.startswith(archive.rstrip("/") + "/") or index == archive:
+        raise ExvadError("the index must not live inside the archive (its files would be listed as input)")
+
+
+def storage_outage(index: str, exc: BaseException) -> Exception | None:
+    """When a job fails, whether storage is the cause: the one-line StorageUnavailable to raise
+    instead of the (Ray) traceback, or None. Checks the exception chain and Ray's wrapped cause,
+    then probes the index location."""
+    from exvad_ray import storage
+    from exvad_ray.errors import StorageError
+
+    if isinstance(exc, StorageError) and not storage.is_unreachable(exc):
+        return None
+    if isinstance(exc, ExvadError) and not storage.is_unreachable(exc):
+        return None
+    if storage.is_unreachable(exc) or "StorageUnavailable" in str(exc) or "EndpointConnectionError" in str(exc):
+        return storage.unavailable(index, exc)
+    try:
+        storage.exists(storage.join(index, "settings.json"))
+    except StorageError as probe:
+        return probe if storage.is_unreachable(probe) else None
+    return None

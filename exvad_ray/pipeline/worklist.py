@@ -1,0 +1,113 @@
+"""What a run has to do: the archive listing against the index, with every file accounted for.
+
+Each listed video is new, changed since it was indexed (its old rows are superseded), done
+before, or failed before (retried with ``--retry-errors``); every other object is ignored with a
+reason. The counts go into the run summary so that a rerun never reports failures as "already
+indexed" and never hides ignored files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from exvad_ray import storage
+from exvad_ray import index as idx
+from exvad_ray.index.partitions import PartitionRules
+from exvad_ray.index.supersede import find_replaced, mark_superseded
+
+
+@dataclasses.dataclass
+class WorkCounts:
+    """How the listing splits (all in videos, except `ignored`, in files by reason)."""
+
+    new: int = 0
+    changed: int = 0
+    done_before: int = 0
+    failed_before: int = 0
+    retried: int = 0
+    deferred: int = 0  # left for a later run by --limit
+    ignored: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def skipped(self) -> int:
+        return self.done_before + self.failed_before
+
+
+def plan_work(cfg: Any, date: str) -> tuple[list[dict[str, Any]], WorkCounts]:
+    """Archive items still to process (per job.list_work's item layout) and the counts."""
+    entries, ignored = storage.list_archive(cfg.archive, extensions=cfg.extensions,
+                                            hash_content=getattr(cfg, "content_hash", False))
+    ok = idx.done_video_ids(cfg.index, ("videos",))
+    failed = idx.done_video_ids(cfg.index, ("errors",)) - ok
+    counts = WorkCounts(ignored=dict(sorted(ignored.items())))
+    todo = []
+    for e in entries:
+        vid = e.video_id
+        if vid in ok:
+            counts.done_before += 1
+        elif vid in failed and not cfg.retry_errors:
+            counts.failed_before += 1
+        else:
+            counts.retried += vid in failed
+            todo.append(e)
+    replaced = find_replaced(cfg.index, {storage.normalize(e.uri): e.video_id for e in todo
+                                         if e.video_id not in failed})
+    if replaced:
+        mark_superseded(cfg.index, replaced)
+    new_ids = {new for _, new in replaced.values()}
+    rules = PartitionRules(cfg.archive, date, cfg.date_pattern, cfg.camera_pattern)
+    items = []
+    for e in todo:
+        counts.changed += e.video_id in new_ids
+        found = rules.path_time(e.uri)  # recording time in the path, if any (see decode.recorded_time)
+        items.append({"uri": e.uri, "video_id": e.video_id, "size": e.size, "etag": e.etag or "",
+                      "date": rules.date(e.uri), "camera": rules.camera(e.uri), "processing_date": date,
+                      "path_time": found[0].isoformat() if found else "", "path_has_time": bool(found and found[1])})
+    counts.new = len(items) - counts.changed - counts.retried
+    if cfg.limit is not None:
+        counts.deferred = max(0, len(items) - cfg.limit)
+        items = items[: cfg.limit]
+    return items, counts
+
+
+def summary_counts(counts: WorkCounts) -> dict[str, Any]:
+    return {"videos_new": counts.new, "videos_changed": counts.changed, "videos_retried": counts.retried,
+            "videos_done_before": counts.done_before, "videos_failed_before": counts.failed_before,
+            "videos_skipped": counts.skipped, "videos_deferred": counts.deferred,
+            "files_ignored": dict(counts.ignored)}
+
+
+def format_counts(s: dict[str, Any]) -> list[str]:
+    """The summary lines about what was listed and what was left alone."""
+    ign = s.get("files_ignored") or {}
+    lines = [
+        f"  listed:   {s.get('videos_new', 0)} new, {s.get('videos_changed', 0)} changed since indexed "
+        f"(old rows superseded), {s.get('videos_retried', 0)} retried, {s.get('videos_deferred', 0)} left by --limit",
+        f"  before:   {s.get('videos_done_before', 0)} done before, {s.get('videos_failed_before', 0)} failed before"
+        + (" (rerun with --retry-errors to retry them)" if s.get("videos_failed_before") else ""),
+        f"  ignored:  {sum(ign.values())} files" + (" (" + ", ".join(f"{n} {k}" for k, n in ign.items()) + ")"
+                                                    if ign else ""),
+    ]
+    return lines
+
+
+def final_snapshot(index: str, items: list[dict[str, Any]], progress: Any) -> dict[str, Any]:
+    """The progress actor's last counts, with failures taken from the index (the truth even when
+    the actor was lost with a node and restarted empty): this run's items that have an error row."""
+    import ray
+
+    try:
+        snapshot = dict(ray.get(progress.snapshot.remote(), timeout=60))
+        ray.kill(progress)
+    except Exception:  # noqa: BLE001 - lost with its node: the index still knows
+        snapshot = {"segments": {}, "done": 0}
+    ids = {i["video_id"] for i in items}
+    errors = idx.read_table(index, "errors", columns=["video_id", "stage", "reason"]).to_pylist()
+    mine = [e for e in errors if e["video_id"] in ids]
+    reasons: dict[str, int] = {}
+    for e in mine:
+        key = f"{e['stage']}:{e['reason']}"
+        reasons[key] = reasons.get(key, 0) + 1
+    snapshot.update(failed=len(mine), errors=reasons)
+    return snapshot
