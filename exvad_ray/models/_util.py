@@ -38,6 +38,16 @@ def as_images(images: Any, what: str = "images") -> np.ndarray:
     return images
 
 
+def as_texts(texts: Any) -> list[str]:
+    """A text encoder's input as a non-empty list of str (a bare string is a caller's mistake)."""
+    if isinstance(texts, str):
+        raise ExvadError("embed_texts takes a list of strings, got one string")
+    texts = [str(t) for t in texts]
+    if not texts:
+        raise ExvadError("empty batch: no texts given")
+    return texts
+
+
 def chunks(n: int, size: int) -> Iterable[slice]:
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))

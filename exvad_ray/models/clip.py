@@ -8,8 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-from exvad_ray.errors import ConfigError, ExvadError
-from exvad_ray.models._util import as_images, chunks, resize_center_crop
+from exvad_ray.errors import ConfigError
+from exvad_ray.models._util import as_images, as_texts, chunks, resize_center_crop
 from exvad_ray.models.profiles import ClipSpec, model_id, resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
@@ -86,11 +86,7 @@ class ClipModel:
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """list of str -> float32 (N, D), L2-normalised (truncated to the model's context length)."""
-        if isinstance(texts, str):
-            raise ExvadError("embed_texts takes a list of strings, got one string")
-        texts = [str(t) for t in texts]
-        if not texts:
-            raise ExvadError("empty batch: no texts given")
+        texts = as_texts(texts)
         torch = self._torch
         out = []
         with torch.inference_mode():

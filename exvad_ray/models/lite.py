@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from exvad_ray.errors import ConfigError, ExvadError
-from exvad_ray.models._util import as_images, chunks, l2_normalize, resize_center_crop
+from exvad_ray.models._util import as_images, as_texts, chunks, l2_normalize, resize_center_crop
 from exvad_ray.models.profiles import ClipSpec, resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
@@ -167,11 +167,7 @@ class LiteEncoders:
     # texts ------------------------------------------------------------------------------------
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """list of str -> float32 (N, 384), mean-pooled over the tokens, L2-normalised."""
-        if isinstance(texts, str):
-            raise ExvadError("embed_texts takes a list of strings, got one string")
-        texts = [str(t) for t in texts]
-        if not texts:
-            raise ExvadError("empty batch: no texts given")
+        texts = as_texts(texts)
         torch = self._torch
         out = []
         with torch.inference_mode():
