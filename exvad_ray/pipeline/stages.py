@@ -107,7 +107,7 @@ class DecodeStage(Stage):
     reads = ITEM_COLUMNS
     writes = ("window_index", "snippet_offset", "n_snippets", "frames", "frame_index", "start_s", "end_s",
               "keyframes", "keyframe_s", "n_windows", "fps", "n_frames", "width", "height", "codec",
-              "thumbs_blob", "thumbs_offsets")
+              "duration_s", "timing", "recorded_at", "recorded_at_source", "thumbs_blob", "thumbs_offsets")
     per_stage = Resources(cpus=1.0)
     compute = "tasks"
 

@@ -80,7 +80,7 @@ def processed(ray_local, tiny_dir, s3_server, tmp_path_factory):
     make_detector(det_a, 0)
     make_detector(det_b, 1)
     index = s3_server.create_bucket("rescore-index") + "/run1"
-    cfg = ProcessConfig(archive=archive, index=index, label_set="synthetic", detector=det_a,
+    cfg = ProcessConfig(archive=archive, index=index, profile="tiny", label_set="synthetic", detector=det_a,
                         sampling=SamplingConfig(window_snippets=2), progress_interval_s=30)
     summary = run_process(cfg, echo=lambda _m: None)
     assert summary["videos_processed"] == 20

@@ -176,7 +176,7 @@ def test_per_stage_layout_end_to_end(ray_with_gpus, tiny_dir, tmp_path_factory, 
     encode_test_video(str(archive / "cam1" / "short.mp4"), 100, seed=1)
     (archive / "cam1" / "bad.mp4").write_bytes(b"\x00" * 4096)
     index = str(tmp_path_factory.mktemp("index"))
-    cfg = ProcessConfig(archive=str(archive), index=index, label_set="synthetic", explainer=explainer,
+    cfg = ProcessConfig(archive=str(archive), index=index, profile="tiny", label_set="synthetic", explainer=explainer,
                         fuse_stages=False, progress_interval_s=60)
     s = run_process(cfg)
     assert (s["videos_processed"], s["videos_failed"], s["snippets"]) == (1 + long_video, 1, 6 + 262 * long_video)
