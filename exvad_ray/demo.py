@@ -215,7 +215,7 @@ def run_demo(workdir: str = "demo-output", small: bool = False, verbose: bool = 
                 first = _process(step, archive, "s3://index/run1", None)
             with Step(3, "train the detector on the train split (Ray Train)", log, term):
                 card = _train("s3://index/run1", labels, "s3://models/detector-v1", seed)
-            with Step(4, "rescore the archive with the trained detector", log, term) as step:
+            with Step(4, "archive job again, scored by the trained detector", log, term) as step:
                 second = _process(step, archive, "s3://index/run2", "s3://models/detector-v1")
             with Step(5, "evaluate on the test split", log, term):
                 report, rows = _evaluate("s3://index/run2", labels, "s3://models/detector-v1", plots)
@@ -235,7 +235,7 @@ def run_demo(workdir: str = "demo-output", small: bool = False, verbose: bool = 
     print(f"\nframe AUC {report.auc:.3f}   AP {report.ap:.3f}   mAP@0.1:0.5 {report.map_avg:.1f}%   "
           f"class accuracy {report.accuracy:.3f}")
     print(f"archive job: {first['videos_processed']} videos indexed, {first['videos_failed']} bad files recorded "
-          f"as errors; rescored {second['videos_processed']} in {second['wall_s']:.0f} s")
+          f"as errors; second job (trained detector) {second['videos_processed']} in {second['wall_s']:.0f} s")
     print(f"\nDemo finished in {time.time() - t0:.0f} s. Where to look:")
     print(f"  timeline plots (test split):  {plots / 'timelines'}  (ROC/PR: {plots})")
     print(f"  index (Parquet, hive-partitioned): {work / 'index'}")
