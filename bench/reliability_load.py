@@ -33,7 +33,7 @@ def main() -> int:
 
     from exvad_ray import storage
     from exvad_ray.models.tiny import ensure_tiny_models
-    from exvad_ray.pipeline import index as idx
+    from exvad_ray import index as idx
     from exvad_ray.pipeline.job import ProcessConfig, run_process
     from exvad_ray.storage.s3server import LocalS3Server, s3_environment
     from exvad_ray.video.badfiles import encode_test_video

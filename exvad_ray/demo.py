@@ -142,7 +142,7 @@ def _evaluate(index: str, labels: str, detector: str, plots: Path) -> tuple[Any,
     from exvad_ray.checkpoints import load_detector
     from exvad_ray.eval.evaluate import evaluate_records
     from exvad_ray.eval.plots import write_plots
-    from exvad_ray.pipeline.index import read_table
+    from exvad_ray.index import read_table
     from exvad_ray.train.data import load_index_records, split_records
 
     records = split_records(load_index_records(storage.join(index, "snippets"), storage.join(index, "videos"),

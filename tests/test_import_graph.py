@@ -16,8 +16,7 @@ PKG = ROOT / "exvad_ray"
 
 def is_face(module: str) -> bool:
     parts = module.split(".")
-    # pipeline.demo: until the lite branch moves the demo to exvad_ray/demo.py
-    return module in ("exvad_ray.cli", "exvad_ray.demo", "exvad_ray.__main__", "exvad_ray.pipeline.demo") or \
+    return module in ("exvad_ray.cli", "exvad_ray.demo", "exvad_ray.__main__") or \
         parts[-1] == "cli"
 
 

@@ -172,7 +172,7 @@ def job_setup(tmp_path_factory):
 @pytest.mark.timeout(420)
 def test_ray_job_submit_processes_archive(job_setup):
     from exvad_ray import storage
-    from exvad_ray.pipeline import index as idx
+    from exvad_ray import index as idx
 
     ray_head, small_archive, index = job_setup["head"], job_setup, job_setup["index"]
     # EXVAD_TINY_MODELS reaches the driver and every worker only through the job's runtime env.

@@ -11,13 +11,12 @@ import sys
 import time
 
 import duckdb
-import pyarrow as pa
 import pytest
 
 from exvad_ray import storage
-from exvad_ray.pipeline import index as idx
+from exvad_ray import index as idx
 from exvad_ray.pipeline.job import ProcessConfig, run_process
-from exvad_ray.pipeline.schemas import arrow_schema
+from exvad_ray.index.schemas import arrow_schema
 
 pytestmark = pytest.mark.slow
 
@@ -97,11 +96,11 @@ def test_partitions_and_schemas_pyarrow_and_duckdb(processed, tmp_path):
 
 def test_rerun_skips_everything(processed, mixed_archive):
     cfg, _ = processed
-    before = {f: storage.filesystem(f)[0].info(storage.filesystem(f)[1])["ETag"] for f in idx._list_files(cfg.index, "videos")}
+    before = {f: storage.filesystem(f)[0].info(storage.filesystem(f)[1])["ETag"] for f in idx.list_files(cfg.index, "videos")}
     s = run_process(cfg)
     assert s["videos_skipped"] == len(mixed_archive["good"]) + len(mixed_archive["bad"])
     assert s["videos_processed"] == 0 and s["videos_failed"] == 0
-    after = {f: storage.filesystem(f)[0].info(storage.filesystem(f)[1])["ETag"] for f in idx._list_files(cfg.index, "videos")}
+    after = {f: storage.filesystem(f)[0].info(storage.filesystem(f)[1])["ETag"] for f in idx.list_files(cfg.index, "videos")}
     assert before == after
 
 

@@ -15,7 +15,7 @@ import pytest
 from exvad_ray import storage
 from exvad_ray.cli import main
 from exvad_ray.index.labels import read_labels
-from exvad_ray.pipeline import index as idx
+from exvad_ray import index as idx
 from exvad_ray.pipeline import scorings as sc
 from exvad_ray.pipeline.job import ProcessConfig, run_process
 from exvad_ray.train.data import load_index_records

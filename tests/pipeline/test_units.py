@@ -1,15 +1,13 @@
 """Pipeline pieces without Ray: localisation, partitions, schemas, per-video files, compaction."""
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
-from exvad_ray import storage
 from exvad_ray.errors import ExvadError
-from exvad_ray.pipeline import index as idx
+from exvad_ray import index as idx
 from exvad_ray.pipeline.assemble import LocalizationConfig, localize
-from exvad_ray.pipeline.partitions import PartitionRules
-from exvad_ray.pipeline.schemas import TABLES, arrow_schema, conform
+from exvad_ray.index.partitions import PartitionRules
+from exvad_ray.index.schemas import TABLES, arrow_schema, conform
 
 
 def test_localize_runs_gaps_and_short_runs():
@@ -55,7 +53,7 @@ def test_per_video_files_are_idempotent_and_compact_safely(tmp_path, where, requ
     assert idx.read_table(index, "errors").num_rows == 4
     merged = idx.compact(index, tables=["errors"])
     assert merged == {"errors": 4}
-    files = idx._list_files(index, "errors")
+    files = idx.list_files(index, "errors")
     assert len(files) == 1 and "compact-" in files[0]
     t = idx.read_table(index, "errors")
     assert sorted(t.column("video_id").to_pylist()) == ids
@@ -72,7 +70,7 @@ def test_interrupted_compaction_is_finished_not_repeated(tmp_path):
     ids = [f"00000000-0000-0000-0000-00000000001{i}" for i in range(3)]
     for vid in ids:
         idx.write_video_tables(index, vid, {"errors": ({"date": "2026-01-02"}, _errors_row(vid))})
-    parts = idx._list_files(index, "errors")
+    parts = idx.list_files(index, "errors")
     contents = {p: open(p, "rb").read() for p in parts}
     idx.compact(index, tables=["errors"])
     for p, data in contents.items():  # simulate a crash after the merged file, before the deletes

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 
 from exvad_ray.pipeline.decode import recorded_time
-from exvad_ray.pipeline.partitions import PartitionRules, parse_creation_time, recorded_at
+from exvad_ray.index.partitions import PartitionRules, parse_creation_time, recorded_at
 
 UTC = dt.timezone.utc
 RULES = PartitionRules("s3://b/archive", fallback_date="2026-12-01")
