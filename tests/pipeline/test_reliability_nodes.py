@@ -84,7 +84,8 @@ def test_training_resumes_from_checkpoint_after_node_loss(cluster, tmp_path):
     from exvad_ray.train.synthetic import synthetic_feature_set
 
     c, workers = cluster
-    alive = [w for w in workers if w.node_id in {n["NodeID"] for n in __import__("ray").nodes() if n["Alive"]}]
+    # The cluster's own list: ray.nodes() can still call a node removed by the previous test alive.
+    alive = [w for w in workers if w in c.worker_nodes]
     spare = c.add_node(num_cpus=2, object_store_memory=200 * 1024**2)
     c.wait_for_nodes()
     names = ["Normal", "Fight", "Fire", "Theft"]
