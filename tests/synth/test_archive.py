@@ -121,12 +121,6 @@ def test_split_files_disjoint_complete_and_consistent(archive) -> None:
     assert {s: sum(v.values()) for s, v in summary.per_split.items()} == {"train": 6, "val": 3, "test": 3}
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "KNOWN DEFECT, not fixed: under pytest an mp4's rendered frames sometimes differ between two runs "
-    "(up to 16 grey levels from frame 0; seen on 6cab58d too, 1 in 4 here, more often after the "
-    "2026-12-01 merges). Not the cached scene (deep copies change nothing) nor PYTHONHASHSEED; a "
-    "standalone script gives identical bytes 6 of 6 times; likely 1-LSB float differences in the "
-    "renderer that x264 amplifies. Kept running so XPASS/XFAIL shows it."))
 def test_rerun_is_byte_identical_and_seed_matters(tmp_path: Path) -> None:
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     generate_archive(str(a), MICRO)

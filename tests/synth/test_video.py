@@ -81,3 +81,26 @@ def test_no_single_global_pixel_statistic_separates_anomalies() -> None:
     y, x = np.array(ys), np.array(feats)
     aucs = [roc_auc_score(y, x[:, j]) for j in range(x.shape[1])]
     assert all(0.15 < a < 0.85 for a in aucs), aucs
+
+
+def test_same_frames_encode_to_same_bytes_whatever_the_heap_did_between(tmp_path: Path) -> None:
+    """libx264 reads memory it allocated and never wrote; before ``fixed_heap`` this video came out
+    as up to 6 different files in 8 encodes once other allocations ran between frames."""
+    from exvad_ray.synth.video import encode_frames
+
+    spec = make_spec("CrowdRush", seed=5, duration=2.5, width=96, height=64, fps=8.0, number=1)
+    frames = list(render_frames(spec))
+
+    def churned() -> object:
+        rng = np.random.default_rng()  # unseeded on purpose: a different heap history every time
+        for f in frames:
+            junk = [np.empty(int(n), np.uint8) for n in rng.integers(100, 5000, 50)]
+            del junk
+            yield f
+
+    outputs = set()
+    for i in range(4):
+        path = tmp_path / f"{i}.mp4"
+        encode_frames(churned(), str(path), 96, 64, 8.0, spec.crf, spec.preset)
+        outputs.add(path.read_bytes())
+    assert len(outputs) == 1
