@@ -55,6 +55,25 @@ def test_score_any_length_in_chunks():
     assert det.score(feats[:0])[0].shape == (0,)
 
 
+@pytest.mark.parametrize("parity", [False, True])
+def test_short_video_scores_as_if_padded_to_the_chunk(parity):
+    """Shorter than one chunk, a video is scored unpadded unless reference parity asks for VadCLIP's
+    padding; either way the logits are those of the padded chunk."""
+    torch.manual_seed(0)
+    emb = np.random.default_rng(0).normal(size=(4, 16)).astype(np.float32)
+    det = ExVADDetector.build(DetectorConfig(embed_dim=16, num_classes=4, visual_length=64, attention_block=8,
+                                             reference_parity=parity, visual_prompt=parity,
+                                             class_pooling="logits" if parity else "sigmoid"), emb, NAMES)
+    feats = np.random.default_rng(3).normal(size=(23, 16)).astype(np.float32)
+    b, a = det.logits(feats)
+    x = np.zeros((1, 64, 16), np.float32)
+    x[0, :23] = feats
+    with torch.no_grad():
+        out = det.net(torch.from_numpy(x), torch.tensor([23]), None, None)
+    np.testing.assert_allclose(b, out.binary_logits[0, :23].numpy(), atol=1e-4)
+    np.testing.assert_allclose(a, out.align_logits[0, :23].numpy(), atol=1e-3)
+
+
 def test_explanation_feature_changes_scores_and_is_checked():
     det = _det("add")
     feats = np.random.default_rng(2).normal(size=(30, 16)).astype(np.float32)
