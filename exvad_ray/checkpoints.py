@@ -4,9 +4,13 @@ that reads and writes them (a local path, file:// or s3://)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from exvad_ray import storage
-from exvad_ray.detector import ExVADDetector
 from exvad_ray.errors import ExvadError
+
+if TYPE_CHECKING:  # the detector imports torch (about 3 s); ids and URIs do not need it
+    from exvad_ray.detector import ExVADDetector
 
 CHECKPOINT_FILE = "model.pt"
 
@@ -31,6 +35,8 @@ def detector_id(uri: str) -> str:
 
 def load_detector(uri: str, device: str | None = None) -> ExVADDetector:
     """Load `model.pt` (or a folder holding it) from any storage URI; device None: CUDA when present."""
+    from exvad_ray.detector import ExVADDetector
+
     target = checkpoint_uri(uri)
     if not storage.exists(target):
         raise ExvadError(f"no detector checkpoint at {uri}")

@@ -83,7 +83,9 @@ def list_work(cfg: ProcessConfig, date: str) -> tuple[list[dict[str, Any]], Work
     return plan_work(cfg, date)
 
 
-def _init_ray(cfg: ProcessConfig) -> None:
+def _init_ray(cfg: ProcessConfig, dashboard: bool = True) -> None:
+    """Connect to `cfg.address` (or RAY_ADDRESS), or start a local Ray; `dashboard=False` starts a
+    local one without the dashboard (a short job such as `exvad rescore` has no use for it)."""
     import ray
     import ray.data
 
@@ -99,7 +101,9 @@ def _init_ray(cfg: ProcessConfig) -> None:
     env = {k: v for k, v in env.items() if k not in job_vars}
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env} if env else None, "log_to_driver": True}
-    if address:
+    if address == "local" and not dashboard:
+        ray.init(address="local", include_dashboard=False, **kwargs)
+    elif address:
         ray.init(address=address, **kwargs)
     else:
         ray.init(include_dashboard=False, **kwargs)

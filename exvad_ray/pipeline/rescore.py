@@ -6,8 +6,15 @@ Ray Data job reads those, scores each window exactly as the archive job's ScoreS
 segments with the same code (assemble.segment_columns) and writes a new scoring beside the index's
 tables (layout: pipeline/scorings.py). No video is opened, no caption or LLM stage runs.
 
-One task per snippets file: a video's snippets live in exactly one file (its part file or the
-compacted file of its partition), so a task has whole videos.
+Work items are snippets files: a video's snippets live in exactly one file (its part file or the
+compacted file of its partition), so an item has whole videos.
+
+Sized to the work, because a video scores in tens of milliseconds while the job's fixed costs are
+seconds (bench/RESULTS.md "Rescore vs reprocess"): the driver reads the class names from the model
+card instead of loading the weights (and so never imports torch when there is a card); the job is
+Ray Data tasks, not actors, so that pooled workers keep torch and the detector between jobs; one
+task at a time scores up to VIDEOS_PER_ACTOR videos; items travel in a few large blocks rather than
+one per file; an existing Ray session is reused, and a local one starts without the dashboard.
 """
 
 from __future__ import annotations
@@ -36,9 +43,13 @@ from exvad_ray.index import sanitize
 log = logging.getLogger(__name__)
 
 FEATURE_COLUMNS = ("visual_embedding", "clip_embedding")  # schema v2 name first, then v1
-# Scoring a video from stored features takes milliseconds; an actor's start (torch, the detector)
-# takes seconds. So small indexes get one actor, large ones one more per this many videos.
+# Scoring a video from stored features takes tens of milliseconds; a worker's first scoring task
+# (torch, the detector) takes seconds. So small indexes get one task at a time, large ones one more
+# in parallel per this many videos.
 VIDEOS_PER_ACTOR = 500
+# Files per Ray Data block (one task each): large enough that per-call overhead vanishes
+# beside the scoring, small enough that progress and retries stay fine-grained.
+FILES_PER_BLOCK = 32
 
 
 @dataclasses.dataclass
@@ -47,13 +58,13 @@ class RescoreConfig:
     detector: str
     localization: LocalizationConfig = dataclasses.field(default_factory=LocalizationConfig)
     set_current: bool = True
-    actors: int | None = None  # None: one per VIDEOS_PER_ACTOR videos to score, at most one per CPU
+    actors: int | None = None  # parallel scoring tasks; None: one per VIDEOS_PER_ACTOR videos, at most one per CPU
     address: str | None = None
 
 
 @dataclasses.dataclass
 class Scoring:
-    """What every row of one scoring carries (shipped to the actors)."""
+    """What every row of one scoring carries (shipped to the scoring tasks)."""
 
     scoring_id: str
     detector_uri: str
@@ -148,30 +159,57 @@ def _now() -> Any:
     return dt.datetime.now(dt.timezone.utc)
 
 
+# The last detector this worker process loaded, by scoring id (the checkpoint's content hash). Ray
+# Data tasks run in pooled worker processes that outlive a job, so the next rescore on the same
+# Ray session finds torch imported and, for the same detector, the weights loaded (an actor pool
+# starts processes that import torch and load the weights for every job: seconds, against tens of
+# milliseconds per video). One entry: a worker never holds more than one detector.
+_SCORER: dict[str, Any] = {}
+
+
 class RescoreStage:
-    """Ray Data actor: one snippets file per row in, one summary row per video out."""
+    """One block of snippets files (one row per file) in, one summary row per video out."""
 
     def __init__(self, index: str, scoring: Scoring, torch_threads: int = 1):
         self.index, self.scoring, self.torch_threads = index, scoring, torch_threads
         self.scorer: Any = None
 
+    def _load(self) -> None:
+        import torch
+
+        torch.set_num_threads(self.torch_threads)  # scoring is many small matmuls: one thread per CPU asked
+        sid = self.scoring.scoring_id
+        if sid not in _SCORER:
+            from exvad_ray.checkpoints import load_detector
+
+            _SCORER.clear()
+            _SCORER[sid] = load_detector(self.scoring.detector_uri, device="cpu")
+        self.scorer = _SCORER[sid]
+        names = list(self.scorer.class_names)
+        if names != self.scoring.class_names:  # the driver took them from the model card, not the weights
+            raise ExvadError(f"the model card beside {self.scoring.detector_uri} names the classes "
+                             f"{self.scoring.class_names}, the checkpoint {names}")
+
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         from exvad_ray.index import write_table_file
 
+        t0 = time.perf_counter()
+        load_error = None
         if self.scorer is None:
-            import torch
-
-            from exvad_ray.checkpoints import load_detector
-
-            torch.set_num_threads(self.torch_threads)
-            self.scorer = load_detector(self.scoring.detector_uri, device="cpu")
+            try:
+                self._load()
+            except ExvadError as exc:  # every video of the batch fails with the reason
+                load_error = exc
+        t1 = time.perf_counter()
         out: dict[str, list[Any]] = {"video_id": [], "status": [], "reason": [], "n_snippets": [], "segments": []}
         for f, infos_json in zip(batch["file"], batch["videos"]):
             infos = {i["video_id"]: i for i in json.loads(str(infos_json))}
-            table = _read_snippets(str(f))
-            ids = table.column("video_id").to_numpy(zero_copy_only=False)
+            table = _read_snippets(str(f)) if load_error is None else None
+            ids = table.column("video_id").to_numpy(zero_copy_only=False) if table is not None else None
             for vid, info in infos.items():
                 try:
+                    if load_error is not None:
+                        raise load_error
                     rows = table.filter(pa.array(ids == vid))
                     if rows.num_rows == 0:
                         raise ExvadError(f"no snippets for video {vid} in {f}")
@@ -185,7 +223,16 @@ class RescoreStage:
                     out_row = (vid, "error", f"{type(exc).__name__}: {exc}", 0, "")
                 for k, v in zip(out, out_row):
                     out[k].append(v)
+        # where the task's time went (the driver logs it: the fixed cost vs the per-video cost)
+        n = len(out["video_id"])
+        out["load_s"] = [t1 - t0 if i == 0 else 0.0 for i in range(n)]
+        out["work_s"] = [time.perf_counter() - t1 if i == 0 else 0.0 for i in range(n)]
         return out
+
+
+def score_block(batch: dict[str, Any], index: str, scoring: Scoring) -> dict[str, list[Any]]:
+    """The Ray Data task: a block of snippets files scored by this worker's RescoreStage."""
+    return RescoreStage(index, scoring)(batch)
 
 
 def _read_snippets(uri: str) -> pa.Table:
@@ -248,22 +295,59 @@ def plan_work(index: str, scoring_id: str) -> tuple[list[dict[str, Any]], int, l
     return items, len(done), warnings
 
 
-def run_rescore(cfg: RescoreConfig, echo: Any = print) -> dict[str, Any]:
-    """Score every indexed video with `cfg.detector`; returns the summary (also in scoring.json)."""
-    import ray
-
+def detector_metadata(det_uri: str) -> tuple[str, list[str]]:
+    """(model card as JSON text, class names). From `model_card.json` beside the checkpoint when it
+    names the classes, so the driver neither imports torch nor loads the weights (the tasks check
+    the names against the weights); otherwise from the checkpoint itself."""
+    card_uri = det_uri.rsplit("/", 1)[0] + "/model_card.json"
+    card = storage.read_bytes(card_uri).decode() if storage.exists(card_uri) else None
+    if card is not None:
+        try:
+            doc = json.loads(card)
+        except ValueError as exc:
+            raise ExvadError(f"{card_uri} is not JSON ({exc})") from exc
+        names = ((doc.get("label_set") or {}) if isinstance(doc, dict) else {}).get("class_names")
+        if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+            return card, list(names)
     from exvad_ray.checkpoints import load_detector
 
+    detector = load_detector(det_uri, device="cpu")
+    return card or json.dumps(detector.meta, default=str), list(detector.class_names)
+
+
+def _ensure_ray(address: str | None) -> None:
+    """Reuse the caller's Ray session (a bench, a notebook, a Ray job); else connect or start one as
+    `exvad process` does, but a local one without the dashboard (seconds of start for nobody)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    from exvad_ray.pipeline.job import _init_ray
+
+    _init_ray(SimpleNamespace(address=address), dashboard=(address or "local") != "local")
+
+
+def run_rescore(cfg: RescoreConfig, echo: Any = print) -> dict[str, Any]:
+    """Score every indexed video with `cfg.detector`; returns the summary (also in scoring.json)."""
     t0 = time.time()
+    phases: dict[str, float] = {}
+    tick = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal tick
+        now = time.perf_counter()
+        phases[name] = round(now - tick, 3)
+        tick = now
+
     index = storage.normalize(cfg.index)
     sid = sc.detector_id(cfg.detector)
     det_uri = storage.normalize(sc.checkpoint_uri(cfg.detector))
-    detector = load_detector(det_uri, device="cpu")
-    card_uri = det_uri.rsplit("/", 1)[0] + "/model_card.json"
-    card = storage.read_bytes(card_uri).decode() if storage.exists(card_uri) else json.dumps(detector.meta, default=str)
-    scoring = Scoring(sid, det_uri, card, list(detector.class_names), cfg.localization)
+    card, class_names = detector_metadata(det_uri)
+    scoring = Scoring(sid, det_uri, card, class_names, cfg.localization)
+    lap("detector metadata")
     items, skipped, warnings = plan_work(index, sid)
     n_todo = sum(len(json.loads(it["videos"])) for it in items)
+    lap("plan")
     echo(f"[exvad] rescore {index} with {det_uri} (scoring {sid}): {n_todo + skipped} videos, "
          f"{skipped} already scored, {n_todo} to score")
     doc = {"scoring_id": sid, "detector_id": sid, "detector_uri": det_uri, "model_card": json.loads(card or "{}"),
@@ -275,17 +359,23 @@ def run_rescore(cfg: RescoreConfig, echo: Any = print) -> dict[str, Any]:
     storage.write_bytes(manifest_uri, json.dumps(doc, indent=1, default=str).encode())
     rows: list[dict[str, Any]] = []
     if items:
-        from exvad_ray.pipeline.job import _init_ray
+        import ray
+        import ray.data
 
-        _init_ray(SimpleNamespace(address=cfg.address))
-        from ray.data import ActorPoolStrategy
-
+        _ensure_ray(cfg.address)
+        lap("ray session")
         cpus = float(ray.cluster_resources().get("CPU", 1))
         actors = max(1, min(len(items), cfg.actors or int(cpus), cfg.actors or -(-n_todo // VIDEOS_PER_ACTOR)))
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
-        ds = ds.map_batches(RescoreStage, fn_constructor_args=(index, scoring), batch_size=1, batch_format="numpy",
-                            compute=ActorPoolStrategy(size=actors), num_cpus=max(0.1, min(1.0, cpus / actors)))
+        blocks = min(len(items), max(actors, -(-len(items) // FILES_PER_BLOCK)))
+        ds = ray.data.from_items(items, override_num_blocks=blocks)
+        ds = ds.map_batches(score_block, fn_kwargs={"index": index, "scoring": scoring}, batch_size=None,
+                            batch_format="numpy", num_cpus=max(0.1, min(1.0, cpus / actors)),
+                            compute=ray.data.TaskPoolStrategy(size=actors))
         rows = list(ds.iter_rows())
+        lap("ray data job")
+        phases["tasks: torch and detector load"] = round(sum(float(r.get("load_s", 0.0)) for r in rows), 3)
+        phases["tasks: scoring and writing"] = round(sum(float(r.get("work_s", 0.0)) for r in rows), 3)
+        log.debug("rescore: %d parallel tasks, %d blocks", actors, blocks)
     ok = [r for r in rows if r["status"] == "ok"]
     failed = [r for r in rows if r["status"] != "ok"]
     segments = Counter(c for r in ok for c in str(r["segments"]).split(",") if c)
@@ -298,6 +388,8 @@ def run_rescore(cfg: RescoreConfig, echo: Any = print) -> dict[str, Any]:
         summary["current"] = True
     doc |= {"finished_at": _now().isoformat(timespec="seconds"), "summary": summary}
     storage.write_bytes(manifest_uri, json.dumps(doc, indent=1, default=str).encode())
+    lap("summary")
+    log.debug("rescore phases (s): %s", json.dumps(phases))
     return summary
 
 
@@ -334,7 +426,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list", action="store_true", help="list the index's scorings and exit")
     p.add_argument("--use", metavar="SCORING_ID", help="mark an existing scoring current and exit")
     p.add_argument("--actors", type=int, default=None,
-                   help=f"scoring actors (default: one per {VIDEOS_PER_ACTOR} videos, at most one per CPU)")
+                   help=f"parallel scoring tasks (default: one per {VIDEOS_PER_ACTOR} videos, at most one per CPU)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_rescore)

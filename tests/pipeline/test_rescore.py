@@ -9,6 +9,8 @@ Anomaly_Train/Test.txt, a temporal annotation file with `.mp4` names), recorded 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -27,7 +29,10 @@ pytestmark = pytest.mark.slow
 ARCHIVE = dict(videos_per_class=4, normal_videos=4, width=96, height=64, fps=15.0, duration=(4.5, 5.0), seed=3)
 
 
-def make_detector(uri: str, seed: int) -> None:
+def make_detector(uri: str, seed: int, card: str | None = None) -> list[str]:
+    """An untrained detector; its class names. With `card`, also the model card `exvad train` writes
+    beside it, naming its classes ("right") or them reversed ("wrong"): the rescore driver reads the
+    names from there instead of the weights."""
     import torch
 
     from exvad_ray.checkpoints import save_detector
@@ -42,6 +47,10 @@ def make_detector(uri: str, seed: int) -> None:
         for p in det.net.parameters():
             p.mul_(2.0)
     save_detector(det, uri)
+    if card is not None:
+        doc = {"label_set": {"name": "synthetic", "class_names": names if card == "right" else names[::-1]}}
+        storage.write_bytes(uri.rsplit("/", 1)[0] + "/model_card.json", json.dumps(doc).encode())
+    return list(names)
 
 
 def ucf_layout(local, summary, archive: str) -> dict:
@@ -77,8 +86,9 @@ def processed(ray_local, tiny_dir, s3_server, tmp_path_factory):
     layout = ucf_layout(local, summary, archive)
     models = s3_server.create_bucket("rescore-models")
     det_a, det_b = models + "/a/model.pt", models + "/b/model.pt"
-    make_detector(det_a, 0)
-    make_detector(det_b, 1)
+    make_detector(det_a, 0)  # no model card: the driver reads the class names from the checkpoint
+    names = make_detector(det_b, 1, card="right")
+    make_detector(models + "/c/model.pt", 2, card="wrong")
     index = s3_server.create_bucket("rescore-index") + "/run1"
     cfg = ProcessConfig(archive=archive, index=index, profile="tiny", label_set="synthetic", detector=det_a,
                         sampling=SamplingConfig(window_snippets=2), progress_interval_s=30)
@@ -89,7 +99,7 @@ def processed(ray_local, tiny_dir, s3_server, tmp_path_factory):
     fs.rm("rescore-archive", recursive=True)
     fs.invalidate_cache()
     assert not storage.exists(archive) and not fs.exists("rescore-archive")
-    return {"index": index, "a": det_a, "b": det_b, "labels": s3_server.create_bucket("rescore-labels") + "/labels",
+    return {"index": index, "a": det_a, "b": det_b, "c": models + "/c/model.pt", "names": names, "labels": s3_server.create_bucket("rescore-labels") + "/labels",
             **layout}
 
 
@@ -177,3 +187,17 @@ def test_second_detector_adds_a_scoring_and_earlier_ones_stay(processed, capsys)
     assert sc.current_scoring(index) == "process"
     assert main(["rescore", "--index", index, "--use", "det-nope"]) == 2
     assert main(["rescore", "--index", index]) == 2
+    # detector b came with a model card: the driver took the class names from it, and it is on every segment
+    seg_b = sc.read_scoring(index, "segments", sid_b)
+    assert seg_b.num_rows == 0 or {json.loads(c)["label_set"]["class_names"] == processed["names"]
+                                   for c in seg_b.column("model_card").to_pylist()} == {True}
+    assert sc.manifest(index, sid_b)["class_names"] == processed["names"]
+
+
+def test_a_model_card_naming_other_classes_than_the_weights_fails_every_video(processed, capsys):
+    index = processed["index"]
+    current = sc.current_scoring(index)
+    assert main(["rescore", "--index", index, "--detector", processed["c"]]) == 1
+    out = capsys.readouterr().out
+    assert "0 scored, 20 failed" in out and "the model card beside" in out
+    assert sc.current_scoring(index) == current  # a failed scoring is never made current
