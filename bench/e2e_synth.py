@@ -71,7 +71,8 @@ def profile_runs(args: argparse.Namespace, profile: str, archive: str, labels: s
         shutil.rmtree(model, ignore_errors=True)
         lr = args.lr or (1e-3 if profile == "tiny" else 1e-4)
         run(f"{profile} train", ["train", *data, "--out", model, "--epochs", str(args.epochs), "--lr", str(lr),
-                                 "--batch-size", str(args.batch_size), "--seed", str(seed)], times)
+                                 "--batch-size", str(args.batch_size), "--seed", str(seed),
+                                 *(["--layers", str(args.layers)] if args.layers is not None else [])], times)
         out = os.path.join(w, f"eval_test_seed{seed}.json")
         plots = ["--plots", os.path.join(w, "plots")] if seed == args.seeds[0] else []
         run(f"{profile} evaluate", ["evaluate", "--checkpoint", model, *data, "--split", "test", "--out", out,
@@ -89,6 +90,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="default: 1e-4 for lite (1e-3 saturates its "
                     "projected features), 1e-3 for tiny")
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--layers", type=int, default=None, help="detector's local transformer blocks (default: "
+                    "`exvad train`'s, 2)")
     ap.add_argument("--reuse", action="store_true", help="keep an existing archive and indexes under --work")
     ap.add_argument("--no-record", action="store_true", help="print, do not write bench/RESULTS.md")
     args = ap.parse_args()

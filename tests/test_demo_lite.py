@@ -1,32 +1,66 @@
-"""End to end with the `lite` profile (real pretrained weights), through the demo's own code: a small
-sample archive in a real local S3 server (SeaweedFS), `process` (zero-shot), Ray Train on the train
-split, rescoring with the trained detector, evaluation on the test split. Asserts detection clearly
-above chance, and that the terminal shows the project's lines while Ray's output goes to the log."""
+"""End to end with the `lite` profile (real pretrained weights) on a small sample archive in a real local
+S3 server (SeaweedFS): `exvad synth` -> `exvad process` (zero-shot) -> `exvad train` (Ray Train on the
+train split) -> `exvad rescore` (the trained detector over the stored embeddings, no decoding) ->
+`exvad evaluate` of the trained detector on the test split (evaluate scores from the checkpoint; it has
+no option to read a stored scoring). Asserts the frame AUC above chance (0.5) by a bound that held for
+every seed tried.
+
+Bounds (measured 2026-12-01 with detector seeds 0, 1 and 2 on this archive, synth seed 0, load 12-23 on the
+shared 2-core machine): test frame AUC 0.712 / 0.658 / 0.622, class accuracy 0.167 / 0.167 / 0.500 (6 test
+videos; bench/RESULTS.md, "Lite profile: detection quality"). The AUC bound sits below the lowest of them.
+Class accuracy is NOT asserted above chance: with 3 training videos per anomaly class it was at chance
+(1 of 6) for two of the three seeds, so no honest bound exists; the test checks only that every test video
+gets a class from the label set. The issue-10 targets are for the 60-video archive (not met; RESULTS.md).
+Runs in about 4-5 minutes on the 2-core machine (synth, process, Ray Train, rescore, evaluate)."""
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
-# NOT DONE: these bounds are provisional. The test was written but never ran to the end in its session
-# (the shared 2-core machine sat at load 50-60 and Ray's node startup timed out), so it is skipped until
-# someone runs it over a few seeds and sets bounds that hold for all of them.
-MIN_AUC, MIN_ACCURACY = 0.75, 0.5
+pytestmark = pytest.mark.slow
+
+# 30 videos of 6-8 s (5 per anomaly class + 10 normal): 18 train / 6 val / 6 test (1 per anomaly class + 2 normal)
+ARCHIVE = dict(videos_per_class=5, normal_videos=10, duration=(6.0, 8.0), seed=0, workers=2)
+SEED = 0
+MIN_AUC = 0.58  # lowest measured 0.622 (seed 2)
 
 
-@pytest.mark.slow
-@pytest.mark.skip(reason="not done: bounds not yet measured (see the comment above)")
-def test_lite_demo_detects_above_chance(tmp_path, capsys):
-    from exvad_ray.demo import run_demo
-    from exvad_ray.synth import SynthConfig
+def process_archive(bucket: str) -> None:
+    """`exvad synth` into the bucket, then `exvad process` with lite (zero-shot scoring)."""
+    from exvad_ray.cli import main
+    from exvad_ray.synth import SynthConfig, generate_archive
 
-    synth = SynthConfig(videos_per_class=4, normal_videos=8, duration=(6.0, 8.0), workers=2)
-    out = run_demo(str(tmp_path / "demo"), synth=synth, extras=False, seed=0)
+    generate_archive(bucket + "/archive", SynthConfig(**ARCHIVE))
+    assert main(["process", "--archive", bucket + "/archive", "--index", bucket + "/index",
+                 "--label-set", "synthetic", "--profile", "lite", "--json"]) == 0
+
+
+def train_rescore_evaluate(bucket: str, seed: int, workdir: str) -> dict:
+    """`exvad train` (seed), `exvad rescore` with the new detector, `exvad evaluate` of that detector on the
+    test split; returns the evaluation report (dict)."""
+    from exvad_ray.cli import main
+
+    index, model = bucket + "/index", bucket + f"/model-{seed}"
+    data = ["--snippets", index + "/snippets", "--videos", index + "/videos", "--labels",
+            bucket + "/archive/annotations/labels", "--label-set", "synthetic", "--profile", "lite"]
+    assert main(["train", *data, "--out", model, "--epochs", "20", "--lr", "1e-4", "--batch-size", "16",
+                 "--layers", "0", "--seed", str(seed)]) == 0
+    assert main(["rescore", "--index", index, "--detector", model, "--actors", "1"]) == 0
+    out = os.path.join(workdir, f"eval_test_seed{seed}.json")
+    assert main(["evaluate", "--checkpoint", model, *data, "--split", "test", "--out", out]) == 0
+    return json.load(open(out))
+
+
+def test_lite_end_to_end_detects_above_chance(s3_bucket, tmp_path, capsys):
+    process_archive(s3_bucket)
+    report = train_rescore_evaluate(s3_bucket, SEED, str(tmp_path))
     printed = capsys.readouterr().out
-    assert out["processed"] == out["rescored"] == 24 and out["failed"] == 0
-    assert out["test_videos"] >= 5
-    assert out["auc"] >= MIN_AUC, out
-    assert out["accuracy"] >= MIN_ACCURACY, out  # chance: 1/5 classes
-    assert "frame AUC" in printed and "class accuracy" in printed and "timeline plots" in printed
-    assert "logging_progress" not in printed and "Loading weights" not in printed  # Ray's and libraries' lines
-    log = open(out["log"]).read()
-    assert "step 2/5" in log and "[exvad] videos" in log
+    assert "scored, 0 failed" in printed and "no video decoded" in printed  # rescore read the index only
+    assert report["n_videos"] == 6 and report["frame_level"], report
+    assert report["auc"] >= MIN_AUC, report
+    classes = {"Normal", "Fire", "Fighting", "CrowdRush", "FallingObject"}
+    assert {v["predicted"] for v in report["videos"].values()} <= classes, report
+    assert 0.0 <= report["accuracy"] <= 1.0  # not bounded above chance: see the module doc

@@ -1,0 +1,196 @@
+"""Where does `lite` lose the anomaly signal? (issue 10; figures in bench/RESULTS.md, "Lite profile:
+detection quality"). Works on EfficientNet-Lite0 feature maps extracted ONCE per snippet from an
+`exvad synth` archive and cached, so that feature and detector variants compare on the same pixels:
+
+    python bench/lite_probe.py extract ARCHIVE CACHE.pkl      # middle frame of each snippet + the frame 8 later
+    python bench/lite_probe.py probe CACHE.pkl avg,max,...    # logistic probe, frame labels, per class
+    python bench/lite_probe.py mil CACHE.pkl avg,max          # weakly supervised linear scorer (video labels)
+    python bench/lite_probe.py detector CACHE.pkl 0,1,2 'avg|{"layers": 0}|{"epochs": 30, "batch_size": 16}'
+
+Frames are cut as `exvad process` cuts them (16-frame snippets, middle frame, short side to 224, centre
+crop, (x-127)/128). Feature kinds: avg / max (global pools, L2), grid (2x2 avg pools), dprev (difference
+to the previous snippet), dmap (|map(mid+8) - map(mid)| avg-pooled: a second frame per snippet), vc (avg
+minus the video's mean); joined with '+'.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import statistics
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+CLASSES = ["Normal", "Fire", "Fighting", "CrowdRush", "FallingObject"]
+
+
+def l2(x: np.ndarray) -> np.ndarray:
+    return x / (np.linalg.norm(x, axis=-1, keepdims=True) + 1e-8)
+
+
+def extract(root: str, out: str) -> None:
+    """Feature maps (T, 1280, 7, 7) float16 of each snippet's middle frame (m0) and the frame 8 later (m1),
+    with per-snippet frame labels, for every video of the default archive planned from SynthConfig()."""
+    import decord
+    import torch
+
+    from exvad_ray.models._util import resize_center_crop
+    from exvad_ray.models.lite import load_efficientnet
+    from exvad_ray.synth import SynthConfig, plan_archive
+    from exvad_ray.video.sampling import snippet_layout
+
+    torch.set_num_threads(2)
+    model, _ = load_efficientnet("efficientnet-lite0")
+    res: dict[str, dict[str, Any]] = {}
+    t0 = time.time()
+    for spec in plan_archive(SynthConfig()):
+        vr = decord.VideoReader(os.path.join(root, spec.relpath), width=298, height=224)
+        lay = snippet_layout(len(vr))
+        mids = (lay[:, 0] + lay[:, 1] - 1) // 2
+        frames = vr.get_batch(list(np.concatenate([mids, np.minimum(mids + 8, len(vr) - 1)]))).asnumpy()
+        x = (resize_center_crop(frames, 224) - 127.0) / 128.0
+        with torch.inference_mode():
+            maps = np.concatenate([model.forward_features(x[i:i + 32]).numpy().astype(np.float16)
+                                   for i in range(0, len(x), 32)])
+        lab = np.zeros(len(mids), np.int8)
+        for g in spec.segments:
+            lab |= ((mids >= g.start_frame) & (mids < g.end_frame)).astype(np.int8)
+        res[spec.name] = {"m0": maps[:len(mids)], "m1": maps[len(mids):], "lab": lab, "label": spec.label,
+                          "split": spec.split}
+        print(spec.name, spec.split, len(mids), f"{time.time() - t0:.0f}s", flush=True)
+    with open(out, "wb") as f:
+        pickle.dump(res, f)
+
+
+def feature(d: dict[str, Any], kind: str) -> np.ndarray:
+    m0, m1 = d["m0"].astype(np.float32), d["m1"].astype(np.float32)
+    avg, mx = l2(m0.mean((2, 3))), l2(m0.max((2, 3)))
+    parts = []
+    for k in kind.split("+"):
+        if k == "avg":
+            parts.append(avg)
+        elif k == "max":
+            parts.append(mx)
+        elif k == "grid":
+            cells = [m0[:, :, a:b, c:e].mean((2, 3)) for a, b in ((0, 4), (3, 7)) for c, e in ((0, 4), (3, 7))]
+            parts.append(l2(np.concatenate(cells, 1)))
+        elif k == "dprev":
+            parts.append(np.concatenate([np.zeros_like(avg[:1]), avg[1:] - avg[:-1]]))
+        elif k == "dmap":
+            parts.append(l2(np.abs(m1 - m0).mean((2, 3))))
+        elif k == "vc":
+            parts.append(avg - avg.mean(0, keepdims=True))
+        else:
+            raise SystemExit(f"unknown feature kind {k!r}")
+    return np.concatenate(parts, 1).astype(np.float32)
+
+
+def probe(data: dict[str, Any], kind: str) -> dict[str, float]:
+    """Logistic regression per snippet on frame labels (train+val), test AUC overall and per class."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    fit = [d for d in data.values() if d["split"] != "test"]
+    test = [d for d in data.values() if d["split"] == "test"]
+    clf = LogisticRegression(C=1.0, max_iter=2000).fit(np.concatenate([feature(d, kind) for d in fit]),
+                                                       np.concatenate([d["lab"] for d in fit]))
+    p = clf.decision_function(np.concatenate([feature(d, kind) for d in test]))
+    y = np.concatenate([d["lab"] for d in test])
+    cls = np.concatenate([[d["label"]] * len(d["lab"]) for d in test])
+    out = {"all": float(roc_auc_score(y, p))}
+    for c in CLASSES[1:]:
+        sel = (y == 0) | (cls == c)
+        out[c] = float(roc_auc_score(y[sel], p[sel]))
+    return out
+
+
+def mil(data: dict[str, Any], kind: str, seed: int, steps: int = 200) -> tuple[float, float]:
+    """A linear snippet scorer trained like the detector (video labels, top-k mean, BCE), selected on val
+    every 10 steps; returns (val, test) snippet AUC."""
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    torch.manual_seed(seed)
+    vids = {s: [(torch.tensor(feature(d, kind)), d["lab"], d["label"] != "Normal") for d in data.values()
+                if d["split"] == s] for s in ("train", "val", "test")}
+    net = torch.nn.Linear(vids["train"][0][0].shape[1], 1)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.01)
+
+    def auc(split: str) -> float:
+        with torch.no_grad():
+            s = np.concatenate([net(f).squeeze(-1).numpy() for f, _, _ in vids[split]])
+        return float(roc_auc_score(np.concatenate([lab for _, lab, _ in vids[split]]), s))
+
+    best = (-1.0, float("nan"))
+    for step in range(steps):
+        loss = sum(torch.nn.functional.binary_cross_entropy_with_logits(
+            torch.topk(net(f).squeeze(-1), len(f) // 16 + 1).values.mean(), torch.tensor(float(y)))
+            for f, _, y in vids["train"]) / len(vids["train"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 10 == 9 and (v := auc("val")) > best[0]:
+            best = (v, auc("test"))
+    return best
+
+
+def detector(data: dict[str, Any], kind: str, det: dict[str, Any], train: dict[str, Any], seed: int) -> dict[str, float]:
+    """The project's detector in the plain loop (fit_local: the Ray job's batches, losses, val selection)."""
+    import torch
+
+    from exvad_ray.detector import DetectorConfig
+    from exvad_ray.eval.evaluate import evaluate_records
+    from exvad_ray.records import VideoRecord
+    from exvad_ray.train.api import class_embeddings_for
+    from exvad_ray.train.loop import fit_local, train_config
+
+    def segments(lab: np.ndarray, label: str) -> list[tuple[int, int, str]]:
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], lab, [0]])))
+        return [(int(s) * 16, int(e) * 16, label) for s, e in zip(edges[::2], edges[1::2])]
+
+    emb, names = class_embeddings_for("synthetic", "lite")
+    recs = [VideoRecord(n, feature(d, kind), None, [d["label"]],
+                        segments(d["lab"], d["label"]) if d["label"] != "Normal" else [], d["split"])
+            for n, d in data.items()]
+    cfg = DetectorConfig(**({"embed_dim": emb.shape[1], "visual_dim": recs[0].features.shape[1],
+                             "num_classes": len(names)} | det))
+    torch.manual_seed(seed)
+    model, _ = fit_local([r for r in recs if r.split == "train"], [r for r in recs if r.split == "val"], names, emb,
+                         cfg, train_config(None, **(train | {"seed": seed})))
+    rep = evaluate_records(model, [r for r in recs if r.split == "test"], names).summary()
+    return {k: float(rep[k]) for k in ("auc", "ap", "map_avg", "accuracy")}
+
+
+def main() -> None:
+    if len(sys.argv) < 4 or sys.argv[1] not in ("extract", "probe", "mil", "detector"):
+        raise SystemExit(__doc__)
+    cmd = sys.argv[1]
+    if cmd == "extract":
+        return extract(sys.argv[2], sys.argv[3])
+    import torch
+
+    torch.set_num_threads(1)
+    with open(sys.argv[2], "rb") as f:
+        data = pickle.load(f)
+    if cmd == "probe":
+        for kind in sys.argv[3].split(","):
+            print(kind, {k: round(v, 3) for k, v in probe(data, kind).items()}, flush=True)
+    elif cmd == "mil":
+        for kind in sys.argv[3].split(","):
+            print(kind, "(val, test) per seed:", [tuple(round(x, 3) for x in mil(data, kind, s)) for s in (0, 1, 2)],
+                  flush=True)
+    else:
+        seeds = [int(s) for s in sys.argv[3].split(",")]
+        for spec in sys.argv[4:]:
+            kind, det, train = spec.split("|")
+            runs = [detector(data, kind, json.loads(det or "{}"), json.loads(train or "{}"), s) for s in seeds]
+            med = {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0]}
+            print(spec, "median", med, "runs", [{k: round(v, 3) for k, v in r.items()} for r in runs], flush=True)
+
+
+if __name__ == "__main__":
+    main()
