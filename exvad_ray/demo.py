@@ -131,11 +131,14 @@ def _train(index: str, labels: str, out: str, seed: int) -> dict[str, Any]:
 
     emb, names = class_embeddings_for(LABEL_SET, PROFILE)
     data = DataSource(snippets=storage.join(index, "snippets"), videos=storage.join(index, "videos"), labels=labels)
-    # layers 0: no local transformer blocks. On lite's projected EfficientNet features the two blocks lose
-    # the per-snippet signal (sample archive, 3 seeds: test AUC 0.57-0.70 with 2 blocks; bench/RESULTS.md,
-    # "Lite profile: detection quality")
+    # The profile's detector defaults, as `exvad train --profile lite` uses them: lite's are `layers 0` (on its
+    # projected EfficientNet features the two local blocks lose the per-snippet signal; sample archive,
+    # 3 seeds: test AUC 0.57-0.70 with 2 blocks; bench/RESULTS.md, "Lite profile: detection quality")
+    from exvad_ray.models.profiles import load_profile
+
     req = TrainRequest(data, out, emb, names, LABEL_SET, train=TrainConfig(epochs=20, lr=1e-4, batch_size=16, seed=seed),
-                       detector={"layers": 0}, ray=RayTrainSettings(storage_path=storage.join(out, "ray")))
+                       ray=RayTrainSettings(storage_path=storage.join(out, "ray")),
+                       profile_detector=load_profile(PROFILE).detector)
     _outcome, card = train_detector(req)
     return card
 

@@ -113,6 +113,22 @@ class Profile(BaseModel):
     captioner: CaptionerSpec
     explainer: ExplainerSpec
     label_k: int = Field(default=4, ge=1)  # top-k descriptions kept per class (Ex-VAD LAAM)
+    # DetectorConfig defaults for this profile's features: under a --preset and the command line's
+    # options, over the project defaults (lite: `layers: 0`, measured in docs/DETECTOR.md).
+    detector: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("detector")
+    @classmethod
+    def _check_detector(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from dataclasses import fields
+
+        from exvad_ray.detector.config import DetectorConfig  # torch-free dataclass
+
+        known = {f.name for f in fields(DetectorConfig)}
+        unknown = sorted(set(v) - known)
+        if unknown:
+            raise ValueError(f"unknown detector settings {unknown}; known: {sorted(known)}")
+        return v
 
 
 def _strip_schema(model: str) -> str:

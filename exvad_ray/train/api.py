@@ -98,6 +98,7 @@ class TrainRequest:
     init_from: str | None = None
     evaluate_test: bool = True
     torch_threads: int | None = None
+    profile_detector: dict[str, Any] = field(default_factory=dict)  # the profile's detector defaults (under the preset)
 
     def __post_init__(self) -> None:
         if self.preset is not None:
@@ -228,7 +229,7 @@ def detector_config(req: TrainRequest, visual_dim: int) -> DetectorConfig:
     base = {"embed_dim": embed_dim, "visual_dim": None if visual_dim == embed_dim else visual_dim,
             "num_classes": len(req.class_names)}
     preset = dict(get_preset(req.preset).detector) if req.preset else {}
-    return DetectorConfig(**(base | preset | req.detector))
+    return DetectorConfig(**(base | req.profile_detector | preset | req.detector))
 
 
 def train_detector(req: TrainRequest, records: Sequence[VideoRecord] | None = None) -> tuple[TrainOutcome, dict[str, Any]]:

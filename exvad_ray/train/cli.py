@@ -125,8 +125,10 @@ def _run(args: argparse.Namespace) -> int:
         from exvad_ray.pipeline.scorings import resolve_detector
 
         init_from = resolve_detector(init_from)
+    from exvad_ray.models.profiles import load_profile
+
     req = TrainRequest(source, args.out, emb, names, label_set, detector, cfg, args.preset, settings, init_from,
-                       not args.no_test_eval)
+                       not args.no_test_eval, profile_detector=load_profile(args.profile, check_local=False).detector)
     _init_ray(args.address)
     outcome, card = train_detector(req, records)
     print(json.dumps({"model": storage.join(args.out, "model.pt"), "best_epoch": outcome.best_epoch,
@@ -183,7 +185,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--fusion", choices=["add", "concat", "none"], help="explanation fusion (default add)")
     d.add_argument("--attention-block", "--attn-window", type=int, dest="attention_block",
                    help="snippets per local self-attention block (default 8; ucf 8, xd 64)")
-    d.add_argument("--layers", type=int, help="local transformer blocks (default 2; ucf 2, xd 1)")
+    d.add_argument("--layers", type=int, help="local transformer blocks (default 2, or the profile's: lite 0; ucf 2, xd 1)")
     d.add_argument("--visual-length", type=int, help="training length / inference chunk (default 256)")
     d.add_argument("--class-pooling", choices=["logits", "sigmoid"],
                    help="snippet weights of the video-conditioned class features (default sigmoid; presets: logits, "

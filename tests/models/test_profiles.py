@@ -37,6 +37,10 @@ def test_unknown_profile_and_invalid_fields(tmp_path):
     bad.write_text("name: bad\nclip: {model: ViT-B-16, batchsize: 3}\ncaptioner: {model: x}\nexplainer: {model: y}\n")
     with pytest.raises(ConfigError, match="batchsize"):
         load_profile(bad)
+    bad.write_text("name: bad\nclip: {model: ViT-B-16}\ncaptioner: {model: x}\nexplainer: {model: y}\n"
+                   "detector: {layer: 0}\n")
+    with pytest.raises(ConfigError, match="unknown detector settings \\['layer'\\]"):
+        load_profile(bad)
 
 
 def test_custom_profile_with_local_dirs(tiny_dir, tmp_path):

@@ -77,3 +77,15 @@ def test_parity_mode_refuses_what_vadclip_cannot_compute():
         DetectorConfig(**ok, visual_length=100, attention_block=64)
     with pytest.raises(ConfigError, match="pooling"):
         DetectorConfig(**(ok | {"class_pooling": "sigmoid"}))
+
+
+def test_profile_detector_defaults_sit_under_the_preset_and_the_command_line():
+    from exvad_ray.models import load_profile
+
+    lite = load_profile("lite", check_local=False).detector
+    assert lite == {"layers": 0}
+    assert detector_config(TrainRequest(DataSource(), "x", EMB, NAMES, profile_detector=lite), 512).layers == 0
+    assert detector_config(TrainRequest(DataSource(), "x", EMB, NAMES, profile_detector=lite, preset="xd"), 512).layers == 1
+    req = TrainRequest(DataSource(), "x", EMB, NAMES, detector={"layers": 3}, profile_detector=lite, preset="xd")
+    assert detector_config(req, 512).layers == 3
+    assert detector_config(TrainRequest(DataSource(), "x", EMB, NAMES), 512).layers == 2  # project default
