@@ -91,7 +91,7 @@ def main() -> None:
                     "projected features), 1e-3 for tiny")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--layers", type=int, default=None, help="detector's local transformer blocks (default: "
-                    "`exvad train`'s, 2)")
+                    "`exvad train`'s: the profile's, lite 0, else 2)")
     ap.add_argument("--reuse", action="store_true", help="keep an existing archive and indexes under --work")
     ap.add_argument("--no-record", action="store_true", help="print, do not write bench/RESULTS.md")
     args = ap.parse_args()
