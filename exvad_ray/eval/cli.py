@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import tempfile
+from typing import Any
 
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
@@ -20,9 +21,15 @@ def _run(args: argparse.Namespace) -> int:
     from exvad_ray.train.cli import class_source, data_source
     from exvad_ray.train.data import split_records
 
+    if args.scoring and args.checkpoint:
+        raise ExvadError("give --scoring (scores stored in the index) or --checkpoint (score now), not both")
+    if args.scoring and not args.index:
+        raise ExvadError("--scoring reads the scores stored in an index: give --index URI")
     records = split_records(data_source(args).load(), args.split)
     if not records:
         raise ExvadError(f"no videos in split {args.split!r}")
+    if args.scoring:
+        return _finish(args, *_stored_report(args, records))
     if args.checkpoint:
         scorer = load_detector(args.checkpoint)
     elif args.class_embeddings or not args.label_set:
@@ -33,6 +40,51 @@ def _run(args: argparse.Namespace) -> int:
 
         scorer = zero_shot_scorer(args.profile, args.label_set)
     report = evaluate_records(scorer, records, scorer.class_names, args.vadclip_procedure or args.dataset)
+    return _finish(args, report, scorer.class_names)
+
+
+def _stored_report(args: argparse.Namespace, records: list) -> tuple[Any, list[str]]:
+    """The report of a scoring already in the index (`exvad process` or `exvad rescore`): no model runs."""
+    import numpy as np
+
+    from exvad_ray.eval.evaluate import compute_report, stored_results
+    from exvad_ray.pipeline.scorings import current_scoring, read_scoring
+
+    sid = current_scoring(args.index) if args.scoring == "current" else args.scoring
+    videos = read_scoring(args.index, "videos", sid, ["video_id", "name", "class_names"]).to_pylist()
+    wanted = {r.name for r in records}
+    ids: dict[str, str] = {}
+    class_names: list[str] | None = None
+    for v in videos:
+        if v["name"] not in wanted:
+            continue
+        if v["name"] in ids and ids[v["name"]] != v["video_id"]:
+            raise ExvadError(f"video name {v['name']!r} is not unique in {args.index}; evaluate it with --checkpoint")
+        ids[v["name"]] = v["video_id"]
+        if class_names is None:
+            class_names = list(v["class_names"] or [])
+        elif list(v["class_names"] or []) != class_names:
+            raise ExvadError(f"scoring {sid!r} mixes class lists ({class_names} and {v['class_names']})")
+    if not ids or not class_names:
+        raise ExvadError(f"scoring {sid!r} of {args.index} scored none of the {len(records)} videos of split {args.split!r}")
+    snips = read_scoring(args.index, "snippet_scores", sid, ["video_id", "snippet_index", "anomaly_score", "class_probs"])
+    snips = snips.sort_by([("video_id", "ascending"), ("snippet_index", "ascending")])
+    by_id: dict[str, tuple[list, list]] = {}
+    for vid, score, probs in zip(snips.column("video_id").to_pylist(), snips.column("anomaly_score").to_pylist(),
+                                 snips.column("class_probs").to_pylist()):
+        acc = by_id.setdefault(vid, ([], []))
+        acc[0].append(score)
+        acc[1].append(probs)
+    stored = {name: (np.asarray(by_id.get(vid, ([], []))[0], np.float32),
+                     np.asarray(by_id.get(vid, ([], []))[1], np.float32).reshape(-1, len(class_names)))
+              for name, vid in ids.items()}
+    print(f"scoring {sid}: {len(stored)} videos, scores read from the index (no model run)", file=sys.stderr)
+    report = compute_report(stored_results(records, stored, class_names), class_names,
+                            args.vadclip_procedure or args.dataset)
+    return report, class_names
+
+
+def _finish(args: argparse.Namespace, report: Any, class_names: list[str]) -> int:
     if args.out:
         report.write_json(args.out)
     if args.plots:
@@ -40,10 +92,10 @@ def _run(args: argparse.Namespace) -> int:
 
         if storage.is_remote(args.plots):
             with tempfile.TemporaryDirectory() as tmp:
-                for path in write_plots(report, scorer.class_names, tmp):
+                for path in write_plots(report, class_names, tmp):
                     storage.put_file(path, storage.join(args.plots, os.path.relpath(path, tmp)))
         else:
-            write_plots(report, scorer.class_names, args.plots)
+            write_plots(report, class_names, args.plots)
     summary = report.to_dict()
     summary.pop("videos")
     print(json.dumps(summary, indent=2))
@@ -70,6 +122,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example:\n  exvad evaluate --checkpoint models/run1/model.pt --snippets idx/snippets \\\n"
                "      --videos idx/videos --labels archive/annotations/labels --split test --out report.json --plots plots/")
     p.add_argument("--checkpoint", metavar="URI", help="model.pt (or its folder) from `exvad train`")
+    p.add_argument("--scoring", metavar="ID", help="evaluate the scores already stored in --index: a scoring id "
+                   "(`exvad rescore --index URI --list`), `process`, or `current`; no model runs")
     add_data_arguments(p, split_csvs=True)
     add_class_arguments(p)
     p.add_argument("--vadclip-procedure", choices=["ucf", "xd"], default=None,

@@ -14,6 +14,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from exvad_ray import storage
 from exvad_ray.detector.inference import VideoPrediction
+from exvad_ray.detector.video_level import video_prediction
 from exvad_ray.errors import ExvadError
 from exvad_ray.eval.metrics import (
     IOU_THRESHOLDS,
@@ -113,6 +114,25 @@ def score_records(scorer: Scorer, records: Sequence[VideoRecord]) -> list[VideoR
     return out
 
 
+def stored_results(records: Sequence[VideoRecord], stored: dict[str, tuple[np.ndarray, np.ndarray]],
+                   class_names: Sequence[str]) -> list[VideoResult]:
+    """Results from scores already written to an index (a scoring of `exvad process` or `exvad rescore`):
+    `stored` maps a video's name to its (anomaly scores (T,), class probabilities (T,C)); the video-level
+    prediction is derived exactly as a scorer's `predict_video` does."""
+    names = list(class_names)
+    out = []
+    for r in conform(records, names):
+        if r.name not in stored:
+            raise ExvadError(f"the scoring has no scores for video {r.name!r}")
+        scores, probs = stored[r.name]
+        if len(scores) != r.n_snippets:
+            raise ExvadError(f"the scoring has {len(scores)} snippet scores for video {r.name!r}, the index "
+                             f"{r.n_snippets} snippets")
+        out.append(VideoResult(r.name, list(r.labels), list(r.segments), scores, probs,
+                               video_prediction(scores, probs, names)))
+    return out
+
+
 def compute_report(results: Sequence[VideoResult], class_names: Sequence[str], procedure: str = "ucf") -> EvalReport:
     """Frame-level metrics when the anomalous videos carry temporal ground truth, else
     video-level AUC/AP from the top-k video scores (weakly labelled splits)."""
@@ -149,4 +169,5 @@ def evaluate_records(scorer: Scorer, records: Sequence[VideoRecord], class_names
     return compute_report(score_records(scorer, conform(records, names)), names, procedure)
 
 
-__all__ = ["EvalReport", "IOU_THRESHOLDS", "VideoResult", "compute_report", "evaluate_records", "score_records"]
+__all__ = ["EvalReport", "IOU_THRESHOLDS", "VideoResult", "compute_report", "evaluate_records", "score_records",
+           "stored_results"]

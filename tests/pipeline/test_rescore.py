@@ -194,6 +194,34 @@ def test_second_detector_adds_a_scoring_and_earlier_ones_stay(processed, capsys)
     assert sc.manifest(index, sid_b)["class_names"] == processed["names"]
 
 
+def test_evaluate_reads_a_stored_scoring(processed, capsys, tmp_path):
+    """`exvad evaluate --scoring` evaluates the scores a scoring stored (no model runs; the archive is gone):
+    detector a's rescoring and the `process` scoring (same detector) give the same figures, and the
+    predicted classes are the ones the rescore recorded. (`--checkpoint` would score with the video-level
+    explanation, while the archive job fuses each window's own: the figures differ when a video has
+    several windows, as here.)"""
+    index = processed["index"]
+    if not storage.exists(processed["labels"]):
+        test_import_ucf_layout_with_real_frame_rates(processed, capsys)
+    assert main(["rescore", "--index", index, "--detector", processed["a"], "--actors", "1"]) == 0
+    sid = sc.detector_id(processed["a"])
+    data = ["--index", index, "--labels", processed["labels"], "--split", "test"]
+    assert main(["evaluate", *data, "--scoring", sid, "--out", str(tmp_path / "a.json")]) == 0
+    assert f"scoring {sid}:" in capsys.readouterr().err
+    assert main(["evaluate", *data, "--scoring", "process", "--out", str(tmp_path / "p.json")]) == 0
+    a, p = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "p.json"))
+    assert a["n_videos"] == p["n_videos"] == 5 and a["frame_level"]  # the test list names 5 videos
+    for key in ("auc", "ap", "accuracy", "map_avg"):
+        assert a[key] == pytest.approx(p[key], abs=1e-5, nan_ok=True), key
+    assert 0.0 <= a["auc"] <= 1.0
+    recorded = {r["name"]: r["video_class"] for r in sc.read_scoring(index, "videos", sid).to_pylist()}
+    assert {n: v["predicted"] for n, v in a["videos"].items()} == {n: recorded[n] for n in a["videos"]}
+    assert main(["evaluate", *data, "--scoring", sid, "--checkpoint", processed["a"]]) == 2
+    assert main(["evaluate", "--labels", processed["labels"], "--snippets", index + "/snippets",
+                 "--videos", index + "/videos", "--scoring", sid]) == 2
+    assert "give --index" in capsys.readouterr().err
+
+
 def test_a_model_card_naming_other_classes_than_the_weights_fails_every_video(processed, capsys):
     index = processed["index"]
     current = sc.current_scoring(index)
