@@ -50,11 +50,16 @@ CATALOG_COLUMNS = ("segment_id", "video_id", "uri", "label", "score", "class_sco
 VECTORS = ("visual", "text")
 REDUCE_ABOVE = 512  # vector columns wider than this are scanned through a PCA-reduced copy
 REDUCED_DIM = 256
-CANDIDATES = 400  # rows re-ranked exactly after a reduced scan (at least; 20 x the limit if more)
+CANDIDATES = 400  # rows re-ranked exactly after a reduced scan or an IVF search (at least)
+CANDIDATES_PER_RESULT = 20  # ... and at least this many per result asked for
 GATHER_MAX = 20_000  # masked rows up to this are ranked exactly from the full vectors
 PCA_SAMPLE = 50_000  # rows the PCA basis is fitted on (at most)
 BATCH_ROWS = 65_536  # rows per chunk while building
 AUTO_BUILD_MIN = 10_000  # refresh_after_run creates a sidecar from this many segments on (updates any)
+IVF_MIN_ROWS = 200_000  # from this size an IVF index (faiss IVF1024, int8 codes) per vector column is kept
+IVF_LISTS = 1024
+IVF_NPROBE = 32  # lists probed for an unfiltered query; divided by the mask's fraction (capped) when filtered
+IVF_MIN_FRACTION = 0.05  # masks passing fewer rows than this use the scans (IVF recall drops under narrow filters)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -108,7 +113,15 @@ def _batches(ix: Any, files: list[str], cols: str) -> Any:
     hive = ", ".join(f"'{k}': '{v}'" for k, v in HIVE_TYPES.items())
     sql = f"SELECT {cols} FROM read_parquet(?, hive_partitioning = true, hive_types = {{{hive}}})"
     rel = ix.con.sql(sql, params=[files])  # superseded videos stay in: the query mask hides them
-    yield from (rel.to_arrow_reader(BATCH_ROWS) if hasattr(rel, "to_arrow_reader") else rel.fetch_arrow_reader(BATCH_ROWS))
+    reader = rel.to_arrow_reader(BATCH_ROWS) if hasattr(rel, "to_arrow_reader") else rel.fetch_arrow_reader(BATCH_ROWS)
+    buf: list[pa.RecordBatch] = []
+    for batch in reader:  # DuckDB hands smaller batches: one chunk per BATCH_ROWS rows
+        buf.append(batch)
+        if sum(b.num_rows for b in buf) >= BATCH_ROWS:
+            yield pa.Table.from_batches(buf)
+            buf = []
+    if buf:
+        yield pa.Table.from_batches(buf)
 
 
 def update_sidecar(ix: Any, local_dir: str | None = None) -> dict[str, Any]:
@@ -130,10 +143,9 @@ def update_sidecar(ix: Any, local_dir: str | None = None) -> dict[str, Any]:
     cols = ", ".join(CATALOG_COLUMNS) + f", {vis} AS visual" + (", explanation_embedding AS text" if has_text else "")
     k0 = k = state["chunks"]
     rows = state["rows"]
-    for batch in _batches(ix, new, cols):
-        if not batch.num_rows:
+    for table in _batches(ix, new, cols):
+        if not table.num_rows:
             continue
-        table = pa.Table.from_batches([batch])
         mats = {"visual": _matrix(table.column("visual"), state.get("dim_visual")),
                 "text": _matrix(table.column("text"), state.get("dim_text")) if has_text
                 else np.zeros((table.num_rows, 0), np.float32)}
@@ -148,6 +160,8 @@ def update_sidecar(ix: Any, local_dir: str | None = None) -> dict[str, Any]:
     for name in VECTORS:
         if state.get(f"dim_{name}", 0) > REDUCE_ABOVE:
             _update_reduced(root, name, state, k0)
+        if state.get(f"dim_{name}", 0) and state["rows"] >= IVF_MIN_ROWS:
+            _update_ivf(root, name, state, k0)
     for f in new:
         state["files"][f] = k0
     with open(state_path + ".tmp", "w") as fh:
@@ -175,6 +189,34 @@ def _update_reduced(root: str, name: str, state: dict[str, Any], first_new: int)
     mean, basis = z["mean"], z["basis"]
     for i in range(first_new, len(chunks)):
         np.save(os.path.join(root, f"{name}-pca-{i:05d}.npy"), ((np.asarray(chunks[i]) - mean) @ basis).astype(np.float32))
+
+
+def _update_ivf(root: str, name: str, state: dict[str, Any], first_new: int) -> None:
+    """Add chunks `first_new`.. to the IVF index of `name` (all chunks when it is (re)trained: first
+    time, or once the sidecar has grown 4x since training). Writes go to a temp file, then rename."""
+    import faiss
+
+    path = os.path.join(root, f"{name}.ivf")
+    trained = int(state.setdefault("ivf_trained_rows", {}).get(name, 0))
+    chunks = [np.load(os.path.join(root, f"{name}-{i:05d}.npy"), mmap_mode="r") for i in range(state["chunks"])]
+    if not trained or not os.path.exists(path) or state["rows"] > 4 * trained:
+        step = max(1, state["rows"] // (64 * IVF_LISTS))
+        sample = np.concatenate([np.asarray(c[::step], np.float32) for c in chunks])
+        d = sample.shape[1]
+        index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(d), d, IVF_LISTS, faiss.ScalarQuantizer.QT_8bit,
+                                              faiss.METRIC_INNER_PRODUCT)
+        index.train(sample)
+        state["ivf_trained_rows"][name] = state["rows"]
+        first_new = 0
+    else:
+        index = faiss.read_index(path)
+    offsets = np.cumsum([0, *(len(c) for c in chunks)])
+    for i in range(first_new, len(chunks)):
+        for s in range(0, len(chunks[i]), BATCH_ROWS):
+            block = np.asarray(chunks[i][s:s + BATCH_ROWS], np.float32)
+            index.add_with_ids(block, np.arange(offsets[i] + s, offsets[i] + s + len(block), dtype=np.int64))
+    faiss.write_index(index, path + ".tmp")
+    os.replace(path + ".tmp", path)
 
 
 def refresh_after_run(index: str, echo: Callable[[str], Any] = print, scoring: str = "process") -> dict[str, Any] | None:
@@ -222,8 +264,9 @@ class Sidecar:
         k = self.state["chunks"]
         self.catalog = pa.concat_tables([pq.read_table(os.path.join(root, f"catalog-{i:05d}.parquet")) for i in range(k)])
         self.full: dict[str, list[np.ndarray]] = {}
-        self.scan: dict[str, np.ndarray] = {}
+        self._scan: dict[str, np.ndarray] = {}  # loaded on first use (an IVF-only workload never needs them)
         self.reduced: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (mean, basis)
+        self.ivf: dict[str, Any] = {}
         for name in VECTORS:
             d = self.state.get(f"dim_{name}", 0)
             if not d:
@@ -232,10 +275,10 @@ class Sidecar:
             if d > REDUCE_ABOVE:
                 z = np.load(os.path.join(root, f"{name}-pca.npz"))
                 self.reduced[name] = (z["mean"], z["basis"])
-                self.scan[name] = np.concatenate([np.load(os.path.join(root, f"{name}-pca-{i:05d}.npy"))
-                                                  for i in range(k)])
-            else:
-                self.scan[name] = np.concatenate([np.asarray(m) for m in self.full[name]])
+            if os.path.exists(os.path.join(root, f"{name}.ivf")) and name in self.state.get("ivf_trained_rows", {}):
+                import faiss
+
+                self.ivf[name] = faiss.read_index(os.path.join(root, f"{name}.ivf"))
         self.offsets = np.cumsum([0, *(len(m) for m in self.full[VECTORS[0]])]) if self.full else np.zeros(1, int)
         c = self.catalog
         self.label = np.asarray(c.column("label").to_numpy(zero_copy_only=False), object)
@@ -249,15 +292,26 @@ class Sidecar:
         self.has_time = np.asarray(start.is_valid())
 
     def has(self, name: str) -> bool:
-        return name in self.scan
+        return name in self.full
+
+    def scan(self, name: str) -> np.ndarray:
+        """The in-memory matrix a scan multiplies: the full vectors, or their PCA copy when wide."""
+        if name not in self._scan:
+            k = self.state["chunks"]
+            if name in self.reduced:
+                parts = [np.load(os.path.join(self.root, f"{name}-pca-{i:05d}.npy")) for i in range(k)]
+            else:
+                parts = [np.asarray(m) for m in self.full[name]]
+            self._scan[name] = np.concatenate(parts)
+        return self._scan[name]
 
     def vector(self, name: str, row: int) -> np.ndarray:
         return self._gather(name, np.array([row]))[0]
 
     def _gather(self, name: str, rows: np.ndarray) -> np.ndarray:
         """Full-precision vectors of catalog rows `rows` (sorted or not) from the memory-mapped chunks."""
-        if name not in self.reduced:
-            return self.scan[name][rows]
+        if name in self._scan and name not in self.reduced:
+            return self._scan[name][rows]
         order = np.argsort(rows, kind="stable")
         srt = rows[order]
         chunk = np.searchsorted(self.offsets, srt, side="right") - 1
@@ -296,9 +350,12 @@ class Sidecar:
         rows = np.flatnonzero(mask)
         if len(rows) == 0:
             return rows, np.zeros(0)
-        if len(rows) > GATHER_MAX and any(name in self.reduced for name in queries):
+        c = max(CANDIDATES, CANDIDATES_PER_RESULT * limit)
+        fraction = len(rows) / len(mask)
+        if len(rows) > max(GATHER_MAX, c) and fraction >= IVF_MIN_FRACTION and all(n in self.ivf for n in queries):
+            rows = self._ivf_candidates(mask, fraction, queries, c)
+        elif len(rows) > GATHER_MAX and any(name in self.reduced for name in queries):
             approx = self._similarity(rows, queries, weights, reduced=True)
-            c = max(CANDIDATES, 20 * limit)
             if len(rows) > c:
                 rows = rows[np.argpartition(-approx, c - 1)[:c]]
         sims = self._similarity(rows, queries, weights)
@@ -309,16 +366,30 @@ class Sidecar:
         order = np.lexsort((self.segment_id[rows].astype(str), -sims))[:limit]
         return rows[order], sims[order]
 
+    def _ivf_candidates(self, mask: np.ndarray, fraction: float, queries: dict[str, np.ndarray], c: int) -> np.ndarray:
+        """Candidates from each query vector's IVF index, the mask applied during the scan of the
+        probed lists (faiss IDSelectorBitmap: a pre-filter); more lists probed the narrower the mask."""
+        import faiss
+
+        sel = None if fraction >= 1 else faiss.IDSelectorBitmap(np.packbits(mask, bitorder="little"))
+        nprobe = min(IVF_LISTS, int(np.ceil(IVF_NPROBE / max(fraction, 1e-9))))
+        found = []
+        for name, v in queries.items():
+            params = faiss.SearchParametersIVF(nprobe=nprobe, sel=sel)
+            _, ids = self.ivf[name].search(np.asarray(v, np.float32)[None], c, params=params)
+            found.append(ids[0][ids[0] >= 0])
+        return np.unique(np.concatenate(found))
+
     def _similarity(self, rows: np.ndarray, queries: dict[str, np.ndarray], weights: dict[str, float],
                     reduced: bool = False) -> np.ndarray:
         """Weighted cosine over `rows`: exact, or (reduced=True) through the PCA copies, where
         x.q ~ mean.q + (P'(x - mean)).(P'q) and the constant mean.q is left out (same for all rows)."""
         total = np.zeros(len(rows))
         for name, v in queries.items():
-            if name in self.reduced and not reduced:
+            if (name in self.reduced and not reduced) or (name not in self._scan and len(rows) <= GATHER_MAX):
                 part = self._gather(name, rows) @ v
             else:
-                m = self.scan[name]
+                m = self.scan(name)
                 qv = v @ self.reduced[name][1] if name in self.reduced else v
                 # one matrix-vector product over all rows beats gathering the rows first unless few are left
                 part = (m @ qv)[rows] if len(rows) > len(m) // 8 else m[rows] @ qv

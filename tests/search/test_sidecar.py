@@ -82,3 +82,31 @@ def test_archive_job_refreshes_an_existing_sidecar(built_index, index_copy, tmp_
     state = json.load(open(os.path.join(index_copy, "search", "state.json")))
     assert set(state["files"]) == set(files) and state["chunks"] == 2
     assert vectors.load_sidecar(SegmentIndex(index_copy)) is not None
+
+
+def test_ivf_path_ranks_candidates_exactly(index_copy, monkeypatch):
+    """Past IVF_MIN_ROWS the sidecar asks an IVF index (faiss, int8 codes) for candidates and re-ranks
+    them exactly: forced here on the small index (2 lists, both probed)."""
+    for name, value in (("IVF_MIN_ROWS", 1), ("IVF_LISTS", 2), ("IVF_NPROBE", 2), ("GATHER_MAX", 0),
+                        ("CANDIDATES", 1), ("CANDIDATES_PER_RESULT", 1), ("IVF_MIN_FRACTION", 0.0)):
+        monkeypatch.setattr(vectors, name, value)
+    fast = SegmentIndex(index_copy)
+    state = fast.update_vectors()
+    assert os.path.exists(os.path.join(index_copy, "search", "visual.ivf")) and state["ivf_trained_rows"]["visual"]
+    sc = vectors.load_sidecar(fast)
+    assert set(sc.ivf) == {"visual", "text"}
+    exact = SegmentIndex(index_copy, use_sidecar=False)
+    hits = 0
+    ids = exact.search(limit=1000).column("segment_id").to_pylist()
+    for sid in ids:
+        a = exact.search(like=sid, limit=3)
+        b = fast.search(like=sid, limit=3)
+        assert b.column("segment_id")[0].as_py() == sid  # the segment itself first
+        sims = dict(zip(a.column("segment_id").to_pylist(), a.column("similarity").to_pylist()))
+        for s, v in zip(b.column("segment_id").to_pylist(), b.column("similarity").to_pylist()):
+            assert s not in sims or abs(sims[s] - v) < 1e-5  # exact similarity after the re-rank
+        hits += len(set(sims) & set(b.column("segment_id").to_pylist()))
+    assert hits >= 0.8 * 3 * len(ids)
+    cls = exact.known_classes()[0]
+    got = fast.search(like=ids[0], classes=[cls], limit=5).column("label").to_pylist()
+    assert set(got) <= {cls}  # the mask travels into the IVF scan
