@@ -137,6 +137,99 @@ def scan(mat: np.ndarray, q: np.ndarray, mask: np.ndarray | None, k: int) -> np.
     return topk(s[rows], rows, k)
 
 
+def shipped_sidecar(work: str, n: int, meta: dict[str, np.ndarray], qs: dict[str, np.ndarray],
+                    exact: dict[Any, list[np.ndarray]], nq: int) -> dict[str, Any]:
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from exvad_ray.search import vectors
+    from exvad_ray.search.engine import make_query
+
+    classes = ["Fighting", "Fire", "CrowdRush", "FallingObject", "Arrest"]
+    start = dt.datetime(2026, 10, 1, tzinfo=dt.timezone.utc)
+    root = os.path.join(work, "sidecar")
+    rss_start = _rss_gib()
+    if os.path.exists(os.path.join(root, "state.json")):  # built by an earlier run: measure a fresh process
+        return _query_sidecar(root, meta, qs, exact, nq, 0.0, rss_start, classes, start, make_query, vectors)
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    t = time.perf_counter()
+    ids = pa.array([f"s{i}" for i in range(n)])
+    cat = pa.table({"segment_id": ids, "video_id": pa.array([f"v{i // 4}" for i in range(n)]),
+                    "uri": pa.array([f"s3://a/{i // 4}.mp4" for i in range(n)]),
+                    "label": pa.array(np.array(classes, object)[meta["cls"]]),
+                    "camera": pa.array(np.array([f"cam{i:02d}" for i in range(8)], object)[meta["cam"]]),
+                    "score": pa.array(np.full(n, 0.9)),
+                    "start_at": pa.array((np.datetime64("2026-10-01T00:00:00", "us")
+                                          + meta["day"].astype("timedelta64[D]")).astype("datetime64[us]"))
+                    .cast(pa.timestamp("us", tz="UTC")), "row": pa.array(np.arange(n))})
+    pq.write_table(cat, os.path.join(root, "catalog-00000.parquet"))
+    os.symlink(os.path.join(work, "text.npy"), os.path.join(root, "text-00000.npy"))
+    os.symlink(os.path.join(work, "visual.npy"), os.path.join(root, "visual-00000.npy"))
+    state = {"format": vectors.FORMAT, "files": {}, "chunks": 1, "rows": n, "pca_fit_rows": {},
+             "dim_text": TEXT["d"], "dim_visual": VISUAL["d"]}
+    vectors._update_reduced(root, "visual", state, 0)
+    t_pca = time.perf_counter() - t
+    for name in ("text", "visual"):
+        vectors._update_ivf(root, name, state, 0)
+    build_s = time.perf_counter() - t
+    with open(os.path.join(root, "state.json"), "w") as f:
+        json.dump(state, f)
+    print(f"  shipped sidecar: catalog+PCA {t_pca:.0f} s, +IVF text/visual {build_s - t_pca:.0f} s", flush=True)
+    return _query_sidecar(root, meta, qs, exact, nq, build_s, rss_start, classes, start, make_query, vectors)
+
+
+def _rss_gib() -> float:
+    return [int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmRSS")][0] / 2**20
+
+
+def _query_sidecar(root: str, meta: Any, qs: Any, exact: Any, nq: int, build_s: float, rss_start: float,
+                   classes: list[str], start: Any, make_query: Any, vectors: Any) -> dict[str, Any]:
+    import datetime as dt
+
+    sc = vectors.Sidecar(root)
+
+    def query(i: int, f: str) -> Any:
+        day = i % 27
+        kw: dict[str, Any] = {}
+        if f in ("class", "narrow"):
+            kw["classes"] = [classes[i % 5]]
+        if f == "narrow":
+            kw.update(cameras=[f"cam{i % 8:02d}"], since=start + dt.timedelta(days=day),
+                      until=start + dt.timedelta(days=day + 3))
+        return make_query(**kw)
+
+    out: dict[str, Any] = {}
+    for kind in ("text", "like"):
+        row: dict[str, Any] = {"build_s": round(build_s, 1)}
+        for f in ("none", "class", "narrow"):
+            lat, rec = [], []
+            for i in [0, *range(nq)]:
+                t = time.perf_counter()
+                q = query(i, f)
+                mask = sc.mask(q, list(q.classes), set(), None)
+                if kind == "text":
+                    v = {"text": qs["text"][i]}
+                else:
+                    v = {"visual": sc.vector("visual", int(z_like_rows[i]))}
+                rows, _ = sc.rank(mask, v, {k: 1.0 for k in v}, 50)
+                lat.append(time.perf_counter() - t)
+                rec.append(recall(rows, exact[(kind, f)][i]))
+            lat, rec = lat[1:], rec[1:]
+            row[f] = {"p50_s": round(float(np.percentile(lat, 50)), 4), "p95_s": round(float(np.percentile(lat, 95)), 4),
+                      "recall_at_10": round(float(np.mean(rec)), 3)}
+            print(f"  {kind:<5} {'sidecar (shipped)':<40} {f:<7} p50 {row[f]['p50_s']:.4f}  p95 {row[f]['p95_s']:.4f}  "
+                  f"recall@10 {row[f]['recall_at_10']:.3f}  load {os.getloadavg()[0]:.1f}", flush=True)
+        out[f"{kind}: sidecar (shipped)"] = row
+    rss = _rss_gib()
+    out["sidecar_rss_gib"] = round(rss - rss_start, 2)
+    print(f"  process RSS after the sidecar queries: {rss:.2f} GiB ({rss - rss_start:+.2f} GiB since the sidecar "
+          "part started; includes memory-mapped pages the queries touched)", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -153,6 +246,8 @@ def main() -> None:
     z = np.load(os.path.join(work, "meta.npz"))
     meta = {k: z[k] for k in ("cls", "cam", "day")}
     qs = {"text": z["qtext"], "like": z["qlike"]}
+    global z_like_rows
+    z_like_rows = z["like_rows"]
     full = {"text": np.load(os.path.join(work, "text.npy"), mmap_mode="r"),
             "like": np.load(os.path.join(work, "visual.npy"), mmap_mode="r")}
     sims = {"text": np.load(os.path.join(work, "sims_text.npy"), mmap_mode="r"),
@@ -323,6 +418,11 @@ def main() -> None:
             return s.to_arrow().column("id").to_numpy()
 
         measure("lancedb-ivf1024-pq48-nprobe32-refine10", kind, lance_build, lance_query, ("none",))
+
+    # 8. the sidecar as shipped (exvad_ray.search.vectors.Sidecar): its own PCA and IVF builders, its
+    # planner, the filters through Sidecar.mask (a Query), the results' exact re-rank
+    if not only or "sidecar" in only:
+        results.update(shipped_sidecar(work, args.n, meta, qs, exact, nq))
 
     out = {"n": args.n, "queries": nq, "threads": args.threads, "results": results, "load_end": os.getloadavg()}
     print(json.dumps(out))
