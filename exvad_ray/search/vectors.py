@@ -7,22 +7,27 @@ Vector columns wider than REDUCE_ABOVE (the lite profile's 1280-d visual feature
 PCA-reduced copy (REDUCED_DIM, float32) that is what a query scans; the full vectors stay on disk,
 memory-mapped, and only the candidates' rows are read for the exact re-rank.
 
-Chosen by measurement (bench/search_vectors.py, bench/RESULTS.md "Search latency"): on 2 cores at
-1e6 segments an exact scan of the 384-d explanation vectors and a PCA-256 scan + exact re-rank of
-the 1280-d visual vectors meet p95 < 0.3 s with recall@10 ~1.0, with or without filters, in about
-2.6 GB of memory; IVF (faiss) and HNSW (usearch) answer unfiltered queries faster but lose recall
-under selective filters unless they fall back to a scan, and LanceDB's IVF-PQ was slower to build.
+From IVF_MIN_ROWS on, a faiss IVF index per vector column (1024 lists, int8 codes) gives candidates.
 
-Filters are a pre-filter: the catalog is masked with vectorised numpy, and only masked rows are
-ranked (few rows: gathered and ranked exactly from the full vectors; many: one matrix-vector
-product over the scan copy, then the mask). So filters and ranking always agree, and a narrow
-filter makes the query cheaper, never less accurate.
+Chosen by measurement (bench/search_vectors.py, bench/RESULTS.md "Search latency"; 2 shared cores,
+1e6 segments, lite widths): float32 BLAS scans meet p95 < 0.3 s for the 384-d text vectors but the
+1280-d visual ones would need 5 GB; PCA + re-rank loses recall on near-duplicate visual neighbours
+unless it re-ranks many rows; faiss SQ8 flat scans were slower than BLAS; IVF + exact re-rank
+answers in milliseconds with recall 1.0 unfiltered and under broad filters but not under narrow
+pre-filters; HNSW (usearch) was as accurate at 6e4 (its 1e6 build was not timed) and needs the
+same fallback for narrow filters; LanceDB's IVF-PQ build did not finish in the time given. So the planner in `Sidecar.rank`: few masked rows -> exact; a mask of
+>= IVF_MIN_FRACTION with an IVF index -> IVF candidates (mask inside the scan, nprobe scaled by the
+mask's fraction) + exact re-rank; otherwise an exact / PCA scan + exact re-rank.
+
+Filters are a pre-filter: the catalog is masked with vectorised numpy (class and camera as
+dictionary codes), and only masked rows are ranked, so filters and ranking always agree.
 
 `update_sidecar` is incremental and bounded in memory: segment files not yet covered are streamed
 (BATCH_ROWS at a time) into new chunks; the PCA basis is fitted on a sample and refitted (all
 chunks re-projected) only when the sidecar has more than doubled since the fit, up to PCA_SAMPLE
-rows; if a covered file disappeared (compaction, a rerun's replacement) it rebuilds. The archive
-job and `exvad rescore` call `refresh_after_run` once their data is committed.
+rows; new chunks are added to the IVF index, retrained once the sidecar has grown 4x; if a covered
+file disappeared (compaction, a rerun's replacement) it rebuilds. The archive job calls
+`refresh_after_run` once its run is committed (`exvad rescore` should too, for its scoring).
 """
 
 from __future__ import annotations
