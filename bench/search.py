@@ -1,16 +1,20 @@
 """Search latency over generated indexes of 1e4..1e6 segments, and the vector-index choice.
 
-    python bench/search.py [--sizes 10000,100000,1000000] [--dim 512] [--reps 20] [--work DIR]
+    python bench/search.py [--sizes 10000,100000,1000000] [--reps 20] [--work DIR]
 
 For each size: a `segments` table in the archive job's layout (class=/date=/camera=, one file per
-partition; clustered unit vectors as visual and explanation embeddings) and a small `videos` table.
+partition) and a small `videos` table. Vectors are the lite profile's widths (1280-d visual,
+384-d explanation) from `search_vectors.realistic_vectors`, a generator calibrated on the real
+encoders (see bench/search_vectors.py; the earlier generator, centre + 0.35 N(0,1) per dimension,
+made nearly uniformly random vectors, the worst case for any vector index).
 Measured through `SegmentIndex` (the engine the CLI and page use), p50/p95 over `--reps` queries:
 - filter-only: class + 3-day recording-time window + camera + min score, best 50 by score;
 - text: similarity to a query vector (the text encoder's cost is measured apart) over all segments;
 - like: nearest by visual embedding to an existing segment;
 each also as "DuckDB full scan" (the same SQL over every file, no pruning, no sidecar) for the ratio.
-At the largest size the vector-index candidates (faiss flat / HNSW, usearch HNSW, LanceDB IVF-PQ)
-are compared on build time, p50/p95 and recall@10 against exact search.
+Then the vector sidecar: build time, memory, and text / like queries plain, with a class filter (20%
+of rows) and with class + camera + 3-day filters (0.25%), p50/p95 and recall@10 against exact
+ranking. The choice of vector index itself is measured by bench/search_vectors.py.
 """
 
 from __future__ import annotations
@@ -46,9 +50,12 @@ def vec_col(x: np.ndarray) -> pa.Array:
 
 
 def generate(root: str, n: int, dim: int, seed: int = 0) -> dict[str, Any]:
-    """Write the index; returns the centres used (for queries) and a sample of segment vectors."""
+    """Write the index; returns query vectors for text (`centres`) and a sample of segment ids/vectors."""
+    from search_vectors import TEXT, VISUAL, realistic_vectors
+
     rng = np.random.default_rng(seed)
-    centres = unit(rng.standard_normal((256, dim)))
+    gen_vis, gen_txt = realistic_vectors(**VISUAL, seed=2), realistic_vectors(**TEXT, seed=1)
+    centres = gen_txt.chunk(10**7, 256)  # text queries: unseen draws of the same model
     parts = [(c, d, cam) for c in CLASSES for d in range(DAYS) for cam in CAMERAS]
     per = np.full(len(parts), n // len(parts))
     per[: n - per.sum()] += 1
@@ -60,9 +67,7 @@ def generate(root: str, n: int, dim: int, seed: int = 0) -> dict[str, Any]:
         date = (START + dt.timedelta(days=day)).date().isoformat()
         vids = [f"{(k + i) // 4:08x}-0000-5000-8000-{day:04d}{CAMERAS.index(cam):08d}" for i in range(m)]
         ids = [f"{v}:{i}" for i, v in enumerate(vids)]
-        which = rng.integers(0, len(centres), m)
-        vis = unit(centres[which] + 0.35 * rng.standard_normal((m, dim)).astype(np.float32))
-        txt = unit(centres[which] + 0.5 * rng.standard_normal((m, dim)).astype(np.float32))
+        vis, txt = gen_vis.chunk(k, m), gen_txt.chunk(k, m)
         start_s = rng.uniform(0, 3000, m)
         start_at = [START + dt.timedelta(days=day, seconds=float(s)) for s in rng.uniform(0, 86000, m)]
         table = pa.table({
@@ -138,8 +143,7 @@ def bench_size(root: str, n: int, meta: dict[str, Any], reps: int, rng: np.rando
         return full_scan(ix, cols, "WHERE label = ? AND camera = ? AND start_at >= ? AND start_at < ? AND score >= ?",
                          [CLASSES[i % 5], CAMERAS[i % 8], since, since + dt.timedelta(days=3), 0.7], "score DESC", [])
 
-    queries = unit(meta["centres"][rng.integers(0, len(meta["centres"]), reps + 1)]
-                   + 0.3 * rng.standard_normal((reps + 1, meta["centres"].shape[1])))
+    queries = meta["centres"][np.arange(reps + 1) % len(meta["centres"])]
     ix.embed_text = lambda text: (queries[int(text)].tolist(), False)  # type: ignore[method-assign]
 
     def text(i: int) -> Any:
@@ -165,124 +169,79 @@ def bench_size(root: str, n: int, meta: dict[str, Any], reps: int, rng: np.rando
         print(f"  n={n:>9,} {name:<18} p50 {p50:8.4f} s  p95 {p95:8.4f} s", flush=True)
     if "sidecar" not in only:
         return out
-    # the vector sidecar: build, then the same text/like queries, recall@10 against the exact SQL path
+    # the vector sidecar: build, then text/like queries plain and filtered, recall@10 against exact ranking
+    from exvad_ray.search import vectors
+    from exvad_ray.search.engine import make_query
+
     t = time.perf_counter()
     ix.update_vectors()
     out["sidecar_build_s"] = round(time.perf_counter() - t, 2)
-    assert ix.use_sidecar
-    for name, fn in (("text_sidecar", text), ("like_sidecar", like)):
-        p50, p95 = timed(fn, reps)
-        out[f"{name}_p50_s"], out[f"{name}_p95_s"] = round(p50, 4), round(p95, 4)
-        print(f"  n={n:>9,} {name:<18} p50 {p50:8.4f} s  p95 {p95:8.4f} s", flush=True)
-    checks = range(1, 1 + (3 if slow else reps))
-    exact = SegmentIndex(root, use_sidecar=False)
-    exact._encoder = True
-    exact.embed_text = ix.embed_text  # type: ignore[method-assign]
-    for name, kw in (("text", lambda i: {"text": str(i)}), ("like", lambda i: {"like": likes[i % len(likes)]})):
-        rec = []
-        for i in checks:
-            a = exact.search(limit=10, **kw(i)).column("segment_id").to_pylist()
-            b = ix.search(limit=10, **kw(i)).column("segment_id").to_pylist()
-            rec.append(len(set(a) & set(b)) / max(1, len(a)))
-        out[f"{name}_sidecar_recall_at_10"] = round(float(np.mean(rec)), 4)
-        print(f"  n={n:>9,} {name}_sidecar recall@10 {np.mean(rec):.3f}", flush=True)
+    rss0 = _rss_gib()
+    sc = vectors.load_sidecar(ix)
+    assert sc is not None
+    out["sidecar_rss_gib"] = round(_rss_gib() - rss0, 2)
+    print(f"  n={n:>9,} sidecar build {out['sidecar_build_s']} s, loaded in memory +{out['sidecar_rss_gib']} GiB", flush=True)
+
+    def filters(kind: str, i: int) -> dict[str, Any]:
+        if kind == "class":  # 1 class of 5: 20% of the rows
+            return {"classes": [CLASSES[i % 5]]}
+        if kind == "narrow":  # class + camera + 3 of 30 days: 0.25%
+            since = START + dt.timedelta(days=i % (DAYS - 3))
+            return {"classes": [CLASSES[i % 5]], "cameras": [CAMERAS[i % 8]], "since": since,
+                    "until": since + dt.timedelta(days=3)}
+        return {}
+
+    def exact_top(kw: dict[str, Any], k: int = 10) -> list[str]:
+        """Exact ranking over the sidecar's full float32 vectors, chunk by chunk (bounded memory)."""
+        q = make_query(**kw)
+        if q.like:
+            name, v = "visual", sc.vector("visual", int(np.flatnonzero(sc.segment_id == q.like)[0]))
+        else:
+            name, v = "text", unit(np.asarray([queries[int(q.text)]], np.float32))[0]
+        mask = sc.mask(q, list(q.classes), set(), None)
+        sims = np.concatenate([np.asarray(m, np.float32) @ v for m in sc.full[name]])
+        sims[~mask] = -np.inf
+        top = np.argpartition(-sims, k)[:k]
+        return sc.segment_id[top[np.argsort(-sims[top])]].tolist()
+
+    checks = range(1, 1 + (5 if slow else reps))
+    for base in ("text", "like"):
+        for kind in ("none", "class", "narrow"):
+            def call(i: int, base: str = base, kind: str = kind, limit: int = 50) -> Any:
+                kw = {"text": str(i)} if base == "text" else {"like": likes[i % len(likes)]}
+                return ix.search(limit=limit, **kw, **filters(kind, i))
+
+            key = f"{base}_sidecar" + ("" if kind == "none" else f"_{kind}")
+            p50, p95 = timed(call, reps)
+            out[f"{key}_p50_s"], out[f"{key}_p95_s"] = round(p50, 4), round(p95, 4)
+            rec = []
+            for i in checks:
+                kw = {"text": str(i)} if base == "text" else {"like": likes[i % len(likes)]}
+                a = exact_top({**kw, **filters(kind, i)})
+                b = call(i, limit=10).column("segment_id").to_pylist()
+                rec.append(len(set(a) & set(b)) / max(1, len(a)))
+            out[f"{key}_recall_at_10"] = round(float(np.mean(rec)), 4)
+            print(f"  n={n:>9,} {key:<22} p50 {p50:8.4f} s  p95 {p95:8.4f} s  recall@10 {np.mean(rec):.3f}  "
+                  f"load {os.getloadavg()[0]:.1f}", flush=True)
     return out
 
 
-def recall_at(found: np.ndarray, exact: np.ndarray, k: int = 10) -> float:
-    return float(np.mean([len(set(f[:k]) & set(e[:k])) / k for f, e in zip(found, exact)]))
-
-
-def compare_vector_indexes(root: str, reps: int, rng: np.random.Generator, work: str) -> dict[str, dict[str, float]]:
-    """faiss flat / HNSW, usearch HNSW, LanceDB IVF-PQ over the largest index's visual vectors."""
-    import duckdb
-
-    con = duckdb.connect()
-    glob = os.path.join(root, "segments", "**", "*.parquet")
-    t = con.sql("SELECT visual_embedding FROM read_parquet(?)", params=[glob]).to_arrow_table()
-    vecs = np.asarray(t.column(0).combine_chunks().flatten(), np.float32).reshape(t.num_rows, -1)
-    del t
-    n, dim = vecs.shape
-    q = unit(vecs[rng.integers(0, n, reps)] + 0.2 * rng.standard_normal((reps, dim)).astype(np.float32))
-    exact = np.stack([np.argsort(-(vecs @ x))[:10] for x in q])
-    out: dict[str, dict[str, float]] = {}
-
-    def measure(name: str, build: Any, query: Any) -> None:
-        t0 = time.perf_counter()
-        index = build()
-        build_s = time.perf_counter() - t0
-        lat, found = [], []
-        query(index, q[0])
-        for x in q:
-            t1 = time.perf_counter()
-            found.append(np.asarray(query(index, x))[:10])
-            lat.append(time.perf_counter() - t1)
-        p50, p95 = pct(lat)
-        out[name] = {"build_s": round(build_s, 2), "p50_s": round(p50, 5), "p95_s": round(p95, 5),
-                     "recall_at_10": round(recall_at(np.stack(found), exact), 4)}
-        print(f"  {name:<22} build {build_s:7.1f} s  p50 {p50 * 1e3:7.2f} ms  p95 {p95 * 1e3:7.2f} ms  "
-              f"recall@10 {out[name]['recall_at_10']:.3f}", flush=True)
-
-    import faiss
-
-    faiss.omp_set_num_threads(2)
-
-    def faiss_flat() -> Any:
-        ix = faiss.IndexFlatIP(dim)
-        ix.add(vecs)
-        return ix
-
-    measure("faiss_flat (exact)", faiss_flat, lambda ix, x: ix.search(x[None], 10)[1][0])
-
-    def faiss_hnsw() -> Any:
-        ix = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        ix.hnsw.efConstruction = 64
-        ix.add(vecs)
-        ix.hnsw.efSearch = 64
-        return ix
-
-    measure("faiss_hnsw (M32 ef64)", faiss_hnsw, lambda ix, x: ix.search(x[None], 10)[1][0])
-
-    from usearch.index import Index
-
-    def usearch_hnsw() -> Any:
-        ix = Index(ndim=dim, metric="cos", dtype="f32", connectivity=16, expansion_add=64, expansion_search=64)
-        ix.add(np.arange(n), vecs, threads=2)
-        return ix
-
-    measure("usearch_hnsw (M16 ef64)", usearch_hnsw, lambda ix, x: ix.search(x, 10).keys)
-
-    def usearch_i8() -> Any:
-        ix = Index(ndim=dim, metric="cos", dtype="i8", connectivity=16, expansion_add=64, expansion_search=128)
-        ix.add(np.arange(n), vecs, threads=2)
-        return ix
-
-    measure("usearch_hnsw_i8 (ef128)", usearch_i8, lambda ix, x: ix.search(x, 10).keys)
-
-    import lancedb
-
-    def lance() -> Any:
-        db = lancedb.connect(os.path.join(work, "lance"))
-        tbl = db.create_table("v", pa.table({"id": np.arange(n), "vector": pa.FixedSizeListArray.from_arrays(
-            pa.array(vecs.ravel()), dim)}), mode="overwrite")
-        tbl.create_index(metric="cosine", num_partitions=max(16, int(np.sqrt(n))), num_sub_vectors=dim // 16)
-        return tbl
-
-    measure("lancedb_ivf_pq", lance,
-            lambda tbl, x: tbl.search(x).metric("cosine").nprobes(20).refine_factor(10).limit(10).to_arrow().column("id").to_numpy())
-    return out
+def _rss_gib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 2**20
+    return 0.0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,100000,1000000")
-    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--dim", type=int, default=1280, help="(label only: the generator's widths are 1280/384)")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--work", default=None, help="where the generated indexes go (default: a temp dir, removed)")
-    ap.add_argument("--no-vectors", action="store_true", help="skip the vector-index comparison")
     ap.add_argument("--no-record", action="store_true")
     ap.add_argument("--json-out", default=None, help="also write the raw figures here")
-    ap.add_argument("--vector-size", type=int, default=None, help="index size for the vector-index comparison (default: the largest)")
     ap.add_argument("--reuse", action="store_true", help="reuse indexes already generated in --work")
     ap.add_argument("--only", default="filter,filter_full_scan,text,text_full_scan,like,sidecar",
                     help="which measurements (comma list)")
@@ -308,9 +267,7 @@ def main() -> None:
                          sample_vecs=meta["sample_vecs"])
                 print(f"generated {n:,} segments in {time.perf_counter() - t:.1f} s", flush=True)
             results[n] = bench_size(root, n, meta, args.reps, rng, tuple(args.only.split(",")))
-        vsize = args.vector_size or sizes[-1]
-        vectors = {} if args.no_vectors else compare_vector_indexes(os.path.join(work, f"idx-{vsize}"),
-                                                                     args.reps * 5, rng, work)
+        vectors: dict[str, Any] = {}  # the vector-index comparison is bench/search_vectors.py
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)

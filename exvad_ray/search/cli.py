@@ -48,8 +48,8 @@ def register(sub: Any) -> None:
     p.add_argument("--profile", default=None, help="model profile for --text (default: the one that built the index)")
     p.add_argument("--ray", action="store_true", help="run the scan as a Ray Data job (for indexes no single machine should scan)")
     p.add_argument("--update-vectors", action="store_true",
-                   help="build or extend the vector sidecar (INDEX/search/) first: fast --text/--like past ~1e6 "
-                        "segments; run after each `exvad process`")
+                   help="build or extend the vector sidecar (INDEX/search/) first: fast --text/--like on big "
+                        "indexes (the archive job keeps an existing one up to date by itself)")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("export", help="export a segment's evidence: clip, thumbnail, row, manifest with SHA-256",

@@ -357,14 +357,14 @@ class SegmentIndex:
             hit = np.flatnonzero(sidecar.segment_id == q.like)
             if not len(hit) or sidecar.video_id[hit[0]] in self.superseded:
                 raise SearchError(f"unknown segment id {q.like!r}")
-            queries = {"visual": np.asarray(sidecar.vectors["visual"][hit[0]], np.float32)}
+            queries = {"visual": sidecar.vector("visual", int(hit[0]))}
             weights = {"visual": 1.0}
         else:
             qvec, aligned = self.embed_text(q.text or "")
             v = np.asarray(qvec, np.float32)
             v = v / (np.linalg.norm(v) or 1.0)
             queries, weights = {}, {}
-            if sidecar.vectors.get("text") is not None:
+            if sidecar.has("text"):
                 queries["text"], weights["text"] = v, 1.0
             if aligned:
                 queries["visual"], weights["visual"] = v, VISUAL_WEIGHT if queries else 1.0

@@ -1,25 +1,44 @@
-"""The vector sidecar: similarity search for indexes too large to scan per query (past ~1e6 segments).
+"""The vector sidecar: similarity search for indexes too large to scan with SQL per query (~1e5 and up).
 
-Lives in ``INDEX/search/`` (beside the tables, never inside them): a catalog of the segments' small
-columns (what filters and results need, no thumbnails), their unit-normalised visual and explanation
-vectors as ``.npy`` chunks, and an approximate nearest-neighbour index per vector column (usearch
-HNSW, used only past EXACT_MAX rows: at ef 64 it had recall@10 0.12-0.54 at 1e5 in bench/search.py). `update_sidecar` is
-incremental: segment files not yet covered are read and appended as a new chunk, and their vectors
-added to the ANN index; if a covered file disappeared (compaction, a rerun's replacement), it
-rebuilds. A query masks the catalog with the filters (vectorised numpy), then either ranks the
-masked rows exactly (few rows) or asks the ANN index for candidates and keeps those that pass the
-mask, widening until enough pass (falling back to exact), so filters and ranking always agree.
-Ranking exactly means one matrix-vector product over the in-memory vectors: p95 0.21 s at 1e5.
+Lives in ``INDEX/search/`` (``INDEX/search/scoring-<id>/`` for a rescoring), beside the tables, never
+inside them: a catalog of the segments' small columns (what filters and results need, no
+thumbnails) and their unit-normalised visual and explanation vectors as float32 ``.npy`` chunks.
+Vector columns wider than REDUCE_ABOVE (the lite profile's 1280-d visual features) also get a
+PCA-reduced copy (REDUCED_DIM, float32) that is what a query scans; the full vectors stay on disk,
+memory-mapped, and only the candidates' rows are read for the exact re-rank.
+
+From IVF_MIN_ROWS on, a faiss IVF index per vector column (1024 lists, int8 codes) gives candidates.
+
+Chosen by measurement (bench/search_vectors.py, bench/RESULTS.md "Search latency"; 2 shared cores,
+1e6 segments, lite widths): float32 BLAS scans meet p95 < 0.3 s for the 384-d text vectors but the
+1280-d visual ones would need 5 GB; PCA + re-rank loses recall on near-duplicate visual neighbours
+unless it re-ranks many rows; faiss SQ8 flat scans were slower than BLAS; IVF + exact re-rank
+answers in milliseconds with recall 1.0 unfiltered and under broad filters but not under narrow
+pre-filters; HNSW (usearch) was as accurate at 6e4 (its 1e6 build was not timed) and needs the
+same fallback for narrow filters; LanceDB's IVF-PQ build did not finish in the time given. So the planner in `Sidecar.rank`: few masked rows -> exact; a mask of
+>= IVF_MIN_FRACTION with an IVF index -> IVF candidates (mask inside the scan, nprobe scaled by the
+mask's fraction) + exact re-rank; otherwise an exact / PCA scan + exact re-rank.
+
+Filters are a pre-filter: the catalog is masked with vectorised numpy (class and camera as
+dictionary codes), and only masked rows are ranked, so filters and ranking always agree.
+
+`update_sidecar` is incremental and bounded in memory: segment files not yet covered are streamed
+(BATCH_ROWS at a time) into new chunks; the PCA basis is fitted on a sample and refitted (all
+chunks re-projected) only when the sidecar has more than doubled since the fit, up to PCA_SAMPLE
+rows; new chunks are added to the IVF index, retrained once the sidecar has grown 4x; if a covered
+file disappeared (compaction, a rerun's replacement) it rebuilds. The archive job calls
+`refresh_after_run` once its run is committed (`exvad rescore` should too, for its scoring).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
+import logging
 import os
 import tempfile
-from typing import Any
+import time
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -27,11 +46,25 @@ import pyarrow.parquet as pq
 
 from exvad_ray import storage
 
+log = logging.getLogger(__name__)
+
 SIDECAR_DIR = "search"
+FORMAT = 2  # state.json "format"; other values (the usearch sidecar of format 1) are rebuilt
 CATALOG_COLUMNS = ("segment_id", "video_id", "uri", "label", "score", "class_score", "start_s", "end_s", "peak_s",
                    "start_at", "end_at", "explanation", "camera", "date")
-EXACT_MAX = 1_000_000  # masked rows ranked exactly (numpy, in memory) up to this; above, HNSW candidates
 VECTORS = ("visual", "text")
+REDUCE_ABOVE = 512  # vector columns wider than this are scanned through a PCA-reduced copy
+REDUCED_DIM = 256
+CANDIDATES = 400  # rows re-ranked exactly after a reduced scan or an IVF search (at least)
+CANDIDATES_PER_RESULT = 20  # ... and at least this many per result asked for
+GATHER_MAX = 20_000  # masked rows up to this are ranked exactly from the full vectors
+PCA_SAMPLE = 50_000  # rows the PCA basis is fitted on (at most)
+BATCH_ROWS = 65_536  # rows per chunk while building
+AUTO_BUILD_MIN = 10_000  # refresh_after_run creates a sidecar from this many segments on (updates any)
+IVF_MIN_ROWS = 200_000  # from this size an IVF index (faiss IVF1024, int8 codes) per vector column is kept
+IVF_LISTS = 1024
+IVF_NPROBE = 32  # lists probed for an unfiltered query; divided by the mask's fraction (capped) when filtered
+IVF_MIN_FRACTION = 0.05  # masks passing fewer rows than this use the scans (IVF recall drops under narrow filters)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -40,8 +73,8 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / n).astype(np.float32)
 
 
-def _matrix(col: pa.ChunkedArray, dim: int | None) -> np.ndarray:
-    arr = col.combine_chunks()
+def _matrix(col: pa.ChunkedArray | pa.Array, dim: int | None) -> np.ndarray:
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     lengths = np.asarray(arr.value_lengths().fill_null(0))
     d = dim or (int(lengths.max()) if len(lengths) else 0)
     out = np.zeros((len(arr), d), np.float32)
@@ -56,65 +89,183 @@ def sidecar_dir(index_uri: str) -> str:
     return storage.join(storage.normalize(index_uri).rstrip("/"), SIDECAR_DIR)
 
 
+def _local_root(ix: Any) -> str:
+    """Local folder of `ix`'s sidecar (per scoring); remote indexes keep it in a local cache folder."""
+    sub = "" if ix.scoring == "process" else f"scoring-{ix.scoring}"
+    if not storage.is_remote(ix.uri):
+        return os.path.join(storage.normalize(sidecar_dir(ix.uri)), sub)
+    import hashlib
+
+    key = hashlib.sha1(ix.uri.encode()).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), f"exvad-sidecar-{key}", sub)
+
+
+def _empty_state() -> dict[str, Any]:
+    return {"format": FORMAT, "files": {}, "chunks": 0, "rows": 0, "pca_fit_rows": {}}
+
+
+def _wipe(root: str) -> None:
+    for name in os.listdir(root):
+        path = os.path.join(root, name)
+        if os.path.isfile(path):  # sub-folders are other scorings' sidecars
+            os.remove(path)
+
+
+def _batches(ix: Any, files: list[str], cols: str) -> Any:
+    """The new files' rows as Arrow record batches (streamed: memory stays bounded at any size)."""
+    from exvad_ray.search.engine import HIVE_TYPES
+
+    hive = ", ".join(f"'{k}': '{v}'" for k, v in HIVE_TYPES.items())
+    sql = f"SELECT {cols} FROM read_parquet(?, hive_partitioning = true, hive_types = {{{hive}}})"
+    rel = ix.con.sql(sql, params=[files])  # superseded videos stay in: the query mask hides them
+    reader = rel.to_arrow_reader(BATCH_ROWS) if hasattr(rel, "to_arrow_reader") else rel.fetch_arrow_reader(BATCH_ROWS)
+    buf: list[pa.RecordBatch] = []
+    for batch in reader:  # DuckDB hands smaller batches: one chunk per BATCH_ROWS rows
+        buf.append(batch)
+        if sum(b.num_rows for b in buf) >= BATCH_ROWS:
+            yield pa.Table.from_batches(buf)
+            buf = []
+    if buf:
+        yield pa.Table.from_batches(buf)
+
+
 def update_sidecar(ix: Any, local_dir: str | None = None) -> dict[str, Any]:
     """Bring the sidecar of `ix` (a SegmentIndex) up to date; returns its state. Remote indexes keep
     the sidecar in `local_dir` (a cache folder; default beside the temp dir)."""
-    root = local_dir or _local_root(ix.uri)
+    root = local_dir or _local_root(ix)
     os.makedirs(root, exist_ok=True)
     state_path = os.path.join(root, "state.json")
-    state = json.load(open(state_path)) if os.path.exists(state_path) else {"files": {}, "chunks": 0, "rows": 0}
+    state = json.load(open(state_path)) if os.path.exists(state_path) else _empty_state()
     current = [f for f, _ in ix.files]
-    if set(state["files"]) - set(current):  # a covered file vanished: start over
-        for name in os.listdir(root):
-            os.remove(os.path.join(root, name))
-        state = {"files": {}, "chunks": 0, "rows": 0}
+    if state.get("format") != FORMAT or set(state["files"]) - set(current):  # old format / a covered file vanished
+        _wipe(root)
+        state = _empty_state()
     new = [f for f in current if f not in state["files"]]
     if not new:
         return state
     vis = ix._vector_column("visual_embedding")
     has_text = "explanation_embedding" in ix.columns
     cols = ", ".join(CATALOG_COLUMNS) + f", {vis} AS visual" + (", explanation_embedding AS text" if has_text else "")
-    k = state["chunks"]
-    table = ix._scan(new, cols, [], [], "segment_id", None)
-    mats = {"visual": _matrix(table.column("visual"), state.get("dim_visual")),
-            "text": _matrix(table.column("text"), state.get("dim_text")) if has_text else np.zeros((table.num_rows, 0), np.float32)}
-    catalog = table.select(list(CATALOG_COLUMNS)).append_column("row", pa.array(np.arange(state["rows"], state["rows"] + table.num_rows)))
-    pq.write_table(catalog, os.path.join(root, f"catalog-{k:05d}.parquet"))
-    for name, m in mats.items():
-        np.save(os.path.join(root, f"{name}-{k:05d}.npy"), m)
-        state[f"dim_{name}"] = int(m.shape[1])
-        if m.shape[1]:
-            _ann_add(os.path.join(root, f"{name}.usearch"), m, state["rows"])
+    k0 = k = state["chunks"]
+    rows = state["rows"]
+    for table in _batches(ix, new, cols):
+        if not table.num_rows:
+            continue
+        mats = {"visual": _matrix(table.column("visual"), state.get("dim_visual")),
+                "text": _matrix(table.column("text"), state.get("dim_text")) if has_text
+                else np.zeros((table.num_rows, 0), np.float32)}
+        catalog = table.select(list(CATALOG_COLUMNS)).append_column(
+            "row", pa.array(np.arange(rows, rows + table.num_rows)))
+        pq.write_table(catalog, os.path.join(root, f"catalog-{k:05d}.parquet"))
+        for name, m in mats.items():
+            np.save(os.path.join(root, f"{name}-{k:05d}.npy"), m)
+            state[f"dim_{name}"] = int(m.shape[1])
+        k, rows = k + 1, rows + table.num_rows
+    state["chunks"], state["rows"] = k, rows
+    for name in VECTORS:
+        if state.get(f"dim_{name}", 0) > REDUCE_ABOVE:
+            _update_reduced(root, name, state, k0)
+        if state.get(f"dim_{name}", 0) and state["rows"] >= IVF_MIN_ROWS:
+            _update_ivf(root, name, state, k0)
     for f in new:
-        state["files"][f] = k
-    state["chunks"], state["rows"] = k + 1, state["rows"] + table.num_rows
+        state["files"][f] = k0
     with open(state_path + ".tmp", "w") as fh:
         json.dump(state, fh)
     os.replace(state_path + ".tmp", state_path)
     return state
 
 
-def _local_root(index_uri: str) -> str:
-    if not storage.is_remote(index_uri):
-        return storage.normalize(sidecar_dir(index_uri))
-    import hashlib
+def _update_reduced(root: str, name: str, state: dict[str, Any], first_new: int) -> None:
+    """PCA-reduced scan copies of chunks `first_new`.. (or of all chunks, when the basis is refitted)."""
+    fit_rows = int(state["pca_fit_rows"].get(name, 0))
+    chunks = [np.load(os.path.join(root, f"{name}-{i:05d}.npy"), mmap_mode="r") for i in range(state["chunks"])]
+    basis_path = os.path.join(root, f"{name}-pca.npz")
+    if not fit_rows or (state["rows"] > 2 * fit_rows and fit_rows < PCA_SAMPLE):
+        step = max(1, state["rows"] // PCA_SAMPLE)
+        sample = np.concatenate([np.asarray(c[::step], np.float32) for c in chunks])
+        mean = sample.mean(0)
+        centred = sample - mean
+        _, vecs = np.linalg.eigh(centred.T @ centred)  # covariance eigenvectors, largest last
+        basis = np.ascontiguousarray(vecs[:, ::-1][:, :REDUCED_DIM], np.float32)
+        np.savez(basis_path, mean=mean.astype(np.float32), basis=basis)
+        state["pca_fit_rows"][name] = state["rows"]
+        first_new = 0
+    z = np.load(basis_path)
+    mean, basis = z["mean"], z["basis"]
+    for i in range(first_new, len(chunks)):
+        out = np.lib.format.open_memmap(os.path.join(root, f"{name}-pca-{i:05d}.npy"), "w+", np.float32,
+                                        (len(chunks[i]), basis.shape[1]))
+        for s in range(0, len(chunks[i]), BATCH_ROWS):  # by blocks: memory stays bounded whatever the chunk
+            out[s:s + BATCH_ROWS] = (np.asarray(chunks[i][s:s + BATCH_ROWS], np.float32) - mean) @ basis
+        out.flush()
+        del out
 
-    key = hashlib.sha1(index_uri.encode()).hexdigest()[:16]
-    return os.path.join(tempfile.gettempdir(), f"exvad-sidecar-{key}")
+
+def _update_ivf(root: str, name: str, state: dict[str, Any], first_new: int) -> None:
+    """Add chunks `first_new`.. to the IVF index of `name` (all chunks when it is (re)trained: first
+    time, or once the sidecar has grown 4x since training). Writes go to a temp file, then rename."""
+    import faiss
+
+    path = os.path.join(root, f"{name}.ivf")
+    trained = int(state.setdefault("ivf_trained_rows", {}).get(name, 0))
+    chunks = [np.load(os.path.join(root, f"{name}-{i:05d}.npy"), mmap_mode="r") for i in range(state["chunks"])]
+    if not trained or not os.path.exists(path) or state["rows"] > 4 * trained:
+        step = max(1, state["rows"] // (64 * IVF_LISTS))
+        sample = np.concatenate([np.asarray(c[::step], np.float32) for c in chunks])
+        d = sample.shape[1]
+        index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(d), d, IVF_LISTS, faiss.ScalarQuantizer.QT_8bit,
+                                              faiss.METRIC_INNER_PRODUCT)
+        index.train(sample)
+        state["ivf_trained_rows"][name] = state["rows"]
+        first_new = 0
+    else:
+        index = faiss.read_index(path)
+    offsets = np.cumsum([0, *(len(c) for c in chunks)])
+    for i in range(first_new, len(chunks)):
+        for s in range(0, len(chunks[i]), BATCH_ROWS):
+            block = np.asarray(chunks[i][s:s + BATCH_ROWS], np.float32)
+            index.add_with_ids(block, np.arange(offsets[i] + s, offsets[i] + s + len(block), dtype=np.int64))
+    faiss.write_index(index, path + ".tmp")
+    os.replace(path + ".tmp", path)
 
 
-def _ann_add(path: str, m: np.ndarray, first_key: int) -> None:
-    from usearch.index import Index
+def refresh_after_run(index: str, echo: Callable[[str], Any] = print, scoring: str = "process") -> dict[str, Any] | None:
+    """Called once a run's data is committed (the archive job: scoring "process"; `exvad rescore`: its
+    scoring id): bring that scoring's sidecar up to date (only the new files are read). Creates one
+    only for a local index of AUTO_BUILD_MIN segments or more. Never raises: a failure is a warning
+    (the run's data is already safe; `exvad search --update-vectors` retries) and returns None."""
+    try:
+        from exvad_ray.search.engine import SegmentIndex, run_sql
 
-    index = Index(ndim=m.shape[1], metric="ip", dtype="f32", connectivity=16, expansion_add=64, expansion_search=64)
-    if os.path.exists(path):
-        index.load(path)
-    index.add(np.arange(first_key, first_key + len(m)), m, threads=os.cpu_count() or 1)
-    index.save(path)
+        if storage.is_remote(index):
+            return None  # a remote index's sidecar is a cache on the machine that searches it
+        ix = SegmentIndex(index, scoring=scoring)
+        root = _local_root(ix)
+        if not os.path.exists(os.path.join(root, "state.json")):
+            files = [f for f, _ in ix.files] if ix._list(ix._segments_table()) else []
+            if not files:
+                return None
+            n = run_sql(ix.con, "SELECT coalesce(sum(num_rows), 0) AS n FROM parquet_file_metadata(?)", [files])
+            if int(n.column("n")[0].as_py()) < AUTO_BUILD_MIN:
+                return None
+        t0 = time.time()
+        before = json.load(open(os.path.join(root, "state.json"))).get("rows", 0) \
+            if os.path.exists(os.path.join(root, "state.json")) else 0
+        state = update_sidecar(ix)
+        out = {"rows": state["rows"], "chunks": state["chunks"], "seconds": round(time.time() - t0, 2), "root": root}
+        echo(f"[exvad] search sidecar ({scoring}): {state['rows']} segments ({state['rows'] - before:+d}) "
+             f"in {out['seconds']:.1f} s")
+        return out
+    except Exception as exc:  # noqa: BLE001 - the run's data is committed; the sidecar is a derived cache
+        log.warning("search sidecar not updated for %s: %s", index, exc)
+        echo(f"[exvad] warning: the search sidecar of {index} was not updated ({type(exc).__name__}: {exc}); "
+             "the run's data is safe; `exvad search --index ... --update-vectors` retries")
+        return None
 
 
 class Sidecar:
-    """A loaded sidecar (catalog in memory, vectors memory-mapped, ANN indexes loaded)."""
+    """A loaded sidecar: the catalog in memory, the scan matrices in memory (full vectors up to
+    REDUCE_ABOVE wide, else the PCA-reduced copy), the full wide vectors memory-mapped."""
 
     def __init__(self, root: str):
         self.root = root
@@ -122,12 +273,28 @@ class Sidecar:
             self.state = json.load(f)
         k = self.state["chunks"]
         self.catalog = pa.concat_tables([pq.read_table(os.path.join(root, f"catalog-{i:05d}.parquet")) for i in range(k)])
-        self.vectors = {name: np.concatenate([np.load(os.path.join(root, f"{name}-{i:05d}.npy"), mmap_mode="r")
-                                              for i in range(k)]) if self.state.get(f"dim_{name}") else None
-                        for name in VECTORS}
+        self.full: dict[str, list[np.ndarray]] = {}
+        self._scan: dict[str, np.ndarray] = {}  # loaded on first use (an IVF-only workload never needs them)
+        self.reduced: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (mean, basis)
+        self.ivf: dict[str, Any] = {}
+        for name in VECTORS:
+            d = self.state.get(f"dim_{name}", 0)
+            if not d:
+                continue
+            self.full[name] = [np.load(os.path.join(root, f"{name}-{i:05d}.npy"), mmap_mode="r") for i in range(k)]
+            if d > REDUCE_ABOVE:
+                z = np.load(os.path.join(root, f"{name}-pca.npz"))
+                self.reduced[name] = (z["mean"], z["basis"])
+            if os.path.exists(os.path.join(root, f"{name}.ivf")) and name in self.state.get("ivf_trained_rows", {}):
+                import faiss
+
+                self.ivf[name] = faiss.read_index(os.path.join(root, f"{name}.ivf"))
+        self.offsets = np.cumsum([0, *(len(m) for m in self.full[VECTORS[0]])]) if self.full else np.zeros(1, int)
         c = self.catalog
-        self.label = np.asarray(c.column("label").to_numpy(zero_copy_only=False), object)
-        self.camera = np.asarray(c.column("camera").to_numpy(zero_copy_only=False), object)
+        # class and camera as dictionary codes: a filter is then a lookup in a tiny table, not a
+        # string comparison per row (np.isin over 1e6 Python strings took ~0.1 s per column)
+        self.label = _codes(c.column("label"))
+        self.camera = _codes(c.column("camera"))
         self.video_id = np.asarray(c.column("video_id").to_numpy(zero_copy_only=False), object)
         self.uri = np.asarray(c.column("uri").to_numpy(zero_copy_only=False), object)
         self.segment_id = np.asarray(c.column("segment_id").to_numpy(zero_copy_only=False), object)
@@ -136,23 +303,40 @@ class Sidecar:
         self.start_at = np.asarray(start.fill_null(np.iinfo(np.int64).min))
         self.has_time = np.asarray(start.is_valid())
 
-    @functools.cached_property
-    def ann(self) -> dict[str, Any]:
-        from usearch.index import Index
+    def has(self, name: str) -> bool:
+        return name in self.full
 
-        out = {}
-        for name in VECTORS:
-            path = os.path.join(self.root, f"{name}.usearch")
-            if self.state.get(f"dim_{name}") and os.path.exists(path):
-                index = Index(ndim=self.state[f"dim_{name}"], metric="ip", dtype="f32", expansion_search=256)
-                index.load(path)
-                out[name] = index
+    def scan(self, name: str) -> np.ndarray:
+        """The in-memory matrix a scan multiplies: the full vectors, or their PCA copy when wide."""
+        if name not in self._scan:
+            k = self.state["chunks"]
+            if name in self.reduced:
+                parts = [np.load(os.path.join(self.root, f"{name}-pca-{i:05d}.npy")) for i in range(k)]
+            else:
+                parts = [np.asarray(m) for m in self.full[name]]
+            self._scan[name] = np.concatenate(parts)
+        return self._scan[name]
+
+    def vector(self, name: str, row: int) -> np.ndarray:
+        return self._gather(name, np.array([row]))[0]
+
+    def _gather(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """Full-precision vectors of catalog rows `rows` (sorted or not) from the memory-mapped chunks."""
+        if name in self._scan and name not in self.reduced:
+            return self._scan[name][rows]
+        order = np.argsort(rows, kind="stable")
+        srt = rows[order]
+        chunk = np.searchsorted(self.offsets, srt, side="right") - 1
+        out = np.empty((len(rows), self.state[f"dim_{name}"]), np.float32)
+        for c in np.unique(chunk):
+            sel = np.flatnonzero(chunk == c)
+            out[order[sel]] = self.full[name][c][srt[sel] - self.offsets[c]]
         return out
 
     def mask(self, q: Any, classes: list[str], superseded: set[str], detector_ids: list[str] | None) -> np.ndarray:
         m = np.ones(len(self.score), bool)
         if classes:
-            m &= np.isin(self.label, classes)
+            m &= _in(self.label, classes)
         if q.min_score is not None:
             m &= self.score >= float(q.min_score)
         if q.max_score is not None:
@@ -162,7 +346,7 @@ class Sidecar:
                 micros = int((bound - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) / dt.timedelta(microseconds=1))
                 m &= self.has_time & op(self.start_at, micros)
         if q.cameras:
-            m &= np.isin(self.camera, list(q.cameras))
+            m &= _in(self.camera, list(q.cameras))
         if q.prefix:
             m &= np.char.startswith(self.uri.astype(str), q.prefix)
         if q.video_id:
@@ -178,16 +362,14 @@ class Sidecar:
         rows = np.flatnonzero(mask)
         if len(rows) == 0:
             return rows, np.zeros(0)
-        if len(rows) > EXACT_MAX and all(name in self.ann for name in queries):
-            k = max(limit * 10, 100)
-            while k < len(self.score):
-                cand = np.unique(np.concatenate([np.asarray(self.ann[name].search(v, k).keys, np.int64)
-                                                 for name, v in queries.items()]))
-                cand = cand[mask[cand]]
-                if len(cand) >= limit:
-                    rows = cand
-                    break
-                k *= 4
+        c = max(CANDIDATES, CANDIDATES_PER_RESULT * limit)
+        fraction = len(rows) / len(mask)
+        if len(rows) > max(GATHER_MAX, c) and fraction >= IVF_MIN_FRACTION and all(n in self.ivf for n in queries):
+            rows = self._ivf_candidates(mask, fraction, queries, c)
+        elif len(rows) > GATHER_MAX and any(name in self.reduced for name in queries):
+            approx = self._similarity(rows, queries, weights, reduced=True)
+            if len(rows) > c:
+                rows = rows[np.argpartition(-approx, c - 1)[:c]]
         sims = self._similarity(rows, queries, weights)
         if len(rows) > limit:  # keep the best `limit` and anything tied with the last (ties by id below)
             cut = np.partition(sims, len(sims) - limit)[len(sims) - limit]
@@ -196,27 +378,63 @@ class Sidecar:
         order = np.lexsort((self.segment_id[rows].astype(str), -sims))[:limit]
         return rows[order], sims[order]
 
-    def _similarity(self, rows: np.ndarray, queries: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    def _ivf_candidates(self, mask: np.ndarray, fraction: float, queries: dict[str, np.ndarray], c: int) -> np.ndarray:
+        """Candidates from each query vector's IVF index, the mask applied during the scan of the
+        probed lists (faiss IDSelectorBitmap: a pre-filter); more lists probed the narrower the mask."""
+        import faiss
+
+        sel = None if fraction >= 1 else faiss.IDSelectorBitmap(np.packbits(mask, bitorder="little"))
+        nprobe = min(IVF_LISTS, int(np.ceil(IVF_NPROBE / max(fraction, 1e-9))))
+        found = []
+        for name, v in queries.items():
+            params = faiss.SearchParametersIVF(nprobe=nprobe, sel=sel)
+            _, ids = self.ivf[name].search(np.asarray(v, np.float32)[None], c, params=params)
+            found.append(ids[0][ids[0] >= 0])
+        return np.unique(np.concatenate(found))
+
+    def _similarity(self, rows: np.ndarray, queries: dict[str, np.ndarray], weights: dict[str, float],
+                    reduced: bool = False) -> np.ndarray:
+        """Weighted cosine over `rows`: exact, or (reduced=True) through the PCA copies, where
+        x.q ~ mean.q + (P'(x - mean)).(P'q) and the constant mean.q is left out (same for all rows)."""
         total = np.zeros(len(rows))
         for name, v in queries.items():
-            m = self.vectors[name]
-            # one matrix-vector product over all rows beats gathering the rows first unless few are left
-            part = (m @ v)[rows] if len(rows) > len(m) // 8 else np.asarray(m[rows], np.float32) @ v
+            if (name in self.reduced and not reduced) or (name not in self._scan and len(rows) <= GATHER_MAX):
+                part = self._gather(name, rows) @ v
+            else:
+                m = self.scan(name)
+                qv = v @ self.reduced[name][1] if name in self.reduced else v
+                # one matrix-vector product over all rows beats gathering the rows first unless few are left
+                part = (m @ qv)[rows] if len(rows) > len(m) // 8 else m[rows] @ qv
             total += weights[name] * part
         return total / sum(weights.values())
 
 
+def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(dictionary values, per-row codes; -1 for null) of a string column."""
+    enc = col.combine_chunks().dictionary_encode()
+    return (np.asarray(enc.dictionary.to_pylist(), object),
+            np.asarray(enc.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64))
+
+
+def _in(coded: tuple[np.ndarray, np.ndarray], wanted: list[str]) -> np.ndarray:
+    values, codes = coded
+    hit = np.append(np.isin(values, wanted), False)  # code -1 (null) -> the trailing False
+    return hit[codes]
+
+
 def load_sidecar(ix: Any) -> Sidecar | None:
     """The index's sidecar if it exists and covers exactly the current segment files, else None."""
-    root = _local_root(ix.uri)
+    root = _local_root(ix)
     state_path = os.path.join(root, "state.json")
     if not os.path.exists(state_path):
         return None
     cached = getattr(ix, "_sidecar", None)
     with open(state_path) as f:
-        files = set(json.load(f)["files"])
-    if files != {f for f, _ in ix.files}:
+        state = json.load(f)
+    files = set(state["files"])
+    if state.get("format") != FORMAT or files != {f for f, _ in ix.files}:
         return None
-    if cached is None or set(cached.state["files"]) != files:
+    if cached is None or cached.root != root or set(cached.state["files"]) != files:
         ix._sidecar = Sidecar(root)
     return ix._sidecar
+

@@ -219,11 +219,14 @@ def test_superseded_videos_are_not_served(index_copy, rows):
         ix.search(like=rows[0]["segment_id"])
 
 
-@pytest.mark.parametrize("exact_max", [50_000, 0])  # 0: always through the ANN index
-def test_vector_sidecar_agrees_with_exact_sql(index_copy, rows, monkeypatch, exact_max):
+@pytest.mark.parametrize("path", ["exact", "reduced"])  # reduced: PCA scan + exact re-rank for every query
+def test_vector_sidecar_agrees_with_exact_sql(index_copy, rows, monkeypatch, path):
     from exvad_ray.search import vectors
 
-    monkeypatch.setattr(vectors, "EXACT_MAX", exact_max)
+    if path == "reduced":  # the tiny profile's vectors are narrow: reduce anything wider than 4 to 3 dims
+        monkeypatch.setattr(vectors, "REDUCE_ABOVE", 4)
+        monkeypatch.setattr(vectors, "REDUCED_DIM", 3)
+        monkeypatch.setattr(vectors, "GATHER_MAX", 0)
     exact = SegmentIndex(index_copy, use_sidecar=False)
     fast = SegmentIndex(index_copy)
     state = fast.update_vectors()
