@@ -389,6 +389,10 @@ def run_rescore(cfg: RescoreConfig, echo: Any = print) -> dict[str, Any]:
     doc |= {"finished_at": _now().isoformat(timespec="seconds"), "summary": summary}
     storage.write_bytes(manifest_uri, json.dumps(doc, indent=1, default=str).encode())
     lap("summary")
+    from exvad_ray.search.vectors import refresh_after_run  # after the commit: a failure is a warning only
+
+    summary["search_sidecar"] = refresh_after_run(index, echo, scoring=sid)
+    lap("search sidecar")
     log.debug("rescore phases (s): %s", json.dumps(phases))
     return summary
 
