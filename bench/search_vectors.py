@@ -109,6 +109,13 @@ def truth(sims: np.ndarray, mask: np.ndarray | None, k: int = 10) -> np.ndarray:
     return top[np.argsort(-s[top])]
 
 
+def latency_recall(lat: list[float], rec: list[float]) -> dict[str, float]:
+    """p50/p95 seconds and mean recall@10 of a query series whose first (warm-up) query is dropped."""
+    lat, rec = lat[1:], rec[1:]
+    return {"p50_s": round(float(np.percentile(lat, 50)), 4), "p95_s": round(float(np.percentile(lat, 95)), 4),
+            "recall_at_10": round(float(np.mean(rec)), 3)}
+
+
 def recall(found: np.ndarray, exact: np.ndarray) -> float:
     return len(set(np.asarray(found)[:10].tolist()) & set(exact[:10].tolist())) / 10
 
@@ -217,9 +224,7 @@ def _query_sidecar(root: str, meta: Any, qs: Any, exact: Any, nq: int, build_s: 
                 rows, _ = sc.rank(mask, v, {k: 1.0 for k in v}, 50)
                 lat.append(time.perf_counter() - t)
                 rec.append(recall(rows, exact[(kind, f)][i]))
-            lat, rec = lat[1:], rec[1:]
-            row[f] = {"p50_s": round(float(np.percentile(lat, 50)), 4), "p95_s": round(float(np.percentile(lat, 95)), 4),
-                      "recall_at_10": round(float(np.mean(rec)), 3)}
+            row[f] = latency_recall(lat, rec)
             print(f"  {kind:<5} {'sidecar (shipped)':<40} {f:<7} p50 {row[f]['p50_s']:.4f}  p95 {row[f]['p95_s']:.4f}  "
                   f"recall@10 {row[f]['recall_at_10']:.3f}  load {os.getloadavg()[0]:.1f}", flush=True)
         out[f"{kind}: sidecar (shipped)"] = row
@@ -279,9 +284,7 @@ def main() -> None:
                 el = time.perf_counter() - t
                 lat.append(el)
                 rec.append(recall(found, exact[(kind, f)][i]))
-            lat, rec = lat[1:], rec[1:]
-            row[f] = {"p50_s": round(float(np.percentile(lat, 50)), 4), "p95_s": round(float(np.percentile(lat, 95)), 4),
-                      "recall_at_10": round(float(np.mean(rec)), 3)}
+            row[f] = latency_recall(lat, rec)
             print(f"  {kind:<5} {name:<40} {f:<7} build {build_s:6.1f} s  p50 {row[f]['p50_s']:.4f}  p95 "
                   f"{row[f]['p95_s']:.4f}  recall@10 {row[f]['recall_at_10']:.3f}  load {os.getloadavg()[0]:.1f}", flush=True)
         results[f"{kind}: {name}"] = row
