@@ -55,7 +55,18 @@ def train_rescore_evaluate(bucket: str, seed: int, workdir: str) -> dict:
     return json.load(open(out))
 
 
-def test_lite_end_to_end_detects_above_chance(s3_bucket, tmp_path, capsys):
+@pytest.fixture
+def own_ray_session():
+    """The CLI calls below start a local Ray session and leave it running (as a notebook would);
+    end it so that later tests start their own."""
+    yield
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def test_lite_end_to_end_detects_above_chance(s3_bucket, tmp_path, capsys, own_ray_session):
     process_archive(s3_bucket)
     report = train_rescore_evaluate(s3_bucket, SEED, str(tmp_path))
     printed = capsys.readouterr().out

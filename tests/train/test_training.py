@@ -46,6 +46,8 @@ def test_local_training_loss_decreases_and_beats_chance():
 def ray_session():
     import ray
 
+    if ray.is_initialized():  # a session an earlier test's CLI call left behind (another size)
+        ray.shutdown()
     ray.init(num_cpus=2, object_store_memory=300 * 1024**2, include_dashboard=False)
     yield
     ray.shutdown()
