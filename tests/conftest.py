@@ -105,3 +105,15 @@ def write_feature_index():
         return index
 
     return write
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray of 2 CPUs for one test module (pipeline and training tests)."""
+    import ray
+
+    if ray.is_initialized():  # a session an earlier test's CLI call left behind (another size)
+        ray.shutdown()
+    ray.init(num_cpus=2, object_store_memory=400 * 1024**2, include_dashboard=False)
+    yield
+    ray.shutdown()

@@ -43,15 +43,3 @@ def mixed_archive(s3_server, tmp_path_factory, real_clips_dir) -> dict:
         storage.put_file(str(path), storage.join(archive, "annotations", "labels", path.name))
     shutil.rmtree(local, ignore_errors=True)
     return {"uri": archive, "good": good, "bad": bad}
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    """A local Ray of 2 CPUs for one test module."""
-    import ray
-
-    if ray.is_initialized():  # a session an earlier test's CLI call left behind (another size)
-        ray.shutdown()
-    ray.init(num_cpus=2, object_store_memory=400 * 1024**2, include_dashboard=False)
-    yield
-    ray.shutdown()

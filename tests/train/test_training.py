@@ -42,17 +42,6 @@ def test_local_training_loss_decreases_and_beats_chance():
     assert rep.map_avg > zero_shot.map_avg
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    if ray.is_initialized():  # a session an earlier test's CLI call left behind (another size)
-        ray.shutdown()
-    ray.init(num_cpus=2, object_store_memory=300 * 1024**2, include_dashboard=False)
-    yield
-    ray.shutdown()
-
-
 RAY_DETECTOR = DetectorConfig(embed_dim=32, num_classes=4, visual_length=128, layers=1)
 
 
@@ -67,7 +56,7 @@ def ray_train(tmp_path, name, epochs, on_epoch_start=None):
 
 
 @pytest.mark.slow
-def test_ray_training_resumes_after_worker_kill(ray_session, tmp_path):
+def test_ray_training_resumes_after_worker_kill(ray_local, tmp_path):
     marker, epoch_log = str(tmp_path / "killed"), str(tmp_path / "epochs.log")
 
     def crash_once_at_epoch_2(epoch: int, rank: int) -> None:
@@ -109,7 +98,7 @@ def test_ray_training_resumes_after_worker_kill(ray_session, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_train_and_evaluate_on_index_tables(ray_session, tmp_path, capsys, write_feature_index):
+def test_cli_train_and_evaluate_on_index_tables(ray_local, tmp_path, capsys, write_feature_index):
     from exvad_ray.cli import main
     from exvad_ray.index.labels import append_labels, make_table
 
