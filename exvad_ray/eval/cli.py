@@ -75,9 +75,10 @@ def _stored_report(args: argparse.Namespace, records: list) -> tuple[Any, list[s
         acc = by_id.setdefault(vid, ([], []))
         acc[0].append(score)
         acc[1].append(probs)
-    stored = {name: (np.asarray(by_id.get(vid, ([], []))[0], np.float32),
-                     np.asarray(by_id.get(vid, ([], []))[1], np.float32).reshape(-1, len(class_names)))
-              for name, vid in ids.items()}
+    stored = {}
+    for name, vid in ids.items():
+        scores, probs = by_id.get(vid, ([], []))
+        stored[name] = (np.asarray(scores, np.float32), np.asarray(probs, np.float32).reshape(-1, len(class_names)))
     print(f"scoring {sid}: {len(stored)} videos, scores read from the index (no model run)", file=sys.stderr)
     report = compute_report(stored_results(records, stored, class_names), class_names,
                             args.vadclip_procedure or args.dataset)

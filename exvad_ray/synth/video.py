@@ -61,7 +61,9 @@ _heap_lock = threading.Lock()
 _heap_users = 0
 
 
+@lru_cache(maxsize=1)
 def _libc() -> ctypes.CDLL | None:
+    """The C library, looked up once (fixed_heap is entered around every encoder call)."""
     try:
         libc = ctypes.CDLL(None)
         return libc if hasattr(libc, "mallopt") else None
