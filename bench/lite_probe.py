@@ -10,7 +10,9 @@ detection quality"). Works on EfficientNet-Lite0 feature maps extracted ONCE per
 Frames are cut as `exvad process` cuts them (16-frame snippets, middle frame, short side to 224, centre
 crop, (x-127)/128). Feature kinds: avg / max (global pools, L2), grid (2x2 avg pools), dprev (difference
 to the previous snippet), dmap (|map(mid+8) - map(mid)| avg-pooled: a second frame per snippet), vc (avg
-minus the video's mean); joined with '+'.
+minus the video's mean), and from the maps of neighbouring snippets (no second frame): dadj
+(|map(t) - map(t-1)| avg-pooled), dadj2 (|map(t) - map(t-1)| + |map(t+1) - map(t)| avg-pooled) and dmax2
+(the same, max-pooled: what the lite profile's motion half is, models/lite.py); joined with '+'.
 """
 
 from __future__ import annotations
@@ -84,6 +86,12 @@ def feature(d: dict[str, Any], kind: str) -> np.ndarray:
             parts.append(l2(np.abs(m1 - m0).mean((2, 3))))
         elif k == "vc":
             parts.append(avg - avg.mean(0, keepdims=True))
+        elif k in ("dadj", "dadj2", "dmax2"):
+            zero = np.zeros_like(m0[:1])
+            back = np.abs(np.concatenate([zero, m0[1:] - m0[:-1]]))  # |map(t) - map(t-1)|, 0 for the first
+            fwd = np.concatenate([back[1:], zero])  # |map(t+1) - map(t)|, 0 for the last
+            diff = back if k == "dadj" else back + fwd
+            parts.append(l2(diff.max((2, 3)) if k == "dmax2" else diff.mean((2, 3))))
         else:
             raise SystemExit(f"unknown feature kind {k!r}")
     return np.concatenate(parts, 1).astype(np.float32)

@@ -56,7 +56,7 @@ def make_detector(uri: str, profile: str, label_set: str, seed: int = 0) -> None
     from exvad_ray.models.profiles import load_profile
 
     emb, names = label_set_embeddings(label_set, profile, k=4)
-    visual_dim = int(load_encoders(load_profile(profile).clip).image_dim)  # lite: 1280, projected to 384
+    visual_dim = int(load_encoders(load_profile(profile).clip).snippet_dim)  # lite: 2560 (appearance | motion)
     torch.manual_seed(seed)
     cfg = DetectorConfig(embed_dim=emb.shape[1], num_classes=len(names),
                          visual_dim=None if visual_dim == emb.shape[1] else visual_dim)

@@ -27,6 +27,9 @@ class DetectorConfig:
 
     embed_dim: int = 512
     visual_dim: int | None = None  # None = embed_dim; else a learned projection visual_dim -> embed_dim
+    # the detector reads features[:, visual_offset:] of each snippet: the lite profile stores [appearance |
+    # motion] (2 x 1280) and its detector reads the motion half, measured better alone (bench/RESULTS.md)
+    visual_offset: int = 0
     num_classes: int = 14
     visual_length: int = 256  # training length and inference chunk size (snippets)
     layers: int = 2  # local transformer blocks
@@ -53,6 +56,8 @@ class DetectorConfig:
             raise ConfigError(f"heads ({self.heads}) must divide embed_dim ({self.embed_dim})")
         if self.visual_dim is not None and self.visual_dim <= 0:
             raise ConfigError(f"visual_dim must be positive, not {self.visual_dim}")
+        if self.visual_offset < 0:
+            raise ConfigError(f"visual_offset must be 0 or more, not {self.visual_offset}")
         if self.num_classes < 2:
             raise ConfigError("a label set needs Normal plus at least one anomaly class")
         if self.attention_block < 1 or self.visual_length < 1:
@@ -64,8 +69,9 @@ class DetectorConfig:
 
     def _check_parity(self) -> None:
         """Settings VadCLIP's network cannot express are refused rather than silently approximated."""
-        if self.projects_input:
-            raise ConfigError("reference_parity needs visual_dim == embed_dim (VadCLIP has no input projection)")
+        if self.projects_input or self.visual_offset:
+            raise ConfigError("reference_parity needs visual_dim == embed_dim and no visual_offset (VadCLIP has no "
+                              "input projection)")
         if self.class_pooling != "logits" or not self.visual_prompt:
             raise ConfigError("reference_parity needs visual_prompt with class_pooling='logits' (VadCLIP's pooling)")
         if self.visual_length % self.attention_block:
@@ -74,12 +80,17 @@ class DetectorConfig:
 
     @property
     def input_dim(self) -> int:
-        """Size of the visual features the detector takes in."""
+        """Size of the per-snippet features the detector takes in (it reads those from visual_offset on)."""
+        return self.visual_offset + self.visual_width
+
+    @property
+    def visual_width(self) -> int:
+        """Size of the part of each snippet's features the detector reads."""
         return self.embed_dim if self.visual_dim is None else self.visual_dim
 
     @property
     def projects_input(self) -> bool:
-        return self.input_dim != self.embed_dim
+        return self.visual_width != self.embed_dim
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

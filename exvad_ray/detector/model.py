@@ -123,7 +123,7 @@ class ExVADNet(nn.Module):
         w, half = d, d // 2
         self.register_buffer("class_embeddings", class_embeddings.detach().float().clone())
         # visual features from a non-CLIP encoder enter the class/text space through a learned map
-        self.input_proj = nn.Linear(config.input_dim, d) if config.projects_input else None
+        self.input_proj = nn.Linear(config.visual_width, d) if config.projects_input else None
         self.position = nn.Embedding(config.visual_length, w)
         nn.init.normal_(self.position.weight, std=0.01)
         self.blocks = nn.ModuleList(LocalAttentionBlock(w, config.heads) for _ in range(config.layers))
@@ -199,6 +199,8 @@ class ExVADNet(nn.Module):
         has_text: torch.Tensor | None = None,
     ) -> DetectorOutput:
         features = features.float()
+        if self.config.visual_offset:
+            features = features[..., self.config.visual_offset:]
         if self.input_proj is not None:
             features = self.input_proj(features)
         valid = valid_mask(lengths, features.shape[1])

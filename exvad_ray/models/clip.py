@@ -57,7 +57,7 @@ class ClipModel:
         self.model_id = model_id(spec.model) + (f":{pretrained}" if pretrained else "")
         self.dim = int(model.text_projection.shape[1] if getattr(model, "text_projection", None) is not None
                        else model.visual.output_dim)
-        self.image_dim = self.text_dim = self.dim
+        self.image_dim = self.text_dim = self.snippet_dim = self.dim
         self._torch = torch
 
     @classmethod
@@ -83,6 +83,12 @@ class ClipModel:
                 feats = self.model.encode_image(self._preprocess(images[sl]), normalize=True)
                 out.append(feats.float().cpu().numpy())
         return np.concatenate(out).astype(np.float32)
+
+    def embed_snippets(self, sequences: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Each snippet's feature is its frame's image feature (encoders.frame_snippets)."""
+        from exvad_ray.models.encoders import frame_snippets
+
+        return frame_snippets(self, sequences)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """list of str -> float32 (N, D), L2-normalised (truncated to the model's context length)."""

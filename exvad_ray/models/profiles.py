@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from exvad_ray.errors import ConfigError
 
@@ -63,6 +63,15 @@ class ClipSpec(_Spec):
     pretrained: str | None = None
     text_model: str | None = None
     text_batch_size: int = Field(default=256, ge=1)
+    # lite only: each snippet's feature is [appearance | motion], the motion half from the feature maps of
+    # neighbouring snippets (models/lite.py). CLIP's snippet feature is the frame's image feature.
+    motion: bool = False
+
+    @model_validator(mode="after")
+    def _check_motion(self) -> "ClipSpec":
+        if self.motion and self.kind != "lite":
+            raise ValueError("motion features are made by the lite encoders only (clip.kind: lite)")
+        return self
 
 
 class CaptionerSpec(_Spec):

@@ -66,8 +66,10 @@ class _Stage:
         raise NotImplementedError
 
 
-def _embed_rows(clip: Any, rows: list[Any], errors: list[str | None], stage: str, allow_empty: bool) -> list[Any]:
-    """Embed each row's images with as few model calls as possible (rows of one image size share calls)."""
+def _embed_rows(embed: Any, dim: int, rows: list[Any], errors: list[str | None], stage: str,
+                allow_empty: bool) -> list[Any]:
+    """Embed each row's images with as few model calls as possible: rows of one image size go to
+    ``embed`` (a list of per-row arrays -> a list of per-row features) together."""
     feats: list[Any] = [None] * len(rows)
     groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
     for i, imgs in enumerate(rows):
@@ -76,7 +78,7 @@ def _embed_rows(clip: Any, rows: list[Any], errors: list[str | None], stage: str
         try:
             arr = np.asarray(imgs) if imgs is not None else np.zeros((0, 1, 1, 3), np.uint8)
             if allow_empty and arr.ndim == 4 and arr.shape[0] == 0:
-                feats[i] = np.zeros((0, clip.image_dim), np.float32)
+                feats[i] = np.zeros((0, dim), np.float32)
                 continue
             arr = as_images(arr)
             groups.setdefault(arr.shape[1:3], []).append((i, arr))
@@ -84,20 +86,19 @@ def _embed_rows(clip: Any, rows: list[Any], errors: list[str | None], stage: str
             errors[i] = error_text(stage, exc)
     for items in groups.values():
         try:
-            all_feats = clip.embed_images(np.concatenate([a for _, a in items]))
+            per_row = embed([a for _, a in items])
         except Exception as exc:  # noqa: BLE001 - a model failure marks these rows, not the job
             for i, _ in items:
                 errors[i] = error_text(stage, exc)
             continue
-        start = 0
-        for i, a in items:
-            feats[i] = all_feats[start:start + len(a)]
-            start += len(a)
+        for (i, _), f in zip(items, per_row):
+            feats[i] = f
     return feats
 
 
 class ClipImageStage(_Stage):
-    """frames -> visual_embedding (n_snippets, D); keyframes -> keyframe_embedding (n_kf, D). Adds visual_model.
+    """frames -> visual_embedding (n_snippets, snippet_dim: encoders.embed_snippets over the window's
+    snippets in order); keyframes -> keyframe_embedding (n_kf, image_dim). Adds visual_model.
 
     `keyframes=False` (runs without captions, whose cleaning is the only user of keyframe features)
     skips embedding them.
@@ -117,13 +118,18 @@ class ClipImageStage(_Stage):
         return load_encoders(self.profile.clip)
 
     def _process(self, batch: Batch, out: Batch, errors: list[str | None]) -> None:
+        from exvad_ray.models.encoders import frame_snippets
+
         clip = self.model
-        empty = np.zeros((0, clip.image_dim), np.float32)
-        frames = _embed_rows(clip, column(batch, "frames"), errors, self.name, allow_empty=False)
+        empty = np.zeros((0, clip.snippet_dim), np.float32)
+        frames = _embed_rows(clip.embed_snippets, clip.snippet_dim, column(batch, "frames"), errors, self.name,
+                             allow_empty=False)
         out["visual_embedding"] = object_column([f if f is not None and errors[i] is None else empty
                                               for i, f in enumerate(frames)])
         if self.keyframes and "keyframes" in batch:
-            kf = _embed_rows(clip, column(batch, "keyframes"), errors, self.name, allow_empty=True)
+            empty = np.zeros((0, clip.image_dim), np.float32)
+            kf = _embed_rows(lambda rows: frame_snippets(clip, rows), clip.image_dim, column(batch, "keyframes"),
+                             errors, self.name, allow_empty=True)
             out["keyframe_embedding"] = object_column([f if f is not None and errors[i] is None else empty
                                                       for i, f in enumerate(kf)])
         out["visual_model"] = object_column([clip.model_id] * num_rows(batch))

@@ -223,13 +223,20 @@ def detector_config(req: TrainRequest, visual_dim: int) -> DetectorConfig:
     if emb.ndim != 2 or emb.shape[0] != len(req.class_names):
         raise ExvadError(f"class embeddings {emb.shape} do not fit {len(req.class_names)} classes")
     embed_dim = int(emb.shape[1])
-    if visual_dim != embed_dim:
-        log.info("visual features have %d values, class embeddings %d: a learned projection maps %d -> %d",
-                 visual_dim, embed_dim, visual_dim, embed_dim)
-    base = {"embed_dim": embed_dim, "visual_dim": None if visual_dim == embed_dim else visual_dim,
-            "num_classes": len(req.class_names)}
     preset = dict(get_preset(req.preset).detector) if req.preset else {}
-    return DetectorConfig(**(base | req.profile_detector | preset | req.detector))
+    chosen = req.profile_detector | preset | req.detector
+    offset = int(chosen.get("visual_offset") or 0)
+    if not 0 <= offset < visual_dim:
+        raise ExvadError(f"the detector reads snippet features from value {offset} on (visual_offset), but these "
+                         f"features have {visual_dim} values: were they made by another profile? Reprocess the "
+                         "archive with this profile, or train with the profile that made them")
+    width = visual_dim - offset
+    if width != embed_dim:
+        log.info("visual features have %d values (read from %d on), class embeddings %d: a learned projection "
+                 "maps %d -> %d", visual_dim, offset, embed_dim, width, embed_dim)
+    base = {"embed_dim": embed_dim, "visual_dim": None if width == embed_dim else width,
+            "num_classes": len(req.class_names)}
+    return DetectorConfig(**(base | chosen))
 
 
 def train_detector(req: TrainRequest, records: Sequence[VideoRecord] | None = None) -> tuple[TrainOutcome, dict[str, Any]]:

@@ -160,6 +160,30 @@ def test_visual_dim_projects_other_encoders_into_the_class_space(tmp_path):
         DetectorConfig(embed_dim=16, visual_dim=0)
 
 
+def test_visual_offset_reads_only_the_later_part_of_each_snippet_feature(tmp_path):
+    """lite stores [appearance | motion] and its detector reads the motion half: with visual_offset the
+    detector takes (T, offset + width) features, and whatever is before the offset changes nothing."""
+    cfg = DetectorConfig(embed_dim=16, visual_dim=24, visual_offset=10, num_classes=4, visual_length=64,
+                         attention_block=8)
+    assert (cfg.input_dim, cfg.visual_width, cfg.projects_input) == (34, 24, True)
+    assert not DetectorConfig(embed_dim=16, visual_offset=5).projects_input  # reads 16 values: no projection
+    torch.manual_seed(0)
+    det = ExVADDetector.build(cfg, np.random.default_rng(0).normal(size=(4, 16)).astype(np.float32), NAMES)
+    assert tuple(det.net.input_proj.weight.shape) == (16, 24)
+    feats = np.random.default_rng(1).normal(size=(30, 34)).astype(np.float32)
+    other = feats.copy()
+    other[:, :10] = np.random.default_rng(2).normal(size=(30, 10))
+    np.testing.assert_array_equal(det.score(feats)[0], det.score(other)[0])
+    with pytest.raises(ExvadError, match="34"):
+        det.score(feats[:, 10:])  # the stored width, offset included, is what it takes
+    save_detector(det, str(tmp_path / "model.pt"))
+    again = load_detector(str(tmp_path / "model.pt"), device="cpu")
+    assert again.config.visual_offset == 10
+    np.testing.assert_allclose(again.score(feats)[0], det.score(feats)[0], atol=1e-6)
+    with pytest.raises(ConfigError, match="visual_offset"):
+        DetectorConfig(embed_dim=16, visual_offset=-1)
+
+
 @pytest.mark.parametrize("fusion", ["add", "concat", "none"])
 @pytest.mark.parametrize("explained", [True, False])
 def test_training_and_inference_score_a_video_the_same(fusion, explained):

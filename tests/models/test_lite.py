@@ -50,8 +50,8 @@ SUMMARY_WORDS = _words(PREFIX) | {"The", "frames", "show", "s", "Between", "and"
 
 def test_lite_is_the_default_and_not_aligned(lite, enc):
     assert load_profile().name == "lite"
-    assert (enc.aligned, enc.image_dim, enc.text_dim) == (False, 1280, 384)
-    assert enc.model_id == "lite/efficientnet-lite0+all-MiniLM-L6-v2"
+    assert (enc.aligned, enc.image_dim, enc.text_dim, enc.snippet_dim) == (False, 1280, 384, 2560)
+    assert enc.model_id == "lite/efficientnet-lite0+motion+all-MiniLM-L6-v2"
     assert len(imagenet_class_names()) == 1000 and imagenet_class_names()[281] == "tabby"
 
 
@@ -119,7 +119,7 @@ def test_stages_with_lite(lite):
                   ms.ExplanationStage(lite), ms.TextEmbeddingStage(lite)):
         batch = stage(batch)
     assert all(e is None for e in batch["error"])
-    assert batch["visual_embedding"][0].shape == (5, 1280) and batch["keyframe_embedding"][1].shape == (2, 1280)
+    assert batch["visual_embedding"][0].shape == (5, 2560) and batch["keyframe_embedding"][1].shape == (2, 1280)
     assert [len(c) for c in batch["captions"]] == [3, 2] and [len(c) for c in batch["clean_captions"]] == [3, 2]
     assert batch["caption_model"][0] == "imagenet-tags/efficientnet-lite0@p0.1k3"
     assert batch["explanation_model"][0] == "caption-summary/1"
@@ -132,10 +132,43 @@ def test_zero_shot_text_to_text(lite, carphone):
 
     scorer = zero_shot_scorer(lite, "synthetic")
     assert isinstance(scorer, CaptionZeroShotScorer) and scorer.class_names[0] == "Normal"
-    feats = scorer.encoders.embed_images(carphone)
+    feats = scorer.encoders.embed_snippets([carphone])[0]  # [appearance | motion]: captions read appearance
+    np.testing.assert_array_equal(scorer.captions(feats), scorer.captions(scorer.encoders.embed_images(carphone)))
     scores, probs, pred = scorer.predict_video(feats)
     assert scores.shape == (4,) and probs.shape == (4, len(scorer.class_names))
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
     np.testing.assert_allclose(scores, 1 - probs[:, 0], atol=1e-6)
     assert pred.video_class in scorer.class_names
     assert scorer.score(np.zeros((0, 1280), np.float32))[1].shape == (0, len(scorer.class_names))
+
+
+def test_motion_feature_is_the_max_of_neighbouring_map_differences(enc, carphone):
+    """[appearance | motion] per snippet: appearance equals the frame's own feature; motion is the spatial max
+    of |map(t) - map(t-1)| + |map(t+1) - map(t)| within one sequence (not across two), L2-normalised,
+    whatever the batch boundaries."""
+    import torch
+
+    seqs = [carphone, carphone[:1], carphone[1:3][::-1]]  # 4 snippets, a lone snippet, 2 snippets
+    with torch.inference_mode():
+        maps = enc.visual.forward_features(enc._preprocess(np.concatenate(seqs))).float().numpy()
+
+    def expected(m: np.ndarray) -> np.ndarray:
+        d = np.abs(np.diff(m, axis=0))
+        zero = np.zeros_like(m[:1])
+        mot = (np.concatenate([zero, d]) + np.concatenate([d, zero])).max((2, 3))
+        return mot / np.maximum(np.linalg.norm(mot, axis=1, keepdims=True), 1e-12)
+
+    for batch_size in (32, 3):  # one model call, and batches that cut through sequences
+        enc.spec.batch_size = batch_size
+        try:
+            out = enc.embed_snippets(seqs)
+        finally:
+            enc.spec.batch_size = 32
+        assert [f.shape for f in out] == [(4, 2560), (1, 2560), (2, 2560)]
+        np.testing.assert_allclose(out[0][:, :1280], enc.embed_images(carphone), atol=1e-5)
+        np.testing.assert_allclose(out[0][:, 1280:], expected(maps[:4]), atol=1e-5)
+        np.testing.assert_array_equal(out[1][:, 1280:], 0)  # a lone snippet has no motion
+        np.testing.assert_allclose(out[2][:, 1280:], expected(maps[5:]), atol=1e-5)
+    # the carphone clip moves (a talking man): frames 20 apart differ
+    assert np.linalg.norm(maps[1] - maps[0]) > 0
+    assert enc.embed_snippets([]) == []

@@ -73,6 +73,8 @@ def test_parity_mode_refuses_what_vadclip_cannot_compute():
     assert DetectorConfig(**ok).reference_parity
     with pytest.raises(ConfigError, match="visual_dim"):
         DetectorConfig(**ok, visual_dim=32)
+    with pytest.raises(ConfigError, match="visual_offset"):
+        DetectorConfig(**ok, visual_offset=8)
     with pytest.raises(ConfigError, match="divide"):
         DetectorConfig(**ok, visual_length=100, attention_block=64)
     with pytest.raises(ConfigError, match="pooling"):

@@ -14,6 +14,7 @@ for k, v in {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disable
              "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}.items():
     os.environ.setdefault(k, v)
 
+from exvad_ray.errors import ExvadError  # noqa: E402
 from exvad_ray.detector import DetectorConfig, ZeroShotScorer  # noqa: E402
 from exvad_ray.eval.evaluate import evaluate_records  # noqa: E402
 from exvad_ray.train.loop import TrainConfig, fit_local  # noqa: E402
@@ -161,6 +162,12 @@ def test_training_with_visual_features_of_another_size():
     cfg = detector_config(req, 48)
     assert (cfg.embed_dim, cfg.visual_dim, cfg.input_dim) == (32, 48, 48)
     assert detector_config(req, 32).visual_dim is None
+    # a profile's detector may read the later part of each feature (lite: the motion half)
+    off = dataclasses.replace(req, profile_detector={"visual_offset": 16})
+    assert (detector_config(off, 64).visual_dim, detector_config(off, 64).input_dim) == (48, 64)
+    assert detector_config(off, 48).visual_dim is None  # 32 values read: the class space's own size
+    with pytest.raises(ExvadError, match="another profile"):
+        detector_config(off, 16)  # features made without the part the detector reads
     det, hist = fit_local(tr, va, NAMES, emb, cfg, TrainConfig(epochs=6, batch_size=16, lr=1e-3))
     assert hist[-1]["loss"] < hist[0]["loss"]
     assert det.score(tr[0].features)[0].shape == (tr[0].n_snippets,)
