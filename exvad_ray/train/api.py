@@ -229,7 +229,8 @@ def detector_config(req: TrainRequest, visual_dim: int) -> DetectorConfig:
     if not 0 <= offset < visual_dim:
         raise ExvadError(f"the detector reads snippet features from value {offset} on (visual_offset), but these "
                          f"features have {visual_dim} values: were they made by another profile? Reprocess the "
-                         "archive with this profile, or train with the profile that made them")
+                         "archive with this profile, train with the profile that made them, or pass "
+                         "--visual-offset 0 to read all of each feature")
     width = visual_dim - offset
     if width != embed_dim:
         log.info("visual features have %d values (read from %d on), class embeddings %d: a learned projection "

@@ -83,8 +83,8 @@ def explicit_settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[st
     """Only the detector and training options given on the command line: they override the preset
     (or the project defaults when there is no preset)."""
     given = lambda name: getattr(args, name, None) is not None  # noqa: E731
-    detector = {k: getattr(args, k) for k in ("fusion", "attention_block", "layers", "visual_length", "class_pooling")
-                if given(k)}
+    detector = {k: getattr(args, k) for k in ("fusion", "attention_block", "layers", "visual_length", "class_pooling",
+                                         "visual_offset") if given(k)}
     if args.no_prompt_context:
         detector["prompt_context"] = False
     if args.reference_parity:
@@ -187,6 +187,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="snippets per local self-attention block (default 8; ucf 8, xd 64)")
     d.add_argument("--layers", type=int, help="local transformer blocks (default 2, or the profile's: lite 0; ucf 2, xd 1)")
     d.add_argument("--visual-length", type=int, help="training length / inference chunk (default 256)")
+    d.add_argument("--visual-offset", type=int, help="read each snippet's features from this value on (default 0, "
+                   "or the profile's: lite 1280, the motion half of its [appearance | motion] features; 0 reads all, "
+                   "e.g. lite indexes made before motion existed)")
     d.add_argument("--class-pooling", choices=["logits", "sigmoid"],
                    help="snippet weights of the video-conditioned class features (default sigmoid; presets: logits, "
                         "as VadCLIP)")

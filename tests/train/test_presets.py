@@ -7,7 +7,7 @@ import pytest
 from exvad_ray.cli import build_parser
 from exvad_ray.detector import DetectorConfig
 from exvad_ray.detector.presets import PRESETS
-from exvad_ray.errors import ConfigError
+from exvad_ray.errors import ConfigError, ExvadError
 from exvad_ray.train.api import DataSource, TrainRequest, _card_markdown, _preset_card, detector_config
 from exvad_ray.train.cli import explicit_settings
 from exvad_ray.train.loop import TrainConfig, train_config
@@ -85,9 +85,16 @@ def test_profile_detector_defaults_sit_under_the_preset_and_the_command_line():
     from exvad_ray.models import load_profile
 
     lite = load_profile("lite", check_local=False).detector
-    assert lite == {"layers": 0}
-    assert detector_config(TrainRequest(DataSource(), "x", EMB, NAMES, profile_detector=lite), 512).layers == 0
-    assert detector_config(TrainRequest(DataSource(), "x", EMB, NAMES, profile_detector=lite, preset="xd"), 512).layers == 1
+    assert lite == {"layers": 0, "visual_offset": 1280}  # lite features: [appearance | motion], reads motion
+    cfg = detector_config(TrainRequest(DataSource(), "x", EMB, NAMES, profile_detector=lite), 2560)
+    assert (cfg.layers, cfg.visual_offset, cfg.visual_dim, cfg.input_dim) == (0, 1280, 1280, 2560)
+    cfg = detector_config(TrainRequest(DataSource(), "x", EMB, NAMES, profile_detector=lite, preset="xd"), 2560)
+    assert (cfg.layers, cfg.visual_offset) == (1, 1280)  # a preset sets the architecture, not the data layout
     req = TrainRequest(DataSource(), "x", EMB, NAMES, detector={"layers": 3}, profile_detector=lite, preset="xd")
-    assert detector_config(req, 512).layers == 3
+    assert detector_config(req, 2560).layers == 3
+    _, det, _ = _cli("--visual-offset", "0")  # lite indexes made before motion: 1280 values, read them all
+    cfg = detector_config(TrainRequest(DataSource(), "x", EMB, NAMES, detector=det, profile_detector=lite), 1280)
+    assert (cfg.visual_offset, cfg.input_dim) == (0, 1280)
+    with pytest.raises(ExvadError, match="--visual-offset 0"):
+        detector_config(TrainRequest(DataSource(), "x", EMB, NAMES, profile_detector=lite), 1280)
     assert detector_config(TrainRequest(DataSource(), "x", EMB, NAMES), 512).layers == 2  # project default
