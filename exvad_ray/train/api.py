@@ -224,13 +224,17 @@ def detector_config(req: TrainRequest, visual_dim: int) -> DetectorConfig:
         raise ExvadError(f"class embeddings {emb.shape} do not fit {len(req.class_names)} classes")
     embed_dim = int(emb.shape[1])
     preset = dict(get_preset(req.preset).detector) if req.preset else {}
-    chosen = req.profile_detector | preset | req.detector
+    profile = dict(req.profile_detector)
+    if "visual_offset" not in preset | req.detector and int(profile.get("visual_offset") or 0) >= visual_dim:
+        # the profile's offset is for the features it makes (lite: [appearance | motion], 2560 values); others
+        # (lite indexes made before motion, VadCLIP feature lists) are read whole
+        log.info("features of %d values are not the profile's layout: the detector reads all of them "
+                 "(not from value %s on)", visual_dim, profile.pop("visual_offset"))
+    chosen = profile | preset | req.detector
     offset = int(chosen.get("visual_offset") or 0)
     if not 0 <= offset < visual_dim:
-        raise ExvadError(f"the detector reads snippet features from value {offset} on (visual_offset), but these "
-                         f"features have {visual_dim} values: were they made by another profile? Reprocess the "
-                         "archive with this profile, train with the profile that made them, or pass "
-                         "--visual-offset 0 to read all of each feature")
+        raise ExvadError(f"--visual-offset {offset}: the detector would read snippet features from value {offset} "
+                         f"on, but these features have {visual_dim} values")
     width = visual_dim - offset
     if width != embed_dim:
         log.info("visual features have %d values (read from %d on), class embeddings %d: a learned projection "

@@ -188,8 +188,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--layers", type=int, help="local transformer blocks (default 2, or the profile's: lite 0; ucf 2, xd 1)")
     d.add_argument("--visual-length", type=int, help="training length / inference chunk (default 256)")
     d.add_argument("--visual-offset", type=int, help="read each snippet's features from this value on (default 0, "
-                   "or the profile's: lite 1280, the motion half of its [appearance | motion] features; 0 reads all, "
-                   "e.g. lite indexes made before motion existed)")
+                   "or the profile's: lite 1280, the motion half of its [appearance | motion] features; features "
+                   "of another width, e.g. lite indexes made before motion, are read whole; 0 reads all)")
     d.add_argument("--class-pooling", choices=["logits", "sigmoid"],
                    help="snippet weights of the video-conditioned class features (default sigmoid; presets: logits, "
                         "as VadCLIP)")

@@ -92,9 +92,13 @@ def test_profile_detector_defaults_sit_under_the_preset_and_the_command_line():
     assert (cfg.layers, cfg.visual_offset) == (1, 1280)  # a preset sets the architecture, not the data layout
     req = TrainRequest(DataSource(), "x", EMB, NAMES, detector={"layers": 3}, profile_detector=lite, preset="xd")
     assert detector_config(req, 2560).layers == 3
-    _, det, _ = _cli("--visual-offset", "0")  # lite indexes made before motion: 1280 values, read them all
-    cfg = detector_config(TrainRequest(DataSource(), "x", EMB, NAMES, detector=det, profile_detector=lite), 1280)
-    assert (cfg.visual_offset, cfg.input_dim) == (0, 1280)
-    with pytest.raises(ExvadError, match="--visual-offset 0"):
-        detector_config(TrainRequest(DataSource(), "x", EMB, NAMES, profile_detector=lite), 1280)
+    # features that are not the profile's layout (lite indexes made before motion: 1280 values; VadCLIP's 512)
+    # are read whole; an offset given on the command line must fit
+    for width in (1280, 512):
+        cfg = detector_config(TrainRequest(DataSource(), "x", EMB, NAMES, profile_detector=lite), width)
+        assert (cfg.visual_offset, cfg.input_dim, cfg.layers) == (0, width, 0)
+    _, det, _ = _cli("--visual-offset", "1280")
+    assert det == {"visual_offset": 1280}
+    with pytest.raises(ExvadError, match="--visual-offset 1280.*1280 values"):
+        detector_config(TrainRequest(DataSource(), "x", EMB, NAMES, detector=det, profile_detector=lite), 1280)
     assert detector_config(TrainRequest(DataSource(), "x", EMB, NAMES), 512).layers == 2  # project default

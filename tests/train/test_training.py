@@ -166,8 +166,9 @@ def test_training_with_visual_features_of_another_size():
     off = dataclasses.replace(req, profile_detector={"visual_offset": 16})
     assert (detector_config(off, 64).visual_dim, detector_config(off, 64).input_dim) == (48, 64)
     assert detector_config(off, 48).visual_dim is None  # 32 values read: the class space's own size
-    with pytest.raises(ExvadError, match="another profile"):
-        detector_config(off, 16)  # features made without the part the detector reads
+    assert detector_config(off, 16).visual_offset == 0  # not the profile's layout: read whole
+    with pytest.raises(ExvadError, match="visual-offset"):
+        detector_config(dataclasses.replace(req, detector={"visual_offset": 16}), 16)  # given, and does not fit
     det, hist = fit_local(tr, va, NAMES, emb, cfg, TrainConfig(epochs=6, batch_size=16, lr=1e-3))
     assert hist[-1]["loss"] < hist[0]["loss"]
     assert det.score(tr[0].features)[0].shape == (tr[0].n_snippets,)
