@@ -5,12 +5,14 @@ train split) -> `exvad rescore` (the trained detector over the stored embeddings
 these videos have one window each, so the figures equal evaluating the checkpoint afresh). Asserts the frame AUC above chance (0.5) by a bound that held for
 every seed tried.
 
-Bounds (measured 2026-12-01 with detector seeds 0, 1 and 2 on this archive, synth seed 0, load 12-23 on the
-shared 2-core machine): test frame AUC 0.712 / 0.658 / 0.622, class accuracy 0.167 / 0.167 / 0.500 (6 test
-videos; bench/RESULTS.md, "Lite profile: detection quality"). The AUC bound sits below the lowest of them.
-Class accuracy is NOT asserted above chance: with 3 training videos per anomaly class it was at chance
-(1 of 6) for two of the three seeds, so no honest bound exists; the test checks only that every test video
-gets a class from the label set. The issue-10 targets are for the 60-video archive (not met; RESULTS.md).
+Bounds (measured 2026-12-01 with detector seeds 0, 1 and 2 on this archive, synth seed 0, with the lite
+profile's [appearance | motion] features and its detector reading the motion half; load 1-3): test frame AUC
+0.685 / 0.692 / 0.693 (before motion, at load 12-23: 0.712 / 0.658 / 0.622), class accuracy 0.333 / 0.333 /
+0.500 (6 test videos; bench/RESULTS.md, "Lite profile: detection quality"). The AUC bound sits below the
+lowest of them. Class accuracy is NOT asserted above chance: 2 of 6 is what calling every video Normal gets
+(2 of the 6 test videos are Normal), and two of the three seeds did no better, so no honest bound exists;
+the test checks only that every test video gets a class from the label set. The issue-10 targets are for the
+60-video archive (not met; RESULTS.md).
 Runs in about 4-5 minutes on the 2-core machine (synth, process, Ray Train, rescore, evaluate)."""
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ pytestmark = pytest.mark.slow
 # 30 videos of 6-8 s (5 per anomaly class + 10 normal): 18 train / 6 val / 6 test (1 per anomaly class + 2 normal)
 ARCHIVE = dict(videos_per_class=5, normal_videos=10, duration=(6.0, 8.0), seed=0, workers=2)
 SEED = 0
-MIN_AUC = 0.58  # lowest measured 0.622 (seed 2)
+MIN_AUC = 0.65  # lowest measured 0.685 (seed 0)
 
 
 def process_archive(bucket: str) -> None:
