@@ -121,7 +121,10 @@ def _process(step: Step, archive: str, index: str, detector: str | None) -> dict
     cfg = ProcessConfig(archive=archive, index=index, profile=PROFILE, label_set=LABEL_SET, detector=detector,
                         progress_interval_s=2.0, address="local")
     check_locations(cfg)
-    return run_process(cfg, echo=echo)
+    summary = run_process(cfg, echo=echo)
+    if step.total:  # the job reports every 2 s; at its end every video is indexed or recorded as an error
+        step.update(step.total, step.total)
+    return summary
 
 
 def _train(index: str, labels: str, out: str, seed: int) -> dict[str, Any]:
