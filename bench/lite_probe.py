@@ -5,6 +5,7 @@ detection quality"). Works on EfficientNet-Lite0 feature maps extracted ONCE per
     python bench/lite_probe.py extract ARCHIVE CACHE.pkl      # middle frame of each snippet + the frame 8 later
     python bench/lite_probe.py probe CACHE.pkl avg,max,...    # logistic probe, frame labels, per class
     python bench/lite_probe.py mil CACHE.pkl avg,max          # weakly supervised linear scorer (video labels)
+    python bench/lite_probe.py classes CACHE.pkl avg,dmax2    # class ceiling: supervised, ground-truth events
     python bench/lite_probe.py detector CACHE.pkl 0,1,2 'avg|{"layers": 0}|{"epochs": 30, "batch_size": 16}'
 
 Frames are cut as `exvad process` cuts them (16-frame snippets, middle frame, short side to 224, centre
@@ -116,6 +117,29 @@ def probe(data: dict[str, Any], kind: str) -> dict[str, float]:
     return out
 
 
+def classes(data: dict[str, Any], kind: str) -> dict[str, float]:
+    """How well the anomaly classes separate in these features when the events are given: logistic
+    classifiers on the ground-truth event snippets of train+val anomalous videos, scored on the test ones.
+    Per snippet (accuracy), per video by the mean of its snippets' probabilities, and per video from the
+    event's mean and max feature (a video-level classifier); the last two count right videos."""
+    from sklearn.linear_model import LogisticRegression
+
+    def events(splits: tuple[str, ...]) -> list[tuple[np.ndarray, str]]:
+        return [(feature(d, kind)[d["lab"] == 1], d["label"]) for d in data.values()
+                if d["split"] in splits and d["label"] != "Normal"]
+
+    fit, test = events(("train", "val")), events(("test",))
+    snip = LogisticRegression(C=1.0, max_iter=5000).fit(np.concatenate([f for f, _ in fit]),
+                                                         np.concatenate([[c] * len(f) for f, c in fit]))
+    right = [snip.predict(f) == c for f, c in test]
+    votes = [snip.classes_[snip.predict_proba(f).mean(0).argmax()] == c for f, c in test]
+    pooled = lambda f: np.concatenate([f.mean(0), f.max(0)])  # noqa: E731
+    vid = LogisticRegression(C=1.0, max_iter=5000).fit(np.stack([pooled(f) for f, _ in fit]), [c for _, c in fit])
+    return {"snippet_accuracy": float(np.concatenate(right).mean()), "videos": len(test),
+            "right_by_snippet_vote": int(sum(votes)),
+            "right_by_video_classifier": int(sum(vid.predict(pooled(f)[None])[0] == c for f, c in test))}
+
+
 def mil(data: dict[str, Any], kind: str, seed: int, steps: int = 200) -> tuple[float, float]:
     """A linear snippet scorer trained like the detector (video labels, top-k mean, BCE), selected on val
     every 10 steps; returns (val, test) snippet AUC."""
@@ -174,7 +198,7 @@ def detector(data: dict[str, Any], kind: str, det: dict[str, Any], train: dict[s
 
 
 def main() -> None:
-    if len(sys.argv) < 4 or sys.argv[1] not in ("extract", "probe", "mil", "detector"):
+    if len(sys.argv) < 4 or sys.argv[1] not in ("extract", "probe", "mil", "classes", "detector"):
         raise SystemExit(__doc__)
     cmd = sys.argv[1]
     if cmd == "extract":
@@ -187,6 +211,9 @@ def main() -> None:
     if cmd == "probe":
         for kind in sys.argv[3].split(","):
             print(kind, {k: round(v, 3) for k, v in probe(data, kind).items()}, flush=True)
+    elif cmd == "classes":
+        for kind in sys.argv[3].split(","):
+            print(kind, {k: round(v, 3) for k, v in classes(data, kind).items()}, flush=True)
     elif cmd == "mil":
         for kind in sys.argv[3].split(","):
             print(kind, "(val, test) per seed:", [tuple(round(x, 3) for x in mil(data, kind, s)) for s in (0, 1, 2)],
