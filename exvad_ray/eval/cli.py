@@ -48,6 +48,7 @@ def _stored_report(args: argparse.Namespace, records: list) -> tuple[Any, list[s
     import numpy as np
 
     from exvad_ray.eval.evaluate import compute_report, stored_results
+    from exvad_ray.index import snippet_columns_by_video
     from exvad_ray.pipeline.scorings import current_scoring, read_scoring
 
     sid = current_scoring(args.index) if args.scoring == "current" else args.scoring
@@ -68,16 +69,10 @@ def _stored_report(args: argparse.Namespace, records: list) -> tuple[Any, list[s
     if not ids or not class_names:
         raise ExvadError(f"scoring {sid!r} of {args.index} scored none of the {len(records)} videos of split {args.split!r}")
     snips = read_scoring(args.index, "snippet_scores", sid, ["video_id", "snippet_index", "anomaly_score", "class_probs"])
-    snips = snips.sort_by([("video_id", "ascending"), ("snippet_index", "ascending")])
-    by_id: dict[str, tuple[list, list]] = {}
-    for vid, score, probs in zip(snips.column("video_id").to_pylist(), snips.column("anomaly_score").to_pylist(),
-                                 snips.column("class_probs").to_pylist()):
-        acc = by_id.setdefault(vid, ([], []))
-        acc[0].append(score)
-        acc[1].append(probs)
+    by_id = snippet_columns_by_video(snips, ["anomaly_score", "class_probs"], list(ids.values()))
     stored = {}
     for name, vid in ids.items():
-        scores, probs = by_id.get(vid, ([], []))
+        scores, probs = by_id.get(vid, (np.zeros(0), np.zeros((0, len(class_names)))))
         stored[name] = (np.asarray(scores, np.float32), np.asarray(probs, np.float32).reshape(-1, len(class_names)))
     print(f"scoring {sid}: {len(stored)} videos, scores read from the index (no model run)", file=sys.stderr)
     report = compute_report(stored_results(records, stored, class_names), class_names,

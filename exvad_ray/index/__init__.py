@@ -14,6 +14,7 @@ from exvad_ray.index.store import (
 )
 from exvad_ray.index.tables import (
     CAPTIONS, ERRORS, SEGMENTS, SNIPPETS, VIDEOS, IndexTable, embeddings_matrix, read_snippet_embeddings,
+    snippet_columns_by_video,
 )
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "VIDEO_TABLES", "IndexTable", "PartitionRules", "arrow_schema", "check_writable", "compact", "conform",
     "done_video_ids", "embeddings_matrix", "index_version", "list_files", "manifest_uri", "partition_cols",
     "read_manifest", "read_manifests", "read_runs", "read_snippet_embeddings", "read_table", "sanitize",
+    "snippet_columns_by_video",
     "write_manifest", "write_table_file", "write_video_tables",
 ]

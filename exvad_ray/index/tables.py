@@ -65,17 +65,24 @@ def embeddings_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return flat.reshape(n, flat.size // n)
 
 
-def read_snippet_embeddings(index: str, video_ids: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """{video_id: (n_snippets, D) float32 visual embeddings in snippet order}."""
-    table = SNIPPETS.read(index, ["video_id", "snippet_index", "visual_embedding"])
+def snippet_columns_by_video(table: pa.Table, columns: Sequence[str],
+                             video_ids: Sequence[str] | None = None) -> dict[str, list[np.ndarray]]:
+    """{video_id: one array per column, rows in snippet order} of a per-snippet table (`video_id`,
+    `snippet_index` and `columns`); list columns become (n, D) float32 matrices, others 1-d arrays.
+    With `video_ids`, only those videos are kept (filtered before anything is converted)."""
     if video_ids is not None:
         table = table.filter(pc.is_in(table.column("video_id"), pa.array(list(video_ids), pa.string())))
     table = table.sort_by([("video_id", "ascending"), ("snippet_index", "ascending")])
     ids = table.column("video_id").to_numpy(zero_copy_only=False)
-    feats = embeddings_matrix(table.column("visual_embedding"))
-    out: dict[str, np.ndarray] = {}
-    if len(ids):
-        bounds = np.flatnonzero(ids[1:] != ids[:-1]) + 1
-        for s, e in zip(np.r_[0, bounds], np.r_[bounds, len(ids)]):
-            out[str(ids[s])] = np.ascontiguousarray(feats[s:e])
-    return out
+    lists = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list)
+    cols = [embeddings_matrix(table.column(c)) if any(is_(table.schema.field(c).type) for is_ in lists)
+            else table.column(c).to_numpy(zero_copy_only=False) for c in columns]
+    bounds = np.flatnonzero(ids[1:] != ids[:-1]) + 1 if len(ids) else np.zeros(0, np.int64)
+    return {str(ids[s]): [np.ascontiguousarray(c[s:e]) for c in cols]
+            for s, e in zip(np.r_[0, bounds], np.r_[bounds, len(ids)]) if e > s}
+
+
+def read_snippet_embeddings(index: str, video_ids: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """{video_id: (n_snippets, D) float32 visual embeddings in snippet order}."""
+    table = SNIPPETS.read(index, ["video_id", "snippet_index", "visual_embedding"])
+    return {vid: cols[0] for vid, cols in snippet_columns_by_video(table, ["visual_embedding"], video_ids).items()}

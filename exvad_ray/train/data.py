@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from exvad_ray import index, storage
@@ -99,13 +98,8 @@ def _snippet_embeddings(uri: str, video_ids: list[str]) -> dict[str, np.ndarray]
     if root is not None:
         return index.read_snippet_embeddings(root, video_ids)
     table = read_table(uri, ["video_id", "snippet_index", "visual_embedding"])
-    table = table.filter(pc.is_in(table.column("video_id"), pa.array(video_ids, pa.string())))
-    table = table.sort_by([("video_id", "ascending"), ("snippet_index", "ascending")])
-    ids = table.column("video_id").to_numpy(zero_copy_only=False)
-    feats = index.embeddings_matrix(table.column("visual_embedding"))
-    bounds = np.flatnonzero(ids[1:] != ids[:-1]) + 1 if len(ids) else np.zeros(0, np.int64)
-    return {str(ids[s]): np.ascontiguousarray(feats[s:e])
-            for s, e in zip(np.r_[0, bounds], np.r_[bounds, len(ids)]) if e > s}
+    return {vid: cols[0] for vid, cols in
+            index.snippet_columns_by_video(table, ["visual_embedding"], video_ids).items()}
 
 
 def load_index_records(
