@@ -22,6 +22,11 @@ def checkpoint_uri(uri: str) -> str:
     return uri
 
 
+def model_card_uri(checkpoint: str) -> str:
+    """`model_card.json` beside a checkpoint file (`exvad train` writes both into one folder)."""
+    return checkpoint.rsplit("/", 1)[0] + "/model_card.json"
+
+
 def detector_id(uri: str) -> str:
     """Content id of a checkpoint, "det-" + 12 hex digits of its SHA-256: the same weights anywhere
     have the same id (scorings and model-card lineage name detectors by it)."""

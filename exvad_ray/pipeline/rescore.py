@@ -299,7 +299,9 @@ def detector_metadata(det_uri: str) -> tuple[str, list[str]]:
     """(model card as JSON text, class names). From `model_card.json` beside the checkpoint when it
     names the classes, so the driver neither imports torch nor loads the weights (the tasks check
     the names against the weights); otherwise from the checkpoint itself."""
-    card_uri = det_uri.rsplit("/", 1)[0] + "/model_card.json"
+    from exvad_ray.checkpoints import load_detector, model_card_uri
+
+    card_uri = model_card_uri(det_uri)
     card = storage.read_bytes(card_uri).decode() if storage.exists(card_uri) else None
     if card is not None:
         try:
@@ -309,8 +311,6 @@ def detector_metadata(det_uri: str) -> tuple[str, list[str]]:
         names = ((doc.get("label_set") or {}) if isinstance(doc, dict) else {}).get("class_names")
         if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
             return card, list(names)
-    from exvad_ray.checkpoints import load_detector
-
     detector = load_detector(det_uri, device="cpu")
     return card or json.dumps(detector.meta, default=str), list(detector.class_names)
 

@@ -153,12 +153,12 @@ def model_card(req: TrainRequest, records: Sequence[VideoRecord], outcome: Train
 def lineage(req: TrainRequest) -> dict[str, Any]:
     """Where this detector comes from: the parent it was warm-started from and the labels it saw."""
     from exvad_ray.index.labels import batch_digest, current_view, read_history
-    from exvad_ray.checkpoints import checkpoint_uri, detector_id
+    from exvad_ray.checkpoints import checkpoint_uri, detector_id, model_card_uri
 
     out: dict[str, Any] = {"parent": None, "labels": None}
     if req.init_from:
         parent = storage.normalize(checkpoint_uri(req.init_from))
-        card_uri = parent.rsplit("/", 1)[0] + "/model_card.json"
+        card_uri = model_card_uri(parent)
         pcard = json.loads(storage.read_bytes(card_uri)) if storage.exists(card_uri) else {}
         out["parent"] = {"uri": parent, "detector_id": detector_id(parent), "created": pcard.get("created"),
                          "parent": (pcard.get("lineage") or {}).get("parent")}
