@@ -3,9 +3,9 @@
 Lives in ``INDEX/search/`` (``INDEX/search/scoring-<id>/`` for a rescoring), beside the tables, never
 inside them: a catalog of the segments' small columns (what filters and results need, no
 thumbnails) and their unit-normalised visual and explanation vectors as float32 ``.npy`` chunks.
-Vector columns wider than REDUCE_ABOVE (the lite profile's 1280-d visual features) also get a
-PCA-reduced copy (REDUCED_DIM, float32) that is what a query scans; the full vectors stay on disk,
-memory-mapped, and only the candidates' rows are read for the exact re-rank.
+Vector columns wider than REDUCE_ABOVE (the lite profile's visual features: 1280-d, 2560-d with
+motion) also get a PCA-reduced copy (REDUCED_DIM, float32) that is what a query scans; the full
+vectors stay on disk, memory-mapped, and only the candidates' rows are read for the exact re-rank.
 
 From IVF_MIN_ROWS on, a faiss IVF index per vector column (1024 lists, int8 codes) gives candidates.
 
@@ -26,8 +26,8 @@ dictionary codes), and only masked rows are ranked, so filters and ranking alway
 (BATCH_ROWS at a time) into new chunks; the PCA basis is fitted on a sample and refitted (all
 chunks re-projected) only when the sidecar has more than doubled since the fit, up to PCA_SAMPLE
 rows; new chunks are added to the IVF index, retrained once the sidecar has grown 4x; if a covered
-file disappeared (compaction, a rerun's replacement) it rebuilds. The archive job calls
-`refresh_after_run` once its run is committed (`exvad rescore` should too, for its scoring).
+file disappeared (compaction, a rerun's replacement) it rebuilds. The archive job and `exvad rescore`
+call `refresh_after_run` once their run or scoring is committed.
 """
 
 from __future__ import annotations
