@@ -129,6 +129,10 @@ def _run(args: argparse.Namespace) -> int:
 
     req = TrainRequest(source, args.out, emb, names, label_set, detector, cfg, args.preset, settings, init_from,
                        not args.no_test_eval, profile_detector=load_profile(args.profile, check_local=False).detector)
+    from exvad_ray.train.api import detector_config
+    from exvad_ray.train.data import feature_dim
+
+    detector_config(req, feature_dim(records))  # a detector option that does not fit fails before Ray starts
     _init_ray(args.address)
     outcome, card = train_detector(req, records)
     print(json.dumps({"model": storage.join(args.out, "model.pt"), "best_epoch": outcome.best_epoch,

@@ -146,6 +146,9 @@ def test_cli_train_and_evaluate_on_index_tables(ray_local, tmp_path, capsys, wri
     assert main(["evaluate", "--checkpoint", str(tmp_path / "nope"), *data_args]) == 2
     assert main(["train", *data_args, "--out", str(tmp_path / "m2")]) == 2  # no label set
     assert "--label-set" in capsys.readouterr().err
+    assert main(["train", *data_args, "--class-embeddings", str(tmp_path / "classes.npz"), "--out", str(tmp_path / "m3"),
+                 "--visual-offset", "16"]) == 2  # the features have 16 values: checked before any training
+    assert "--visual-offset 16" in capsys.readouterr().err and not (tmp_path / "m3").exists()
 
 
 def test_training_with_visual_features_of_another_size():
