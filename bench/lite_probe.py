@@ -3,10 +3,14 @@ detection quality"). Works on EfficientNet-Lite0 feature maps extracted ONCE per
 `exvad synth` archive and cached, so that feature and detector variants compare on the same pixels:
 
     python bench/lite_probe.py extract ARCHIVE CACHE.pkl      # middle frame of each snippet + the frame 8 later
+    python bench/lite_probe.py extract ARCHIVE4 CACHE4.pkl videos_per_class=40 normal_videos=80 seed=1 one-frame
     python bench/lite_probe.py probe CACHE.pkl avg,max,...    # logistic probe, frame labels, per class
     python bench/lite_probe.py mil CACHE.pkl avg,max          # weakly supervised linear scorer (video labels)
     python bench/lite_probe.py classes CACHE.pkl avg,dmax2    # class ceiling: supervised, ground-truth events
+    python bench/lite_probe.py milclasses CACHE.pkl dmax2     # linear class scorer from video labels (MIL-Align)
+    python bench/lite_probe.py neighbours CACHE.pkl avg,dmax2,avg+dmax2   # similar-segment search by class
     python bench/lite_probe.py detector CACHE.pkl 0,1,2 'avg|{"layers": 0}|{"epochs": 30, "batch_size": 16}'
+    python bench/lite_probe.py curve CACHE4.pkl 6,12,24 0,1,2 'dmax2|{"layers": 0}|{"epochs": 30, "batch_size": 16}'
 
 Frames are cut as `exvad process` cuts them (16-frame snippets, middle frame, short side to 224, centre
 crop, (x-127)/128). Feature kinds: avg / max (global pools, L2), grid (2x2 avg pools), dprev (difference
@@ -35,9 +39,10 @@ def l2(x: np.ndarray) -> np.ndarray:
     return x / (np.linalg.norm(x, axis=-1, keepdims=True) + 1e-8)
 
 
-def extract(root: str, out: str) -> None:
-    """Feature maps (T, 1280, 7, 7) float16 of each snippet's middle frame (m0) and the frame 8 later (m1),
-    with per-snippet frame labels, for every video of the default archive planned from SynthConfig()."""
+def extract(root: str, out: str, synth: dict[str, int] | None = None, second_frame: bool = True) -> None:
+    """Feature maps (T, 1280, 7, 7) float16 of each snippet's middle frame (m0) and the frame 8 later (m1;
+    None without `second_frame`), with per-snippet frame labels, for every video of the archive planned from
+    SynthConfig(**synth) (the default archive without `synth`)."""
     import decord
     import torch
 
@@ -50,11 +55,12 @@ def extract(root: str, out: str) -> None:
     model, _ = load_efficientnet("efficientnet-lite0")
     res: dict[str, dict[str, Any]] = {}
     t0 = time.time()
-    for spec in plan_archive(SynthConfig()):
+    for spec in plan_archive(SynthConfig(**(synth or {}))):
         vr = decord.VideoReader(os.path.join(root, spec.relpath), width=298, height=224)
         lay = snippet_layout(len(vr))
         mids = (lay[:, 0] + lay[:, 1] - 1) // 2
-        frames = vr.get_batch(list(np.concatenate([mids, np.minimum(mids + 8, len(vr) - 1)]))).asnumpy()
+        idx = np.concatenate([mids, np.minimum(mids + 8, len(vr) - 1)]) if second_frame else mids
+        frames = vr.get_batch(list(idx)).asnumpy()
         x = (resize_center_crop(frames, 224) - 127.0) / 128.0
         with torch.inference_mode():
             maps = np.concatenate([model.forward_features(x[i:i + 32]).numpy().astype(np.float16)
@@ -62,7 +68,7 @@ def extract(root: str, out: str) -> None:
         lab = np.zeros(len(mids), np.int8)
         for g in spec.segments:
             lab |= ((mids >= g.start_frame) & (mids < g.end_frame)).astype(np.int8)
-        res[spec.name] = {"m0": maps[:len(mids)], "m1": maps[len(mids):], "lab": lab, "label": spec.label,
+        res[spec.name] = {"m0": maps[:len(mids)], "m1": maps[len(mids):] if second_frame else None, "lab": lab, "label": spec.label,
                           "split": spec.split}
         print(spec.name, spec.split, len(mids), f"{time.time() - t0:.0f}s", flush=True)
     with open(out, "wb") as f:
@@ -70,7 +76,8 @@ def extract(root: str, out: str) -> None:
 
 
 def feature(d: dict[str, Any], kind: str) -> np.ndarray:
-    m0, m1 = d["m0"].astype(np.float32), d["m1"].astype(np.float32)
+    m0 = d["m0"].astype(np.float32)
+    m1 = None if d["m1"] is None else d["m1"].astype(np.float32)
     avg, mx = l2(m0.mean((2, 3))), l2(m0.max((2, 3)))
     parts = []
     for k in kind.split("+"):
@@ -170,6 +177,37 @@ def mil(data: dict[str, Any], kind: str, seed: int, steps: int = 200) -> tuple[f
     return best
 
 
+def mil_classes(data: dict[str, Any], kind: str, seed: int, steps: int = 300) -> tuple[int, int, int]:
+    """A linear class scorer trained like the detector's alignment (video labels only: per class the top-k
+    mean of snippet logits, softmax cross-entropy), selected on val every 10 steps; returns the anomalous
+    val and test videos whose class it gets right, and how many test videos that is out of."""
+    import torch
+
+    torch.manual_seed(seed)
+    vids = {s: [(torch.tensor(feature(d, kind)), CLASSES.index(d["label"])) for d in data.values() if d["split"] == s]
+            for s in ("train", "val", "test")}
+    net = torch.nn.Linear(vids["train"][0][0].shape[1], len(CLASSES))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.01)
+
+    def video_logits(f: torch.Tensor) -> torch.Tensor:
+        return torch.topk(net(f), len(f) // 16 + 1, dim=0).values.mean(0)
+
+    def right(split: str) -> int:
+        with torch.no_grad():
+            return sum(int(video_logits(f)[1:].argmax()) + 1 == y for f, y in vids[split] if y)
+
+    best = (-1, 0)
+    for step in range(steps):
+        loss = sum(torch.nn.functional.cross_entropy(video_logits(f)[None], torch.tensor([y]))
+                   for f, y in vids["train"]) / len(vids["train"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 10 == 9 and (v := right("val")) > best[0]:
+            best = (v, right("test"))
+    return best[0], best[1], sum(1 for _, y in vids["test"] if y)
+
+
 def detector(data: dict[str, Any], kind: str, det: dict[str, Any], train: dict[str, Any], seed: int) -> dict[str, float]:
     """The project's detector in the plain loop (fit_local: the Ray job's batches, losses, val selection)."""
     import torch
@@ -197,12 +235,58 @@ def detector(data: dict[str, Any], kind: str, det: dict[str, Any], train: dict[s
     return {k: float(rep[k]) for k in ("auc", "ap", "map_avg", "accuracy")}
 
 
+def neighbours(data: dict[str, Any], kinds: list[str], window: int = 8) -> dict[str, dict[str, float]]:
+    """"Find segments like this one", as search ranks them (cosine of unit mean vectors): each anomalous
+    video's event (its ground-truth snippets) is a query against every other video's events and the
+    normal footage cut into `window`-snippet pieces; precision at 5 of the query's class, per class."""
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    vids, cls, vecs = [], [], {k: [] for k in kinds}
+    for name, d in data.items():
+        feats = {k: feature(d, k) for k in kinds}
+        quiet = np.flatnonzero(d["lab"] == 0)
+        pieces = [quiet[s:s + window] for s in range(0, len(quiet) - window + 1, window)]
+        for rows, label in [(d["lab"] == 1, d["label"])] * (d["label"] != "Normal") + [(p, "Normal") for p in pieces]:
+            vids.append(name)
+            cls.append(label)
+            for k in kinds:
+                vecs[k].append(unit(feats[k][rows].mean(0)))
+    vid, lab = np.array(vids), np.array(cls)
+    out = {}
+    for k in kinds:
+        v = np.stack(vecs[k])
+        hits: dict[str, list[float]] = {}
+        for i in np.flatnonzero(lab != "Normal"):
+            sim = v @ v[i]
+            sim[vid == vid[i]] = -np.inf
+            hits.setdefault(str(lab[i]), []).append(float((lab[np.argsort(-sim)[:5]] == lab[i]).mean()))
+        out[k] = {c: round(float(np.mean(h)), 2) for c, h in sorted(hits.items())} | {
+            "all": round(float(np.mean(sum(hits.values(), []))), 3), "chance": round(float(np.mean(
+                [(lab == c).sum() - 1 for c in lab[lab != "Normal"]]) / (len(lab) - 1)), 3)}
+    return out
+
+
+def fewer_training_videos(data: dict[str, Any], per_class: int) -> dict[str, Any]:
+    """The first `per_class` training videos of each anomaly class and 2 x that many normal ones (by name);
+    val and test unchanged: a learning curve on fixed evaluation splits."""
+    keep: dict[str, Any] = {}
+    for name in sorted(data):
+        d = data[name]
+        cap = 2 * per_class if d["label"] == "Normal" else per_class
+        if d["split"] != "train" or sum(1 for k in keep if keep[k]["split"] == "train"
+                                         and keep[k]["label"] == d["label"]) < cap:
+            keep[name] = d
+    return keep
+
+
 def main() -> None:
-    if len(sys.argv) < 4 or sys.argv[1] not in ("extract", "probe", "mil", "classes", "detector"):
+    if len(sys.argv) < 4 or sys.argv[1] not in ("extract", "probe", "mil", "classes", "milclasses", "neighbours", "detector",
+                                                      "curve"):
         raise SystemExit(__doc__)
     cmd = sys.argv[1]
-    if cmd == "extract":
-        return extract(sys.argv[2], sys.argv[3])
+    if cmd == "extract":  # extract ARCHIVE CACHE [videos_per_class=N normal_videos=M seed=S] [one-frame]
+        opts = sys.argv[4:]
+        synth = {k: int(v) for k, v in (o.split("=") for o in opts if "=" in o)}
+        return extract(sys.argv[2], sys.argv[3], synth or None, second_frame="one-frame" not in opts)
     import torch
 
     torch.set_num_threads(1)
@@ -214,10 +298,27 @@ def main() -> None:
     elif cmd == "classes":
         for kind in sys.argv[3].split(","):
             print(kind, {k: round(v, 3) for k, v in classes(data, kind).items()}, flush=True)
+    elif cmd == "neighbours":
+        for kind, res in neighbours(data, sys.argv[3].split(",")).items():
+            print(kind, "P@5 of the query's class:", res, flush=True)
+    elif cmd == "milclasses":
+        for kind in sys.argv[3].split(","):
+            print(kind, "anomalous videos right (val, test, of test) per seed:",
+                  [mil_classes(data, kind, s) for s in (0, 1, 2)], flush=True)
     elif cmd == "mil":
         for kind in sys.argv[3].split(","):
             print(kind, "(val, test) per seed:", [tuple(round(x, 3) for x in mil(data, kind, s)) for s in (0, 1, 2)],
                   flush=True)
+    elif cmd == "curve":  # curve CACHE 6,12,24 0,1,2 SPEC: the detector per training-set size, and the class ceilings
+        seeds = [int(s) for s in sys.argv[4].split(",")]
+        kind, det, train = sys.argv[5].split("|")
+        for n in (int(x) for x in sys.argv[3].split(",")):
+            sub = fewer_training_videos(data, n)
+            runs = [detector(sub, kind, json.loads(det or "{}"), json.loads(train or "{}"), s) for s in seeds]
+            med = {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0]}
+            print(f"{n} per class:", "detector median", med, "runs", [{k: round(v, 3) for k, v in r.items()} for r in runs],
+                  "| linear MIL classes (val, test, of test)", [mil_classes(sub, kind, s) for s in seeds],
+                  "| supervised class ceiling", classes(sub, kind), flush=True)
     else:
         seeds = [int(s) for s in sys.argv[3].split(",")]
         for spec in sys.argv[4:]:

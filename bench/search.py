@@ -3,8 +3,8 @@
     python bench/search.py [--sizes 10000,100000,1000000] [--reps 20] [--work DIR]
 
 For each size: a `segments` table in the archive job's layout (class=/date=/camera=, one file per
-partition) and a small `videos` table. Vectors are the lite profile's widths (1280-d visual,
-384-d explanation) from `search_vectors.realistic_vectors`, a generator calibrated on the real
+partition) and a small `videos` table. Vectors are the lite profile's widths (1280-d visual, or
+2560-d with `--dim 2560` as lite stores them since its motion half; 384-d explanation) from `search_vectors.realistic_vectors`, a generator calibrated on the real
 encoders (see bench/search_vectors.py; the earlier generator, centre + 0.35 N(0,1) per dimension,
 made nearly uniformly random vectors, the worst case for any vector index).
 Measured through `SegmentIndex` (the engine the CLI and page use), p50/p95 over `--reps` queries:
@@ -53,8 +53,13 @@ def generate(root: str, n: int, dim: int, seed: int = 0) -> dict[str, Any]:
     """Write the index; returns query vectors for text (`centres`) and a sample of segment ids/vectors."""
     from search_vectors import TEXT, VISUAL, realistic_vectors
 
+    if dim not in (VISUAL["d"], 2 * VISUAL["d"]):
+        raise SystemExit(f"--dim {dim}: the generator makes {VISUAL['d']}-d visual vectors, or {2 * VISUAL['d']}-d")
     rng = np.random.default_rng(seed)
     gen_vis, gen_txt = realistic_vectors(**VISUAL, seed=2), realistic_vectors(**TEXT, seed=1)
+    # lite with motion: [appearance | motion], each half unit before the segment mean; the second half is a
+    # second draw of the same calibrated model (motion vectors' own statistics were not measured)
+    gen_motion = realistic_vectors(**VISUAL, seed=3) if dim == 2 * VISUAL["d"] else None
     centres = gen_txt.chunk(10**7, 256)  # text queries: unseen draws of the same model
     parts = [(c, d, cam) for c in CLASSES for d in range(DAYS) for cam in CAMERAS]
     per = np.full(len(parts), n // len(parts))
@@ -68,6 +73,8 @@ def generate(root: str, n: int, dim: int, seed: int = 0) -> dict[str, Any]:
         vids = [f"{(k + i) // 4:08x}-0000-5000-8000-{day:04d}{CAMERAS.index(cam):08d}" for i in range(m)]
         ids = [f"{v}:{i}" for i, v in enumerate(vids)]
         vis, txt = gen_vis.chunk(k, m), gen_txt.chunk(k, m)
+        if gen_motion is not None:
+            vis = unit(np.concatenate([vis, gen_motion.chunk(k, m)], axis=1))
         start_s = rng.uniform(0, 3000, m)
         start_at = [START + dt.timedelta(days=day, seconds=float(s)) for s in rng.uniform(0, 86000, m)]
         table = pa.table({
@@ -237,7 +244,8 @@ def _rss_gib() -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,100000,1000000")
-    ap.add_argument("--dim", type=int, default=1280, help="(label only: the generator's widths are 1280/384)")
+    ap.add_argument("--dim", type=int, default=1280, help="visual width: 1280 (appearance) or 2560 (lite with motion: "
+                    "[appearance | motion]); explanation vectors are 384-d")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--work", default=None, help="where the generated indexes go (default: a temp dir, removed)")
     ap.add_argument("--no-record", action="store_true")
