@@ -63,7 +63,9 @@ BATCH_ROWS = 65_536  # rows per chunk while building
 AUTO_BUILD_MIN = 10_000  # refresh_after_run creates a sidecar from this many segments on (updates any)
 IVF_MIN_ROWS = 200_000  # from this size an IVF index (faiss IVF1024, int8 codes) per vector column is kept
 IVF_LISTS = 1024
-IVF_NPROBE = 32  # lists probed for an unfiltered query; divided by the mask's fraction (capped) when filtered
+IVF_NPROBE = 128  # lists probed for an unfiltered query; divided by the mask's fraction (capped) when filtered.
+# 32 was enough for 1280-d vectors (recall@10 1.0 at 1e6); lite's 2560-d [appearance | motion] vectors got 0.907
+# at 32, 0.968 at 64, 0.997 at 128 (p95 0.015 / 0.023 / 0.037 s in Sidecar.rank; bench/RESULTS.md, Search latency)
 IVF_MIN_FRACTION = 0.05  # masks passing fewer rows than this use the scans (IVF recall drops under narrow filters)
 
 
