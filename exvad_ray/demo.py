@@ -246,8 +246,8 @@ def run_demo(workdir: str = "demo-output", small: bool = False, verbose: bool = 
     per_class = [n for c, n in card["data"]["splits"]["train"].get("labels", {}).items() if c.lower() != "normal"]
     if per_class:
         count = str(min(per_class)) if min(per_class) == max(per_class) else f"{min(per_class)}-{max(per_class)}"
-        print(f"(learned from {count} weakly labelled videos per anomaly class; lite's classes "
-              "need more: accuracy 0.48-0.60 at 6 per class, 0.82 at 48 on larger archives, docs/DETECTOR.md)")
+        print(f"(learned from {count} weakly labelled videos per anomaly class; lite's classes need more:\n"
+              " accuracy 0.48-0.60 at 6 per class, 0.82 at 48 on larger archives; docs/DETECTOR.md)")
     print(f"archive job: {first['videos_processed']} videos indexed, {first['videos_failed']} bad files recorded "
           f"as errors; second job (trained detector) {second['videos_processed']} in {second['wall_s']:.0f} s")
     print(f"\nDemo finished in {time.time() - t0:.0f} s. Where to look:")
