@@ -244,14 +244,16 @@ def detector_config(req: TrainRequest, visual_dim: int) -> DetectorConfig:
     return DetectorConfig(**(base | chosen))
 
 
-def train_detector(req: TrainRequest, records: Sequence[VideoRecord] | None = None) -> tuple[TrainOutcome, dict[str, Any]]:
-    """Train, select on val, write `<out>/model.pt`, `<out>/model_card.json` and `.md`."""
+def train_detector(req: TrainRequest, records: Sequence[VideoRecord] | None = None,
+                   det_cfg: DetectorConfig | None = None) -> tuple[TrainOutcome, dict[str, Any]]:
+    """Train, select on val, write `<out>/model.pt`, `<out>/model_card.json` and `.md`. `det_cfg` is
+    `detector_config(req, ...)` when the caller already made it (the CLI does, before Ray starts)."""
     from exvad_ray.eval.evaluate import evaluate_records
     from exvad_ray.checkpoints import detector_id
 
     recs = list(records) if records is not None else req.data.load()
     recs = conform(recs, req.class_names)
-    det_cfg = detector_config(req, feature_dim(recs))
+    det_cfg = det_cfg or detector_config(req, feature_dim(recs))
     train, val, test = (split_records(recs, s) for s in ("train", "val", "test"))
     if not val:
         log.warning("no validation split: the last epoch is exported (selection needs split 'val')")

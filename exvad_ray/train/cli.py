@@ -132,9 +132,9 @@ def _run(args: argparse.Namespace) -> int:
     from exvad_ray.train.api import detector_config
     from exvad_ray.train.data import feature_dim
 
-    detector_config(req, feature_dim(records))  # a detector option that does not fit fails before Ray starts
+    det_cfg = detector_config(req, feature_dim(records))  # a detector option that does not fit fails before Ray starts
     _init_ray(args.address)
-    outcome, card = train_detector(req, records)
+    outcome, card = train_detector(req, records, det_cfg)
     print(json.dumps({"model": storage.join(args.out, "model.pt"), "best_epoch": outcome.best_epoch,
                       "val": outcome.best_metrics, "test": {k: card["test_metrics"][k] for k in
                       ("auc", "ap", "accuracy", "map_avg")} if card.get("test_metrics") else None}, indent=2))
