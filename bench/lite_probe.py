@@ -68,8 +68,8 @@ def extract(root: str, out: str, synth: dict[str, int] | None = None, second_fra
         lab = np.zeros(len(mids), np.int8)
         for g in spec.segments:
             lab |= ((mids >= g.start_frame) & (mids < g.end_frame)).astype(np.int8)
-        res[spec.name] = {"m0": maps[:len(mids)], "m1": maps[len(mids):] if second_frame else None, "lab": lab, "label": spec.label,
-                          "split": spec.split}
+        res[spec.name] = {"m0": maps[:len(mids)], "m1": maps[len(mids):] if second_frame else None, "lab": lab,
+                          "label": spec.label, "split": spec.split}
         print(spec.name, spec.split, len(mids), f"{time.time() - t0:.0f}s", flush=True)
     with open(out, "wb") as f:
         pickle.dump(res, f)
@@ -268,13 +268,17 @@ def neighbours(data: dict[str, Any], kinds: list[str], window: int = 8) -> dict[
 def fewer_training_videos(data: dict[str, Any], per_class: int) -> dict[str, Any]:
     """The first `per_class` training videos of each anomaly class and 2 x that many normal ones (by name);
     val and test unchanged: a learning curve on fixed evaluation splits."""
+    from collections import Counter
+
+    kept: Counter[str] = Counter()
     keep: dict[str, Any] = {}
     for name in sorted(data):
         d = data[name]
-        cap = 2 * per_class if d["label"] == "Normal" else per_class
-        if d["split"] != "train" or sum(1 for k in keep if keep[k]["split"] == "train"
-                                         and keep[k]["label"] == d["label"]) < cap:
-            keep[name] = d
+        if d["split"] == "train":
+            if kept[d["label"]] >= (2 * per_class if d["label"] == "Normal" else per_class):
+                continue
+            kept[d["label"]] += 1
+        keep[name] = d
     return keep
 
 

@@ -4,9 +4,10 @@
 
 For each size: a `segments` table in the archive job's layout (class=/date=/camera=, one file per
 partition) and a small `videos` table. Vectors are the lite profile's widths (1280-d visual, or
-2560-d with `--dim 2560` as lite stores them since its motion half; 384-d explanation) from `search_vectors.realistic_vectors`, a generator calibrated on the real
-encoders (see bench/search_vectors.py; the earlier generator, centre + 0.35 N(0,1) per dimension,
-made nearly uniformly random vectors, the worst case for any vector index).
+2560-d with `--dim 2560` as lite stores them since its motion half; 384-d explanation) from
+`search_vectors.realistic_vectors`, a generator calibrated on the real encoders (see
+bench/search_vectors.py; the earlier generator, centre + 0.35 N(0,1) per dimension, made nearly
+uniformly random vectors, the worst case for any vector index).
 Measured through `SegmentIndex` (the engine the CLI and page use), p50/p95 over `--reps` queries:
 - filter-only: class + 3-day recording-time window + camera + min score, best 50 by score;
 - text: similarity to a query vector (the text encoder's cost is measured apart) over all segments;
