@@ -18,7 +18,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 PYTEST_ARGS ?=
 
-.PHONY: setup vllm-env browser demo test test-main test-vllm bench clean
+.PHONY: setup vllm-env browser demo test bench clean
 
 setup: $(VENV)/.installed
 
@@ -45,9 +45,11 @@ browser: setup
 demo: setup
 	$(VENV)/bin/exvad demo
 
+# -X faulthandler: a crash prints every thread's Python stack; scripts/run_tests.py says why it
+# skips the interpreter's teardown after pytest has given its verdict.
 test: setup vllm-env browser
-	$(VENV)/bin/python -m pytest -m "not vllm" $(PYTEST_ARGS)
-	$(VLLM_VENV)/bin/python -m pytest -m vllm tests/models/test_vllm_cpu.py $(PYTEST_ARGS)
+	$(VENV)/bin/python -X faulthandler scripts/run_tests.py -m "not vllm" $(PYTEST_ARGS)
+	$(VLLM_VENV)/bin/python -X faulthandler scripts/run_tests.py -m vllm tests/models/test_vllm_cpu.py $(PYTEST_ARGS)
 
 bench: setup
 	$(VENV)/bin/python bench/decode.py

@@ -19,6 +19,18 @@ import pytest
 from exvad_ray.storage.s3server import LocalS3Server, s3_environment
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_ray_left_at_exit() -> Iterator[None]:
+    """Shut down a Ray session an in-process CLI call (``exvad train``, ``exvad search``) left behind:
+    it ends as the session's last teardown, not in the interpreter's (scripts/run_tests.py)."""
+    yield
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[LocalS3Server]:
     """One real S3 server (SeaweedFS on 127.0.0.1) for the session; AWS env vars point at it."""
