@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -24,8 +25,6 @@ def _no_ray_left_at_exit() -> Iterator[None]:
     """Shut down a Ray session an in-process CLI call (``exvad train``, ``exvad search``) left behind:
     it ends as the session's last teardown, not in the interpreter's (scripts/run_tests.py)."""
     yield
-    import sys
-
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()
