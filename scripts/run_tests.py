@@ -4,7 +4,8 @@ pytest's verdict is final once `pytest.main` returns: every test has run and bee
 fixture has been torn down (tests/conftest.py also shuts down a Ray session an in-process CLI call
 left behind). What remains is CPython finalising the C extensions one long test process has loaded:
 Ray's gRPC core, Arrow's AWS SDK, torch's thread pools, decord, DuckDB, Playwright. Stop 19's CI
-printed "346 passed" and then died of SIGSEGV in that teardown, so `make` failed a green suite.
+printed "346 passed" and then died of SIGSEGV after that summary (pytest's unconfigure or this
+teardown; the cause was not found, docs/ENVIRONMENT.md), so `make` failed a green suite.
 The tests do not test that teardown; every CLI they run in a subprocess is still checked for a
 clean exit of its own. So this process flushes its output and ends with `os._exit(status)`.
 

@@ -27,12 +27,13 @@ def test_verdict():
 def test_exit_status_is_pytests_verdict(tmp_path, ok, expected):
     test_file = tmp_path / "test_teardown_crash.py"
     test_file.write_text(MODULE.format(ok=ok))
+    verdict = "1 passed" if ok else "1 failed"
     args = [str(test_file), "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)]
     plain = subprocess.run([sys.executable, "-m", "pytest", *args], cwd=tmp_path, capture_output=True, text=True,
                            timeout=120)
     assert plain.returncode == -11  # the crash this guards against: plain pytest dies after its summary
-    assert ("1 passed" if ok else "1 failed") in plain.stdout
+    assert verdict in plain.stdout
     run = subprocess.run([sys.executable, "-X", "faulthandler", str(RUNNER), *args], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == expected, run.stdout[-2000:] + run.stderr[-2000:]
-    assert ("1 passed" if ok else "1 failed") in run.stdout
+    assert verdict in run.stdout
