@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from exvad_ray.detector.localize import LocalizationConfig, localize
 from exvad_ray.detector.video_level import video_prediction
 from exvad_ray import index as idx
 from exvad_ray.pipeline.decode import thumb_at, utcnow, write_error
@@ -24,27 +25,6 @@ from exvad_ray.index.partitions import sanitize
 from exvad_ray.pipeline.progress import notify
 
 SUMMARY_KEYS = ("video_id", "uri", "status", "stage", "reason", "hours", "n_snippets", "segment_classes")
-
-
-@dataclasses.dataclass(frozen=True)
-class LocalizationConfig:
-    threshold: float = 0.5  # snippet anomaly score that flags a snippet
-    min_snippets: int = 2  # shorter runs are dropped ...
-    single_snippet_score: float = 0.9  # ... unless they peak this high
-    max_gap: int = 1  # runs separated by at most this many unflagged snippets are merged
-
-
-def localize(scores: np.ndarray, cfg: LocalizationConfig = LocalizationConfig()) -> list[tuple[int, int]]:
-    """Flagged intervals as inclusive snippet ranges [(first, last), ...]."""
-    flagged = np.asarray(scores) >= cfg.threshold
-    runs: list[list[int]] = []
-    for i in np.flatnonzero(flagged):
-        if runs and i - runs[-1][1] <= cfg.max_gap + 1:
-            runs[-1][1] = int(i)
-        else:
-            runs.append([int(i), int(i)])
-    return [(a, b) for a, b in runs
-            if b - a + 1 >= cfg.min_snippets or float(np.max(scores[a:b + 1])) >= cfg.single_snippet_score]
 
 
 def _fmt_time(s: float) -> str:

@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def process_config_from_args(args: argparse.Namespace) -> "ProcessConfig":  # noqa: F821
-    from exvad_ray.pipeline.assemble import LocalizationConfig
+    from exvad_ray.detector.localize import LocalizationConfig
     from exvad_ray.pipeline.job import ProcessConfig
     from exvad_ray.index.partitions import DEFAULT_DATE_PATTERN
     from exvad_ray.pipeline.validate import check_process_ranges

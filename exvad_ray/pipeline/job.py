@@ -20,7 +20,7 @@ from exvad_ray import __version__, storage
 from exvad_ray import index as idx
 from exvad_ray.index.partitions import DEFAULT_DATE_PATTERN
 from exvad_ray.pipeline import stages as st
-from exvad_ray.pipeline.assemble import LocalizationConfig
+from exvad_ray.detector.localize import LocalizationConfig
 from exvad_ray.pipeline.decode import utcnow
 from exvad_ray.pipeline.fused import DecodeAndModelStage
 from exvad_ray.pipeline.identity import check_index_settings

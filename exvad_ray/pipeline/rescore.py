@@ -37,7 +37,8 @@ import pyarrow.parquet as pq
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
 from exvad_ray.pipeline import scorings as sc
-from exvad_ray.pipeline.assemble import LocalizationConfig, segment_columns
+from exvad_ray.detector.localize import LocalizationConfig
+from exvad_ray.pipeline.assemble import segment_columns
 from exvad_ray.index import sanitize
 
 log = logging.getLogger(__name__)

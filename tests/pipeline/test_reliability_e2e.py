@@ -18,7 +18,7 @@ import pytest
 
 from exvad_ray.errors import ConfigError
 from exvad_ray import index as idx
-from exvad_ray.pipeline.assemble import LocalizationConfig
+from exvad_ray.detector.localize import LocalizationConfig
 from exvad_ray.pipeline.guard import FAULT_ENV, MAX_ATTEMPTS
 from exvad_ray.pipeline.job import ProcessConfig, run_process
 from exvad_ray.video.badfiles import _encode_frames, encode_test_video, write_bad_videos

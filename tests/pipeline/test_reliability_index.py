@@ -89,7 +89,7 @@ def _cfg(tmp_path, **kw) -> ProcessConfig:
 
 def test_rerun_with_other_settings_refuses(tmp_path):
     """Finding 7: a rerun with another label set or threshold used to skip everything silently."""
-    from exvad_ray.pipeline.assemble import LocalizationConfig
+    from exvad_ray.detector.localize import LocalizationConfig
 
     base = _cfg(tmp_path, label_set="synthetic")
     check_index_settings(base)

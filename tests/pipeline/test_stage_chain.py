@@ -16,7 +16,7 @@ from exvad_ray.video import SamplingConfig
 
 
 def job(tmp_path, explainer: str, **kw) -> st.JobSpec:
-    from exvad_ray.pipeline.assemble import LocalizationConfig
+    from exvad_ray.detector.localize import LocalizationConfig
     from exvad_ray.pipeline.scoring import scorer_class_names
 
     return st.JobSpec(index=str(tmp_path / "index"), run_id="run", profile="tiny", explainer=explainer,
@@ -106,7 +106,8 @@ def test_a_video_longer_than_one_window(tmp_path):
     peak (in window 1) takes window 1's explanation and thumbnail; snippets keep one numbering."""
     from PIL import Image
 
-    from exvad_ray.pipeline.assemble import LocalizationConfig, VideoContext, build_video_tables
+    from exvad_ray.detector.localize import LocalizationConfig
+    from exvad_ray.pipeline.assemble import VideoContext, build_video_tables
     from exvad_ray.pipeline.decode import jpeg_thumbs
 
     names = ["Normal", "Fight"]

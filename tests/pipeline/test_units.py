@@ -5,7 +5,7 @@ import pytest
 
 from exvad_ray.errors import ExvadError
 from exvad_ray import index as idx
-from exvad_ray.pipeline.assemble import LocalizationConfig, localize
+from exvad_ray.detector.localize import LocalizationConfig, localize
 from exvad_ray.index.partitions import PartitionRules
 from exvad_ray.index.schemas import TABLES, arrow_schema, conform
 

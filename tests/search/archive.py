@@ -56,7 +56,7 @@ def build_archive(root: Path, work: Path) -> dict[str, str]:
 
 
 def build_index(archive: Path, index: Path) -> dict:
-    from exvad_ray.pipeline.assemble import LocalizationConfig
+    from exvad_ray.detector.localize import LocalizationConfig
     from exvad_ray.pipeline.job import ProcessConfig, run_process
 
     # the tiny models' scores sit near 0.72: a threshold there splits videos into several segments
