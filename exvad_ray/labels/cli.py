@@ -95,6 +95,7 @@ def add_import_parser(lsub: argparse._SubParsersAction) -> None:
 
 
 def import_rows(args: argparse.Namespace) -> list[dict]:
+    from exvad_ray.annotations import parse_xd_annotations, read_text
     from exvad_ray.labels import importers as im
 
     if not 0.0 <= getattr(args, "val_fraction", 0.0) < 1.0:
@@ -104,13 +105,13 @@ def import_rows(args: argparse.Namespace) -> list[dict]:
     if args.format == "xd":
         names = {sp: im.read_xd_names(u) for sp, u in (("train", args.train_list), ("test", args.test_list)) if u}
         if not names and args.annotations:
-            names = {"test": list(im.parse_xd_annotations(im._text(args.annotations)))}
+            names = {"test": list(parse_xd_annotations(read_text(args.annotations)))}
         if not names:
             raise ExvadError("give --train-list and/or --test-list (or --annotations)")
         return im.import_xd_violence(names, args.annotations, args.val_fraction).to_pylist()
     from exvad_ray.labels.csv_labels import parse_labels_csv
 
-    return parse_labels_csv(im._text(args.csv))
+    return parse_labels_csv(read_text(args.csv))
 
 
 def _import(args: argparse.Namespace) -> int:

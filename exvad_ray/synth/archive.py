@@ -109,8 +109,8 @@ class AnnotationRecord:
 
 def parse_temporal_annotations(text: str) -> list[AnnotationRecord]:
     """Parse UCF-Crime temporal annotations (ours and the public file: ``.mp4`` optional), with the
-    labels importer's parser (one reader of the format)."""
-    from exvad_ray.labels.importers import parse_ucf_temporal
+    reader of the format that the labels importers use too."""
+    from exvad_ray.annotations import parse_ucf_temporal
 
     try:
         parsed = parse_ucf_temporal(text)

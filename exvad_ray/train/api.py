@@ -20,7 +20,7 @@ from exvad_ray.detector import DetectorConfig
 from exvad_ray.errors import ExvadError
 from exvad_ray.train.data import VideoRecord, conform, feature_dim, load_index_records, split_records
 from exvad_ray.detector.presets import get_preset
-from exvad_ray.labels.importers import load_vadclip_records
+from exvad_ray.train.vadclip import load_vadclip_records
 from exvad_ray.train.loop import TrainConfig, train_config
 from exvad_ray.train.ray_job import RayTrainSettings, TrainOutcome, run_ray_training
 

@@ -1,6 +1,6 @@
 """One in-memory representation of labelled videos for training and evaluation, built from the
 archive indexes (snippets + videos Parquet, joined with the labels table on URI or `name`) or from VadCLIP's
-released feature layout (importers.py).
+released feature layout (vadclip.py).
 
 Segments are kept in *snippet frames*: 16 per snippet, the convention the field's metrics use
 (snippet scores repeated 16 times). Labels-table segments are in source frames; they are rescaled

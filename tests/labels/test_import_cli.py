@@ -9,7 +9,7 @@ import pytest
 
 from exvad_ray.cli import main
 from exvad_ray.index.labels import read_labels
-from exvad_ray.labels.importers import parse_ucf_temporal
+from exvad_ray.annotations import parse_ucf_temporal
 
 
 def rows(labels: Path) -> dict[str, dict]:

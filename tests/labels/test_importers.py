@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from exvad_ray.errors import ExvadError
-from exvad_ray.labels.importers import (import_ucf_crime, import_xd_violence, load_vadclip_records,
-                                       parse_feature_list, parse_xd_annotations, split_crop, xd_labels_from_name)
+from exvad_ray.annotations import parse_feature_list, parse_xd_annotations, split_crop, xd_labels_from_name
+from exvad_ray.labels.importers import import_ucf_crime, import_xd_violence
+from exvad_ray.train.vadclip import load_vadclip_records
 
 LISTS = "/work/shared/data/public_lists"
 
