@@ -97,7 +97,8 @@ def main() -> None:
     import ray
 
     from exvad_ray import index as idx
-    from exvad_ray.pipeline import scorings as sc
+    from exvad_ray.checkpoints import detector_id
+    from exvad_ray.index import scorings as sc
     from exvad_ray.pipeline.job import ProcessConfig, run_process
     from exvad_ray.pipeline.rescore import RescoreConfig, run_rescore
     from exvad_ray.synth import SynthConfig, generate_archive
@@ -124,7 +125,7 @@ def main() -> None:
     rs_log.addHandler(phase_log)
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False)
     load = [os.getloadavg()[0]]
-    sid = sc.detector_id(det)
+    sid = detector_id(det)
     rescores: list[tuple[float, float]] = []
     try:
         with ProcessTreeMeter() as m_full:

@@ -49,7 +49,7 @@ def _stored_report(args: argparse.Namespace, records: list) -> tuple[Any, list[s
 
     from exvad_ray.eval.evaluate import compute_report, stored_results
     from exvad_ray.index import snippet_columns_by_video
-    from exvad_ray.pipeline.scorings import current_scoring, read_scoring
+    from exvad_ray.index.scorings import current_scoring, read_scoring
 
     sid = current_scoring(args.index) if args.scoring == "current" else args.scoring
     videos = read_scoring(args.index, "videos", sid, ["video_id", "name", "class_names"]).to_pylist()

@@ -28,7 +28,6 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from exvad_ray import storage
-from exvad_ray.checkpoints import checkpoint_uri, detector_id  # noqa: F401 - re-exported for scoring readers
 from exvad_ray.errors import ExvadError
 
 SCORINGS_DIR = "scorings"

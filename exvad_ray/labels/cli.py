@@ -175,7 +175,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def _feedback(args: argparse.Namespace) -> int:
     from exvad_ray.index.labels import record_feedback
-    from exvad_ray.pipeline.scorings import find_segment
+    from exvad_ray.index.scorings import find_segment
 
     if args.verdict == "false-alarm" and args.cls:
         raise ExvadError("--class goes with --verdict confirmed (a false alarm is Normal)")

@@ -100,6 +100,9 @@ def _process(args: argparse.Namespace) -> int:
 
     check_gated_access(cfg.profile, explainer=cfg.explainer != "none")
     summary = run_process(cfg)
+    from exvad_ray.search.vectors import refresh_after_run  # committed: a failure here is a warning only
+
+    summary["search_sidecar"] = refresh_after_run(cfg.index, print)
     print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
     return 0
 

@@ -29,7 +29,6 @@ from exvad_ray.pipeline.progress import ProgressActor, driver_node, progress_lin
 from exvad_ray.pipeline.scoring import scorer_class_names
 from exvad_ray.pipeline.validate import storage_outage, validate_process
 from exvad_ray.pipeline.worklist import WorkCounts, final_snapshot, format_counts, plan_work, summary_counts
-from exvad_ray.search.vectors import refresh_after_run
 from exvad_ray.video import SamplingConfig
 
 log = logging.getLogger(__name__)
@@ -291,9 +290,7 @@ def _run_process(cfg: ProcessConfig, echo: Any) -> dict[str, Any]:
     summary = summarize(cfg, rows, snapshot, skipped, time.time() - t0)
     summary.update(summary_counts(counts), videos_crash_retried=int(snapshot.get("retried_videos", 0)))
     _write_manifest(cfg, date, started, summary)
-    # the run is committed; now the search sidecar, incrementally (a failure there is only a warning)
-    summary["search_sidecar"] = refresh_after_run(cfg.index, echo)
-    return summary
+    return summary  # committed: the command then refreshes derived caches (the search sidecar)
 
 
 def summarize(cfg: ProcessConfig, rows: list[dict[str, Any]], snapshot: dict[str, Any], skipped: int,

@@ -4,7 +4,7 @@ Everything the detector reads per window is already in the index: the snippets' 
 (`snippets`) and the window's explanation embedding (`videos.window_explanation_embeddings`). A
 Ray Data job reads those, scores each window exactly as the archive job's ScoreStage does, localises
 segments with the same code (assemble.segment_columns) and writes a new scoring beside the index's
-tables (layout: pipeline/scorings.py). No video is opened, no caption or LLM stage runs.
+tables (layout: index/scorings.py). No video is opened, no caption or LLM stage runs.
 
 Work items are snippets files: a video's snippets live in exactly one file (its part file or the
 compacted file of its partition), so an item has whole videos.
@@ -36,10 +36,11 @@ import pyarrow.parquet as pq
 
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
-from exvad_ray.pipeline import scorings as sc
 from exvad_ray.detector.localize import LocalizationConfig
 from exvad_ray.pipeline.assemble import segment_columns
+from exvad_ray.checkpoints import checkpoint_uri, detector_id
 from exvad_ray.index import sanitize
+from exvad_ray.index import scorings as sc
 
 log = logging.getLogger(__name__)
 
@@ -341,8 +342,8 @@ def run_rescore(cfg: RescoreConfig, echo: Any = print) -> dict[str, Any]:
         tick = now
 
     index = storage.normalize(cfg.index)
-    sid = sc.detector_id(cfg.detector)
-    det_uri = storage.normalize(sc.checkpoint_uri(cfg.detector))
+    sid = detector_id(cfg.detector)
+    det_uri = storage.normalize(checkpoint_uri(cfg.detector))
     card, class_names = detector_metadata(det_uri)
     scoring = Scoring(sid, det_uri, card, class_names, cfg.localization)
     lap("detector metadata")
@@ -390,10 +391,6 @@ def run_rescore(cfg: RescoreConfig, echo: Any = print) -> dict[str, Any]:
     doc |= {"finished_at": _now().isoformat(timespec="seconds"), "summary": summary}
     storage.write_bytes(manifest_uri, json.dumps(doc, indent=1, default=str).encode())
     lap("summary")
-    from exvad_ray.search.vectors import refresh_after_run  # after the commit: a failure is a warning only
-
-    summary["search_sidecar"] = refresh_after_run(index, echo, scoring=sid)
-    lap("search sidecar")
     log.debug("rescore phases (s): %s", json.dumps(phases))
     return summary
 
@@ -403,7 +400,7 @@ def format_summary(s: dict[str, Any]) -> str:
     lines = [f"exvad rescore: scoring {s['scoring_id']} done in {s['wall_s']:.1f} s (no video decoded)",
              f"  videos:   {s['videos_scored']} scored, {s['videos_failed']} failed, {s['videos_skipped']} already scored",
              f"  flagged:  {seg}",
-             f"  current:  {'yes' if s['current'] else 'no'}  (read with pipeline.scorings.read_scoring)"]
+             f"  current:  {'yes' if s['current'] else 'no'}  (read with index.scorings.read_scoring)"]
     for vid, reason in list(s["errors"].items())[:5]:
         lines.append(f"  error:    {vid}: {reason}")
     return "\n".join(lines)
@@ -455,5 +452,8 @@ def _rescore(args: argparse.Namespace) -> int:
                         set_current=not args.no_current, actors=args.actors,
                         address=args.address or os.environ.get("RAY_ADDRESS"))
     summary = run_rescore(cfg)
+    from exvad_ray.search.vectors import refresh_after_run  # committed: a failure here is a warning only
+
+    summary["search_sidecar"] = refresh_after_run(cfg.index, print, scoring=summary["scoring_id"])
     print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
     return 0 if not summary["videos_failed"] else 1

@@ -26,8 +26,9 @@ dictionary codes), and only masked rows are ranked, so filters and ranking alway
 (BATCH_ROWS at a time) into new chunks; the PCA basis is fitted on a sample and refitted (all
 chunks re-projected) only when the sidecar has more than doubled since the fit, up to PCA_SAMPLE
 rows; new chunks are added to the IVF index, retrained once the sidecar has grown 4x; if a covered
-file disappeared (compaction, a rerun's replacement) it rebuilds. The archive job and `exvad rescore`
-call `refresh_after_run` once their run or scoring is committed.
+file disappeared (compaction, a rerun's replacement) it rebuilds. The commands `exvad process` and
+`exvad rescore` (and the demo) call `refresh_after_run` once the run or scoring is committed: the
+pipeline writes the index and knows nothing of search.
 """
 
 from __future__ import annotations

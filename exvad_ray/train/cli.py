@@ -122,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
                                 max_failures=args.max_failures)
     init_from = args.init_from
     if init_from:  # an index: start from its current scoring's detector
-        from exvad_ray.pipeline.scorings import resolve_detector
+        from exvad_ray.index.scorings import resolve_detector
 
         init_from = resolve_detector(init_from)
     from exvad_ray.models.profiles import load_profile

@@ -18,7 +18,8 @@ from exvad_ray import storage
 from exvad_ray.cli import main
 from exvad_ray.index.labels import read_labels
 from exvad_ray import index as idx
-from exvad_ray.pipeline import scorings as sc
+from exvad_ray.checkpoints import detector_id
+from exvad_ray.index import scorings as sc
 from exvad_ray.pipeline.job import ProcessConfig, run_process
 from exvad_ray.train.data import load_index_records
 from exvad_ray.video import SamplingConfig
@@ -140,7 +141,7 @@ def test_rescore_equals_full_processing_without_decoding(processed, capsys):
     assert main(["rescore", "--index", index, "--detector", processed["a"], "--actors", "1"]) == 0
     out = capsys.readouterr().out
     assert "20 scored, 0 failed" in out and "no video decoded" in out
-    sid = sc.detector_id(processed["a"])
+    sid = detector_id(processed["a"])
     assert sc.current_scoring(index) == sid
     full = idx.read_table(index, "snippets", ["video_id", "snippet_index", "anomaly_score", "class_probs"])
     new = sc.read_scoring(index, "snippet_scores", sid)
@@ -173,7 +174,7 @@ def test_rescore_equals_full_processing_without_decoding(processed, capsys):
 def test_second_detector_adds_a_scoring_and_earlier_ones_stay(processed, capsys):
     index = processed["index"]
     assert main(["rescore", "--index", index, "--detector", processed["b"], "--actors", "1"]) == 0
-    sid_a, sid_b = sc.detector_id(processed["a"]), sc.detector_id(processed["b"])
+    sid_a, sid_b = detector_id(processed["a"]), detector_id(processed["b"])
     assert sid_a != sid_b and sc.current_scoring(index) == sid_b
     ids = [m["scoring_id"] for m in sc.list_scorings(index)]
     assert ids[0] == "process" and set(ids) >= {sid_a, sid_b}
@@ -204,7 +205,7 @@ def test_evaluate_reads_a_stored_scoring(processed, capsys, tmp_path):
     if not storage.exists(processed["labels"]):
         test_import_ucf_layout_with_real_frame_rates(processed, capsys)
     assert main(["rescore", "--index", index, "--detector", processed["a"], "--actors", "1"]) == 0
-    sid = sc.detector_id(processed["a"])
+    sid = detector_id(processed["a"])
     data = ["--index", index, "--labels", processed["labels"], "--split", "test"]
     assert main(["evaluate", *data, "--scoring", sid, "--out", str(tmp_path / "a.json")]) == 0
     assert f"scoring {sid}:" in capsys.readouterr().err
