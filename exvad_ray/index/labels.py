@@ -357,7 +357,7 @@ def video_facts(index: str, video_id: str | None, uri: str | None) -> dict[str, 
 
 def read_index_table(index: str, table: str, columns: list[str] | None = None) -> pa.Table:
     """One table of a pipeline index (with its partition columns)."""
-    from exvad_ray.index.store import read_table
+    from exvad_ray.index.supersede import read_table
 
     if not storage.exists(storage.join(index, "videos")):
         raise ExvadError(f"no index at {index} (no videos table; run `exvad process` first)")

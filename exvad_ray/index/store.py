@@ -110,18 +110,10 @@ def compacted_ids(uri: str) -> list[str]:
     return json.loads(meta.get(b"exvad.video_ids", b"[]"))
 
 
-def read_table(index: str, table: str, columns: list[str] | None = None, current: bool = True) -> pa.Table:
-    """Read a whole table with its hive partition columns (empty table with the schema if none),
-    under today's column names whatever schema version wrote the index.
-
-    `current`: only the rows that still describe the archive (supersede rules, index/supersede.py)."""
-    if current and "video_id" in arrow_schema(table).names:
-        from exvad_ray.index.supersede import current_rows
-
-        want = None if columns is None else list(dict.fromkeys(columns + ["video_id"] + (
-            ["processed_at"] if table == "errors" else [])))
-        rows = current_rows(index, table, read_table(index, table, want, current=False))
-        return rows if columns is None else rows.select(columns)
+def read_stored(index: str, table: str, columns: list[str] | None = None) -> pa.Table:
+    """Read every stored row of a table with its hive partition columns (empty table with the schema if
+    none), under today's column names whatever schema version wrote the index. Superseded rows
+    included: `read_table` (index/supersede.py) is the reader that serves only current rows."""
     version = index_version(index)
     files = list_files(index, table)
     fs, root = storage.arrow_filesystem(storage.join(index, table))

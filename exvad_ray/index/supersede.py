@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from exvad_ray import storage
 from exvad_ray.index import store as idx
+from exvad_ray.index.schemas import arrow_schema
 
 SUPERSEDED_DIR = "superseded"
 
@@ -62,12 +63,23 @@ def find_replaced(index: str, current: dict[str, str]) -> dict[str, tuple[str, s
     gone = superseded_ids(index)
     out: dict[str, tuple[str, str]] = {}
     for table in ("videos", "errors"):
-        t = idx.read_table(index, table, columns=["video_id", "uri"], current=False)
+        t = idx.read_stored(index, table, columns=["video_id", "uri"])
         for vid, uri in zip(t.column("video_id").to_pylist(), t.column("uri").to_pylist()):
             new = current.get(storage.normalize(uri)) if uri else None
             if new and vid != new and vid not in gone:
                 out[vid] = (uri, new)
     return out
+
+
+def read_table(index: str, table: str, columns: list[str] | None = None, current: bool = True) -> pa.Table:
+    """Read a whole table with its hive partition columns (`store.read_stored`); `current`: only the
+    rows that still describe the archive (the supersede rules above), else every stored row."""
+    if not (current and "video_id" in arrow_schema(table).names):
+        return idx.read_stored(index, table, columns)
+    want = None if columns is None else list(dict.fromkeys(columns + ["video_id"] + (
+        ["processed_at"] if table == "errors" else [])))
+    rows = current_rows(index, table, idx.read_stored(index, table, want))
+    return rows if columns is None else rows.select(columns)
 
 
 def current_rows(index: str, table: str, rows: pa.Table, *, gone: set[str] | None = None,

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from exvad_ray.errors import ExvadError
 from exvad_ray.index import store
 from exvad_ray.index.schemas import arrow_schema, conform, partition_cols
+from exvad_ray.index.supersede import read_table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +44,7 @@ class IndexTable:
         store.write_table_file(store.file_uri(index, self.name, partition, video_id), conform(self.name, columns))
 
     def read(self, index: str, columns: list[str] | None = None) -> pa.Table:
-        return store.read_table(index, self.name, columns)
+        return read_table(index, self.name, columns)
 
 
 VIDEOS = IndexTable("videos")

@@ -18,17 +18,29 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from exvad_ray.synth import draw
 from exvad_ray.synth.actors import Person, fight_pose
-
-if TYPE_CHECKING:
-    from exvad_ray.synth.sim import Simulation
+from exvad_ray.synth.scene import Scene
 
 DrawItem = tuple[float, Callable[[np.ndarray], None]]
+
+
+class Simulation(Protocol):
+    """What an event sees of the simulation that runs it (`sim.Simulation`): the events are defined
+    before the simulation that schedules them, so they name only this much of it."""
+
+    scene: Scene
+    fps: float
+    people: list[Person]
+    suppress_spawn_until: int
+    flicker: float
+    warm: float
+
+    def new_person(self, x: float, y: float, direction: int, speed: float, tag: str = "") -> Person: ...
 
 
 @dataclass
