@@ -1,6 +1,7 @@
 """Detector checkpoints at storage URIs. The detector package works on bytes
 (`ExVADDetector.from_bytes` / `to_bytes`) and never touches storage; this module is the caller side
-that reads and writes them (a local path, file:// or s3://)."""
+that reads and writes them (a local path, file:// or s3://). Normality models (`exvad_ray.normality`,
+also bytes only) are saved and loaded here the same way."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from exvad_ray.errors import ExvadError
 
 if TYPE_CHECKING:  # the detector imports torch (about 3 s); ids and URIs do not need it
     from exvad_ray.detector import ExVADDetector
+    from exvad_ray.normality import NormalityModel
 
 CHECKPOINT_FILE = "model.pt"
 
@@ -54,3 +56,34 @@ def load_detector(uri: str, device: str | None = None) -> ExVADDetector:
 
 def save_detector(detector: ExVADDetector, uri: str) -> None:
     storage.write_bytes(uri, detector.to_bytes())
+
+
+# ------------------------------------------------------------------ normality models (exvad_ray.normality)
+
+NORMALITY_FILE = "normality.npz"
+
+
+def normality_uri(uri: str) -> str:
+    """`uri` itself when it names the .npz, else `<uri>/normality.npz` (the folder `exvad normality fit
+    --out` writes, beside its model_card.json)."""
+    return uri if uri.endswith(".npz") else storage.join(uri, NORMALITY_FILE)
+
+
+def save_normality(model: NormalityModel, uri: str) -> str:
+    """Write a `NormalityModel` and its card (model_card.json beside it); returns the model's URI."""
+    import json
+
+    target = normality_uri(uri)
+    storage.write_bytes(target, model.to_bytes())
+    storage.write_bytes(model_card_uri(target), json.dumps(model.card, indent=1, default=str).encode())
+    return target
+
+
+def load_normality(uri: str) -> NormalityModel:
+    """A `NormalityModel` from its .npz or the folder holding it, at any storage URI."""
+    from exvad_ray.normality import NormalityModel
+
+    target = normality_uri(uri)
+    if not storage.exists(target):
+        raise ExvadError(f"no normality model at {uri} (write one with `exvad normality fit`)")
+    return NormalityModel.from_bytes(storage.read_bytes(target))

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "exvad_ray.labels.cli",
     "exvad_ray.pipeline.rescore",
     "exvad_ray.search.cli",
+    "exvad_ray.normality.cli",
 )
 
 

@@ -1,0 +1,61 @@
+"""Fusion of the normality percentile with a detector's calibrated score.
+
+Both parts are first made percentiles of normal footage (`calibration`), so a weighted mean of the
+two is meaningful whatever each raw score's scale: the label-free k-NN score finds what the archive
+never shows, the weakly supervised detector finds what it learnt to name; on the demo archive a plain
+rank average of the two beat both (issue 22). The weight is chosen on a validation split when labels
+exist (`choose_weight`: snippet AUC over a grid), else `DEFAULT_WEIGHT`. The fused value is itself
+calibrated on normal footage (`calibration.calibrate_scores`) to get a percentile and a threshold; the
+class comes from the detector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from exvad_ray.errors import ExvadError
+
+DEFAULT_WEIGHT = 0.5  # weight of the normality percentile when no labelled validation split exists
+WEIGHT_GRID = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
+
+
+def fuse(normality: np.ndarray, detector: np.ndarray, weight: float = DEFAULT_WEIGHT) -> np.ndarray:
+    """Weighted mean of two percentile arrays of the same snippets."""
+    a, b = np.asarray(normality, np.float64), np.asarray(detector, np.float64)
+    if a.shape != b.shape:
+        raise ExvadError(f"fusion needs one normality and one detector score per snippet ({a.shape} vs {b.shape})")
+    if not 0.0 <= weight <= 1.0:
+        raise ExvadError(f"the fusion weight must be in [0, 1], got {weight}")
+    return weight * a + (1.0 - weight) * b
+
+
+def rank_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """ROC AUC by the Mann-Whitney statistic (ties count half); nan without both classes."""
+    s, y = np.asarray(scores, np.float64).ravel(), np.asarray(labels).astype(bool).ravel()
+    n1, n0 = int(y.sum()), int((~y).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), np.float64)
+    sorted_s = s[order]
+    # average ranks over ties
+    bounds = np.flatnonzero(np.r_[True, sorted_s[1:] != sorted_s[:-1], True])
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        ranks[order[a:b]] = (a + b + 1) / 2.0
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+
+
+def choose_weight(normality: Sequence[np.ndarray], detector: Sequence[np.ndarray], truth: Sequence[np.ndarray],
+                  grid: Sequence[float] = WEIGHT_GRID) -> tuple[float, dict[float, float]]:
+    """The normality weight with the best snippet AUC on labelled videos (per video: percentiles of
+    both parts and 0/1 truth per snippet); ties go to the weight nearest DEFAULT_WEIGHT."""
+    a = np.concatenate([np.asarray(x, np.float64) for x in normality])
+    b = np.concatenate([np.asarray(x, np.float64) for x in detector])
+    y = np.concatenate([np.asarray(x) for x in truth])
+    aucs = {float(w): rank_auc(fuse(a, b, float(w)), y) for w in grid}
+    if all(np.isnan(v) for v in aucs.values()):
+        return DEFAULT_WEIGHT, aucs
+    best = max(aucs.values())
+    return min((w for w, v in aucs.items() if v >= best - 1e-12), key=lambda w: abs(w - DEFAULT_WEIGHT)), aucs

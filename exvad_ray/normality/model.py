@@ -1,0 +1,174 @@
+"""`NormalityModel`: the global bank, optional per-camera banks, their calibrations and a model card.
+
+`score(vectors, video_id, camera)` is what scoring calls per video: each half's k-NN distance to the
+bank of the video's camera (the global bank for a camera without one, or an unknown camera), each
+made a percentile of that bank's normal footage, combined (weighted mean of the halves' percentiles)
+and calibrated again, so the result is one percentile per snippet in [0, 1); with it come which half
+is more unusual and the nearest normal moment (evidence). The video's own bank entries are left out
+(leave-one-video-out), except snippets pinned by a false-alarm verdict: without labels the bank is
+drawn from the whole archive, and an anomaly must not be found normal because it matches itself.
+
+Serialised as one .npz (arrays; `allow_pickle=False`) holding a JSON document (layout, banks' video
+and camera names, calibrations, card): no pickle, readable anywhere numpy is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from exvad_ray.detector.localize import LocalizationConfig, localize
+from exvad_ray.errors import ExvadError
+from exvad_ray.normality.bank import Bank
+from exvad_ray.normality.calibration import PercentileMap, Threshold, fit_threshold
+from exvad_ray.normality.halves import Layout
+
+FORMAT = "exvad-normality/1"
+GLOBAL = "_global"  # never a camera name: index partitions strip leading "_"
+
+
+@dataclasses.dataclass(frozen=True)
+class BankCalibration:
+    """Per half raw -> percentile, the combined value -> percentile, and the false-alarm threshold."""
+
+    halves: tuple[PercentileMap, ...]
+    combined: PercentileMap
+    threshold: Threshold
+
+    def to_dict(self) -> dict:
+        return {"halves": [m.to_dict() for m in self.halves], "combined": self.combined.to_dict(),
+                "threshold": self.threshold.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BankCalibration:
+        return cls(tuple(PercentileMap.from_dict(m) for m in d["halves"]), PercentileMap.from_dict(d["combined"]),
+                   Threshold.from_dict(d["threshold"]))
+
+
+def combine(half_percentiles: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+    w = np.asarray(weights, np.float64)
+    return np.asarray(half_percentiles, np.float64) @ (w / w.sum())
+
+
+def calibrate_bank(raw_series: Sequence[np.ndarray], seconds: Sequence[float], weights: Sequence[float],
+                   per_hour: float = 1.0, base: LocalizationConfig = LocalizationConfig()) -> BankCalibration:
+    """Calibration of one bank from leave-one-video-out raw scores (n_i, H) of its normal videos."""
+    pairs = [(np.asarray(r, np.float64), float(t)) for r, t in zip(raw_series, seconds) if len(r)]
+    if not pairs:
+        raise ExvadError("calibration needs normal footage scored against the bank; none was given")
+    allraw = np.concatenate([r for r, _ in pairs])
+    halves = tuple(PercentileMap.fit(allraw[:, h]) for h in range(allraw.shape[1]))
+    comb = [combine(np.stack([m(r[:, h]) for h, m in enumerate(halves)], 1), weights) for r, _ in pairs]
+    cmap = PercentileMap.fit(np.concatenate(comb))
+    thr = fit_threshold([cmap(c) for c in comb], [t for _, t in pairs], per_hour, base)
+    return BankCalibration(halves, cmap, thr)
+
+
+@dataclasses.dataclass
+class NormalityScores:
+    """One video scored: per snippet the percentile, each half's percentile, the more unusual half,
+    and the nearest normal moment of the bank (video, snippet, start time, camera, cosine similarity)."""
+
+    percentile: np.ndarray
+    halves: np.ndarray
+    half_names: tuple[str, ...]
+    raw: np.ndarray
+    nearest_video: list[str]
+    nearest_snippet: np.ndarray
+    nearest_start_s: np.ndarray
+    nearest_camera: list[str]
+    similarity: np.ndarray
+    bank: str
+    threshold: Threshold
+
+    @property
+    def unusual_half(self) -> list[str]:
+        return [self.half_names[i] for i in np.argmax(self.halves, 1)]
+
+    def segments(self, base: LocalizationConfig = LocalizationConfig()) -> list[tuple[int, int]]:
+        """Flagged snippet ranges (inclusive) at the calibrated threshold, by the job's rule."""
+        return localize(self.percentile, self.threshold.localization(base))
+
+    def evidence(self, i: int) -> dict:
+        """Why snippet `i` is (un)usual: its percentile, the unusual half, the nearest normal moment."""
+        return {"percentile": float(self.percentile[i]), "unusual": self.unusual_half[i],
+                "halves": {n: float(v) for n, v in zip(self.half_names, self.halves[i])},
+                "nearest": {"video_id": self.nearest_video[i], "snippet_index": int(self.nearest_snippet[i]),
+                            "start_s": float(self.nearest_start_s[i]), "camera": self.nearest_camera[i],
+                            "similarity": float(self.similarity[i])},
+                "bank": self.bank}
+
+
+@dataclasses.dataclass
+class NormalityModel:
+    layout: Layout
+    banks: dict[str, Bank]
+    calibrations: dict[str, BankCalibration]
+    half_weights: tuple[float, ...]
+    card: dict = dataclasses.field(default_factory=dict)
+
+    def bank_for(self, camera: str | None) -> str:
+        """The camera's own bank when it has one, else the global bank."""
+        return camera if camera is not None and camera in self.banks else GLOBAL
+
+    def raw(self, vectors: np.ndarray, video_id: str | None = None, camera: str | None = None
+            ) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+        """(bank name, raw (n, H), nearest entry (n,), similarity (n,)) before calibration."""
+        name = self.bank_for(camera)
+        raw, nearest, sim = self.banks[name].search(vectors, exclude_video=video_id)
+        return name, raw, nearest, sim
+
+    def score(self, vectors: np.ndarray, video_id: str | None = None, camera: str | None = None) -> NormalityScores:
+        name, raw, nearest, sim = self.raw(vectors, video_id, camera)
+        if name not in self.calibrations:
+            raise ExvadError(f"bank {name} is not calibrated")
+        cal, bank = self.calibrations[name], self.banks[name]
+        halves = np.stack([m(raw[:, h]) for h, m in enumerate(cal.halves)], 1) if len(raw) else \
+            np.zeros((0, len(cal.halves)))
+        pct = cal.combined(combine(halves, self.half_weights)) if len(raw) else np.zeros(0)
+        vids = [bank.videos[int(v)] for v in bank.video[nearest]]
+        cams = [bank.cameras[int(c)] for c in bank.camera[nearest]]
+        return NormalityScores(pct, halves, self.layout.names, raw, vids, bank.snippet[nearest].copy(),
+                               bank.start_s[nearest].copy(), cams, sim, name, cal.threshold)
+
+    # ------------------------------------------------------------------ serialisation
+
+    def to_bytes(self) -> bytes:
+        names = list(self.banks)
+        arrays: dict[str, np.ndarray] = {}
+        banks_meta = []
+        for i, name in enumerate(names):
+            b = self.banks[name]
+            for key, arr in b.arrays().items():
+                arrays[f"bank{i}_{key}"] = arr
+            banks_meta.append({"name": name, "videos": b.videos, "cameras": b.cameras, "k": b.k,
+                               "sources": b.sources})
+        doc = {"format": FORMAT, "layout": self.layout.to_dict(), "half_weights": list(self.half_weights),
+               "banks": banks_meta, "calibrations": {k: v.to_dict() for k, v in self.calibrations.items()},
+               "card": self.card}
+        arrays["meta_json"] = np.frombuffer(json.dumps(doc).encode(), np.uint8)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> NormalityModel:
+        try:
+            z = np.load(io.BytesIO(data), allow_pickle=False)
+            doc = json.loads(bytes(z["meta_json"]).decode())
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+            raise ExvadError(f"not a normality model ({type(exc).__name__}: {exc})") from exc
+        if doc.get("format") != FORMAT:
+            raise ExvadError(f"not a normality model of format {FORMAT} (found {doc.get('format')!r})")
+        layout = Layout.from_dict(doc["layout"])
+        banks = {}
+        for i, m in enumerate(doc["banks"]):
+            a = {k: z[f"bank{i}_{k}"] for k in ("vectors", "video", "snippet", "start_s", "camera", "pinned")}
+            banks[m["name"]] = Bank(layout, a["vectors"], a["video"], a["snippet"], a["start_s"], a["camera"],
+                                    a["pinned"], list(m["videos"]), list(m["cameras"]), int(m["k"]), m.get("sources", {}))
+        cals = {k: BankCalibration.from_dict(v) for k, v in doc["calibrations"].items()}
+        return cls(layout, banks, cals, tuple(doc["half_weights"]), doc.get("card", {}))
