@@ -67,7 +67,10 @@ def register(sub: Any) -> None:
     _common(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (non-loopback needs --token)")
     p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--token", default=None, help="required on every request when given (header X-Exvad-Token or ?token=)")
+    p.add_argument("--token", default=None, help="the page's secret (default: a random one; the URL printed at start "
+                   "carries it, and the first request moves it to a cookie)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a Host name requests may carry besides the bound address (repeatable)")
     p.add_argument("--profile", default=None, help="model profile for text queries (default: the index's)")
     p.set_defaults(func=cmd_serve)
 
@@ -148,5 +151,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from exvad_ray.search.web import serve
 
-    serve(args.index, host=args.host, port=args.port, token=args.token, labels=_labels(args), profile=args.profile)
+    serve(args.index, host=args.host, port=args.port, token=args.token, labels=_labels(args), profile=args.profile,
+          allow_hosts=args.allow_host)
     return 0

@@ -11,6 +11,10 @@ Why this shape:
   (`register_filesystem`), so no DuckDB extension (httpfs) is needed and the same credentials apply.
 - Similarity ranking is exact (cosine in SQL over the filtered rows); `exvad_ray.search.vectors`
   adds an approximate sidecar for very large indexes.
+- A file that vanished (compaction replaces part files while a page serves) or cannot be parsed
+  must not stop search: a failed scan probes its files, skips the unreadable ones (named in
+  `last_unreadable` for the caller's banner and audit row), answers from the rest, and relists the
+  table before the next query, so a long-lived page follows the index without a restart.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import functools
 import json
 import os
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -107,14 +112,22 @@ class SegmentIndex:
     >>> SegmentIndex("s3://idx/run1").search(classes=["Fighting"], min_score=0.8).to_pandas()
     """
 
-    def __init__(self, uri: str, profile: str | None = None, use_sidecar: bool = True, scoring: str | None = None):
+    def __init__(self, uri: str, profile: str | None = None, use_sidecar: bool = True, scoring: str | None = None,
+                 list_ttl_s: float | None = None):
+        """`list_ttl_s`: relist the files when the listing is older (a long-lived page; None: list once)."""
         self.uri = storage.normalize(uri).rstrip("/")
+        self.list_ttl_s = list_ttl_s
+        self._listed_at = 0.0
         self.use_sidecar = use_sidecar
         self._scoring = scoring
         self._profile = profile
         self._files: list[tuple[str, dict[str, str]]] | None = None
         self._con: Any = None
         self._encoder: Any = None
+        self._stale = False  # a scan found the listing out of date: relist before the next query
+        self._bad: dict[str, str] = {}  # file -> why it cannot be read (skipped until it leaves the listing)
+        #: files the last query (search, segment, video, snippets) had to skip, file -> reason
+        self.last_unreadable: dict[str, str] = {}
 
     # ---- storage ---------------------------------------------------------------------------
     @property
@@ -138,7 +151,7 @@ class SegmentIndex:
     @functools.cached_property
     def columns(self) -> set[str]:
         """Columns of the segments files (an index of schema v1 names the visual vector `embedding`)."""
-        rel = run_sql(self.con, "DESCRIBE SELECT * FROM read_parquet(?)", [self._any_file()])
+        rel = self._read("DESCRIBE SELECT * FROM read_parquet(?)", [f for f, _ in self.files if f not in self._bad][:8])
         return set(rel.column(0).to_pylist())
 
     def _vector_column(self, name: str) -> str:
@@ -153,11 +166,61 @@ class SegmentIndex:
         raise SearchError(f"{self.uri}: segments have no {name} column")
 
     def refresh(self) -> None:
-        """Forget the cached file list (call after a run added videos)."""
+        """Forget the cached file list (call after a run added videos) and which files were unreadable."""
+        self._relist()
+        self._bad.clear()
+
+    def _relist(self) -> None:
         self._files = None
+        self._stale = False
         self.__dict__.pop("videos", None)
         self.__dict__.pop("columns", None)
         self.__dict__.pop("superseded", None)
+
+    def begin_query(self) -> None:
+        """Start of a caller's request (the page's): `last_unreadable` counts from here."""
+        self.last_unreadable = {}
+
+    def _probe(self, files: Sequence[str]) -> dict[str, str]:
+        """Which of `files` cannot be opened as Parquet (vanished, truncated, not Parquet): file -> reason."""
+        import duckdb
+
+        bad = {}
+        for f in files:
+            try:
+                run_sql(self.con, "SELECT count(*) AS n FROM parquet_metadata(?)", [f])
+            except duckdb.Error as exc:
+                bad[f] = str(exc).splitlines()[0][:300]
+        return bad
+
+    def _read(self, sql: str, files: list[str], pre: Sequence[Any] = (), post: Sequence[Any] = (),
+              empty: pa.Table | Callable[[], pa.Table] | None = None) -> pa.Table:
+        """`sql` with `read_parquet(?)` over `files` (bound between `pre` and `post`), skipping files
+        that cannot be read: on a failed scan the files are probed, the unreadable ones recorded in
+        `last_unreadable` and left out (the listing is relisted before the next query), and the
+        statement runs again over the rest (none left: `empty`). An error no file explains is raised
+        as it was."""
+        import duckdb
+
+        known = [f for f in files if f in self._bad]
+        if known:
+            self.last_unreadable.update({f: self._bad[f] for f in known})
+            files = [f for f in files if f not in self._bad]
+        while files:
+            try:
+                return run_sql(self.con, sql, [*pre, files, *post])
+            except duckdb.Error:
+                bad = self._probe(files)
+                if not bad:
+                    raise
+            self._bad.update(bad)
+            self.last_unreadable.update(bad)
+            self._stale = True
+            files = [f for f in files if f not in bad]
+        if empty is not None:
+            return empty() if callable(empty) else empty
+        raise SearchError(f"no readable files left in {self.uri} for this query "
+                          f"({len(self.last_unreadable)} unreadable)")
 
     @functools.cached_property
     def scoring(self) -> str:
@@ -179,6 +242,9 @@ class SegmentIndex:
 
     @property
     def files(self) -> list[tuple[str, dict[str, str]]]:
+        if self._stale or (self._files is not None and self.list_ttl_s is not None
+                           and time.monotonic() - self._listed_at > self.list_ttl_s):
+            self._relist()  # a scan met a vanished or damaged file, or the listing is old: list again
         if self._files is None:
             files = self._list(self._segments_table())
             if not files and not self._list("videos"):
@@ -186,6 +252,9 @@ class SegmentIndex:
             gone = self.superseded
             self._files = [(f, _hive_values(f[len(self.uri):].split("/segments/", 1)[-1])) for f in files
                            if not (gone and _part_id(f) in gone)]
+            self._listed_at = time.monotonic()
+            listed = set(files)  # a damaged segments file that left the listing is no longer news
+            self._bad = {f: why for f, why in self._bad.items() if f in listed or "/segments/" not in f}
         return self._files
 
     @functools.cached_property
@@ -205,9 +274,9 @@ class SegmentIndex:
         files = self._list("videos")
         if not files:
             return pa.table({"video_id": pa.array([], pa.string())})
-        return run_sql(self.con,
-                       "SELECT COLUMNS(lambda c: c NOT LIKE '%embedding%') FROM read_parquet(?, hive_partitioning = true, "
-                       "union_by_name = true, hive_types = {'date': 'VARCHAR', 'camera': 'VARCHAR'})", [files])
+        return self._read("SELECT COLUMNS(lambda c: c NOT LIKE '%embedding%') FROM read_parquet(?, hive_partitioning = "
+                          "true, union_by_name = true, hive_types = {'date': 'VARCHAR', 'camera': 'VARCHAR'})", files,
+                          empty=pa.table({"video_id": pa.array([], pa.string())}))
 
     # ---- vocabulary --------------------------------------------------------------------------
     def known_classes(self) -> list[str]:
@@ -296,14 +365,28 @@ class SegmentIndex:
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += f" ORDER BY {order}"
-        if len(files) > 64 and self._files is not None and len(files) == len(self._files):
-            # nothing pruned: a glob lets DuckDB list and read in parallel (faster than a long list)
-            files = [storage.join(self.uri, self._segments_table(), "**", "*.parquet")]  # type: ignore[list-item]
-        args = [*pre, files, *params]
+        post = list(params)
         if limit is not None:
             sql += " LIMIT ?"
-            args.append(int(limit))
-        return run_sql(self.con, sql, args)
+            post.append(int(limit))
+        if len(files) > 64 and not self._bad and self._files is not None and len(files) == len(self._files):
+            # nothing pruned: a glob lets DuckDB list and read in parallel (faster than a long list)
+            import duckdb
+
+            try:
+                return run_sql(self.con, sql, [*pre, storage.join(self.uri, self._segments_table(), "**", "*.parquet"),
+                                               *post])
+            except duckdb.Error:
+                pass  # a file vanished or is damaged: the list below finds and skips it
+
+        def nothing_left() -> pa.Table:  # every file of this query is unreadable: no rows, same columns
+            readable = self._any_file()
+            if readable[0] in self._bad:
+                raise SearchError(f"no readable segments file in {self.uri} ({len(self._bad)} unreadable)")
+            return self._read(sql.replace(" WHERE ", " WHERE false AND ", 1) if clauses else
+                              sql.replace(f" ORDER BY {order}", f" WHERE false ORDER BY {order}"), readable, pre, post)
+
+        return self._read(sql, files, pre, post, empty=nothing_left)
 
     # ---- public API ----------------------------------------------------------------------------
     def search(self, query: Query | None = None, *, thumbnails: bool = False, **filters: Any) -> pa.Table:
@@ -387,7 +470,8 @@ class SegmentIndex:
     def _any_file(self) -> list[str]:
         if not self.files:
             raise SearchError(f"the index at {self.uri} has no flagged segments yet")
-        return [self.files[0][0]]
+        readable = [f for f, _ in self.files if f not in self._bad]
+        return readable[:1] or [self.files[0][0]]
 
     def segment(self, segment_id: str, columns: Sequence[str] | None = None) -> dict[str, Any]:
         """One segment's row (all columns, or `columns`); unknown id -> SearchError."""
@@ -417,10 +501,10 @@ class SegmentIndex:
                  or os.path.basename(f).startswith("compact-")]
         if not files:
             return pa.table({"start_s": pa.array([], pa.float64())})
-        return run_sql(self.con,
-                       "SELECT snippet_index, start_s, end_s, anomaly_score, class_probs FROM read_parquet(?, "
-                       "hive_partitioning = true, union_by_name = true, hive_types = {'date': 'VARCHAR', "
-                       "'camera': 'VARCHAR'}) WHERE video_id = ? ORDER BY snippet_index", [files, video_id])
+        return self._read("SELECT snippet_index, start_s, end_s, anomaly_score, class_probs FROM read_parquet(?, "
+                          "hive_partitioning = true, union_by_name = true, hive_types = {'date': 'VARCHAR', "
+                          "'camera': 'VARCHAR'}) WHERE video_id = ? ORDER BY snippet_index", files, post=[video_id],
+                          empty=pa.table({"start_s": pa.array([], pa.float64())}))
 
     def video_segments(self, video_id: str) -> pa.Table:
         return self.search(video_id=video_id, limit=100000)

@@ -3,30 +3,30 @@
 Safety by construction: every route takes ids (segment, video) or filter values, never a path; the
 only files it reads are the index's Parquet and the source video a segment row names (for its clip),
 so nothing outside the index and the archive is reachable. It never writes to the index: feedback and
-the audit log go to the labels URI. Bound to 127.0.0.1 unless told otherwise; a non-loopback bind
-needs a token, and then every request must carry it (header `X-Exvad-Token`, or `?token=` once,
-which sets a cookie). Templates autoescape everything the index or the user supplies.
+the audit log go to the labels URI. Who may use it and from where (the secret, CSRF, Origin, Host)
+is `exvad_ray.search.access`. Templates autoescape everything the index or the user supplies. A
+vanished or damaged index file is skipped (the engine), named on the page and in the audit log.
 """
 
 from __future__ import annotations
 
-import hmac
 import io
-import ipaddress
 import os
 import re
 import tempfile
 import threading
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Form, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from exvad_ray.errors import ExvadError
+from exvad_ray.search.access import SESSION_COOKIE, Access, allowed_hosts, install, is_loopback, new_token
 
 ID_RE = re.compile(r"^[0-9A-Za-z._-]{1,80}(?::\d{1,9})?$")
-TOKEN_COOKIE = "exvad_token"
+LIST_TTL_S = 30.0  # the page relists the index's files at most this often (a run or compaction changed them)
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{{ title }} - exvad search</title>
 <style>
@@ -35,18 +35,21 @@ form.search{display:flex;flex-wrap:wrap;gap:.6em;align-items:end;background:#fff
 form.search label{display:flex;flex-direction:column;font-size:.8em}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:1em;margin-top:1em}
 .card{background:#fff;border:1px solid #ddd;padding:.6em}
-.card img{width:100%;image-rendering:pixelated}
+.card .thumb{display:block;aspect-ratio:16/9;background:#222}
+.card img{display:block;width:100%;height:100%;object-fit:contain}
 .meta{font-size:.85em;color:#555}.cls{font-weight:bold}.err{color:#b00;font-weight:bold}.ok{color:#070}
 table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.3em .5em;font-size:.85em}
 </style></head><body>
-<h1><a href="/{{ tq }}">exvad search</a></h1>
+<h1><a href="/">exvad search</a></h1>
+{% if unreadable %}<p class="err" id="unreadable">{{ unreadable }} index file{{ '' if unreadable == 1 else 's' }}
+could not be read (vanished or damaged) and {{ 'was' if unreadable == 1 else 'were' }} skipped: results may be
+incomplete.</p>{% endif %}
 {% if error %}<p class="err" id="error">{{ error }}</p>{% endif %}
 {% if message %}<p class="ok" id="message">{{ message }}</p>{% endif %}
 {{ body }}
 </body></html>"""
 
 SEARCH = """<form class="search" method="get" action="/">
-{% if token %}<input type="hidden" name="token" value="{{ token }}">{% endif %}
 <label>Class<select name="cls"><option value="">any</option>
 {% for c in classes %}<option value="{{ c }}"{% if c == q.cls %} selected{% endif %}>{{ c }}</option>{% endfor %}
 </select></label>
@@ -62,8 +65,8 @@ SEARCH = """<form class="search" method="get" action="/">
 <button type="submit" id="search">Search</button></form>
 {% if results is not none %}<p id="count">{{ results|length }} segment{{ '' if results|length == 1 else 's' }}</p>
 <div class="cards">{% for r in results %}<div class="card result">
-<a href="/video/{{ r.video_id }}?{{ tq_amp }}segment={{ r.segment_id|urlencode }}"><img alt="thumbnail"
- src="/thumb/{{ r.segment_id|urlencode }}.jpg{{ tq }}"></a>
+<a class="thumb" href="/video/{{ r.video_id }}?segment={{ r.segment_id|urlencode }}"><img alt="thumbnail"
+ src="/thumb/{{ r.segment_id|urlencode }}.jpg"></a>
 <div><span class="cls">{{ r.label }}</span> score {{ '%.3f'|format(r.score) }}
 {% if r.similarity is not none %} sim {{ '%.3f'|format(r.similarity) }}{% endif %}</div>
 <div class="meta">{{ r.camera }} &middot; {{ r.when }}</div>
@@ -72,13 +75,14 @@ SEARCH = """<form class="search" method="get" action="/">
 VIDEO = """<h2>{{ video.name }}</h2><p class="meta">{{ video.uri }} &middot; camera {{ video.camera }} &middot;
 recorded {{ video.recorded_at or 'unknown' }} &middot; {{ '%.1f'|format(video.duration_s or 0) }} s &middot;
 video class {{ video.video_class }} ({{ '%.3f'|format(video.video_score or 0) }})</p>
-<img id="timeline" alt="score timeline" src="/timeline/{{ video.video_id }}.png{{ tq }}">
+<img id="timeline" alt="score timeline" src="/timeline/{{ video.video_id }}.png">
 {% if seg %}<h3>Segment {{ seg.segment_id }}: {{ seg.label }} {{ '%.3f'|format(seg.score) }},
 {{ '%.2f'|format(seg.start_s) }}-{{ '%.2f'|format(seg.end_s) }} s</h3>
 <p>{{ seg.explanation or '(no explanation)' }}</p>
-<video id="clip" controls width="448" src="/clip/{{ seg.segment_id|urlencode }}.mp4{{ tq }}"></video>
-<p><a id="download" href="/clip/{{ seg.segment_id|urlencode }}.mp4?{{ tq_amp }}download=1">download clip</a></p>
-<form method="post" action="/feedback{{ tq }}" id="feedback">
+<video id="clip" controls width="448" src="/clip/{{ seg.segment_id|urlencode }}.mp4"></video>
+<p><a id="download" href="/clip/{{ seg.segment_id|urlencode }}.mp4?download=1">download clip</a></p>
+<form method="post" action="/feedback" id="feedback">
+<input type="hidden" name="csrf" value="{{ csrf }}">
 <input type="hidden" name="segment_id" value="{{ seg.segment_id }}">
 <label>Verdict <select name="verdict" id="verdict"><option value="confirmed">confirmed</option>
 <option value="false-alarm">false alarm</option></select></label>
@@ -87,18 +91,9 @@ video class {{ video.video_class }} ({{ '%.3f'|format(video.video_score or 0) }}
 <label>Your name <input name="author" id="author" size="12"></label>
 <button type="submit" id="send">Send feedback</button></form>{% endif %}
 <h3>Flagged segments</h3><table><tr><th>segment</th><th>class</th><th>score</th><th>span (s)</th><th>time</th></tr>
-{% for s in segments %}<tr><td><a href="/video/{{ video.video_id }}?{{ tq_amp }}segment={{ s.segment_id|urlencode }}">{{ s.segment_id }}</a></td>
+{% for s in segments %}<tr><td><a href="/video/{{ video.video_id }}?segment={{ s.segment_id|urlencode }}">{{ s.segment_id }}</a></td>
 <td>{{ s.label }}</td><td>{{ '%.3f'|format(s.score) }}</td><td>{{ '%.2f'|format(s.start_s) }}-{{ '%.2f'|format(s.end_s) }}</td>
 <td>{{ s.when }}</td></tr>{% endfor %}</table>"""
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost",):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def timeline_png(snippets: Any, segments: list[dict[str, Any]], class_names: list[str]) -> bytes:
@@ -136,8 +131,11 @@ def _when(r: dict[str, Any]) -> str:
     return f"{r['start_s']:.1f} s into the video (recording time unknown)"
 
 
-def create_app(index_uri: str, labels: str, token: str | None = None, profile: str | None = None) -> Any:
-    """The FastAPI application (also used directly by tests)."""
+def create_app(index_uri: str, labels: str, token: str | None = None, profile: str | None = None,
+               hosts: Sequence[str] | None = None, list_ttl_s: float = LIST_TTL_S) -> Any:
+    """The FastAPI application (also used directly by tests). The page always has a secret: `token`,
+    or a random one (`app.state.token`). `hosts`: the Host names requests may carry (default: the
+    loopback names). `list_ttl_s`: how old the index's file listing may get before a request relists."""
     import jinja2
     import markupsafe
     from fastapi import FastAPI
@@ -147,39 +145,22 @@ def create_app(index_uri: str, labels: str, token: str | None = None, profile: s
     from exvad_ray.search.export import cut_clip
     from exvad_ray.search.feedback import give_feedback
 
-    index = SegmentIndex(index_uri, profile=profile)
+    index = SegmentIndex(index_uri, profile=profile, list_ttl_s=list_ttl_s)
     index.files  # noqa: B018 - fail at start-up, not at the first request, when there is no index
     env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
     page, search_t, video_t = env.from_string(PAGE), env.from_string(SEARCH), env.from_string(VIDEO)
     lock = threading.Lock()  # DuckDB connections are not for concurrent use
     clips = tempfile.mkdtemp(prefix="exvad-clips-")
     audit = audit_uri(labels)
+    access = Access(token or new_token())
     app = FastAPI(title="exvad search", docs_url=None, redoc_url=None, openapi_url=None)
-
-    def _token_of(request: Request) -> str:
-        return (request.headers.get("x-exvad-token") or request.query_params.get("token")
-                or request.cookies.get(TOKEN_COOKIE) or "")
-
-    @app.middleware("http")
-    async def require_token(request: Request, call_next: Any) -> Any:
-        if token is not None and not hmac.compare_digest(_token_of(request).encode(), token.encode()):
-            return JSONResponse({"error": "a valid token is required"}, status_code=401)
-        response = await call_next(request)
-        if token is not None and request.query_params.get("token"):
-            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
-
-    def tq(request: Request) -> tuple[str, str]:
-        t = request.query_params.get("token") if token else None
-        return ("?" + urlencode({"token": t}), urlencode({"token": t}) + "&") if t else ("", "")
+    app.state.token = access.token
+    install(app, access, hosts if hosts is not None else allowed_hosts("127.0.0.1"))
 
     def render(request: Request, title: str, body: str, error: str | None = None, message: str | None = None,
                status: int = 200) -> HTMLResponse:
-        q, _ = tq(request)
-        return HTMLResponse(page.render(title=title, body=markupsafe.Markup(body), error=error, message=message, tq=q),
-                            status_code=status)
+        return HTMLResponse(page.render(title=title, body=markupsafe.Markup(body), error=error, message=message,
+                                        unreadable=len(index.last_unreadable)), status_code=status)
 
     def check_id(value: str) -> str:
         if not ID_RE.match(value):
@@ -192,6 +173,7 @@ def create_app(index_uri: str, labels: str, token: str | None = None, profile: s
         form = {k: p.get(k, "") for k in ("cls", "min_score", "since", "until", "camera", "text", "like", "limit")}
         results, error = None, None
         with lock:
+            index.begin_query()
             classes = index.known_classes()
             cameras = sorted({v.get("camera") for _, v in index.files if v.get("camera")})
             try:
@@ -202,20 +184,22 @@ def create_app(index_uri: str, labels: str, token: str | None = None, profile: s
                                limit=int(form["limit"]) if form["limit"] else 24)
                 table = index.search(q)
                 results = [{**r, "when": _when(r), "similarity": r.get("similarity")} for r in table.to_pylist()]
-                append_audit(audit, "search", q.describe(), len(results), who=p.get("user") or "web", via="web",
+                described = q.describe()
+                if index.last_unreadable:  # the audit row says the answer may be incomplete, and why
+                    described["unreadable_files"] = sorted(index.last_unreadable)[:50]
+                append_audit(audit, "search", described, len(results), who=p.get("user") or "web", via="web",
                              index=index.uri)
             except ValueError as exc:
                 error = f"malformed number: {exc}"
             except ExvadError as exc:
                 error = str(exc)
-        q_, amp = tq(request)
-        body = search_t.render(q=form, classes=classes, cameras=cameras, results=results, token=p.get("token") if token else None,
-                               tq=q_, tq_amp=amp)
-        return render(request, "search", body, error=error, status=400 if error else 200)
+            body = search_t.render(q=form, classes=classes, cameras=cameras, results=results)
+            return render(request, "search", body, error=error, status=400 if error else 200)
 
     @app.get("/thumb/{segment_id}.jpg")
     def thumb(segment_id: str) -> Response:
         with lock:
+            index.begin_query()
             row = index.segment(check_id(segment_id), columns=["thumbnail_jpeg"])
         return Response(row["thumbnail_jpeg"] or b"", media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=3600"})
@@ -223,20 +207,21 @@ def create_app(index_uri: str, labels: str, token: str | None = None, profile: s
     @app.get("/video/{video_id}", response_class=HTMLResponse)
     def video(request: Request, video_id: str, segment: str | None = None, msg: str | None = None) -> HTMLResponse:
         with lock:
+            index.begin_query()
             v = index.video(check_id(video_id))
             segs = [{**s, "when": _when(s)} for s in
                     sorted(index.video_segments(video_id).to_pylist(), key=lambda s: s["start_s"])]
             classes = index.known_classes()
-        seg = next((s for s in segs if s["segment_id"] == segment), None) if segment else None
-        if segment and seg is None:
-            raise SearchError(f"unknown segment id {segment!r}")
-        q_, amp = tq(request)
-        body = video_t.render(video=v, segments=segs, seg=seg, classes=classes, tq=q_, tq_amp=amp)
-        return render(request, v["name"], body, message=msg)
+            seg = next((s for s in segs if s["segment_id"] == segment), None) if segment else None
+            if segment and seg is None:
+                raise SearchError(f"unknown segment id {segment!r}")
+            body = video_t.render(video=v, segments=segs, seg=seg, classes=classes, csrf=request.state.csrf)
+            return render(request, v["name"], body, message=msg)
 
     @app.get("/timeline/{video_id}.png")
     def timeline(video_id: str) -> Response:
         with lock:
+            index.begin_query()
             v = index.video(check_id(video_id))
             snippets = index.snippets(video_id)
             segs = index.video_segments(video_id).to_pylist()
@@ -247,6 +232,7 @@ def create_app(index_uri: str, labels: str, token: str | None = None, profile: s
         from exvad_ray import storage
 
         with lock:
+            index.begin_query()
             row = index.segment(check_id(segment_id), columns=["segment_id", "uri", "start_s", "end_s"])
             v = index.video(segment_id.rsplit(":", 1)[0])
         path = os.path.join(clips, re.sub(r"[^0-9A-Za-z_-]", "_", segment_id) + ".mp4")
@@ -259,12 +245,15 @@ def create_app(index_uri: str, labels: str, token: str | None = None, profile: s
         return FileResponse(path, media_type="video/mp4", headers=headers)
 
     @app.post("/feedback")
-    def feedback(request: Request, segment_id: str = Form(...), verdict: str = Form(...), cls: str = Form(""),
-                 author: str = Form("")) -> Response:
+    def feedback(request: Request, csrf: str = Form(""), segment_id: str = Form(""), verdict: str = Form(""),
+                 cls: str = Form(""), author: str = Form("")) -> Response:
+        if not access.csrf_ok(request.cookies.get(SESSION_COOKIE), csrf):  # before anything is read or written
+            return PlainTextResponse("refused: the form's CSRF token is missing or not this session's; reload the "
+                                     "page and send again", status_code=403)
         with lock:
+            index.begin_query()
             give_feedback(index, labels, check_id(segment_id), verdict, cls or None, author or None, via="web")
-        q_, amp = tq(request)
-        target = f"/video/{segment_id.rsplit(':', 1)[0]}?" + amp + urlencode(
+        target = f"/video/{segment_id.rsplit(':', 1)[0]}?" + urlencode(
             {"segment": segment_id, "msg": f"feedback recorded: {verdict}"})
         return RedirectResponse(target, status_code=303)
 
@@ -276,14 +265,19 @@ def create_app(index_uri: str, labels: str, token: str | None = None, profile: s
 
 
 def serve(index_uri: str, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
-          labels: str | None = None, profile: str | None = None) -> None:
-    """Run the page with uvicorn until interrupted."""
+          labels: str | None = None, profile: str | None = None, allow_hosts: Sequence[str] = ()) -> None:
+    """Run the page with uvicorn until interrupted. Without `token` a random one is made and the URL
+    that carries it is printed (open it once: the token then lives in a cookie)."""
     import uvicorn
 
     from exvad_ray.search.audit import default_labels_uri
 
     if not is_loopback(host) and not token:
-        raise ExvadError(f"refusing to listen on {host} without --token (anyone who can reach it could read the index)")
-    app = create_app(index_uri, labels or default_labels_uri(index_uri), token=token, profile=profile)
-    print(f"exvad serve: http://{host}:{port}/ (index {index_uri}; Ctrl-C to stop)", flush=True)
+        raise ExvadError(f"refusing to listen on {host} without --token (choose the secret you will share)")
+    hosts = allowed_hosts(host, allow_hosts)
+    app = create_app(index_uri, labels or default_labels_uri(index_uri), token=token, profile=profile, hosts=hosts)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://{shown}:{port}/?" + urlencode({"token": app.state.token})
+    print(f"exvad serve: {url}\n  (index {index_uri}; requests must name one of the hosts {', '.join(hosts)}; "
+          "Ctrl-C to stop)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,6 +1,9 @@
 """The search page in a real headless Chromium (Debian's `chromium`, driven by Playwright through its
-executable path - no browser download): search, open a result, see the timeline image, play the
-clip, give feedback; a screenshot is saved (tests/search/artifacts/ or $EXVAD_SCREENSHOT_DIR).
+executable path - no browser download): sign in with the printed URL (the token moves to an HttpOnly
+SameSite cookie and leaves the address), search, see thumbnails letterboxed at their own aspect
+ratio, open a result, see the timeline image, play the clip, give feedback (the form's CSRF token
+and the browser's Origin pass the checks); a screenshot is saved (tests/search/artifacts/ or
+$EXVAD_SCREENSHOT_DIR).
 
 `make test` / `.ci/run` install chromium; outside CI a machine without it skips with the reason,
 in CI (EXVAD_CI or CI set) its absence fails."""
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from serving import running
+from serving import TOKEN, running
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -30,6 +33,43 @@ def launch(p):
     return p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
 
 
+WIDE = (200, 50)  # a thumbnail four times as wide as high, written into one segment's row
+
+
+def _wide_thumbnail(index: str, segment_id: str) -> None:
+    """Rewrite `segment_id`'s thumbnail in its Parquet file as a solid green WIDE image."""
+    import glob
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", WIDE, (0, 200, 0)).save(buf, format="JPEG", quality=95)
+    video_id = segment_id.rsplit(":", 1)[0]
+    path, = glob.glob(os.path.join(index, "segments", "**", f"part-{video_id}.parquet"), recursive=True)
+    table = pq.read_table(path)
+    thumbs = [buf.getvalue() if s == segment_id else t for s, t in
+              zip(table.column("segment_id").to_pylist(), table.column("thumbnail_jpeg").to_pylist())]
+    i = table.column_names.index("thumbnail_jpeg")
+    table = table.set_column(i, table.schema.field(i), pa.array(thumbs, table.schema.field(i).type))
+    pq.write_table(table, path)
+
+
+def _green_box(png: bytes) -> tuple[int, int, int, int]:
+    """(width, height) of the element's screenshot and of the green area in it."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    green = (img[..., 1] > 150) & (img[..., 0] < 80) & (img[..., 2] < 80)
+    ys, xs = np.nonzero(green)
+    return img.shape[1], img.shape[0], int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
 def test_search_open_timeline_feedback(index_copy, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     from exvad_ray.index.labels import read_labels
@@ -37,12 +77,19 @@ def test_search_open_timeline_feedback(index_copy, tmp_path):
 
     labels = str(tmp_path / "feedback" / "labels")
     top = SegmentIndex(index_copy).search(limit=1).to_pylist()[0]
+    _wide_thumbnail(index_copy, top["segment_id"])
     shots = Path(os.environ.get("EXVAD_SCREENSHOT_DIR") or Path(__file__).parent / "artifacts")
     shots.mkdir(parents=True, exist_ok=True)
     with running(index_copy, labels) as url, playwright.sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.goto(url + "/")
+        assert page.goto(url + "/").status == 401  # no secret, no page
+        page.goto(url + "/?token=" + TOKEN)  # the URL `exvad serve` prints
+        page.wait_for_url(url + "/")  # continued without the token in the address
+        page.wait_for_selector("form.search")
+        cookie = next(c for c in page.context.cookies() if c["name"] == "exvad_token")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert page.evaluate("document.cookie") == ""  # HttpOnly: no script on the page can read it
         page.select_option("select[name=cls]", top["label"])
         page.fill("input[name=min_score]", f"{top['score'] - 1e-4:.4f}")
         page.click("#search")
@@ -51,6 +98,14 @@ def test_search_open_timeline_feedback(index_copy, tmp_path):
         assert cards.count() >= 1
         # the thumbnails are real images the browser decoded
         assert page.evaluate("document.querySelector('.card img').naturalWidth") > 0
+        # the wide thumbnail keeps its 4:1 shape, letterboxed in the card's 16:9 box (not stretched to fill it)
+        card_img = page.locator(f".card a[href*='{top['segment_id'].replace(':', '%3A')}'] img")
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=card_img.element_handle())
+        box_w, box_h, green_w, green_h = _green_box(card_img.screenshot())
+        assert abs(box_w / box_h - 16 / 9) < 0.05, (box_w, box_h)
+        assert abs(green_w / green_h - WIDE[0] / WIDE[1]) < 0.15 and green_w >= box_w - 2 and green_h < box_h * 0.6, \
+            (box_w, box_h, green_w, green_h)
+        page.screenshot(path=str(shots / "search_results.png"), full_page=True)
         cards.first.locator("a").click()
         page.wait_for_selector("#timeline")
         page.wait_for_function("document.getElementById('timeline').complete")

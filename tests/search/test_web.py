@@ -1,5 +1,6 @@
 """The search page over the archive job's index, through a real uvicorn server: search, thumbnails,
-the video page and its timeline, clip playback, escaping, tokens, nothing outside the index."""
+the video page and its timeline, clip playback, escaping, nothing outside the index (the secret, CSRF,
+Origin and Host checks: test_security.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import urllib.parse
 
 import pytest
 
-from serving import get, running
+from serving import AUTH, get, running
 
 pytestmark = pytest.mark.slow
 
@@ -32,42 +33,26 @@ def test_page_search_video_timeline_clip(index_copy, tmp_path):
     top = ix.search(limit=1).to_pylist()[0]
     labels = str(tmp_path / "fb" / "labels")
     with running(index_copy, labels) as url:
-        status, body, _ = get(url + "/?" + urllib.parse.urlencode({"cls": top["label"], "limit": 50}))
+        status, body, _ = get(url + "/?" + urllib.parse.urlencode({"cls": top["label"], "limit": 50}), AUTH)
         html = body.decode()
         assert status == 200 and html.count('class="card result"') == ix.search(classes=[top["label"]], limit=50).num_rows
         assert urllib.parse.quote(top["segment_id"]) in html
-        status, jpg, headers = get(f"{url}/thumb/{urllib.parse.quote(top['segment_id'])}.jpg")
+        status, jpg, headers = get(f"{url}/thumb/{urllib.parse.quote(top['segment_id'])}.jpg", AUTH)
         assert status == 200 and jpg[:2] == b"\xff\xd8" and headers["content-type"] == "image/jpeg"
-        status, body, _ = get(f"{url}/video/{top['video_id']}?segment={urllib.parse.quote(top['segment_id'])}")
+        status, body, _ = get(f"{url}/video/{top['video_id']}?segment={urllib.parse.quote(top['segment_id'])}", AUTH)
         assert status == 200 and 'id="timeline"' in body.decode() and 'id="clip"' in body.decode()
-        status, png, _ = get(f"{url}/timeline/{top['video_id']}.png")
+        status, png, _ = get(f"{url}/timeline/{top['video_id']}.png", AUTH)
         assert status == 200 and png[:8] == b"\x89PNG\r\n\x1a\n"
-        status, mp4, headers = get(f"{url}/clip/{urllib.parse.quote(top['segment_id'])}.mp4?download=1")
+        status, mp4, headers = get(f"{url}/clip/{urllib.parse.quote(top['segment_id'])}.mp4?download=1", AUTH)
         assert status == 200 and mp4[4:8] == b"ftyp" and "attachment" in headers["content-disposition"]
         # user errors: one line on the page, not a traceback
-        status, body, _ = get(url + "/?since=yesterday")
+        status, body, _ = get(url + "/?since=yesterday", AUTH)
         assert status == 400 and "malformed --since" in body.decode() and "Traceback" not in body.decode()
-        status, body, _ = get(url + "/?" + urllib.parse.urlencode({"cls": "<script>alert(1)</script>"}))
+        status, body, _ = get(url + "/?" + urllib.parse.urlencode({"cls": "<script>alert(1)</script>"}), AUTH)
         assert status == 400 and "<script>alert" not in body.decode() and "&lt;script&gt;" in body.decode()
         for bad in ("/video/..%2F..%2Fetc%2Fpasswd", "/thumb/..%2F..%2Fetc%2Fpasswd.jpg", "/clip/%2Fetc%2Fpasswd.mp4",
                     "/video/nonexistent", "/static/../../etc/passwd", "/timeline/..%2Fvideos.png"):
-            status, body, _ = get(url + bad)
+            status, body, _ = get(url + bad, AUTH)
             assert status in (400, 404), bad
             assert b"root:" not in body
     assert _tree_digest(index_copy) == before  # read-only: not one byte of the index changed
-
-
-def test_token_required_and_non_loopback_refused(index_copy, tmp_path):
-    from exvad_ray.errors import ExvadError
-    from exvad_ray.search.web import serve
-
-    with pytest.raises(ExvadError, match="without --token"):
-        serve(index_copy, host="0.0.0.0")
-    with running(index_copy, str(tmp_path / "labels"), token="s3cret") as url:
-        assert get(url + "/")[0] == 401
-        assert get(url + "/?token=wrong")[0] == 401
-        assert get(url + "/timeline/x.png")[0] == 401
-        assert get(url + "/feedback", data=b"segment_id=a&verdict=confirmed")[0] == 401
-        status, body, headers = get(url + "/?token=s3cret")
-        assert status == 200 and "token=s3cret" in body.decode()  # links carry it
-        assert get(url + "/", headers={"X-Exvad-Token": "s3cret"})[0] == 200
