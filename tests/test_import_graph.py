@@ -16,7 +16,7 @@ PKG = ROOT / "exvad_ray"
 
 def is_face(module: str) -> bool:
     parts = module.split(".")
-    return module in ("exvad_ray.cli", "exvad_ray.demo", "exvad_ray.__main__") or \
+    return module == "exvad_ray.cli" or module.startswith("exvad_ray.cli.") or module == "exvad_ray.__main__" or \
         parts[-1] == "cli"
 
 

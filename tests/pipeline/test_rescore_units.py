@@ -39,7 +39,7 @@ def test_no_card_or_no_class_names_reads_the_checkpoint(tmp_path):
 def test_the_command_line_and_the_rescore_driver_import_no_torch():
     """Every `exvad` command imports the rescore module to register it; torch costs seconds."""
     code = ("import sys; from exvad_ray.cli import build_parser; build_parser(); "
-            "from exvad_ray.pipeline import rescore, scorings; from exvad_ray import checkpoints; "
+            "from exvad_ray.pipeline import rescore; from exvad_ray.index import scorings; from exvad_ray import checkpoints; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

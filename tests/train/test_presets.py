@@ -9,7 +9,7 @@ from exvad_ray.detector import DetectorConfig
 from exvad_ray.detector.presets import PRESETS
 from exvad_ray.errors import ConfigError, ExvadError
 from exvad_ray.train.api import DataSource, TrainRequest, _card_markdown, _preset_card, detector_config
-from exvad_ray.train.cli import explicit_settings
+from exvad_ray.cli.train import explicit_settings
 from exvad_ray.train.loop import TrainConfig, train_config
 
 EMB = np.zeros((14, 512), np.float32)

@@ -11,6 +11,7 @@ import tempfile
 from typing import Any
 
 from exvad_ray import storage
+from exvad_ray.cli.args import add_class_arguments, add_data_arguments, class_source, data_source
 from exvad_ray.errors import ExvadError
 
 
@@ -18,7 +19,6 @@ def _run(args: argparse.Namespace) -> int:
     from exvad_ray.checkpoints import load_detector
     from exvad_ray.detector import ZeroShotScorer
     from exvad_ray.eval.evaluate import evaluate_records
-    from exvad_ray.train.cli import class_source, data_source
     from exvad_ray.train.data import split_records
 
     if args.scoring and args.checkpoint:
@@ -105,7 +105,6 @@ def _finish(args: argparse.Namespace, report: Any, class_names: list[str]) -> in
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from exvad_ray.train.cli import add_class_arguments, add_data_arguments
 
     p = subparsers.add_parser(
         "evaluate", help="frame AUC/AP, fine-grained mAP@IoU, per-class AP/accuracy (+ plots)",

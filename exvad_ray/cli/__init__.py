@@ -1,4 +1,7 @@
-"""`exvad` command line. Each subsystem registers its own subcommands (``<pkg>/cli.py: register``)."""
+"""`exvad` command line: the face of the package. One module per command group (``register(subparsers)``),
+plus the demo and the argument groups several commands share (`args`). Commands call library
+functions; no command imports another, and nothing in the library imports this package
+(docs/ARCHITECTURE.md, tests/test_layers.py)."""
 
 from __future__ import annotations
 
@@ -11,13 +14,14 @@ from exvad_ray.errors import ExvadError
 
 # Modules that provide ``register(subparsers)``; each added subcommand sets ``func(args) -> int``.
 COMMAND_MODULES = (
-    "exvad_ray.synth.cli",
-    "exvad_ray.models.cli",
-    "exvad_ray.pipeline.cli",
-    "exvad_ray.train.cli",
-    "exvad_ray.eval.cli",
-    "exvad_ray.labels.cli",
-    "exvad_ray.pipeline.rescore",
+    "exvad_ray.cli.synth",
+    "exvad_ray.cli.models",
+    "exvad_ray.cli.process",
+    "exvad_ray.cli.demo",
+    "exvad_ray.cli.train",
+    "exvad_ray.cli.evaluate",
+    "exvad_ray.cli.labels",
+    "exvad_ray.cli.rescore",
     "exvad_ray.search.cli",
     "exvad_ray.normality.cli",
 )

@@ -1,4 +1,4 @@
-"""`exvad process`, `exvad compact` and `exvad demo`."""
+"""`exvad process` and `exvad compact`."""
 
 from __future__ import annotations
 
@@ -55,19 +55,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("index", help="index location")
     c.set_defaults(func=_compact)
 
-    d = sub.add_parser("demo", help="run the whole system on a generated archive (offline, real weights)",
-                       description="Start a local S3 server, generate a sample archive (plus real clips and "
-                                   "bad files), process it with the lite profile (real pretrained weights that "
-                                   "install with the package), train the detector on the train split, rescore "
-                                   "with it, and print the test split's table, AUC/AP/mAP, class accuracy and "
-                                   "where the plots are. Ray's and the libraries' logs go to WORKDIR/demo.log.")
-    d.add_argument("--workdir", default="demo-output", help="where results are kept (default ./demo-output)")
-    d.add_argument("--small", action="store_true",
-                   help="a smaller archive (30 generated videos instead of 60; a quicker run)")
-    d.add_argument("-v", "--verbose", dest="demo_verbose", action="store_true",
-                   help="show Ray's and the libraries' output instead of one progress line per step")
-    d.set_defaults(func=_demo)
-
 
 def process_config_from_args(args: argparse.Namespace) -> "ProcessConfig":  # noqa: F821
     from exvad_ray.detector.localize import LocalizationConfig
@@ -112,11 +99,4 @@ def _compact(args: argparse.Namespace) -> int:
 
     merged = compact(storage.normalize(args.index))
     print("exvad compact: merged " + ", ".join(f"{t} {n} files" for t, n in merged.items()))
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from exvad_ray.demo import run_demo
-
-    run_demo(args.workdir, small=args.small, verbose=args.verbose or args.demo_verbose)
     return 0
