@@ -1,0 +1,277 @@
+"""The index tables as Delta Lake tables (issue 23, first piece; nothing calls it yet).
+
+Why Delta (delta-rs, `deltalake`): the log beside the data replaces our listings, tombstones and
+file-name done sets: a snapshot is one log read, a replaced video is a delete in the log, every
+engine that reads Delta sees only current rows, and compaction/vacuum are the format's own.
+Measured facts behind each choice: docs/INDEX.md and bench/delta_facts.py.
+
+The pieces here:
+- `open_table` opens (or creates) ``INDEX/<table>`` as a Delta table with the table's schema from
+  ``schemas/`` and its partition columns (date, camera, class) as string columns.
+- `write_files` is the worker side: Parquet files for a block of rows written under the table's
+  folder, returned as plain dicts (they travel through Ray) with the statistics that let readers
+  prune files by video id.
+- `commit` is the driver side: those files added in one commit carrying the application
+  transaction (app id = run id, version = batch number). A batch the log already holds is skipped,
+  so a driver killed after committing and rerun never adds a batch twice. delta-rs does not check
+  this by itself (it accepts the same app version twice: docs/INDEX.md (b)), so one writer at a
+  time (the index lease) is assumed.
+- `delete_videos` removes every row of the given videos (replaced content, retried errors).
+- `snapshot_files` is the current snapshot's file list, for DuckDB and the search page.
+
+Commits record the schema version and the writer's package version in their commit metadata.
+S3 options come from the same AWS variables as the rest of the package (`storage.S3Settings`);
+delta-rs commits with a conditional PUT (If-None-Match), which AWS S3 and SeaweedFS honour.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from exvad_ray import storage
+from exvad_ray.errors import ExvadError, StorageError
+from exvad_ray.index.schemas import SCHEMA_VERSION, arrow_schema, conform, partition_cols
+
+SCHEMA_VERSION_KEY = "exvad.schema_version"
+PACKAGE_VERSION_KEY = "exvad.version"
+_ID_RE = re.compile(r"[A-Za-z0-9._:-]+")
+# column types whose min/max go into a file's statistics (what pruning can use)
+_STATS_TYPES = (pa.types.is_string, pa.types.is_integer, pa.types.is_floating, pa.types.is_timestamp)
+
+
+def table_uri(index: str, table: str) -> str:
+    return storage.join(index, table)
+
+
+def storage_options(uri: str) -> dict[str, str] | None:
+    """delta-rs options for a location: for S3, endpoint, credentials and region from the standard
+    AWS variables (plain http allowed when the endpoint is http://); None for local paths."""
+    if not storage.is_remote(uri):
+        return None
+    s = storage.S3Settings.from_env()
+    opts = {"AWS_REGION": s.region or "us-east-1"}
+    if s.endpoint_url:
+        opts["AWS_ENDPOINT_URL"] = s.endpoint_url
+        if s.endpoint_url.startswith("http://"):
+            opts["AWS_ALLOW_HTTP"] = "true"
+    if s.anonymous:
+        opts["AWS_SKIP_SIGNATURE"] = "true"
+    elif s.access_key:
+        opts.update(AWS_ACCESS_KEY_ID=s.access_key, AWS_SECRET_ACCESS_KEY=s.secret_key or "")
+        if s.session_token:
+            opts["AWS_SESSION_TOKEN"] = s.session_token
+    return opts
+
+
+def delta_schema(table: str) -> pa.Schema:
+    """The table's columns (schemas/<table>.json) plus its partition columns, as strings."""
+    return pa.schema(list(arrow_schema(table)) + [pa.field(c, pa.string(), nullable=False)
+                                                  for c in partition_cols(table)])
+
+
+def _metadata(**extra: str) -> dict[str, str]:
+    from exvad_ray import __version__
+
+    return {SCHEMA_VERSION_KEY: str(SCHEMA_VERSION), PACKAGE_VERSION_KEY: __version__, **extra}
+
+
+def _uri_arg(uri: str) -> str:
+    return storage.normalize(uri)
+
+
+def open_table(index: str, table: str, create: bool = True) -> Any:
+    """The Delta table ``INDEX/<table>`` (a `deltalake.DeltaTable`), created empty when absent and
+    `create`. A folder that holds files but no Delta log (an index of today's layout) is refused:
+    vacuum would delete every file the log does not know."""
+    from deltalake import CommitProperties, DeltaTable
+
+    uri = table_uri(index, table)
+    opts = storage_options(uri)
+    try:
+        if DeltaTable.is_deltatable(_uri_arg(uri), storage_options=opts):
+            return DeltaTable(_uri_arg(uri), storage_options=opts)
+        if not create:
+            raise ExvadError(f"no Delta table {table!r} in {storage.normalize(index)}")
+        if _has_files(uri):
+            raise ExvadError(f"{uri} holds files but no Delta log (an index of the per-video layout): "
+                             "write the Delta index to a new location")
+        try:
+            return DeltaTable.create(_uri_arg(uri), delta_schema(table), partition_by=partition_cols(table) or None,
+                                     storage_options=opts, name=table,
+                                     commit_properties=CommitProperties(custom_metadata=_metadata()))
+        except Exception:  # noqa: BLE001 - another process created it first (the first commit wins)
+            if DeltaTable.is_deltatable(_uri_arg(uri), storage_options=opts):
+                return DeltaTable(_uri_arg(uri), storage_options=opts)
+            raise
+    except ExvadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - delta-rs errors: storage trouble, in one line
+        raise _storage_error(uri, exc) from exc
+
+
+def _has_files(uri: str) -> bool:
+    fs, path = storage.filesystem(uri)
+    try:
+        return bool(fs.exists(path) and fs.ls(path, detail=False))
+    except FileNotFoundError:
+        return False
+
+
+def _storage_error(uri: str, exc: Exception) -> StorageError:
+    if storage.is_unreachable(exc) or "connect" in str(exc).lower():
+        return storage.unavailable(uri, exc)
+    return StorageError(f"Delta table {uri}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+
+
+# ------------------------------------------------------------------------------------- worker side
+
+
+def write_files(index: str, table: str, rows: pa.Table | dict[str, Any], partitions: Sequence[dict[str, str]]
+                ) -> list[dict[str, Any]]:
+    """Write a block of rows as Parquet files under ``INDEX/<table>`` (one per partition) and return
+    their add actions as plain dicts for `commit`. `partitions` gives each row's partition values
+    (the columns of `partition_cols(table)`). Nothing is visible to readers until `commit`; files of
+    a block that is never committed are removed by vacuum."""
+    body = conform(table, rows)
+    part = partition_cols(table)
+    open_table(index, table)  # the table exists before any of its files (normally the driver made it)
+    if len(partitions) != body.num_rows:
+        raise ExvadError(f"{table}: {len(partitions)} partition values for {body.num_rows} rows")
+    missing = [c for c in part if any(c not in p for p in partitions[:1])]
+    if missing:
+        raise ExvadError(f"{table}: partition value(s) {missing} missing")
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, p in enumerate(partitions):
+        groups.setdefault(tuple(str(p[c]) for c in part), []).append(i)
+    root = table_uri(index, table)
+    out = []
+    for key, idxs in sorted(groups.items()):
+        chunk = body.take(pa.array(idxs, pa.int64()))
+        rel = "/".join([*(f"{c}={v}" for c, v in zip(part, key)), f"part-{uuid.uuid4().hex}.zstd.parquet"])
+        uri = storage.join(root, rel)
+        fs, path = storage.arrow_filesystem(uri)
+        if not storage.is_remote(uri):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            pq.write_table(chunk, path, filesystem=fs, compression="zstd")
+            size = fs.get_file_info(path).size
+        except Exception as exc:  # noqa: BLE001
+            raise _storage_error(uri, exc) from exc
+        out.append({"path": rel, "size": int(size), "partition_values": dict(zip(part, key)),
+                    "modification_time": int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000),
+                    "data_change": True, "stats": json.dumps(file_stats(chunk))})
+    return out
+
+
+def file_stats(t: pa.Table) -> dict[str, Any]:
+    """Delta statistics of one file: row count, and min/max/null count of the scalar columns."""
+    mins, maxs, nulls = {}, {}, {}
+    for f in t.schema:
+        if not any(is_(f.type) for is_ in _STATS_TYPES):
+            continue
+        col = t.column(f.name)
+        nulls[f.name] = col.null_count
+        if col.null_count == len(col):
+            continue
+        mm = pc.min_max(col)
+        lo, hi = mm["min"].as_py(), mm["max"].as_py()
+        if pa.types.is_timestamp(f.type):
+            lo, hi = (v.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" for v in (lo, hi))
+        mins[f.name], maxs[f.name] = lo, hi
+    return {"numRecords": t.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}
+
+
+# ------------------------------------------------------------------------------------- driver side
+
+
+def committed_batch(index: str, table: str, run_id: str) -> int | None:
+    """The last batch number that run `run_id` committed to the table (None: none)."""
+    return open_table(index, table).transaction_version(run_id)
+
+
+def commit(index: str, table: str, run_id: str, batch: int, files: Iterable[dict[str, Any]]) -> bool:
+    """Add the files workers wrote (`write_files`) in one commit with the application transaction
+    (run_id, batch). Returns False, adding nothing, when the table already holds that batch (or a
+    later one) of the run: a retry after a kill. Batches of a run are numbered upwards from 0."""
+    from deltalake import CommitProperties, Transaction
+    from deltalake.transaction import AddAction
+
+    if batch < 0:
+        raise ExvadError(f"batch numbers start at 0 (got {batch})")
+    t = open_table(index, table)
+    done = t.transaction_version(run_id)
+    if done is not None and done >= batch:
+        return False
+    adds = [AddAction(**f) for f in files]
+    try:
+        t.create_write_transaction(
+            adds, mode="append", schema=delta_schema(table), partition_by=partition_cols(table) or None,
+            commit_properties=CommitProperties(app_transactions=[Transaction(app_id=run_id, version=batch)],
+                                               custom_metadata=_metadata(**{"exvad.run_id": run_id,
+                                                                            "exvad.batch": str(batch)})))
+    except Exception as exc:  # noqa: BLE001
+        raise _storage_error(table_uri(index, table), exc) from exc
+    return True
+
+
+def delete_videos(index: str, table: str, video_ids: Iterable[str]) -> int:
+    """Delete every row of these videos (replaced content, an error row retried successfully);
+    returns the rows deleted. Idempotent: deleting absent videos commits nothing."""
+    ids = sorted(set(video_ids))
+    bad = [v for v in ids if not _ID_RE.fullmatch(v)]
+    if bad:
+        raise ExvadError(f"not a video id: {bad[0]!r}")
+    if not ids:
+        return 0
+    t = open_table(index, table)
+    deleted = 0
+    for start in range(0, len(ids), 1000):  # predicate size stays bounded
+        chunk = ids[start:start + 1000]
+        predicate = "video_id IN (" + ", ".join(f"'{v}'" for v in chunk) + ")"
+        try:
+            m = t.delete(predicate, commit_properties=_commit_meta())
+        except Exception as exc:  # noqa: BLE001
+            raise _storage_error(table_uri(index, table), exc) from exc
+        deleted += int(m.get("num_deleted_rows") or 0)
+    return deleted
+
+
+def _commit_meta() -> Any:
+    from deltalake import CommitProperties
+
+    return CommitProperties(custom_metadata=_metadata())
+
+
+def snapshot_files(index: str, table: str, partitions: dict[str, str | Sequence[str]] | None = None,
+                   version: int | None = None) -> list[str]:
+    """URIs of the data files of the table's current snapshot (or `version`), only those of the given
+    partition values when `partitions` is set: what DuckDB or the page reads, without listing."""
+    from deltalake import DeltaTable
+
+    uri = table_uri(index, table)
+    try:
+        t = DeltaTable(_uri_arg(uri), version=version, storage_options=storage_options(uri))
+        filters = None
+        if partitions:
+            filters = [(c, "in", [str(x) for x in v]) if isinstance(v, (list, tuple, set)) else (c, "=", str(v))
+                       for c, v in partitions.items()]
+        return list(t.file_uris(file_pruning_predicate=filters))
+    except Exception as exc:  # noqa: BLE001
+        if type(exc).__name__ == "TableNotFoundError":
+            raise ExvadError(f"no Delta table {table!r} in {storage.normalize(index)}") from exc
+        raise _storage_error(uri, exc) from exc
+
+
+def commit_metadata(index: str, table: str) -> dict[str, Any]:
+    """The newest commit's metadata (the schema version and package version that wrote it, ...)."""
+    return dict(open_table(index, table, create=False).history(1)[0])
