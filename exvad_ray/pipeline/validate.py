@@ -3,12 +3,17 @@
 A bad value must cost the user one line on stderr and exit status 2, not a traceback after a
 cluster started and a run file was written. Each check raises `ConfigError` naming the option as
 the user typed it (`--window-snippets`), so the same messages serve the CLI and the Python API.
+`preflight` is the one check of every named resource a stage needs (profile and its model files,
+label set, detector checkpoint; the normality model's place is marked), for any command that starts
+Ray: `exvad process` (through `validate_process`), and the others through their one call.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
+import zipfile
 from typing import Any
 
 from exvad_ray.errors import ConfigError, ExvadError
@@ -62,18 +67,72 @@ def check_process_ranges(*, window_snippets: Any, keyframe_interval: Any, thresh
     check_number("batch_windows", batch_windows, minimum=1, integer=True)
 
 
-def check_resources(profile: str, label_set: str, detector: str | None) -> None:
-    """Named resources exist and parse: the profile, the label set, the detector checkpoint."""
-    from exvad_ray import storage
-    from exvad_ray.models.labels import load_label_set
-    from exvad_ray.models.profiles import load_profile
+def check_resources(profile: str, label_set: str, detector: str | None, *, model_files: bool = True) -> None:
+    """Named resources of `exvad process` exist and parse (see `preflight`)."""
+    preflight(profile=profile, label_set=label_set, detector=detector, model_files=model_files)
 
-    load_profile(profile, check_local=False)
-    load_label_set(label_set)
+
+def preflight(*, profile: str | None = None, label_set: str | None = None, detector: str | None = None,
+              normality: str | None = None, model_files: bool = True, detector_option: str = "--detector",
+              normality_option: str = "--normality") -> None:
+    """Every named resource a stage will need, checked on the driver before Ray starts; the first
+    problem raises ConfigError (one line, exit 2 from the CLI). Only the resources given are checked.
+
+    - profile: the YAML resolves and validates; with `model_files`, the model files it names on
+      this machine exist (the tiny models' folder, `local-dir:` and absolute paths). A job on a
+      remote cluster passes `model_files=False`: its workers, not the driver, hold those files.
+    - label_set: resolves and validates.
+    - detector: a checkpoint exists (model.pt or a folder holding one) and is a torch checkpoint
+      archive (read without importing torch).
+    - normality: the normality model's URI must exist (its format belongs to exvad_ray.normality).
+    """
+    if profile is not None:
+        from exvad_ray.models.profiles import load_profile
+
+        load_profile(profile, check_local=model_files)
+    if label_set is not None:
+        from exvad_ray.models.labels import load_label_set
+
+        load_label_set(label_set)
     if detector:
-        target = detector if detector.endswith(".pt") else storage.join(detector, "model.pt")
-        if not storage.exists(target):
-            raise ConfigError(f"--detector: no checkpoint at {detector} (expected a model.pt or a folder holding one)")
+        check_detector(detector, detector_option)
+    if normality:
+        # NORMALITY MODEL: the URI must exist. What it holds (and how to check that it parses) is
+        # exvad_ray.normality's to say: call its own validation here once it has one.
+        check_exists(normality, normality_option, "no normality model")
+
+
+def check_exists(uri: str, option: str, what: str) -> None:
+    from exvad_ray import storage
+
+    if not storage.exists(uri):
+        raise ConfigError(f"{option}: {what} at {uri}")
+
+
+def check_detector(detector: str, option: str = "--detector") -> None:
+    """A detector checkpoint exists and is a torch checkpoint (a zip archive holding `data.pkl`); the
+    weights themselves are checked where they are loaded."""
+    from exvad_ray import storage
+
+    target = detector if detector.endswith(".pt") else storage.join(detector, "model.pt")
+    if not storage.exists(target):
+        raise ConfigError(f"{option}: no checkpoint at {detector} (expected a model.pt or a folder holding one)")
+    with storage.open_file(target, "rb") as f:
+        try:
+            with zipfile.ZipFile(f) as z:
+                ok = any(n.endswith("/data.pkl") or n == "data.pkl" for n in z.namelist())
+        except (zipfile.BadZipFile, OSError, ValueError):
+            ok = False
+    if not ok:
+        raise ConfigError(f"{option}: {target} is not a detector checkpoint (not a torch checkpoint archive: "
+                          "damaged, or another kind of file)")
+
+
+def is_local_cluster(address: str | None) -> bool:
+    """Whether the Ray workers run on this machine (a local session, or `auto`/none: one started here),
+    so that model files checked here are the ones they will open."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    return address in (None, "", "local", "auto")
 
 
 def validate_process(cfg: Any) -> None:
@@ -90,7 +149,7 @@ def validate_process(cfg: Any) -> None:
         raise ConfigError(f"--explainer must be auto, transformers, vllm or none, got {cfg.explainer!r}")
     if not cfg.extensions:
         raise ConfigError("no video file extensions given")
-    check_resources(cfg.profile, cfg.label_set, cfg.detector)
+    check_resources(cfg.profile, cfg.label_set, cfg.detector, model_files=is_local_cluster(cfg.address))
     archive, index = storage.normalize(cfg.archive), storage.normalize(cfg.index)
     if index.startswith(archive.rstrip("/") + "/") or index == archive:
         raise ExvadError("the index must not live inside the archive (its files would be listed as input)")
