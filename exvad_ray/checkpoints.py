@@ -24,6 +24,29 @@ def checkpoint_uri(uri: str) -> str:
     return uri
 
 
+def check_checkpoint(uri: str, option: str = "--detector") -> str:
+    """Before any cluster starts: `uri` (model.pt, or a folder holding one) exists and is a torch
+    checkpoint archive (a zip holding `data.pkl`, read without importing torch); returns the file's
+    URI. The weights themselves are checked where they are loaded. ConfigError names `option`."""
+    import zipfile
+
+    from exvad_ray.errors import ConfigError
+
+    target = uri if uri.endswith(".pt") else storage.join(uri, CHECKPOINT_FILE)
+    if not storage.exists(target):
+        raise ConfigError(f"{option}: no checkpoint at {uri} (expected a model.pt or a folder holding one)")
+    with storage.open_file(target, "rb") as f:
+        try:
+            with zipfile.ZipFile(f) as z:
+                ok = any(n == "data.pkl" or n.endswith("/data.pkl") for n in z.namelist())
+        except (zipfile.BadZipFile, OSError, ValueError):
+            ok = False
+    if not ok:
+        raise ConfigError(f"{option}: {target} is not a detector checkpoint (not a torch checkpoint archive: "
+                          "damaged, or another kind of file)")
+    return target
+
+
 def model_card_uri(checkpoint: str) -> str:
     """`model_card.json` beside a checkpoint file (`exvad train` writes both into one folder)."""
     return checkpoint.rsplit("/", 1)[0] + "/model_card.json"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import zipfile
 from typing import Any
 
 from exvad_ray.errors import ConfigError, ExvadError
@@ -110,22 +109,10 @@ def check_exists(uri: str, option: str, what: str) -> None:
 
 
 def check_detector(detector: str, option: str = "--detector") -> None:
-    """A detector checkpoint exists and is a torch checkpoint (a zip archive holding `data.pkl`); the
-    weights themselves are checked where they are loaded."""
-    from exvad_ray import storage
+    """A detector checkpoint exists and is a torch checkpoint archive (`checkpoints.check_checkpoint`)."""
+    from exvad_ray.checkpoints import check_checkpoint
 
-    target = detector if detector.endswith(".pt") else storage.join(detector, "model.pt")
-    if not storage.exists(target):
-        raise ConfigError(f"{option}: no checkpoint at {detector} (expected a model.pt or a folder holding one)")
-    with storage.open_file(target, "rb") as f:
-        try:
-            with zipfile.ZipFile(f) as z:
-                ok = any(n.endswith("/data.pkl") or n == "data.pkl" for n in z.namelist())
-        except (zipfile.BadZipFile, OSError, ValueError):
-            ok = False
-    if not ok:
-        raise ConfigError(f"{option}: {target} is not a detector checkpoint (not a torch checkpoint archive: "
-                          "damaged, or another kind of file)")
+    check_checkpoint(detector, option)
 
 
 def is_local_cluster(address: str | None) -> bool:

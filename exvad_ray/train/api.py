@@ -218,7 +218,12 @@ def _card_markdown(card: dict[str, Any]) -> str:
 
 def detector_config(req: TrainRequest, visual_dim: int) -> DetectorConfig:
     """The detector's shape from the data: embed_dim is the class-embedding (text) space; visual
-    features of another size get a learned input projection (visual_dim)."""
+    features of another size get a learned input projection (visual_dim). Called before Ray starts,
+    so it also checks the checkpoint a warm start reads (one line, not a worker's traceback)."""
+    if req.init_from:
+        from exvad_ray.checkpoints import check_checkpoint
+
+        check_checkpoint(req.init_from, "--init-from")
     emb = np.asarray(req.class_embeddings)
     if emb.ndim != 2 or emb.shape[0] != len(req.class_names):
         raise ExvadError(f"class embeddings {emb.shape} do not fit {len(req.class_names)} classes")

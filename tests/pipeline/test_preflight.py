@@ -86,3 +86,23 @@ def test_preflight_each_resource(tmp_path, tiny_dir, monkeypatch):
     preflight(profile="tiny", model_files=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert is_local_cluster(None) and is_local_cluster("local") and not is_local_cluster("ray://head:10001")
+
+
+@pytest.mark.parametrize("content", [None, b"not a checkpoint"])
+def test_training_warm_start_checkpoint_checked_before_ray(tmp_path, content):
+    """`exvad train --init-from`: the checkpoint is checked where the CLI builds the detector config,
+    before Ray starts (it was read first inside a Ray Train worker)."""
+    import numpy as np
+    import ray
+
+    from exvad_ray.train.api import DataSource, TrainRequest, detector_config
+
+    if content is not None:
+        (tmp_path / "parent").mkdir()
+        (tmp_path / "parent" / "model.pt").write_bytes(content)
+    req = TrainRequest(DataSource(), "unused", np.eye(3, 8, dtype=np.float32), ["Normal", "A", "B"],
+                       init_from=str(tmp_path / "parent"))
+    with pytest.raises(ConfigError, match="--init-from: " + ("no checkpoint at" if content is None else
+                                                              ".*is not a detector checkpoint")):
+        detector_config(req, 8)
+    assert not ray.is_initialized()
