@@ -5,14 +5,13 @@ also bytes only) are saved and loaded here the same way."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
 
 if TYPE_CHECKING:  # the detector imports torch (about 3 s); ids and URIs do not need it
     from exvad_ray.detector import ExVADDetector
-    from exvad_ray.normality import NormalityModel
 
 CHECKPOINT_FILE = "model.pt"
 
@@ -82,8 +81,16 @@ def save_detector(detector: ExVADDetector, uri: str) -> None:
 
 
 # ------------------------------------------------------------------ normality models (exvad_ray.normality)
+# Bytes only, like the detector's: `NormalityModel.from_bytes(read_normality(uri))`. checkpoints and
+# normality stand on the same floor (docs/ARCHITECTURE.md), so neither imports the other.
 
 NORMALITY_FILE = "normality.npz"
+
+
+class _Serialisable(Protocol):
+    card: dict[str, Any]
+
+    def to_bytes(self) -> bytes: ...
 
 
 def normality_uri(uri: str) -> str:
@@ -92,7 +99,7 @@ def normality_uri(uri: str) -> str:
     return uri if uri.endswith(".npz") else storage.join(uri, NORMALITY_FILE)
 
 
-def save_normality(model: NormalityModel, uri: str) -> str:
+def save_normality(model: _Serialisable, uri: str) -> str:
     """Write a `NormalityModel` and its card (model_card.json beside it); returns the model's URI."""
     import json
 
@@ -102,11 +109,9 @@ def save_normality(model: NormalityModel, uri: str) -> str:
     return target
 
 
-def load_normality(uri: str) -> NormalityModel:
-    """A `NormalityModel` from its .npz or the folder holding it, at any storage URI."""
-    from exvad_ray.normality import NormalityModel
-
+def read_normality(uri: str) -> bytes:
+    """The bytes of a normality model (its .npz or the folder holding it) at any storage URI."""
     target = normality_uri(uri)
     if not storage.exists(target):
         raise ExvadError(f"no normality model at {uri} (write one with `exvad normality fit`)")
-    return NormalityModel.from_bytes(storage.read_bytes(target))
+    return storage.read_bytes(target)

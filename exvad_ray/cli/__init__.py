@@ -23,7 +23,7 @@ COMMAND_MODULES = (
     "exvad_ray.cli.labels",
     "exvad_ray.cli.rescore",
     "exvad_ray.search.cli",
-    "exvad_ray.normality.cli",
+    "exvad_ray.cli.normality",
 )
 
 

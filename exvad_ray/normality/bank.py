@@ -248,12 +248,17 @@ def k_center(x: np.ndarray, size: int, first: Sequence[int] = (), rng: np.random
         return np.arange(n)
     rng = rng or np.random.default_rng(0)
     chosen = list(dict.fromkeys(int(i) for i in first))[:size]
+    x = np.ascontiguousarray(x, np.float32)
     sq = (x * x).sum(1)
     dist = np.full(n, np.inf, np.float32)
+    buf = np.empty(n, np.float32)
 
-    def update(i: int) -> None:
-        d = sq + sq[i] - 2.0 * (x @ x[i])
-        np.minimum(dist, np.maximum(d, 0), out=dist)
+    def update(i: int) -> None:  # squared distances to row i, in place (this loop is the cost)
+        np.dot(x, x[i], out=buf)
+        np.multiply(buf, -2.0, out=buf)
+        np.add(buf, sq, out=buf)
+        np.add(buf, sq[i], out=buf)
+        np.minimum(dist, buf, out=dist)
 
     if not chosen:
         chosen = [int(rng.integers(n))]

@@ -5,7 +5,7 @@ does: p = the fraction of normal footage that is less unusual (0.99 = more unusu
 this camera normally shows). The map is fitted on leave-one-video-out scores of the bank's own normal
 footage (a video never matches itself), stored as quantiles and applied with `np.interp`. Above the
 most unusual normal snippet the map continues as an exponential tail fitted to the top 10 % (peaks
-over threshold with shape 0), so it stays strictly increasing: the ranking of footage beyond anything
+over threshold with shape 0), so it stays strictly increasing (up to float precision, far out): the ranking of footage beyond anything
 normal is kept instead of every such snippet tying at 1.
 
 Decision thresholds come from a target rate of false alarms (segments flagged per hour of normal
@@ -36,7 +36,7 @@ SINGLE_SNIPPET_RARITY = 10.0  # a lone snippet flags when its exceedance is 10x 
 
 @dataclasses.dataclass(frozen=True)
 class PercentileMap:
-    """Monotone map raw -> percentile in [0, 1): `values` are raw quantiles at `levels`."""
+    """Monotone map raw -> percentile in [0, 1]: `values` are raw quantiles at `levels`."""
 
     values: np.ndarray
     levels: np.ndarray
@@ -57,18 +57,23 @@ class PercentileMap:
         top = x[x > np.quantile(x, TAIL_FROM)]
         excess = float(np.mean(top - np.quantile(x, TAIL_FROM))) if len(top) else 0.0
         spread = float(x[-1] - x[0])
-        scale = max(excess, 1e-3 * spread, 1e-6)
+        scale = max(excess, 1e-3 * spread, 1e-3 * abs(float(x[-1])), 1e-9)
         return cls(values, levels, n, scale)
 
     def __call__(self, raw: np.ndarray | float) -> np.ndarray:
+        return -np.expm1(-self.surprise(raw))
+
+    def surprise(self, raw: np.ndarray | float) -> np.ndarray:
+        """-log(1 - percentile): the same order, without the float saturation near 1 (linear in raw
+        in the exponential tail), so that combining and recalibrating keeps the extreme ranks."""
         x = np.asarray(raw, np.float64)
         p = np.interp(x, self.values, self.levels)
+        s = -np.log1p(-p)
         top, top_level = self.values[-1], self.levels[-1]
         above = x > top
         if np.any(above):
-            tail = 1.0 - (1.0 - top_level) * np.exp(-(x - top) / self.tail_scale)
-            p = np.where(above, tail, p)
-        return p
+            s = np.where(above, -np.log1p(-top_level) + (x - top) / self.tail_scale, s)
+        return s
 
     def to_dict(self) -> dict:
         return {"values": self.values.tolist(), "levels": self.levels.tolist(), "n": self.n,

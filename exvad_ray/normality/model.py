@@ -2,8 +2,8 @@
 
 `score(vectors, video_id, camera)` is what scoring calls per video: each half's k-NN distance to the
 bank of the video's camera (the global bank for a camera without one, or an unknown camera), each
-made a percentile of that bank's normal footage, combined (weighted mean of the halves' percentiles)
-and calibrated again, so the result is one percentile per snippet in [0, 1); with it come which half
+made a percentile of that bank's normal footage, combined (`combine`: the larger of the halves'
+percentiles by default) and calibrated again, so the result is one percentile per snippet in [0, 1]; with it come which half
 is more unusual and the nearest normal moment (evidence). The video's own bank entries are left out
 (leave-one-video-out), except snippets pinned by a false-alarm verdict: without labels the bank is
 drawn from the whole archive, and an anomaly must not be found normal because it matches itself.
@@ -49,20 +49,34 @@ class BankCalibration:
                    Threshold.from_dict(d["threshold"]))
 
 
-def combine(half_percentiles: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+COMBINE_RULES = ("max", "mean")
+
+
+def combine(half_surprises: np.ndarray, weights: Sequence[float], rule: str = "max") -> np.ndarray:
+    """One value per snippet from its halves' surprises (-log(1 - percentile)): "max" (unusual in
+    either half: an event unusual in motion alone is not diluted by an ordinary appearance) or "mean"
+    (weighted mean). Halves of weight 0 are left out. The result is calibrated again
+    (`BankCalibration.combined`)."""
+    p = np.asarray(half_surprises, np.float64)
     w = np.asarray(weights, np.float64)
-    return np.asarray(half_percentiles, np.float64) @ (w / w.sum())
+    if rule == "max":
+        return p[:, w > 0].max(1) if len(p) else np.zeros(0)
+    if rule == "mean":
+        return p @ (w / w.sum())
+    raise ExvadError(f"unknown rule for combining the halves {rule!r}; known: {', '.join(COMBINE_RULES)}")
 
 
 def calibrate_bank(raw_series: Sequence[np.ndarray], seconds: Sequence[float], weights: Sequence[float],
-                   per_hour: float = 1.0, base: LocalizationConfig = LocalizationConfig()) -> BankCalibration:
+                   per_hour: float = 1.0, base: LocalizationConfig = LocalizationConfig(),
+                   rule: str = "max") -> BankCalibration:
     """Calibration of one bank from leave-one-video-out raw scores (n_i, H) of its normal videos."""
     pairs = [(np.asarray(r, np.float64), float(t)) for r, t in zip(raw_series, seconds) if len(r)]
     if not pairs:
         raise ExvadError("calibration needs normal footage scored against the bank; none was given")
     allraw = np.concatenate([r for r, _ in pairs])
     halves = tuple(PercentileMap.fit(allraw[:, h]) for h in range(allraw.shape[1]))
-    comb = [combine(np.stack([m(r[:, h]) for h, m in enumerate(halves)], 1), weights) for r, _ in pairs]
+    comb = [combine(np.stack([m.surprise(r[:, h]) for h, m in enumerate(halves)], 1), weights, rule)
+            for r, _ in pairs]
     cmap = PercentileMap.fit(np.concatenate(comb))
     thr = fit_threshold([cmap(c) for c in comb], [t for _, t in pairs], per_hour, base)
     return BankCalibration(halves, cmap, thr)
@@ -84,6 +98,7 @@ class NormalityScores:
     similarity: np.ndarray
     bank: str
     threshold: Threshold
+    surprise: np.ndarray  # -log(1 - percentile): the same order, unsaturated (for ranking far beyond normal)
 
     @property
     def unusual_half(self) -> list[str]:
@@ -110,6 +125,7 @@ class NormalityModel:
     calibrations: dict[str, BankCalibration]
     half_weights: tuple[float, ...]
     card: dict = dataclasses.field(default_factory=dict)
+    rule: str = "max"  # how the halves' percentiles combine (`combine`)
 
     def bank_for(self, camera: str | None) -> str:
         """The camera's own bank when it has one, else the global bank."""
@@ -127,13 +143,14 @@ class NormalityModel:
         if name not in self.calibrations:
             raise ExvadError(f"bank {name} is not calibrated")
         cal, bank = self.calibrations[name], self.banks[name]
-        halves = np.stack([m(raw[:, h]) for h, m in enumerate(cal.halves)], 1) if len(raw) else \
+        surprise = np.stack([m.surprise(raw[:, h]) for h, m in enumerate(cal.halves)], 1) if len(raw) else \
             np.zeros((0, len(cal.halves)))
-        pct = cal.combined(combine(halves, self.half_weights)) if len(raw) else np.zeros(0)
+        combined = cal.combined.surprise(combine(surprise, self.half_weights, self.rule)) if len(raw) else np.zeros(0)
+        halves, pct = -np.expm1(-surprise), -np.expm1(-combined)
         vids = [bank.videos[int(v)] for v in bank.video[nearest]]
         cams = [bank.cameras[int(c)] for c in bank.camera[nearest]]
         return NormalityScores(pct, halves, self.layout.names, raw, vids, bank.snippet[nearest].copy(),
-                               bank.start_s[nearest].copy(), cams, sim, name, cal.threshold)
+                               bank.start_s[nearest].copy(), cams, sim, name, cal.threshold, combined)
 
     # ------------------------------------------------------------------ serialisation
 
@@ -148,7 +165,7 @@ class NormalityModel:
             banks_meta.append({"name": name, "videos": b.videos, "cameras": b.cameras, "k": b.k,
                                "sources": b.sources})
         doc = {"format": FORMAT, "layout": self.layout.to_dict(), "half_weights": list(self.half_weights),
-               "banks": banks_meta, "calibrations": {k: v.to_dict() for k, v in self.calibrations.items()},
+               "rule": self.rule, "banks": banks_meta, "calibrations": {k: v.to_dict() for k, v in self.calibrations.items()},
                "card": self.card}
         arrays["meta_json"] = np.frombuffer(json.dumps(doc).encode(), np.uint8)
         buf = io.BytesIO()
@@ -171,4 +188,4 @@ class NormalityModel:
             banks[m["name"]] = Bank(layout, a["vectors"], a["video"], a["snippet"], a["start_s"], a["camera"],
                                     a["pinned"], list(m["videos"]), list(m["cameras"]), int(m["k"]), m.get("sources", {}))
         cals = {k: BankCalibration.from_dict(v) for k, v in doc["calibrations"].items()}
-        return cls(layout, banks, cals, tuple(doc["half_weights"]), doc.get("card", {}))
+        return cls(layout, banks, cals, tuple(doc["half_weights"]), doc.get("card", {}), doc.get("rule", "max"))

@@ -50,6 +50,7 @@ from exvad_ray.index.schemas import renamed_columns
 from exvad_ray.index.store import PART_RE, compacted_ids
 from exvad_ray.normality import GLOBAL, BankBuilder, NormalityModel, calibrate_bank, detect_layout
 from exvad_ray.normality.halves import Layout
+from exvad_ray.normality.model import COMBINE_RULES
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class NormalityFitConfig:
     trim: float = 0.01  # only without labels
     min_camera_snippets: int = 2000
     half_weights: tuple[float, ...] | None = None  # default: equal
+    combine: str = "max"  # how the halves' percentiles combine (normality.model.combine)
     calibration_snippets: int = 200_000  # calibration footage beyond this is sampled by video
     seed: int = 0
     address: str | None = "local"
@@ -192,6 +194,8 @@ def plan_fit(cfg: NormalityFitConfig) -> FitPlan:
     if cfg.k < 1 or cfg.bank_size < 1 or cfg.cap < cfg.bank_size:
         raise ExvadError(f"need k >= 1 and 1 <= bank size <= candidate cap (k {cfg.k}, bank {cfg.bank_size}, "
                          f"cap {cfg.cap})")
+    if cfg.combine not in COMBINE_RULES:
+        raise ExvadError(f"--combine must be one of {', '.join(COMBINE_RULES)}, not {cfg.combine!r}")
     if not 0 <= cfg.trim < 0.5:
         raise ExvadError(f"--trim must be in [0, 0.5), got {cfg.trim}")
     index = storage.normalize(cfg.index)
@@ -289,6 +293,13 @@ def plan_fit(cfg: NormalityFitConfig) -> FitPlan:
 
 
 # ----------------------------------------------------------------------------------- the job
+
+
+def load_normality(uri: str) -> NormalityModel:
+    """A saved model (its .npz or the folder `exvad normality fit --out` wrote) at any storage URI."""
+    from exvad_ray.checkpoints import read_normality
+
+    return NormalityModel.from_bytes(read_normality(uri))
 
 
 def _init_ray(address: str | None) -> bool:
@@ -443,7 +454,7 @@ def fit_normality(cfg: NormalityFitConfig, echo: Callable[[str], None] = print,
         weights = tuple(cfg.half_weights or (1.0,) * len(plan.layout.names))
         if len(weights) != len(plan.layout.names):
             raise ExvadError(f"--half-weights needs {len(plan.layout.names)} values ({', '.join(plan.layout.names)})")
-        raw_model = NormalityModel(plan.layout, banks, {}, weights)
+        raw_model = NormalityModel(plan.layout, banks, {}, weights, rule=cfg.combine)
         wanted = _calibration_sample(plan)
         ref = ray.put(raw_model.to_bytes())
         series: dict[str, list[tuple[np.ndarray, float]]] = {b: [] for b in banks}
@@ -462,8 +473,8 @@ def fit_normality(cfg: NormalityFitConfig, echo: Callable[[str], None] = print,
     for b, s in series.items():
         if len(s) < 2:
             raise ExvadError(f"bank {b}: calibration needs at least 2 normal videos, got {len(s)}")
-        calibrations[b] = calibrate_bank([r for r, _ in s], [t for _, t in s], weights, cfg.per_hour)
-    model = NormalityModel(plan.layout, banks, calibrations, weights)
+        calibrations[b] = calibrate_bank([r for r, _ in s], [t for _, t in s], weights, cfg.per_hour, rule=cfg.combine)
+    model = NormalityModel(plan.layout, banks, calibrations, weights, rule=cfg.combine)
     model.card = model_card(plan, model, time.time() - t0)
     save_normality(model, cfg.out)
     echo(f"normality model written to {cfg.out} ({time.time() - t0:.0f} s); global threshold: percentile "
@@ -492,7 +503,7 @@ def model_card(plan: FitPlan, model: NormalityModel, fit_s: float) -> dict[str, 
                     "banks": list(model.banks), "min_camera_snippets": cfg.min_camera_snippets},
         "sizes": {b: bk.sources for b, bk in model.banks.items()},
         "settings": {"k": cfg.k, "bank_size": cfg.bank_size, "cap": cfg.cap, "trim": cfg.trim if not cfg.labels else 0.0,
-                     "half_weights": list(model.half_weights), "false_alarms_per_hour": cfg.per_hour,
+                     "half_weights": list(model.half_weights), "combine": model.rule, "false_alarms_per_hour": cfg.per_hour,
                      "calibration_snippets": cfg.calibration_snippets, "seed": cfg.seed},
         "calibration": {b: c.threshold.to_dict() for b, c in model.calibrations.items()},
     }

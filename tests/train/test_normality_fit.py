@@ -121,7 +121,7 @@ def test_bad_input_is_one_line_and_exit_2_before_ray_starts(case, archive, tmp_p
 
 
 def _fit(index: str, labels: str | None, out: str, **kw):
-    from exvad_ray.checkpoints import load_normality
+    from exvad_ray.train.normality import load_normality
     from exvad_ray.train.normality import NormalityFitConfig, fit_normality
 
     cfg = NormalityFitConfig(index=index, out=out, labels=labels, address=None, min_camera_snippets=200, **kw)

@@ -1,7 +1,7 @@
 """`exvad normality fit`: build the label-free normality model of an index (docs/NORMALITY.md).
 
-The command face of `exvad_ray.normality` (the only module of the package that imports others):
-arguments -> `exvad_ray.train.normality.NormalityFitConfig`, every input checked before Ray starts.
+Arguments -> `exvad_ray.train.normality.NormalityFitConfig`; every input is checked (`plan_fit`)
+before Ray starts.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def _fit(args: argparse.Namespace) -> int:
         calibrate_splits=tuple(s for s in args.calibrate_on.split(",") if s), camera_pattern=args.camera_pattern,
         cameras=tuple(args.camera or ()), per_hour=args.false_alarms_per_hour, k=args.k, bank_size=args.bank_size,
         cap=args.cap, trim=args.trim, min_camera_snippets=args.min_camera_snippets, half_weights=weights,
+        combine=args.combine,
         seed=args.seed, address=args.address)
     plan = plan_fit(cfg)  # one-line errors before Ray starts
 
@@ -77,6 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--min-camera-snippets", type=int, default=2000,
                    help="footage a camera needs for its own bank (else the global bank)")
     f.add_argument("--half-weights", default=None, help="weights of the halves' percentiles, e.g. 1,1 (default equal)")
+    f.add_argument("--combine", choices=("max", "mean"), default="max",
+                   help="how the halves' percentiles combine: max (unusual in either half) or their weighted mean")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--address", default="local",
                    help="Ray address ('local': start a local Ray; 'auto': join a running cluster)")
