@@ -121,7 +121,7 @@ def timed(fn: Any, reps: int) -> tuple[float, float]:
 
 
 def full_scan(ix: Any, select: str, where: str, params: list[Any], order: str, pre: list[Any]) -> Any:
-    from exvad_ray.search.engine import run_sql
+    from exvad_ray.search.sql import run_sql
 
     glob = os.path.join(ix.uri, "segments", "**", "*.parquet")
     sql = (f"SELECT {select} FROM read_parquet(?, hive_partitioning = true, hive_types = {{'class': 'VARCHAR', "

@@ -22,7 +22,7 @@ COMMAND_MODULES = (
     "exvad_ray.cli.evaluate",
     "exvad_ray.cli.labels",
     "exvad_ray.cli.rescore",
-    "exvad_ray.search.cli",
+    "exvad_ray.cli.search",
     "exvad_ray.cli.normality",
 )
 

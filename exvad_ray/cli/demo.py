@@ -124,7 +124,7 @@ def _process(step: Step, archive: str, index: str, detector: str | None) -> dict
                         progress_interval_s=2.0, address="local")
     check_locations(cfg)
     summary = run_process(cfg, echo=echo)
-    from exvad_ray.search.vectors import refresh_after_run  # committed: a failure here is a warning only
+    from exvad_ray.search.refresh import refresh_after_run  # committed: a failure here is a warning only
 
     summary["search_sidecar"] = refresh_after_run(index, echo)
     if step.total:  # the job reports every 2 s; at its end every video is indexed or recorded as an error

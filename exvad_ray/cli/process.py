@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from exvad_ray import storage
+
+if TYPE_CHECKING:
+    from exvad_ray.pipeline.job import ProcessConfig
 
 # Heavy modules (torch, ray) are imported inside the commands so that `exvad --help` and light
 # commands start fast.
@@ -56,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_compact)
 
 
-def process_config_from_args(args: argparse.Namespace) -> "ProcessConfig":  # noqa: F821
+def process_config_from_args(args: argparse.Namespace) -> ProcessConfig:
     from exvad_ray.detector.localize import LocalizationConfig
     from exvad_ray.pipeline.job import ProcessConfig
     from exvad_ray.index.partitions import DEFAULT_DATE_PATTERN
@@ -79,19 +84,26 @@ def process_config_from_args(args: argparse.Namespace) -> "ProcessConfig":  # no
 
 
 def _process(args: argparse.Namespace) -> int:
-    from exvad_ray.pipeline.job import check_locations, format_summary, run_process
+    from exvad_ray.pipeline.job import check_locations, format_summary
 
     cfg = process_config_from_args(args)
     check_locations(cfg)
     from exvad_ray.models.hub import check_gated_access  # token for gated models, before any work
 
     check_gated_access(cfg.profile, explainer=cfg.explainer != "none")
-    summary = run_process(cfg)
-    from exvad_ray.search.vectors import refresh_after_run  # committed: a failure here is a warning only
-
-    summary["search_sidecar"] = refresh_after_run(cfg.index, print)
+    summary = process_and_refresh(cfg)
     print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
     return 0
+
+
+def process_and_refresh(cfg: ProcessConfig, echo: Callable[[str], Any] = print) -> dict[str, Any]:
+    """The archive job, then (committed: a failure there is only a warning) the search sidecar."""
+    from exvad_ray.pipeline.job import run_process
+    from exvad_ray.search.refresh import refresh_after_run
+
+    summary = run_process(cfg, echo=echo)
+    summary["search_sidecar"] = refresh_after_run(cfg.index, echo)
+    return summary
 
 
 def _compact(args: argparse.Namespace) -> int:

@@ -56,7 +56,7 @@ def _rescore(args: argparse.Namespace) -> int:
                         set_current=not args.no_current, actors=args.actors,
                         address=args.address or os.environ.get("RAY_ADDRESS"))
     summary = run_rescore(cfg)
-    from exvad_ray.search.vectors import refresh_after_run  # committed: a failure here is a warning only
+    from exvad_ray.search.refresh import refresh_after_run  # committed: a failure here is a warning only
 
     summary["search_sidecar"] = refresh_after_run(cfg.index, print, scoring=summary["scoring_id"])
     print(json.dumps(summary, indent=1) if args.json else format_summary(summary))

@@ -10,7 +10,6 @@ from typing import Any
 
 from exvad_ray import storage
 from exvad_ray.cli.args import add_class_arguments, add_data_arguments, class_source, data_source
-from exvad_ray.errors import ExvadError
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc

@@ -34,9 +34,9 @@ import pyarrow as pa
 
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
+from exvad_ray.search.sql import run_sql
 
 PARTS = ("class", "date", "camera")
-HIVE_TYPES = {"class": "VARCHAR", "date": "VARCHAR", "camera": "VARCHAR"}
 #: columns a result has (besides `similarity` when ranked by similarity, `thumbnail_jpeg` on request)
 RESULT_COLUMNS = ("segment_id", "video_id", "uri", "label", "score", "class_score", "start_s", "end_s",
                   "peak_s", "start_at", "end_at", "explanation", "camera", "date")
@@ -86,15 +86,6 @@ def parse_time(value: str | dt.datetime | dt.date | None, name: str = "time") ->
     except ValueError:
         raise SearchError(f"malformed {name} {text!r}: use ISO 8601, e.g. 2026-11-24 or 2026-11-24T22:00:00") from None
     return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
-
-
-def run_sql(con: Any, sql: str, params: list[Any]) -> pa.Table:
-    """Run a parameterised statement, result as Arrow (DuckDB 2.x `to_arrow_table`, 1.x `arrow`)."""
-    rel = con.sql(sql, params=params)
-    if hasattr(rel, "to_arrow_table"):
-        return rel.to_arrow_table()
-    out = rel.arrow()
-    return out.read_all() if hasattr(out, "read_all") else out
 
 
 def _part_id(path: str) -> str | None:

@@ -38,14 +38,14 @@ import json
 import logging
 import os
 import tempfile
-import time
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from exvad_ray import storage
+from exvad_ray.search.sql import HIVE_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def sidecar_dir(index_uri: str) -> str:
     return storage.join(storage.normalize(index_uri).rstrip("/"), SIDECAR_DIR)
 
 
-def _local_root(ix: Any) -> str:
+def local_root(ix: Any) -> str:
     """Local folder of `ix`'s sidecar (per scoring); remote indexes keep it in a local cache folder."""
     sub = "" if ix.scoring == "process" else f"scoring-{ix.scoring}"
     if not storage.is_remote(ix.uri):
@@ -116,8 +116,6 @@ def _wipe(root: str) -> None:
 
 def _batches(ix: Any, files: list[str], cols: str) -> Any:
     """The new files' rows as Arrow record batches (streamed: memory stays bounded at any size)."""
-    from exvad_ray.search.engine import HIVE_TYPES
-
     hive = ", ".join(f"'{k}': '{v}'" for k, v in HIVE_TYPES.items())
     sql = f"SELECT {cols} FROM read_parquet(?, hive_partitioning = true, hive_types = {{{hive}}})"
     rel = ix.con.sql(sql, params=[files])  # superseded videos stay in: the query mask hides them
@@ -135,7 +133,7 @@ def _batches(ix: Any, files: list[str], cols: str) -> Any:
 def update_sidecar(ix: Any, local_dir: str | None = None) -> dict[str, Any]:
     """Bring the sidecar of `ix` (a SegmentIndex) up to date; returns its state. Remote indexes keep
     the sidecar in `local_dir` (a cache folder; default beside the temp dir)."""
-    root = local_dir or _local_root(ix)
+    root = local_dir or local_root(ix)
     os.makedirs(root, exist_ok=True)
     state_path = os.path.join(root, "state.json")
     state = json.load(open(state_path)) if os.path.exists(state_path) else _empty_state()
@@ -230,40 +228,6 @@ def _update_ivf(root: str, name: str, state: dict[str, Any], first_new: int) -> 
             index.add_with_ids(block, np.arange(offsets[i] + s, offsets[i] + s + len(block), dtype=np.int64))
     faiss.write_index(index, path + ".tmp")
     os.replace(path + ".tmp", path)
-
-
-def refresh_after_run(index: str, echo: Callable[[str], Any] = print, scoring: str = "process") -> dict[str, Any] | None:
-    """Called once a run's data is committed (the archive job: scoring "process"; `exvad rescore`: its
-    scoring id): bring that scoring's sidecar up to date (only the new files are read). Creates one
-    only for a local index of AUTO_BUILD_MIN segments or more. Never raises: a failure is a warning
-    (the run's data is already safe; `exvad search --update-vectors` retries) and returns None."""
-    try:
-        from exvad_ray.search.engine import SegmentIndex, run_sql
-
-        if storage.is_remote(index):
-            return None  # a remote index's sidecar is a cache on the machine that searches it
-        ix = SegmentIndex(index, scoring=scoring)
-        root = _local_root(ix)
-        if not os.path.exists(os.path.join(root, "state.json")):
-            files = [f for f, _ in ix.files] if ix._list(ix._segments_table()) else []
-            if not files:
-                return None
-            n = run_sql(ix.con, "SELECT coalesce(sum(num_rows), 0) AS n FROM parquet_file_metadata(?)", [files])
-            if int(n.column("n")[0].as_py()) < AUTO_BUILD_MIN:
-                return None
-        t0 = time.time()
-        before = json.load(open(os.path.join(root, "state.json"))).get("rows", 0) \
-            if os.path.exists(os.path.join(root, "state.json")) else 0
-        state = update_sidecar(ix)
-        out = {"rows": state["rows"], "chunks": state["chunks"], "seconds": round(time.time() - t0, 2), "root": root}
-        echo(f"[exvad] search sidecar ({scoring}): {state['rows']} segments ({state['rows'] - before:+d}) "
-             f"in {out['seconds']:.1f} s")
-        return out
-    except Exception as exc:  # noqa: BLE001 - the run's data is committed; the sidecar is a derived cache
-        log.warning("search sidecar not updated for %s: %s", index, exc)
-        echo(f"[exvad] warning: the search sidecar of {index} was not updated ({type(exc).__name__}: {exc}); "
-             "the run's data is safe; `exvad search --index ... --update-vectors` retries")
-        return None
 
 
 class Sidecar:
@@ -427,7 +391,7 @@ def _in(coded: tuple[np.ndarray, np.ndarray], wanted: list[str]) -> np.ndarray:
 
 def load_sidecar(ix: Any) -> Sidecar | None:
     """The index's sidecar if it exists and covers exactly the current segment files, else None."""
-    root = _local_root(ix)
+    root = local_root(ix)
     state_path = os.path.join(root, "state.json")
     if not os.path.exists(state_path):
         return None

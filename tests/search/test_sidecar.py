@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from exvad_ray.search import vectors
+from exvad_ray.search import refresh, vectors
 from exvad_ray.search.engine import SegmentIndex
 
 pytestmark = pytest.mark.slow
@@ -54,21 +54,23 @@ def test_update_reads_only_new_files_and_refits_when_doubled(index_copy, tmp_pat
 def test_refresh_after_run_thresholds_and_failures(index_copy, monkeypatch):
     root = os.path.join(index_copy, "search")
     out = []
-    assert vectors.refresh_after_run(index_copy, out.append) is None  # a small index: no sidecar made
+    assert refresh.refresh_after_run(index_copy, out.append) is None  # a small index: no sidecar made
     assert not os.path.exists(os.path.join(root, "state.json")) and out == []
     monkeypatch.setattr(vectors, "AUTO_BUILD_MIN", 1)
-    made = vectors.refresh_after_run(index_copy, out.append)
+    made = refresh.refresh_after_run(index_copy, out.append)
     assert made and made["rows"] > 0 and "search sidecar" in out[-1]
     with open(os.path.join(root, "state.json"), "w") as f:
         f.write("{not json")  # a damaged sidecar: the refresh warns, never raises
-    assert vectors.refresh_after_run(index_copy, out.append) is None
+    assert refresh.refresh_after_run(index_copy, out.append) is None
     assert out[-1].startswith("[exvad] warning: the search sidecar") and "--update-vectors" in out[-1]
-    assert vectors.refresh_after_run(str(os.path.join(index_copy, "nothing-here")), out.append) is None
+    assert refresh.refresh_after_run(str(os.path.join(index_copy, "nothing-here")), out.append) is None
 
 
 def test_archive_job_refreshes_an_existing_sidecar(built_index, index_copy, tmp_path):
-    """A run (here: a rerun with nothing new) brings a stale sidecar up to date by itself."""
-    from archive import build_index
+    """`exvad process` (here: a rerun with nothing new) brings a stale sidecar up to date by itself."""
+    from archive import index_config
+
+    from exvad_ray.cli.process import process_and_refresh
 
     ix = SegmentIndex(index_copy)
     files = [f for f, _ in ix.files]
@@ -77,7 +79,7 @@ def test_archive_job_refreshes_an_existing_sidecar(built_index, index_copy, tmp_
     SegmentIndex(index_copy).update_vectors()
     shutil.move(tmp_path / "held.parquet", f)
     assert vectors.load_sidecar(SegmentIndex(index_copy)) is None  # stale
-    summary = build_index(built_index["archive"], index_copy)
+    summary = process_and_refresh(index_config(built_index["archive"], index_copy), echo=lambda *a, **k: None)
     assert summary["search_sidecar"]["rows"] == len(SegmentIndex(index_copy, use_sidecar=False).search(limit=1000))
     state = json.load(open(os.path.join(index_copy, "search", "state.json")))
     assert set(state["files"]) == set(files) and state["chunks"] == 2
