@@ -1,0 +1,779 @@
+"""The index at archive scale, metadata only (issue 23): today's layout at 1e4 to 1e6 videos.
+
+What a rerun, a rescore's planning, a search and a compaction cost in the driver when the index
+already holds N videos, without decoding anything or running a model: the index is synthetic rows
+in the real schemas (``schemas/*.json``, tiny or null embeddings), written in bulk in exactly the
+file layout `exvad_ray.index.store.write_video_tables` produces (one Parquet file per video per
+table, ``<table>/<k>=<v>/.../part-<video_id>.parquet``, the schema version in the file metadata, a
+run manifest). `--check` writes a handful of videos with the real writer and with the bulk writer
+and compares the file names and `read_table` of every table.
+
+Every measurement runs in its own child process (`measure` sub-command) so that its peak RSS
+(the child's own VmHWM) is that of one driver doing one thing; the figure includes the interpreter and the
+imports (the `baseline` row). Requests: on the local S3 server they are counted by the server
+(SeaweedFS's Prometheus counter ``SeaweedFS_s3_request_total``, by type); on local disk a second
+run of the same child under ``strace -f`` counts the file-system calls (openat, stat family,
+getdents64...) made between two marker calls around the operation.
+
+Measured operations (today's code, unchanged):
+  plan           `pipeline.worklist.plan_work` over an unchanged archive (the rerun's planning)
+  plan_replaced  the same after 1% of the archive's objects were replaced (new content, same
+                 URI); the archive and the index are put back afterwards (tombstones deleted)
+  rescore_plan   `pipeline.rescore.plan_work` for a new scoring
+  search         a fresh `SegmentIndex(...).search(classes=["Fighting"])` (no sidecar)
+  compact        `index.compact` (per-video files merged per partition; mutates the index)
+  plan_compacted the rerun's planning again, on the compacted index
+
+`--layout delta` is the slot for the Delta Lake tables (issue 23): the same measurements, another
+`Layout` subclass; not built yet.
+
+    python bench/scale.py run --sizes 1e4,1e5 --backend local      # builds under --root, measures
+    python bench/scale.py run --sizes 1e4 --backend s3               # on a local SeaweedFS
+    python bench/scale.py report                                     # RESULTS.md + results.json
+    python bench/scale.py check                                      # bulk layout == real writer
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from types import SimpleNamespace
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+RAW = os.path.join(HERE, "scale_raw.json")  # every measurement, appended by `run`; `report` reads it
+CLASSES = ("Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting", "RoadAccidents",
+           "Robbery", "Shooting", "Shoplifting", "Stealing", "Vandalism")
+VIDEOS_PER_PARTITION = 100  # videos per (date, camera) folder of the archive
+SNIPPETS_PER_VIDEO = 4
+WINDOWS_PER_VIDEO = 2
+DIM = 4  # tiny embeddings: metadata only
+FAILED_EVERY = 100  # 1% of the videos failed (an errors row, nothing else)
+SEGMENT_EVERY = 20  # 5% of the videos have one flagged segment
+REPLACED_EVERY = 100  # the 1% replaced for plan_replaced (never a failed one)
+PROCESSING_DATE = "2026-12-06"
+RUN_ID = "bench0000scale"
+OPS = ("plan", "plan_replaced", "rescore_plan", "search", "compact", "plan_compacted")
+FS_CALLS = ("openat", "open", "newfstatat", "statx", "stat", "lstat", "getdents64", "rename", "unlink", "mkdir")
+MARK_BEGIN, MARK_END = "/tmp/.exvad-scale-op-begin", "/tmp/.exvad-scale-op-end"
+
+# placeholders of the bulk writer: same length as the values they stand for
+PH_VID = "Q" * 36
+
+
+def _n(text: str) -> int:
+    return int(float(text))
+
+
+def _label(n: int) -> str:
+    return f"1e{round(math.log10(n))}" if n >= 10 and 10 ** round(math.log10(n)) == n else str(n)
+
+
+# ------------------------------------------------------------------------------------- the data
+
+
+class Archive:
+    """The synthetic archive: N empty objects ``cam-CCC/YYYY-MM-DD/vKKKKKKK.mp4`` (fixed length)."""
+
+    def __init__(self, uri: str, n: int):
+        self.uri = uri.rstrip("/")
+        self.n = n
+        parts = max(1, n // VIDEOS_PER_PARTITION)
+        self.cameras = max(1, round(math.sqrt(parts)))
+        self.days = math.ceil(parts / self.cameras)
+
+    def key(self, k: int) -> tuple[str, str, str]:
+        """(relative path, date, camera) of video k."""
+        part = k // VIDEOS_PER_PARTITION
+        cam, day = part % self.cameras, part // self.cameras
+        date = (dt.date(2024, 1, 1) + dt.timedelta(days=day)).isoformat()
+        camera = f"cam-{cam:03d}"
+        return f"{camera}/{date}/v{k:07d}.mp4", date, camera
+
+    def object_uri(self, k: int) -> str:
+        return f"{self.uri}/{self.key(k)[0]}"
+
+
+def video_tables(k: int, vid: str, uri: str, date: str, camera: str) -> dict[str, Any]:
+    """One video's rows, as the archive job hands them to `write_video_tables`: {table: (values, cols)}
+    (segments: a list of them). A failed video has an errors row only."""
+    now = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.timezone.utc)
+    name = uri.rsplit("/", 1)[-1][:-4]
+    part = {"date": date, "camera": camera}
+    if k % FAILED_EVERY == 37:
+        return {"errors": ({"date": date}, {
+            "video_id": [vid], "uri": [uri], "size_bytes": [0], "stage": ["decode"], "error_type": ["DecodeError"],
+            "reason": ["truncated"], "message": ["the file ends before its first frame"], "detail": ["moov atom not found"],
+            "run_id": [RUN_ID], "processed_at": [now]})}
+    label = CLASSES[k % len(CLASSES)] if k % SEGMENT_EVERY == 3 else None
+    vec = [0.5] * DIM
+    n_s, n_w = SNIPPETS_PER_VIDEO, WINDOWS_PER_VIDEO
+    snippets = {
+        "video_id": [vid] * n_s, "uri": [uri] * n_s, "window_index": [i * n_w // n_s for i in range(n_s)],
+        "snippet_index": list(range(n_s)), "start_s": [i * 0.64 for i in range(n_s)],
+        "end_s": [(i + 1) * 0.64 for i in range(n_s)], "frame_index": [i * 16 for i in range(n_s)],
+        "anomaly_score": [0.9 if label else 0.1] * n_s, "class_probs": [None] * n_s,
+        "visual_embedding": [None] * n_s, "thumbnail_jpeg": [None] * n_s}
+    captions = {
+        "video_id": [vid] * n_w, "window_index": list(range(n_w)), "time_s": [w * 1.28 for w in range(n_w)],
+        "caption": ["a street at night"] * n_w, "clean_caption": ["a street at night"] * n_w,
+        "caption_model": ["imagenet-tags"] * n_w, "window_explanation": ["people walk past"] * n_w,
+        "explanation_model": ["none"] * n_w}
+    videos = {
+        "video_id": [vid], "uri": [uri], "name": [name], "size_bytes": [0], "etag": [None], "status": ["ok"],
+        "duration_s": [n_s * 0.64], "timing": ["constant"], "fps": [25.0], "n_frames": [n_s * 16], "width": [320],
+        "height": [240], "codec": ["h264"], "n_snippets": [n_s], "n_windows": [n_w],
+        "video_score": [0.9 if label else 0.1], "video_class": [label or "Normal"],
+        "class_names": [["Normal", *CLASSES]], "class_scores": [[0.5] * (1 + len(CLASSES))],
+        "n_segments": [1 if label else 0], "explanation": ["people walk past"], "explanation_embedding": [vec],
+        "window_explanation_embeddings": [[vec] * n_w], "visual_model": ["efficientnet-lite0"],
+        "caption_model": ["imagenet-tags"], "explanation_model": ["none"], "detector": ["zero-shot:ucf"],
+        "label_set": ["ucf"], "recorded_at": [dt.datetime.fromisoformat(date).replace(tzinfo=dt.timezone.utc)],
+        "recorded_at_source": ["path-date"], "run_id": [RUN_ID], "processed_at": [now]}
+    out: dict[str, Any] = {"snippets": (part, snippets), "captions": (part, captions), "videos": (part, videos)}
+    if label:
+        out["segments"] = [({"class": label, **part}, {
+            "segment_id": [f"{vid}:0"], "video_id": [vid], "uri": [uri], "label": [label], "score": [0.9],
+            "class_score": [0.8], "start_s": [0.0], "end_s": [n_s * 0.64], "first_snippet": [0],
+            "last_snippet": [n_s - 1], "peak_s": [0.32], "start_at": [videos["recorded_at"][0]],
+            "end_at": [videos["recorded_at"][0] + dt.timedelta(seconds=n_s * 0.64)],
+            "explanation": ["people walk past"], "thumbnail_jpeg": [None], "visual_embedding": [vec],
+            "explanation_embedding": [vec]})]
+    return out
+
+
+class BulkWriter:
+    """Per-video Parquet files of today's layout at disk speed: one file per table-shape is written
+    by pyarrow with placeholder ids (id/uri/name columns plain and uncompressed, the others zstd as
+    the job writes them), then each video's file is that template with its values substituted
+    (same lengths). The bytes differ from the job's only in those columns' encoding; names,
+    schema, metadata and every value read back the same (`check`)."""
+
+    PLAIN = ("video_id", "uri", "name", "segment_id")
+
+    def __init__(self, archive: Archive):
+        self.archive = archive
+        self.templates: dict[tuple[str, str], list[tuple[str, str, bytes]]] = {}
+        self.ph_uri = b"U" * len(archive.object_uri(0))
+        self.ph_name = b"N" * len(f"v{0:07d}")
+
+    def files(self, k: int, vid: str) -> list[tuple[str, bytes]]:
+        """(path relative to the index, bytes) of video k's files."""
+        rel, date, camera = self.archive.key(k)
+        uri = self.archive.object_uri(k).encode()
+        name = rel.rsplit("/", 1)[-1][:-4].encode()
+        # what varies between videos besides the ids: failed or not, the class, the date
+        label = CLASSES[k % len(CLASSES)] if k % SEGMENT_EVERY == 3 else ""
+        shape = ("failed" if k % FAILED_EVERY == 37 else label, date)
+        if shape not in self.templates:
+            self.templates[shape] = self._templates(k, date, camera)
+        out = []
+        for table, values, data in self.templates[shape]:
+            data = data.replace(PH_VID.encode(), vid.encode()).replace(self.ph_uri, uri).replace(self.ph_name, name)
+            out.append((f"{table}/{values.format(camera=camera)}/part-{vid}.parquet", data))
+        return out
+
+    def _templates(self, k: int, date: str, camera: str) -> list[tuple[str, str, bytes]]:
+        """(table, partition path with a {camera} slot, template bytes) of video k's shape."""
+        import pyarrow.parquet as pq
+
+        from exvad_ray.index.schemas import SCHEMA_VERSION, conform
+        from exvad_ray.index.store import VERSION_KEY, partition_path
+
+        out = []
+        ph = video_tables(k, PH_VID, self.ph_uri.decode(), date, "{camera}")
+        for table, items in ph.items():
+            for values, cols in (items if isinstance(items, list) else [items]):
+                if "name" in cols:
+                    cols = {**cols, "name": [self.ph_name.decode()]}
+                t = conform(table, cols)
+                t = t.replace_schema_metadata({**(t.schema.metadata or {}), VERSION_KEY: str(SCHEMA_VERSION).encode()})
+                plain = [c for c in self.PLAIN if c in t.column_names]
+                buf = io.BytesIO()
+                pq.write_table(t, buf, compression={c: ("none" if c in plain else "zstd") for c in t.column_names},
+                               use_dictionary=[c for c in t.column_names if c not in plain])
+                out.append((table, partition_path(table, values), buf.getvalue()))
+        return out
+
+
+# ------------------------------------------------------------------------------------- layouts
+
+
+class Layout:
+    """One index layout behind the measurements: how it is built and how each operation runs."""
+
+    name = "?"
+
+    def build(self, index: str, archive: Archive, ids: list[str]) -> dict[str, int]:
+        raise NotImplementedError
+
+    def op(self, name: str, index: str, archive: str) -> dict[str, Any]:
+        return getattr(self, f"op_{name}")(index, archive)
+
+
+class TodayLayout(Layout):
+    """Today's layout (exvad_ray.index.store): per-video files, tombstones, our own compaction."""
+
+    name = "today"
+
+    def build(self, index: str, archive: Archive, ids: list[str]) -> dict[str, int]:
+        from exvad_ray import index as idx
+        from exvad_ray import storage
+
+        writer = BulkWriter(archive)
+        counts: dict[str, int] = {}
+        remote = storage.is_remote(index)
+        fs, root = storage.filesystem(index)
+        batch: dict[str, bytes] = {}
+        made: set[str] = set()
+        for k, vid in enumerate(ids):
+            for rel, data in writer.files(k, vid):
+                counts[rel.split("/", 1)[0]] = counts.get(rel.split("/", 1)[0], 0) + 1
+                if remote:
+                    batch[f"{root}/{rel}"] = data
+                    if len(batch) >= 4000:
+                        fs.pipe(batch)
+                        batch = {}
+                else:
+                    d = os.path.join(root, os.path.dirname(rel))
+                    if d not in made:
+                        os.makedirs(d, exist_ok=True)
+                        made.add(d)
+                    with open(os.path.join(root, rel), "wb") as f:
+                        f.write(data)
+        if batch:
+            fs.pipe(batch)
+        idx.write_manifest(index, {"run_id": RUN_ID, "archive": storage.normalize(archive.uri),
+                                   "started_at": "2026-12-06T12:00:00+00:00", "finished_at": "2026-12-06T13:00:00+00:00",
+                                   "first_started_at": "2026-12-06T12:00:00+00:00",
+                                   "processing_date": PROCESSING_DATE, "args": {"bench": "scale"}, "summary": {}})
+        counts["runs"] = 1
+        return counts
+
+    @staticmethod
+    def _cfg(index: str, archive: str) -> SimpleNamespace:
+        from exvad_ray import storage
+        from exvad_ray.index import DEFAULT_DATE_PATTERN
+
+        return SimpleNamespace(archive=archive, index=index, extensions=storage.DEFAULT_VIDEO_EXTENSIONS,
+                               content_hash=False, retry_errors=False, date_pattern=DEFAULT_DATE_PATTERN,
+                               camera_pattern=None, limit=None)
+
+    def op_plan(self, index: str, archive: str) -> dict[str, Any]:
+        from exvad_ray.pipeline.worklist import plan_work
+
+        items, c = plan_work(self._cfg(index, archive), PROCESSING_DATE)
+        return {"todo": len(items), "done_before": c.done_before, "failed_before": c.failed_before, "changed": c.changed}
+
+    op_plan_replaced = op_plan
+    op_plan_compacted = op_plan
+
+    def op_rescore_plan(self, index: str, archive: str) -> dict[str, Any]:
+        from exvad_ray.pipeline.rescore import plan_work
+
+        items, done, warnings = plan_work(index, "bench-scale-scoring")
+        return {"items": len(items), "videos": sum(len(json.loads(i["videos"])) for i in items), "warnings": warnings}
+
+    def op_search(self, index: str, archive: str) -> dict[str, Any]:
+        from exvad_ray.search.engine import SegmentIndex
+
+        rows = SegmentIndex(index, use_sidecar=False).search(classes=["Fighting"], limit=50)
+        return {"rows": rows.num_rows}
+
+    def op_compact(self, index: str, archive: str) -> dict[str, Any]:
+        from exvad_ray.index import compact
+
+        return {"merged": compact(index)}
+
+    def op_baseline(self, index: str, archive: str) -> dict[str, Any]:
+        import exvad_ray.pipeline.rescore  # noqa: F401 - the imports every other op pays
+        import exvad_ray.pipeline.worklist  # noqa: F401
+        import exvad_ray.search.engine  # noqa: F401
+        return {}
+
+
+class DeltaLayout(Layout):
+    """The Delta Lake tables of issue 23 (exvad_ray/index/delta.py): not built yet."""
+
+    name = "delta"
+
+    def build(self, index: str, archive: Archive, ids: list[str]) -> dict[str, int]:
+        raise SystemExit("--layout delta: the Delta Lake index is not built yet (issue 23); only --layout today runs")
+
+
+LAYOUTS: dict[str, type[Layout]] = {"today": TodayLayout, "delta": DeltaLayout}
+
+
+# ------------------------------------------------------------------------------------- measuring
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(RAY_USAGE_STATS_ENABLED="0", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+RSS_LIMIT_MB = 8192.0  # a child past this is stopped (the machine is shared): its figures are lower bounds
+TIME_LIMIT_S = 1800.0
+
+
+def _status_kb(key: str, pid: int | str = "self") -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def measure(layout: str, op: str, index: str, archive: str, strace: bool = False) -> dict[str, Any]:
+    """Run one operation in a child process: its result, wall time and peak RSS (and, with
+    `strace`, its file-system calls instead: a separate, slower run). A child that passes
+    RSS_LIMIT_MB or TIME_LIMIT_S is stopped and reported with `stopped` (lower bounds)."""
+    cmd = [sys.executable, os.path.abspath(__file__), "measure", "--layout", layout, "--op", op,
+           "--index", index, "--archive", archive]
+    out_path = f"/tmp/exvad-scale-{os.getpid()}-{op}.json"
+    cmd += ["--out", out_path]
+    if strace:
+        cmd = ["strace", "-f", "-qq", "-e", "trace=%file,getdents64", "-o", out_path + ".strace", *cmd]
+    proc = subprocess.Popen(cmd, env=_env())
+    t0 = time.perf_counter()
+    stopped = None
+    peak = 0.0
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        rss, el = _status_kb("VmRSS", proc.pid) / 1024, time.perf_counter() - t0
+        peak = max(peak, _status_kb("VmHWM", proc.pid) / 1024)
+        if not strace and (rss > RSS_LIMIT_MB or el > TIME_LIMIT_S):
+            stopped = f"stopped at {rss:.0f} MB RSS after {el:.0f} s"
+            proc.kill()
+            _, status, usage = os.wait4(proc.pid, 0)
+            break
+        time.sleep(0.2)
+    if stopped:
+        return {"stopped": stopped, "s": round(time.perf_counter() - t0, 1),
+                "peak_rss_mb": round(peak, 1), "load_avg": round(os.getloadavg()[0], 1)}
+    if status != 0:
+        raise SystemExit(f"measure {op} failed (status {status})")
+    with open(out_path) as f:
+        res = json.load(f)
+    os.remove(out_path)
+    # peak RSS from the child's own VmHWM: wait4's ru_maxrss would include the parent's RSS at the
+    # fork (Linux keeps the larger of the two across exec)
+    res["load_avg"] = round(os.getloadavg()[0], 1)  # the machine is shared: how busy it was
+    if strace:  # the calls between the child's two marker stats: the operation's own
+        calls: dict[str, int] = {}
+        inside = False
+        call_re = re.compile(r"^\d+\s+(\w+)\(")
+        with open(out_path + ".strace", errors="replace") as f:
+            for line in f:
+                if MARK_BEGIN in line:
+                    inside = True
+                elif MARK_END in line:
+                    inside = False
+                elif inside and (m := call_re.match(line)) and m.group(1) in FS_CALLS:
+                    calls[m.group(1)] = calls.get(m.group(1), 0) + 1
+        os.remove(out_path + ".strace")
+        res = {"fs_calls": calls}
+    return res
+
+
+def _child(args: argparse.Namespace) -> None:
+    layout = LAYOUTS[args.layout]()
+    os.path.exists(MARK_BEGIN)  # markers for the strace count: the operation's calls lie between them
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = layout.op(args.op, args.index, args.archive)
+    res["s"] = round(time.perf_counter() - t0, 3)
+    res["cpu_s"] = round(time.process_time() - c0, 3)  # all threads: less sensitive to a loaded machine
+    res["peak_rss_mb"] = round(_status_kb("VmHWM") / 1024, 1)
+    os.path.exists(MARK_END)
+    with open(args.out, "w") as f:
+        json.dump(res, f, default=str)
+
+
+class S3Counter:
+    """The local S3 server's request counters (server side, every client counted)."""
+
+    def __init__(self, server: Any):
+        cmd = open(f"/proc/{server._proc.pid}/cmdline", "rb").read().split(b"\0")
+        port = next(c for c in cmd if c.startswith(b"-metricsPort=")).split(b"=", 1)[1].decode()
+        self.url = f"http://127.0.0.1:{port}/metrics"
+
+    def read(self) -> dict[str, float]:
+        text = urllib.request.urlopen(self.url, timeout=10).read().decode()  # noqa: S310 - loopback
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("SeaweedFS_s3_request_total{"):
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+                key = labels.get("type", "?")
+                out[key] = out.get(key, 0) + float(line.rsplit(" ", 1)[1])
+        return out
+
+    @staticmethod
+    def diff(after: dict[str, float], before: dict[str, float]) -> dict[str, int]:
+        return {k: int(v - before.get(k, 0)) for k, v in after.items() if v - before.get(k, 0)}
+
+
+def count_objects(uri: str) -> int:
+    from exvad_ray import storage
+
+    if storage.is_remote(uri):
+        fs, path = storage.filesystem(uri)
+        fs.invalidate_cache()
+        return len(fs.find(path))
+    return sum(len(files) for _, _, files in os.walk(storage.normalize(uri)))
+
+
+def _replace(archive: Archive, restore: bool, stamps: dict[int, tuple[int, int]] | None = None) -> dict[int, Any]:
+    """Replace 1% of the archive's objects with other bytes (a new id, same URI), or put them back."""
+    from exvad_ray import storage
+
+    ks = [k for k in range(51, archive.n, REPLACED_EVERY)]
+    saved: dict[int, Any] = {}
+    if storage.is_remote(archive.uri):
+        fs, _ = storage.filesystem(archive.uri)
+        fs.pipe({archive.object_uri(k)[len("s3://"):]: (b"" if restore else b"x") for k in ks})
+        fs.invalidate_cache()
+        return saved
+    for k in ks:
+        path = storage.normalize(archive.object_uri(k))
+        if restore:
+            with open(path, "wb"):
+                pass
+            os.utime(path, ns=stamps[k])
+        else:
+            st = os.stat(path)
+            saved[k] = (st.st_atime_ns, st.st_mtime_ns)
+            with open(path, "wb") as f:
+                f.write(b"x")
+    return saved
+
+
+def run_scale(layout_name: str, n: int, backend: str, root: str, ops: list[str], strace: bool,
+              keep: bool) -> list[dict[str, Any]]:
+    from exvad_ray import storage
+
+    layout = LAYOUTS[layout_name]()
+    label = _label(n)
+    server = counter = None
+    rows: list[dict[str, Any]] = []
+    if backend == "s3":
+        from exvad_ray.storage.s3server import LocalS3Server
+
+        data_dir = os.path.join(root, f"s3-{label}")
+        shutil.rmtree(data_dir, ignore_errors=True)
+        os.makedirs(data_dir)
+        server = LocalS3Server(data_dir=data_dir).start()
+        os.environ.update(server.env())
+        counter = S3Counter(server)
+        bucket = server.create_bucket("scale")
+        arch_uri, index = f"{bucket}/archive-{label}", f"{bucket}/index-{label}-{layout_name}"
+    else:
+        base = os.path.join(root, f"local-{label}")
+        shutil.rmtree(base, ignore_errors=True)
+        arch_uri, index = os.path.join(base, "archive"), os.path.join(base, f"index-{layout_name}")
+    archive = Archive(arch_uri, n)
+    try:
+        t0 = time.perf_counter()
+        if backend == "s3":
+            fs, _ = storage.filesystem(arch_uri)
+            for s in range(0, n, 4000):
+                fs.pipe({archive.object_uri(k)[len("s3://"):]: b"" for k in range(s, min(n, s + 4000))})
+            fs.invalidate_cache()
+        else:
+            made: set[str] = set()
+            for k in range(n):
+                path = os.path.join(arch_uri, archive.key(k)[0])
+                d = os.path.dirname(path)
+                if d not in made:
+                    os.makedirs(d, exist_ok=True)
+                    made.add(d)
+                open(path, "wb").close()
+        entries = storage.list_videos(arch_uri)
+        assert len(entries) == n, (len(entries), n)
+        ids = [e.video_id for e in entries]  # sorted by URI = by k (fixed-width names)
+        t_arch = time.perf_counter() - t0
+        counts = layout.build(index, archive, ids)
+        t_build = time.perf_counter() - t0 - t_arch
+        objects = count_objects(index)
+        print(f"[{layout_name} {backend} {label}] archive {t_arch:.0f}s, index built in {t_build:.0f}s: "
+              f"{objects} objects {counts}", flush=True)
+        common = {"layout": layout_name, "backend": backend, "n": n, "cameras": archive.cameras, "days": archive.days}
+        rows.append({**common, "op": "build", "objects": objects, "objects_by_table": counts,
+                     "objects_per_video": round(objects / n, 4), "s": round(t_build, 1)})
+        base_rss = measure(layout_name, "baseline", index, arch_uri)
+        rows.append({**common, "op": "baseline", **base_rss})
+        for op in ops:
+            stamps = _replace(archive, restore=False) if op == "plan_replaced" else None
+            before_obj = objects
+            before = counter.read() if counter else None
+            res = measure(layout_name, op, index, arch_uri)
+            row = {**common, "op": op, **res}
+            if counter:
+                row["requests"] = S3Counter.diff(counter.read(), before)
+                row["requests_total"] = sum(row["requests"].values())
+            objects = count_objects(index)
+            row["objects_after"] = objects
+            row["objects_delta"] = objects - before_obj
+            heavy = n > 10_000 and op in ("plan_replaced", "rescore_plan")  # tens of minutes under strace
+            if strace and backend == "local" and op != "compact" and not heavy and "stopped" not in res:
+                if op == "plan_replaced":  # the first run wrote tombstones: undo before counting again
+                    _undo_tombstones(index)
+                calls = measure(layout_name, op, index, arch_uri, strace=True)["fs_calls"]
+                row["fs_calls"] = calls
+                row["fs_calls_total"] = sum(row["fs_calls"].values())
+            if op == "plan_replaced":
+                _replace(archive, restore=True, stamps=stamps)
+                row["tombstones"] = _undo_tombstones(index)
+                objects = count_objects(index)
+            print(f"[{layout_name} {backend} {label}] {op}: {json.dumps({k: v for k, v in row.items() if k not in common})}",
+                  flush=True)
+            rows.append(row)
+    finally:
+        if server is not None:
+            server.stop()
+        if not keep:
+            shutil.rmtree(os.path.join(root, f"{backend}-{label}"), ignore_errors=True)
+    return rows
+
+
+def _undo_tombstones(index: str) -> int:
+    from exvad_ray import storage
+
+    fs, path = storage.filesystem(storage.join(index, "superseded"))
+    try:
+        names = fs.ls(path, detail=False)
+    except FileNotFoundError:
+        return 0
+    fs.rm(path, recursive=True)
+    if storage.is_remote(index):
+        fs.invalidate_cache()
+    return len(names)
+
+
+# ------------------------------------------------------------------------------------- check
+
+
+def check(root: str) -> None:
+    """A handful of videos written by the job's writer and by the bulk writer read back the same."""
+    import pyarrow as pa
+
+    from exvad_ray import index as idx
+    from exvad_ray import storage
+
+    base = os.path.join(root, "check")
+    shutil.rmtree(base, ignore_errors=True)
+    archive = Archive(os.path.join(base, "archive"), 240)
+    for k in range(archive.n):
+        path = os.path.join(archive.uri, archive.key(k)[0])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "wb").close()
+    ids = [e.video_id for e in storage.list_videos(archive.uri)]
+    real, bulk = os.path.join(base, "real"), os.path.join(base, "bulk")
+    for k, vid in enumerate(ids):
+        rel, date, camera = archive.key(k)
+        idx.write_video_tables(real, vid, video_tables(k, vid, archive.object_uri(k), date, camera))
+    TodayLayout().build(bulk, archive, ids)
+    idx.write_manifest(real, json.loads(storage.read_bytes(idx.manifest_uri(bulk, RUN_ID))))
+
+    def files(i: str) -> list[str]:
+        return sorted(os.path.relpath(os.path.join(d, f), i) for d, _, fs in os.walk(i) for f in fs)
+
+    assert files(real) == files(bulk), "file names differ"
+    for table in idx.VIDEO_TABLES:
+        a, b = (idx.read_table(i, table, current=False) for i in (real, bulk))
+        key = [(c, "ascending") for c in ("video_id", "snippet_index", "window_index") if c in a.column_names]
+        a, b = a.sort_by(key), b.sort_by(key)
+        assert a.num_rows == b.num_rows and a.num_rows > 0, (table, a.num_rows, b.num_rows)
+        assert a.equals(b), f"{table}: rows differ"
+        assert a.schema.equals(b.schema, check_metadata=False)
+        print(f"check {table}: {a.num_rows} rows, {len([f for f in files(real) if f.startswith(table + '/')])} "
+              "files: identical", flush=True)
+    # the planning reads the same
+    for i in (real, bulk):
+        print("plan", TodayLayout().op_plan(i, archive.uri))
+    assert idx.done_video_ids(real) == idx.done_video_ids(bulk)
+    assert pa.Table.equals(*(idx.read_table(i, "videos") .sort_by("video_id") for i in (real, bulk)))
+    shutil.rmtree(base, ignore_errors=True)
+    print("check: the bulk layout reads back identically to the job's writer")
+
+
+# ------------------------------------------------------------------------------------- report
+
+
+def _load_raw() -> list[dict[str, Any]]:
+    if not os.path.exists(RAW):
+        return []
+    with open(RAW) as f:
+        return json.load(f)
+
+
+def report() -> None:
+    """RESULTS.md "Archive scale" and the `scale_*` keys of results.json, with the 1e7 projection."""
+    from _results import record, table
+
+    rows = _load_raw()
+    by = {(r["layout"], r["backend"], r["op"], r["n"]): r for r in rows}
+    sizes = sorted({r["n"] for r in rows})
+    flat: dict[str, Any] = {}
+    md: list[str] = [
+        "Metadata only (bench/scale.py): a synthetic archive of N empty objects (100 per date/camera folder) and an "
+        "index already holding every video, written in bulk in today's layout (one Parquet file per video per "
+        "table: videos, snippets (4 rows), captions (2), segments (5% of the videos), errors (1% failed); "
+        f"{DIM}-d embeddings, null snippet vectors and thumbnails). Each figure is one child process running "
+        "today's code: wall time of the operation (imports excluded), peak RSS of the whole process (imports "
+        "included: `baseline`), requests counted by the S3 server (all clients), file-system calls "
+        "(strace: openat, stat family, getdents64, rename, unlink, mkdir of the operation alone) on local disk. One run per figure (the 2-core machine is shared).", ""]
+    for backend in ("local", "s3"):
+        ns = [n for n in sizes if (("today", backend, "build", n) in by)]
+        if not ns:
+            continue
+        head = ["operation"] + [f"{_label(n)}: s (CPU s)" for n in ns] + [f"{_label(n)}: peak RSS MB" for n in ns] + \
+               [f"{_label(n)}: {'requests' if backend == 's3' else 'fs calls'}" for n in ns]
+        body = []
+        for op in ("baseline", *OPS):
+            cells_s, cells_m, cells_r = [], [], []
+            for n in ns:
+                r = by.get(("today", backend, op, n))
+                gt = ">" if r is not None and r.get("stopped") else ""
+                cells_s.append("-" if r is None or op == "baseline" else
+                               f"{gt}{r['s']:.3g}" + (f" ({r['cpu_s']:.3g})" if r.get("cpu_s") is not None else ""))
+                cells_m.append("-" if r is None else f"{gt}{r['peak_rss_mb']:,.0f}")
+                req = None if r is None else r.get("requests_total", r.get("fs_calls_total"))
+                cells_r.append("-" if req is None else req)
+                if r is not None and op != "baseline" and not r.get("stopped"):
+                    tag = "" if backend == "local" else "s3_"
+                    suffix = {"plan": "plan"}.get(op, op)
+                    flat[f"scale_today_{tag}{suffix}_s@{_label(n)}"] = r["s"]
+                    flat[f"scale_today_{tag}{suffix}_peak_rss_mb@{_label(n)}"] = r["peak_rss_mb"]
+                    if req is not None:
+                        flat[f"scale_today_{tag}{suffix}_{'requests' if backend == 's3' else 'fs_calls'}@{_label(n)}"] = req
+            body.append([op, *cells_s, *cells_m, *cells_r])
+        objs = []
+        for n in ns:
+            b = by[("today", backend, "build", n)]
+            tag = "" if backend == "local" else "s3_"
+            flat[f"scale_today_{tag}objects_per_video@{_label(n)}"] = b["objects_per_video"]
+            c = by.get(("today", backend, "compact", n))
+            after = round(c["objects_after"] / n, 4) if c else None
+            if after is not None:
+                flat[f"scale_today_{tag}objects_per_video_compacted@{_label(n)}"] = after
+            objs.append(f"{_label(n)}: {b['objects']:,} objects written ({b['objects_per_video']} per video; "
+                        f"{b['cameras']} cameras x {b['days']} days), built in {b['s']:.0f} s"
+                        + (f"; {after} per video after compaction" if after is not None else ""))
+        md += [f"**{'Local disk' if backend == 'local' else 'Local S3 server (SeaweedFS on 127.0.0.1)'}**", "",
+               table(head, body), "", *[f"- {o}" for o in objs], ""]
+        rep = [by.get(("today", backend, "plan_replaced", n)) for n in ns]
+        if any(rep):
+            md += ["Rerun after 1% replaced: " + "; ".join(
+                f"{_label(r['n'])}: {r.get('todo')} to do, {r.get('tombstones')} tombstones written"
+                for r in rep if r), ""]
+    # projection to 1e7: growth between the two largest local sizes, as a power law
+    proj: list[list[Any]] = []
+    for backend in ("local", "s3"):
+        ns = [n for n in sizes if ("today", backend, "plan", n) in by]
+        if len(ns) < 2:
+            continue
+        n1, n2 = ns[-2], ns[-1]
+        for op in OPS:
+            a, b = by.get(("today", backend, op, n1)), by.get(("today", backend, op, n2))
+            if not a or not b or a.get("stopped") or b.get("stopped"):
+                continue
+            for metric in ("s", "cpu_s", "peak_rss_mb"):
+                if a.get(metric) is None or b.get(metric) is None:
+                    continue
+                x1, x2 = float(a[metric]), float(b[metric])
+                if x1 <= 0 or x2 <= 0:
+                    continue
+                # at least linear: every step lists or reads per-video objects (a flatter measured
+                # growth is fixed costs still dominating at these sizes)
+                k = max(1.0, math.log(x2 / x1) / math.log(n2 / n1)) if metric != "peak_rss_mb" else \
+                    math.log(x2 / x1) / math.log(n2 / n1)
+                tag = "" if backend == "local" else "s3_"
+                ys = []
+                for target in (1e6, 1e7):
+                    if target <= n2:
+                        ys.append("measured")
+                        continue
+                    y = x2 * (target / n2) ** k
+                    flat[f"scale_today_{tag}{op}_{metric}@{_label(int(target))}_projected"] = round(y, 1)
+                    ys.append(round(y, 1))
+                proj.append([backend, op, metric, f"{_label(n1)}->{_label(n2)}", round(k, 2), x2, *ys])
+    if proj:
+        md += ["**Projected to 1e6 and 1e7 videos** (power law through the two largest measured sizes: "
+               "y(N) = y(N2) * (N/N2)^k, k = log(y2/y1)/log(N2/N1), for times at least 1 (linear): every "
+               "step lists or reads per-video objects, and a flatter measured growth is fixed costs "
+               "still dominating)", "",
+               table(["backend", "operation", "metric", "from", "k", "at N2", "1e6 (projected)",
+                      "1e7 (projected)"], proj), ""]
+    md += ["Targets of issue 23 for the new layout at 1e6 (this machine): rerun planning <= 30 s with peak RSS <= "
+           "1 GiB, <= 1 object per video before compaction and <= 0.05 after, rescore planning <= 10 s; 1e7: "
+           "planning <= 10 min, <= 2 GiB."]
+    record("Archive scale (issue 23): today's index layout, metadata only", "\n".join(md), flat)
+    print("\n".join(md))
+
+
+# ------------------------------------------------------------------------------------- CLI
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="build and measure")
+    r.add_argument("--layout", choices=sorted(LAYOUTS), default="today")
+    r.add_argument("--sizes", default="1e4", help="comma-separated video counts")
+    r.add_argument("--backend", choices=("local", "s3"), default="local")
+    r.add_argument("--root", default="/tmp/exvad-scale", help="where archives and indexes are built")
+    r.add_argument("--ops", default=",".join(OPS))
+    r.add_argument("--no-compact-above", type=float, default=1e5,
+                   help="skip compact and plan_compacted above this size (hours of per-file reads)")
+    r.add_argument("--no-strace", action="store_true", help="skip the file-system call count (local)")
+    r.add_argument("--keep", action="store_true", help="keep the built archive and index")
+    m = sub.add_parser("measure", help="(internal) one operation in this process")
+    m.add_argument("--layout", default="today")
+    m.add_argument("--op", required=True)
+    m.add_argument("--index", required=True)
+    m.add_argument("--archive", required=True)
+    m.add_argument("--out", required=True)
+    sub.add_parser("report", help="write RESULTS.md / results.json from bench/scale_raw.json")
+    c = sub.add_parser("check", help="bulk layout vs the job's writer")
+    c.add_argument("--root", default="/tmp/exvad-scale")
+    args = ap.parse_args()
+    if args.cmd == "measure":
+        _child(args)
+    elif args.cmd == "check":
+        check(args.root)
+    elif args.cmd == "report":
+        report()
+    else:
+        for n in [_n(s) for s in args.sizes.split(",")]:
+            ops = [o for o in args.ops.split(",") if o]
+            if n > args.no_compact_above:
+                ops = [o for o in ops if o not in ("compact", "plan_compacted")]
+            rows = run_scale(args.layout, n, args.backend, args.root, ops, not args.no_strace, args.keep)
+            raw = [x for x in _load_raw() if not (x["layout"] == args.layout and x["backend"] == args.backend
+                                                 and x["n"] == n)]
+            with open(RAW, "w") as f:
+                json.dump(raw + rows, f, indent=1, default=str)
+                f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
