@@ -11,6 +11,7 @@ script; rerun it after upgrading `deltalake` or the S3 server.
     python bench/delta_facts.py duckdb      # (e) DuckDB over the snapshot's file list, after a delete
     python bench/delta_facts.py optimize    # (f) optimize (compact, z-order) and vacuum vs an old snapshot
     python bench/delta_facts.py log         # (g) reading the log: 1e5 commits, 1e5 and 1e6 files
+    python bench/delta_facts.py checkpoint  # (g) delta-rs checkpoints by itself every 100 commits
     python bench/delta_facts.py all
 """
 
@@ -422,6 +423,18 @@ def fact_log(root: str, sizes: tuple[tuple[int, int], ...] = ((100_000, 1), (1, 
         shutil.rmtree(uri, ignore_errors=True)
 
 
+def fact_checkpoint(root: str) -> None:
+    """Does delta-rs checkpoint by itself as commits accumulate?"""
+    from deltalake import DeltaTable, write_deltalake
+
+    uri = os.path.join(root, "checkpoint")
+    for i in range(205):
+        write_deltalake(uri, rows(1, i), mode="append")
+    names = sorted(f for f in os.listdir(os.path.join(uri, "_delta_log")) if "checkpoint" in f)
+    fact("log_auto_checkpoints", {"commits": DeltaTable(uri).version() + 1, "checkpoints": names},
+         "205 commits by write_deltalake with the default post-commit hook (delta.checkpointInterval)")
+
+
 def _measure_load_empty(root: str) -> float:
     from deltalake import write_deltalake
 
@@ -436,7 +449,8 @@ def _measure_load_empty(root: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("s3", "txn", "addfiles", "ray", "duckdb", "optimize", "log", "all", "_load"))
+    ap.add_argument("what", choices=("s3", "txn", "addfiles", "ray", "duckdb", "optimize", "log", "checkpoint", "all",
+                                     "_load"))
     ap.add_argument("uri", nargs="?")
     args = ap.parse_args()
     if args.what == "_load":
@@ -447,7 +461,8 @@ def main() -> None:
     print(f"deltalake {deltalake.__version__}", flush=True)
     root = tempfile.mkdtemp(prefix="exvad-delta-facts-")
     try:
-        for name in (("s3", "txn", "addfiles", "ray", "duckdb", "optimize", "log") if args.what == "all" else (args.what,)):
+        for name in (("s3", "txn", "addfiles", "ray", "duckdb", "optimize", "checkpoint", "log") if args.what == "all"
+                     else (args.what,)):
             fn = globals()[f"fact_{name}"]
             fn() if name == "s3" else fn(root)
     finally:
