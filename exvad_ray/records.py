@@ -24,6 +24,7 @@ class VideoRecord:
     labels: list[str]
     segments: list[tuple[int, int, str]] = field(default_factory=list)
     split: str = "train"
+    fps: float | None = None  # the source frame rate, when known (an index's videos table): hours of footage
 
     @property
     def n_snippets(self) -> int:
@@ -70,7 +71,7 @@ def conform(records: Sequence[VideoRecord], class_names: Sequence[str]) -> list[
     for r in records:
         segs = [(s, e, resolve_labels([lab], class_names)[0]) for s, e, lab in r.segments]
         out.append(VideoRecord(r.name, r.features, r.text_feature, resolve_labels(r.labels, class_names) or
-                               [class_names[0]], segs, r.split))
+                               [class_names[0]], segs, r.split, r.fps))
     return out
 
 

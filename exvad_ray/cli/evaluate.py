@@ -28,8 +28,11 @@ def _run(args: argparse.Namespace) -> int:
     records = split_records(data_source(args).load(), args.split)
     if not records:
         raise ExvadError(f"no videos in split {args.split!r}")
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        raise ExvadError("--threshold must be between 0 and 1")
     if args.scoring:
         return _finish(args, *_stored_report(args, records))
+    localization, source = _localization(args)
     if args.checkpoint:
         scorer = load_detector(args.checkpoint)
     elif args.class_embeddings or not args.label_set:
@@ -39,8 +42,42 @@ def _run(args: argparse.Namespace) -> int:
         from exvad_ray.models.zero_shot import zero_shot_scorer
 
         scorer = zero_shot_scorer(args.profile, args.label_set)
-    report = evaluate_records(scorer, records, scorer.class_names, args.vadclip_procedure or args.dataset)
-    return _finish(args, report, scorer.class_names)
+    report = evaluate_records(scorer, records, scorer.class_names, args.vadclip_procedure or args.dataset, localization)
+    return _finish(args, report, scorer.class_names, source)
+
+
+def _localization(args: argparse.Namespace, stored: dict[str, Any] | None = None) -> tuple[Any, str]:
+    """The flagging rule the decisions are measured at, and where its threshold comes from: --threshold;
+    else the rule a stored scoring was made with; else a checkpoint's calibrated threshold (its model
+    card's `calibration`); else the job's default (0.5)."""
+    import dataclasses
+
+    from exvad_ray.detector.localize import LocalizationConfig
+
+    fields = {f.name for f in dataclasses.fields(LocalizationConfig)}
+    rule = LocalizationConfig(**{k: v for k, v in (stored or {}).items() if k in fields})
+    if args.threshold is not None:
+        return dataclasses.replace(rule, threshold=args.threshold), "--threshold"
+    if stored:
+        return rule, "the scoring's own"
+    if args.checkpoint:
+        from exvad_ray.checkpoints import checkpoint_uri, model_card_uri
+
+        card_uri = model_card_uri(checkpoint_uri(args.checkpoint))
+        card = json.loads(storage.read_bytes(card_uri)) if storage.exists(card_uri) else {}
+        threshold = (card.get("calibration") or {}).get("threshold")
+        if threshold is not None:
+            return dataclasses.replace(rule, threshold=float(threshold)), "calibrated on normal footage (model card)"
+    return rule, "the default 0.5"
+
+
+def _stored_localization(index: str, sid: str) -> dict[str, Any]:
+    from exvad_ray.index.scorings import PROCESS, manifest
+    from exvad_ray.pipeline.identity import read_index_settings
+
+    if sid == PROCESS:
+        return (read_index_settings(index) or {}).get("localization") or {}
+    return manifest(index, sid).get("localization") or {}
 
 
 def _stored_report(args: argparse.Namespace, records: list) -> tuple[Any, list[str]]:
@@ -75,12 +112,13 @@ def _stored_report(args: argparse.Namespace, records: list) -> tuple[Any, list[s
         scores, probs = by_id.get(vid, (np.zeros(0), np.zeros((0, len(class_names)))))
         stored[name] = (np.asarray(scores, np.float32), np.asarray(probs, np.float32).reshape(-1, len(class_names)))
     print(f"scoring {sid}: {len(stored)} videos, scores read from the index (no model run)", file=sys.stderr)
+    localization, source = _localization(args, _stored_localization(args.index, sid))
     report = compute_report(stored_results(records, stored, class_names), class_names,
-                            args.vadclip_procedure or args.dataset)
-    return report, class_names
+                            args.vadclip_procedure or args.dataset, localization)
+    return report, class_names, source
 
 
-def _finish(args: argparse.Namespace, report: Any, class_names: list[str]) -> int:
+def _finish(args: argparse.Namespace, report: Any, class_names: list[str], threshold_source: str) -> int:
     if args.out:
         report.write_json(args.out)
     if args.plots:
@@ -101,6 +139,13 @@ def _finish(args: argparse.Namespace, report: Any, class_names: list[str]) -> in
               f"avg {report.vadclip_map_avg:.2f}  {fmt(report.vadclip_map_at)}", file=sys.stderr)
         print(f"mAP, corrected (classes with ground truth; no proposals -> AP 0 for that class only): "
               f"avg {report.map_avg:.2f}  {fmt(report.map_at)}", file=sys.stderr)
+    d = report.decisions
+    if d is not None:
+        print(f"decisions at threshold {d.threshold:.3f} ({threshold_source}): {d.false_alarms_per_hour:.2f} false "
+              f"alarms per hour of normal footage ({d.false_alarms} in {d.normal_hours:.2f} h); normal videos flagged "
+              f"{d.normal_videos_flagged}/{d.normal_videos}, anomalous {d.anomalous_videos_flagged}/"
+              f"{d.anomalous_videos}; labelled segments found {d.labelled_segments_found}/{d.labelled_segments}",
+              file=sys.stderr)
     return 0
 
 
@@ -123,6 +168,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_class_arguments(p)
     p.add_argument("--vadclip-procedure", choices=["ucf", "xd"], default=None,
                    help="which published VadCLIP evaluation the comparable figures follow (default: --dataset)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="snippet score at which the decisions (false alarms per hour of normal footage, videos "
+                        "flagged, labelled segments found) are measured (default: the scoring's own threshold, "
+                        "else the checkpoint's calibrated one, else 0.5)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to evaluate (default test)")
     p.add_argument("--out", metavar="URI", help="write the full report (JSON)")
     p.add_argument("--plots", metavar="DIR", help="write roc.png, pr.png and timelines/<video>.png here")

@@ -14,10 +14,13 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from exvad_ray import storage
 from exvad_ray.detector.inference import VideoPrediction
+from exvad_ray.detector.localize import LocalizationConfig
 from exvad_ray.detector.video_level import video_prediction
 from exvad_ray.errors import ExvadError
 from exvad_ray.eval.metrics import (
     IOU_THRESHOLDS,
+    Decisions,
+    decisions,
     frame_auc_ap,
     per_class_frame_ap,
     repeat_to_frames,
@@ -43,6 +46,7 @@ class VideoResult:
     anomaly_scores: np.ndarray  # (T,)
     class_probs: np.ndarray  # (T, C)
     prediction: VideoPrediction
+    fps: float | None = None
 
     @property
     def is_anomaly(self) -> bool:
@@ -70,6 +74,9 @@ class EvalReport:
     vadclip_map_at: dict[float, float] = field(default_factory=dict)
     vadclip_map_avg: float = float("nan")
     vadclip_procedure: str = "ucf"
+    # what the flagging rule decides at the threshold a deployment uses (false alarms per hour of
+    # normal footage, videos flagged, labelled segments found); None without temporal ground truth
+    decisions: Decisions | None = None
     videos: list[VideoResult] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, float]:
@@ -91,6 +98,7 @@ class EvalReport:
             "accuracy": self.accuracy, "per_class_accuracy": self.per_class_accuracy,
             "map_at_iou": self.map_at, "map_avg": self.map_avg, "per_class_ap": self.per_class_ap,
             "per_class_map": self.per_class_map,
+            "decisions": self.decisions.to_dict() if self.decisions else None,
             "corrected": {"auc": self.auc, "ap": self.ap, "map_at_iou": self.map_at, "map_avg": self.map_avg,
                           "about": "mAP over classes with ground truth; a class without proposals scores AP 0"},
             "vadclip_procedure": {"auc": self.auc, "ap": self.ap, "map_at_iou": self.vadclip_map_at,
@@ -110,7 +118,7 @@ def score_records(scorer: Scorer, records: Sequence[VideoRecord]) -> list[VideoR
     out = []
     for r in records:
         scores, probs, pred = scorer.predict_video(r.features, r.text_feature)
-        out.append(VideoResult(r.name, list(r.labels), list(r.segments), scores, probs, pred))
+        out.append(VideoResult(r.name, list(r.labels), list(r.segments), scores, probs, pred, r.fps))
     return out
 
 
@@ -129,13 +137,15 @@ def stored_results(records: Sequence[VideoRecord], stored: dict[str, tuple[np.nd
             raise ExvadError(f"the scoring has {len(scores)} snippet scores for video {r.name!r}, the index "
                              f"{r.n_snippets} snippets")
         out.append(VideoResult(r.name, list(r.labels), list(r.segments), scores, probs,
-                               video_prediction(scores, probs, names)))
+                               video_prediction(scores, probs, names), r.fps))
     return out
 
 
-def compute_report(results: Sequence[VideoResult], class_names: Sequence[str], procedure: str = "ucf") -> EvalReport:
+def compute_report(results: Sequence[VideoResult], class_names: Sequence[str], procedure: str = "ucf",
+                   localization: LocalizationConfig | None = None) -> EvalReport:
     """Frame-level metrics when the anomalous videos carry temporal ground truth, else
-    video-level AUC/AP from the top-k video scores (weakly labelled splits)."""
+    video-level AUC/AP from the top-k video scores (weakly labelled splits). With frame-level ground
+    truth, also the decisions of the flagging rule at `localization` (default: the job's, threshold 0.5)."""
     if not results:
         raise ExvadError("no videos to evaluate")
     acc, per_acc = video_accuracy([r.prediction.video_class for r in results], [r.labels for r in results])
@@ -159,14 +169,16 @@ def compute_report(results: Sequence[VideoResult], class_names: Sequence[str], p
         ref = vadclip_detection_map([repeat_to_frames(r.class_probs) for r in results], segs, labs, class_names,
                                     [not r.is_anomaly for r in results], procedure)
         report.vadclip_map_at, report.vadclip_map_avg, report.vadclip_procedure = ref.map_at, ref.average, procedure
+        report.decisions = decisions([r.anomaly_scores for r in results], [r.is_anomaly for r in results], segs,
+                                     [r.fps for r in results], localization or LocalizationConfig())
     report.videos = list(results)
     return report
 
 
 def evaluate_records(scorer: Scorer, records: Sequence[VideoRecord], class_names: Sequence[str] | None = None,
-                     procedure: str = "ucf") -> EvalReport:
+                     procedure: str = "ucf", localization: LocalizationConfig | None = None) -> EvalReport:
     names = list(class_names or scorer.class_names)
-    return compute_report(score_records(scorer, conform(records, names)), names, procedure)
+    return compute_report(score_records(scorer, conform(records, names)), names, procedure, localization)
 
 
 __all__ = ["EvalReport", "IOU_THRESHOLDS", "VideoResult", "compute_report", "evaluate_records", "score_records",

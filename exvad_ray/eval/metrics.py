@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from exvad_ray.detector.localize import LocalizationConfig, localize
 from exvad_ray.errors import ExvadError
 from exvad_ray.units import SNIPPET_FRAMES
 
@@ -222,3 +223,53 @@ def video_accuracy(predicted: Sequence[str], truth: Sequence[Sequence[str]]) -> 
         for lab in set(labels):
             per.setdefault(lab, []).append(ok)
     return float(np.mean(right)), {k: float(np.mean(v)) for k, v in sorted(per.items())}
+
+
+DEFAULT_FPS = 30.0  # hours of footage when a video's frame rate is unknown (VadCLIP's feature lists)
+
+
+@dataclass
+class Decisions:
+    """What the flagging rule decides at one threshold, as an analyst meets it: false alarms per hour
+    of normal footage (segments the rule flags in normal videos), how many videos of each kind get at
+    least one segment, and the fraction of labelled anomalous segments that a flagged segment overlaps."""
+
+    threshold: float
+    false_alarms: int
+    normal_hours: float
+    false_alarms_per_hour: float
+    normal_videos: int
+    normal_videos_flagged: int
+    anomalous_videos: int
+    anomalous_videos_flagged: int
+    labelled_segments: int
+    labelled_segments_found: int
+    segments_found: float  # fraction of labelled segments overlapped by a flagged segment (nan: none labelled)
+
+    def to_dict(self) -> dict[str, float | int]:
+        return dict(self.__dict__)
+
+
+def decisions(snippet_scores: Sequence[np.ndarray], is_anomaly: Sequence[bool], segments: Sequence[Sequence[Segment]],
+              fps: Sequence[float | None], localization: LocalizationConfig = LocalizationConfig()) -> Decisions:
+    """The flagging rule (`detector.localize`, as the archive job applies it) at `localization.threshold`
+    over every video; `segments` are ground truth in snippet frames (16 per snippet), `fps` the source
+    frame rates (None: DEFAULT_FPS)."""
+    false_alarms, normal_s, flagged = 0, 0.0, {True: 0, False: 0}
+    labelled = found = 0
+    for scores, anomalous, gt, rate in zip(snippet_scores, is_anomaly, segments, fps):
+        runs = localize(np.asarray(scores, np.float32), localization)
+        flagged[bool(anomalous)] += bool(runs)
+        if not anomalous:
+            false_alarms += len(runs)
+            normal_s += len(scores) * SNIPPET_FRAMES / float(rate or DEFAULT_FPS)
+            continue
+        frames = [(a * SNIPPET_FRAMES, (b + 1) * SNIPPET_FRAMES) for a, b in runs]
+        for start, end in gt:
+            labelled += 1
+            found += any(s < end and start < e for s, e in frames)
+    hours = normal_s / 3600.0
+    n_anom = int(sum(bool(a) for a in is_anomaly))
+    return Decisions(float(localization.threshold), false_alarms, round(hours, 4),
+                     false_alarms / hours if hours > 0 else float("nan"), len(is_anomaly) - n_anom, flagged[False],
+                     n_anom, flagged[True], labelled, found, found / labelled if labelled else float("nan"))

@@ -127,13 +127,16 @@ def load_index_records(
                          + (f" for split(s) {list(splits)}" if splits else "") + " (joined on URI or `name`)")
     feats_by_id = _snippet_embeddings(snippets_uri, list(vid_rows))
     has_text = "explanation_embedding" in videos.column_names
+    fps_col = videos.column("fps").to_pylist() if "fps" in videos.column_names else [None] * videos.num_rows
     text_col = videos.column("explanation_embedding").to_pylist() if has_text else [None] * videos.num_rows
     records: list[VideoRecord] = []
     for vid, f in feats_by_id.items():
         row_i, name, lab = vid_rows[vid]
         text = text_col[row_i]
         tf = np.asarray(text, np.float32) if text else None
-        records.append(VideoRecord(name, f, tf, list(lab["labels"] or ["Normal"]), _segments(lab, len(f)), lab["split"]))
+        fps = float(fps_col[row_i]) if fps_col[row_i] else None
+        records.append(VideoRecord(name, f, tf, list(lab["labels"] or ["Normal"]), _segments(lab, len(f)), lab["split"],
+                                   fps))
     missing = len(vid_rows) - len(records)
     unlabelled = videos.num_rows - len(vid_rows)
     log.info("loaded %d labelled videos (%d without snippets, %d videos not selected/unlabelled)",

@@ -85,3 +85,28 @@ def test_per_class_ap_and_accuracy():
     acc, per = video_accuracy(["A", "Normal", "B"], [["A"], ["A"], ["B", "C"]])
     assert acc == pytest.approx(2 / 3) and per == {"A": 0.5, "B": 1.0, "C": 1.0}
     assert repeat_to_frames(np.array([1, 2])).tolist() == [1] * 16 + [2] * 16
+
+
+def test_decisions_count_false_alarms_per_hour_and_segments_found():
+    """The job's flagging rule at a threshold, hand-counted: 2 normal videos of 60 snippets at 16 fps
+    (60 s each), one with two separate runs (2 false alarms), and an anomalous video whose one run
+    overlaps the first of its two labelled segments."""
+    from exvad_ray.detector.localize import LocalizationConfig
+    from exvad_ray.eval.metrics import decisions
+
+    quiet = np.full(60, 0.1, np.float32)
+    noisy = quiet.copy()
+    noisy[5:8] = 0.9
+    noisy[30:33] = 0.8
+    anomalous = quiet.copy()
+    anomalous[10:14] = 0.95
+    gt = [[], [], [(10 * 16, 12 * 16), (40 * 16, 45 * 16)]]
+    d = decisions([quiet, noisy, anomalous], [False, False, True], gt, [16.0, 16.0, None],
+                  LocalizationConfig(threshold=0.5))
+    assert (d.false_alarms, d.normal_hours) == (2, round(120 / 3600, 4))
+    assert d.false_alarms_per_hour == pytest.approx(2 / (120 / 3600))
+    assert (d.normal_videos_flagged, d.normal_videos, d.anomalous_videos_flagged, d.anomalous_videos) == (1, 2, 1, 1)
+    assert (d.labelled_segments_found, d.labelled_segments, d.segments_found) == (1, 2, 0.5)
+    strict = decisions([quiet, noisy, anomalous], [False, False, True], gt, [16.0, 16.0, None],
+                       LocalizationConfig(threshold=0.85))
+    assert strict.false_alarms == 1 and strict.labelled_segments_found == 1  # the 0.8 run is no longer flagged

@@ -90,5 +90,13 @@ def test_evaluate_cli_prints_both(tmp_path, capsys):
                  "--labels", str(tmp_path / "labels"), "--class-embeddings", str(tmp_path / "classes.npz")]) == 0
     out, err = capsys.readouterr()
     doc = json.loads(out)
-    assert set(doc) >= {"vadclip_procedure", "corrected"}
+    assert set(doc) >= {"vadclip_procedure", "corrected", "decisions"}
     assert "mAP, VadCLIP procedure (ucf; comparable with published tables)" in err and "mAP, corrected" in err
+    d = doc["decisions"]  # zero-shot, no calibration: measured at the default threshold, and said so
+    assert d["threshold"] == 0.5 and "decisions at threshold 0.500 (the default 0.5)" in err
+    assert d["normal_videos"] + d["anomalous_videos"] == len(case_all_classes_proposed())
+    assert main(["evaluate", "--snippets", str(tmp_path / "snippets.parquet"), "--videos", str(tmp_path / "videos.parquet"),
+                 "--labels", str(tmp_path / "labels"), "--class-embeddings", str(tmp_path / "classes.npz"),
+                 "--threshold", "0.99"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["decisions"]["threshold"] == 0.99 and "(--threshold)" in err
