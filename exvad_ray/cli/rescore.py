@@ -52,6 +52,9 @@ def _rescore(args: argparse.Namespace) -> int:
         raise ExvadError("give --detector URI (or --list / --use ID)")
     if not 0.0 < args.threshold < 1.0:
         raise ExvadError("--threshold must be between 0 and 1")
+    from exvad_ray.pipeline.validate import preflight
+
+    preflight(detector=args.detector)  # not a checkpoint: one line here, not a failure in every Ray task
     cfg = RescoreConfig(index, args.detector, LocalizationConfig(threshold=args.threshold),
                         set_current=not args.no_current, actors=args.actors,
                         address=args.address or os.environ.get("RAY_ADDRESS"))

@@ -106,3 +106,17 @@ def test_training_warm_start_checkpoint_checked_before_ray(tmp_path, content):
                                                               ".*is not a detector checkpoint")):
         detector_config(req, 8)
     assert not ray.is_initialized()
+
+
+def test_rescore_detector_checked_before_ray(tmp_path, capsys):
+    """`exvad rescore` with a damaged model.pt beside a model card naming the classes (the driver reads
+    only the card): one line, exit 2, before Ray starts (the Ray tasks failed one by one)."""
+    import ray
+
+    (tmp_path / "det").mkdir()
+    (tmp_path / "det" / "model.pt").write_bytes(b"damaged")
+    (tmp_path / "det" / "model_card.json").write_text('{"label_set": {"class_names": ["Normal", "Fire"]}}')
+    rc = main(["rescore", "--index", str(tmp_path / "index"), "--detector", str(tmp_path / "det")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "is not a detector checkpoint" in err, err
+    assert not ray.is_initialized() and not (tmp_path / "index").exists()
