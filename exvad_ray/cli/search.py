@@ -92,14 +92,19 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.update_vectors:
         state = SegmentIndex(args.index, profile=args.profile).update_vectors()
         print(f"vector sidecar: {state['rows']} segments from {len(state['files'])} files", file=sys.stderr)
+    skipped: list[str] = []
     if args.ray:
         from exvad_ray.search.distributed import search_ray
 
         table = search_ray(args.index, q, profile=args.profile)
     else:
-        table = SegmentIndex(args.index, profile=args.profile, scoring=args.scoring).search(q)
-    append_audit(audit_uri(_labels(args)), "search", q.describe(), table.num_rows, who=args.user, via="cli",
-                 index=args.index)
+        ix = SegmentIndex(args.index, profile=args.profile, scoring=args.scoring)
+        table, skipped = ix.search(q), sorted(ix.last_unreadable)
+    if skipped:  # vanished or damaged files were skipped: say so, and record it with the search
+        print(f"warning: {len(skipped)} index file(s) could not be read and were skipped: {', '.join(skipped[:5])}",
+              file=sys.stderr)
+    append_audit(audit_uri(_labels(args)), "search", q.describe() | ({"unreadable_files": skipped[:50]} if skipped
+                 else {}), table.num_rows, who=args.user, via="cli", index=args.index)
     sys.stdout.write(render(table, args.format))
     return 0
 

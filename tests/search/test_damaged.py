@@ -95,3 +95,18 @@ def test_engine_skips_unreadable_files_and_relists(index_copy):
     ix.refresh()
     with pytest.raises(Exception, match="no flagged segments|no index"):
         ix.search(limit=10)
+
+
+def test_cli_search_warns_and_audits_a_damaged_file(index_copy, capsys):
+    from exvad_ray.cli import main
+    from exvad_ray.search.audit import audit_uri, default_labels_uri, read_audit
+
+    files = sorted(glob.glob(os.path.join(index_copy, "segments", "**", "*.parquet"), recursive=True))
+    with open(files[0], "wb") as f:
+        f.write(b"garbage")
+    assert main(["search", "--index", index_copy, "--format", "json", "--limit", "1000"]) == 0
+    out = capsys.readouterr()
+    assert "warning: 1 index file(s) could not be read" in out.err and files[0] in out.err
+    assert len(json.loads(out.out)) > 0
+    row = read_audit(audit_uri(default_labels_uri(index_copy))).to_pylist()[-1]
+    assert json.loads(row["query"])["unreadable_files"] == [files[0]]
