@@ -78,8 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--min-camera-snippets", type=int, default=2000,
                    help="footage a camera needs for its own bank (else the global bank)")
     f.add_argument("--half-weights", default=None, help="weights of the halves' percentiles, e.g. 1,1 (default equal)")
-    f.add_argument("--combine", choices=("max", "mean"), default="max",
-                   help="how the halves' percentiles combine: max (unusual in either half) or their weighted mean")
+    f.add_argument("--combine", choices=("mean", "max"), default="mean",
+                   help="how the halves' surprises (-log(1 - percentile)) combine: weighted mean, or max (unusual in "
+                        "either half)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--address", default="local",
                    help="Ray address ('local': start a local Ray; 'auto': join a running cluster)")

@@ -1,9 +1,11 @@
-"""Fusion of the normality percentile with a detector's calibrated score.
+"""Fusion of the normality score with a detector's calibrated score.
 
-Both parts are first made percentiles of normal footage (`calibration`), so a weighted mean of the
-two is meaningful whatever each raw score's scale: the label-free k-NN score finds what the archive
-never shows, the weakly supervised detector finds what it learnt to name; on the demo archive a plain
-rank average of the two beat both (issue 22). The weight is chosen on a validation split when labels
+The label-free k-NN score finds what the archive never shows, the weakly supervised detector what it
+learnt to name; on the demo archive a plain rank average of the two beat both (issue 22). Both parts
+are first calibrated (`calibration`), so a weighted mean is meaningful whatever each raw score's
+scale: as surprises -log(1 - percentile of normal footage), which are unbounded (two percentiles
+both near 1 average to near 1, and a fused threshold extrapolated beyond 1 is never reached), or as
+ranks among a reference split's footage (`PercentileMap.fit` on all of it; no label needed). The weight is chosen on a validation split when labels
 exist (`choose_weight`: snippet AUC over a grid), else `DEFAULT_WEIGHT`. The fused value is itself
 calibrated on normal footage (`calibration.calibrate_scores`) to get a percentile and a threshold; the
 class comes from the detector.
@@ -22,7 +24,7 @@ WEIGHT_GRID = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
 
 
 def fuse(normality: np.ndarray, detector: np.ndarray, weight: float = DEFAULT_WEIGHT) -> np.ndarray:
-    """Weighted mean of two percentile arrays of the same snippets."""
+    """Weighted mean of two calibrated scores (both surprises, or both ranks) of the same snippets."""
     a, b = np.asarray(normality, np.float64), np.asarray(detector, np.float64)
     if a.shape != b.shape:
         raise ExvadError(f"fusion needs one normality and one detector score per snippet ({a.shape} vs {b.shape})")

@@ -71,7 +71,7 @@ class NormalityFitConfig:
     trim: float = 0.01  # only without labels
     min_camera_snippets: int = 2000
     half_weights: tuple[float, ...] | None = None  # default: equal
-    combine: str = "max"  # how the halves' percentiles combine (normality.model.combine)
+    combine: str = "mean"  # how the halves' surprises combine (normality.model.combine)
     calibration_snippets: int = 200_000  # calibration footage beyond this is sampled by video
     seed: int = 0
     address: str | None = "local"
