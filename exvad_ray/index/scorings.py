@@ -38,6 +38,14 @@ PARTITIONS = {"segments": ["class", "date", "camera"], "snippet_scores": ["date"
               "videos": ["date", "camera"]}
 
 
+#: why a segment was flagged, when a normality model scored it (docs/CONTRACTS.md "evidence"); null otherwise
+EVIDENCE = [pa.field("normality", pa.float32()), pa.field("unusual_half", pa.string()),
+            pa.field("nearest_video_id", pa.string()), pa.field("nearest_uri", pa.string()),
+            pa.field("nearest_snippet", pa.int32()), pa.field("nearest_start_s", pa.float64()),
+            pa.field("nearest_camera", pa.string()), pa.field("nearest_similarity", pa.float32()),
+            pa.field("normality_bank", pa.string()), pa.field("evidence", pa.string())]
+
+
 def _ids() -> list[pa.Field]:
     return [pa.field("scoring_id", pa.string(), nullable=False), pa.field("detector_id", pa.string())]
 
@@ -49,12 +57,13 @@ def schema(table: str) -> pa.Schema:
     if table == "segments":
         return pa.schema(list(arrow_schema("segments")) + _ids() + [
             pa.field("detector_uri", pa.string()), pa.field("model_card", pa.string(), metadata={
-                b"doc": b"the detector's model_card.json (parent detector, labels seen)"})])
+                b"doc": b"the detector's model_card.json (parent detector, labels seen)"})] + EVIDENCE)
     if table == "snippet_scores":
         return pa.schema([pa.field("video_id", pa.string(), nullable=False),
                           pa.field("snippet_index", pa.int32(), nullable=False),
                           pa.field("anomaly_score", pa.float32(), nullable=False),
-                          pa.field("class_probs", pa.list_(pa.float32()))] + _ids())
+                          pa.field("class_probs", pa.list_(pa.float32()))] + _ids() +
+                         [pa.field("normality", pa.float32())])
     if table == "videos":
         return pa.schema([pa.field("video_id", pa.string(), nullable=False), pa.field("uri", pa.string()),
                           pa.field("name", pa.string()), pa.field("video_score", pa.float32()),
@@ -194,5 +203,6 @@ def _read_process(index: str, table: str) -> pa.Table:
     if table == "videos":
         ids["scored_at"] = t.column("processed_at")
     want = pa.schema(list(schema(table)) + [pa.field(c, pa.string()) for c in PARTITIONS[table]])
-    cols = [ids[f.name] if f.name in ids else t.column(f.name).cast(f.type) for f in want]
+    cols = [ids[f.name] if f.name in ids else t.column(f.name).cast(f.type) if f.name in t.column_names
+            else pa.nulls(n, f.type) for f in want]  # evidence: null in a scoring without a normality model
     return pa.Table.from_arrays(cols, schema=want)
