@@ -18,6 +18,7 @@ import dataclasses
 import io
 import json
 from collections.abc import Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -29,6 +30,19 @@ from exvad_ray.normality.halves import Layout
 
 FORMAT = "exvad-normality/1"
 GLOBAL = "_global"  # never a camera name: index partitions strip leading "_"
+
+
+def _open(source: bytes | BinaryIO) -> tuple[Any, dict]:
+    """(the npz, its JSON document), the format checked."""
+    try:
+        z = np.load(io.BytesIO(source) if isinstance(source, bytes | bytearray) else source, allow_pickle=False)
+        doc = json.loads(bytes(z["meta_json"]).decode())
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        raise ExvadError(f"not a normality model ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else None
+        raise ExvadError(f"not a normality model of format {FORMAT} (found {found!r})")
+    return z, doc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,15 +187,15 @@ class NormalityModel:
         np.savez(buf, **arrays)
         return buf.getvalue()
 
+    @staticmethod
+    def describe(source: bytes | BinaryIO) -> dict:
+        """The model's JSON document (format, layout, banks' names and sizes, calibrations, card) read
+        without its arrays - what a preflight check needs; raises ExvadError if it is not a model."""
+        return _open(source)[1]
+
     @classmethod
     def from_bytes(cls, data: bytes) -> NormalityModel:
-        try:
-            z = np.load(io.BytesIO(data), allow_pickle=False)
-            doc = json.loads(bytes(z["meta_json"]).decode())
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-            raise ExvadError(f"not a normality model ({type(exc).__name__}: {exc})") from exc
-        if doc.get("format") != FORMAT:
-            raise ExvadError(f"not a normality model of format {FORMAT} (found {doc.get('format')!r})")
+        z, doc = _open(data)
         layout = Layout.from_dict(doc["layout"])
         banks = {}
         for i, m in enumerate(doc["banks"]):

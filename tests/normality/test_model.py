@@ -55,6 +55,12 @@ def test_scores_evidence_and_round_trip():
     assert np.allclose(again.score(x, "new").percentile, s.percentile) and again.card == {"fit_s": 1.0}
     with pytest.raises(ExvadError, match="not a normality model"):
         NormalityModel.from_bytes(b"garbage")
+    import io
+
+    doc = NormalityModel.describe(io.BytesIO(data))  # a file object: only the JSON member is read
+    assert doc["format"] == "exvad-normality/1" and doc["banks"][0]["name"] == GLOBAL and doc["card"] == {"fit_s": 1.0}
+    with pytest.raises(ExvadError, match="not a normality model"):
+        NormalityModel.describe(io.BytesIO(b"PK\x03\x04 not a zip"))
 
 
 def test_a_camera_without_a_bank_uses_the_global_one():
