@@ -28,7 +28,7 @@ def _fit(args: argparse.Namespace) -> int:
         calibrate_splits=tuple(s for s in args.calibrate_on.split(",") if s), camera_pattern=args.camera_pattern,
         cameras=tuple(args.camera or ()), per_hour=args.false_alarms_per_hour, k=args.k, bank_size=args.bank_size,
         cap=args.cap, trim=args.trim, min_camera_snippets=args.min_camera_snippets, half_weights=weights,
-        combine=args.combine,
+        combine=args.combine, smooth=args.smooth,
         seed=args.seed, address=args.address)
     plan = plan_fit(cfg)  # one-line errors before Ray starts
 
@@ -81,6 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--combine", choices=("mean", "max"), default="mean",
                    help="how the halves' surprises (-log(1 - percentile)) combine: weighted mean, or max (unusual in "
                         "either half)")
+    f.add_argument("--smooth", type=int, default=3,
+                   help="snippets each video's scores are averaged over (1: none); an event lasts several snippets")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--address", default="local",
                    help="Ray address ('local': start a local Ray; 'auto': join a running cluster)")

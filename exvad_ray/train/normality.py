@@ -72,6 +72,7 @@ class NormalityFitConfig:
     min_camera_snippets: int = 2000
     half_weights: tuple[float, ...] | None = None  # default: equal
     combine: str = "mean"  # how the halves' surprises combine (normality.model.combine)
+    smooth: int = 3  # snippets each video's raw scores are averaged over (normality.model.smooth_series)
     calibration_snippets: int = 200_000  # calibration footage beyond this is sampled by video
     seed: int = 0
     address: str | None = "local"
@@ -196,6 +197,8 @@ def plan_fit(cfg: NormalityFitConfig) -> FitPlan:
                          f"cap {cfg.cap})")
     if cfg.combine not in COMBINE_RULES:
         raise ExvadError(f"--combine must be one of {', '.join(COMBINE_RULES)}, not {cfg.combine!r}")
+    if cfg.smooth < 1:
+        raise ExvadError(f"--smooth must be at least 1 snippet, got {cfg.smooth}")
     if not 0 <= cfg.trim < 0.5:
         raise ExvadError(f"--trim must be in [0, 0.5), got {cfg.trim}")
     index = storage.normalize(cfg.index)
@@ -454,7 +457,7 @@ def fit_normality(cfg: NormalityFitConfig, echo: Callable[[str], None] = print,
         weights = tuple(cfg.half_weights or (1.0,) * len(plan.layout.names))
         if len(weights) != len(plan.layout.names):
             raise ExvadError(f"--half-weights needs {len(plan.layout.names)} values ({', '.join(plan.layout.names)})")
-        raw_model = NormalityModel(plan.layout, banks, {}, weights, rule=cfg.combine)
+        raw_model = NormalityModel(plan.layout, banks, {}, weights, rule=cfg.combine, smooth=cfg.smooth)
         wanted = _calibration_sample(plan)
         ref = ray.put(raw_model.to_bytes())
         series: dict[str, list[tuple[np.ndarray, float]]] = {b: [] for b in banks}
@@ -473,8 +476,9 @@ def fit_normality(cfg: NormalityFitConfig, echo: Callable[[str], None] = print,
     for b, s in series.items():
         if len(s) < 2:
             raise ExvadError(f"bank {b}: calibration needs at least 2 normal videos, got {len(s)}")
-        calibrations[b] = calibrate_bank([r for r, _ in s], [t for _, t in s], weights, cfg.per_hour, rule=cfg.combine)
-    model = NormalityModel(plan.layout, banks, calibrations, weights, rule=cfg.combine)
+        calibrations[b] = calibrate_bank([r for r, _ in s], [t for _, t in s], weights, cfg.per_hour, rule=cfg.combine,
+                                         smooth=cfg.smooth)
+    model = NormalityModel(plan.layout, banks, calibrations, weights, rule=cfg.combine, smooth=cfg.smooth)
     model.card = model_card(plan, model, time.time() - t0)
     save_normality(model, cfg.out)
     echo(f"normality model written to {cfg.out} ({time.time() - t0:.0f} s); global threshold: percentile "
@@ -503,7 +507,8 @@ def model_card(plan: FitPlan, model: NormalityModel, fit_s: float) -> dict[str, 
                     "banks": list(model.banks), "min_camera_snippets": cfg.min_camera_snippets},
         "sizes": {b: bk.sources for b, bk in model.banks.items()},
         "settings": {"k": cfg.k, "bank_size": cfg.bank_size, "cap": cfg.cap, "trim": cfg.trim if not cfg.labels else 0.0,
-                     "half_weights": list(model.half_weights), "combine": model.rule, "false_alarms_per_hour": cfg.per_hour,
+                     "half_weights": list(model.half_weights), "combine": model.rule, "smooth": model.smooth,
+                     "false_alarms_per_hour": cfg.per_hour,
                      "calibration_snippets": cfg.calibration_snippets, "seed": cfg.seed},
         "calibration": {b: c.threshold.to_dict() for b, c in model.calibrations.items()},
     }

@@ -75,3 +75,17 @@ def test_a_camera_without_a_bank_uses_the_global_one():
     assert model.score(x, None, "cam01").percentile.mean() > 0.99
     assert model.score(x, None, "cam07").percentile.mean() < 0.9
     assert model.score(x, None, "cam07").bank == GLOBAL
+
+
+def test_smoothing_averages_neighbouring_snippets_and_is_kept_by_the_model():
+    from exvad_ray.normality import smooth_series
+
+    r = np.array([[0.0, 1.0], [3.0, 1.0], [0.0, 1.0], [0.0, 4.0]])
+    assert np.allclose(smooth_series(r, 1), r)
+    assert np.allclose(smooth_series(r, 3)[:, 0], [1.0, 1.0, 1.0, 0.0])
+    assert np.allclose(smooth_series(r, 3)[:, 1], [1.0, 1.0, 2.0, 3.0])
+    rng = np.random.default_rng(2)
+    centres = unit(rng.standard_normal((3, 2, 8)))
+    lay, bank, cal = build(rng, centres)
+    model = NormalityModel(lay, {GLOBAL: bank}, {GLOBAL: cal}, (1.0, 1.0), smooth=3)
+    assert NormalityModel.from_bytes(model.to_bytes()).smooth == 3
