@@ -97,6 +97,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         from exvad_ray.search.distributed import search_ray
 
         table = search_ray(args.index, q, profile=args.profile)
+        table = SegmentIndex(args.index, profile=args.profile).with_evidence(table)  # a normality scoring's why
     else:
         ix = SegmentIndex(args.index, profile=args.profile, scoring=args.scoring)
         table, skipped = ix.search(q), sorted(ix.last_unreadable)
@@ -110,6 +111,13 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def render(table: pa.Table, fmt: str) -> str:
+    """Results as a table (a segment's evidence sentence, when it has one, on an indented line below
+    it, whole), JSON or CSV. Evidence columns that are null in every row are left out, so a scoring
+    without a normality model prints as before."""
+    from exvad_ray.search.engine import EVIDENCE_COLUMNS
+
+    empty = [c for c in EVIDENCE_COLUMNS if c in table.column_names and table.column(c).null_count == table.num_rows]
+    table = table.drop_columns(empty)
     rows = [{k: v for k, v in r.items() if k not in ("thumbnail_jpeg",)} for r in table.to_pylist()]
     if fmt == "json":
         return json.dumps(rows, default=str, indent=1) + "\n"
@@ -123,7 +131,10 @@ def render(table: pa.Table, fmt: str) -> str:
     cells = [[_cell(r.get(c)) for c in cols] for r in rows]
     widths = [min(48, max([len(c)] + [len(x[i]) for x in cells])) for i, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
-    lines += ["  ".join(x[:w].ljust(w) for x, w in zip(row, widths)) for row in cells]
+    for r, row in zip(rows, cells):
+        lines.append("  ".join(x[:w].ljust(w) for x, w in zip(row, widths)))
+        if r.get("evidence"):
+            lines.append(f"    why: {' '.join(str(r['evidence']).split())}")
     lines.append(f"({len(rows)} segment{'s' if len(rows) != 1 else ''})")
     return "\n".join(lines) + "\n"
 

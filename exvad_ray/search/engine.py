@@ -34,12 +34,16 @@ import pyarrow as pa
 
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
+from exvad_ray.index.scorings import EVIDENCE
 from exvad_ray.search.sql import run_sql
 
 PARTS = ("class", "date", "camera")
 #: columns a result has (besides `similarity` when ranked by similarity, `thumbnail_jpeg` on request)
 RESULT_COLUMNS = ("segment_id", "video_id", "uri", "label", "score", "class_score", "start_s", "end_s",
                   "peak_s", "start_at", "end_at", "explanation", "camera", "date")
+#: why a segment was flagged (docs/CONTRACTS.md "evidence"): results of a rescoring carry these too
+#: (null without a normality model, or in files written before they existed); "process" results do not
+EVIDENCE_COLUMNS = tuple(f.name for f in EVIDENCE)
 VISUAL_WEIGHT = 0.5  # weight of the visual embedding in text similarity when the profile is aligned
 #: videos longer than this may put a segment's start on a later day than its date partition
 MAX_VIDEO_DAYS = 1
@@ -350,8 +354,9 @@ class SegmentIndex:
         return clauses, params
 
     def _scan(self, files: list[str], select: str, clauses: list[str], params: list[Any], order: str,
-              limit: int | None, pre: list[Any] = ()) -> pa.Table:
-        sql = (f"SELECT {select} FROM read_parquet(?, hive_partitioning = true, "
+              limit: int | None, pre: list[Any] = (), union: bool = False) -> pa.Table:
+        """`union`: columns by name across files (a rescoring's older files lack the evidence columns)."""
+        sql = (f"SELECT {select} FROM read_parquet(?, hive_partitioning = true{', union_by_name = true' if union else ''}, "
                f"hive_types = {{'class': 'VARCHAR', 'date': 'VARCHAR', 'camera': 'VARCHAR'}})")
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
@@ -380,13 +385,19 @@ class SegmentIndex:
         return self._read(sql, files, pre, post, empty=nothing_left)
 
     # ---- public API ----------------------------------------------------------------------------
-    def search(self, query: Query | None = None, *, thumbnails: bool = False, **filters: Any) -> pa.Table:
+    def search(self, query: Query | None = None, *, thumbnails: bool = False, evidence: bool = True,
+               **filters: Any) -> pa.Table:
         """Segments matching the filters, best first (by score, or by similarity to `text`/`like`).
 
         Keyword filters: classes, min_score, max_score, since, until (ISO strings or datetimes),
         cameras, prefix, video_id, detector, text, like, limit. Returns a pyarrow.Table
-        (`.to_pandas()` for a DataFrame)."""
+        (`.to_pandas()` for a DataFrame). Results of a rescoring also carry `EVIDENCE_COLUMNS`
+        (`evidence=False` leaves them out)."""
         q = make_query(query, **filters)
+        table = self._search(q, thumbnails)
+        return self.with_evidence(table) if evidence else table
+
+    def _search(self, q: Query, thumbnails: bool) -> pa.Table:
         classes = self._canonical_classes(q.classes)
         cols = ", ".join(RESULT_COLUMNS) + (", thumbnail_jpeg" if thumbnails else "")
         clauses, params = self._where(q, classes)
@@ -424,6 +435,40 @@ class SegmentIndex:
             return self._scan(self._any_file(), select, ["false"], [], "segment_id", 0, pre)
         order = "similarity DESC NULLS LAST, segment_id" if pre else "score DESC, segment_id"
         return self._scan(files, select, clauses, params, order, q.limit, pre)
+
+    def with_evidence(self, table: pa.Table) -> pa.Table:
+        """`table` (result rows) with the evidence columns appended, read for its segment ids from
+        their videos' files only (a result has at most `limit` rows). A "process" scoring has no
+        evidence: the table comes back unchanged. Columns a file lacks are null (union by name)."""
+        if self.scoring == "process" or "segment_id" not in table.column_names:
+            return table
+        table = table.drop_columns([c for c in EVIDENCE_COLUMNS if c in table.column_names])
+        ids = table.column("segment_id").to_pylist()
+        found: dict[str, dict[str, Any]] = {}
+        if ids:
+            vids = {i.rsplit(":", 1)[0] for i in ids}
+            files = [f for f, _ in self.files if _part_id(f) in vids or not os.path.basename(f).startswith("part-")]
+            if files:
+                found = self._evidence_rows(files, ids)
+        for field in EVIDENCE:
+            values = [found.get(i, {}).get(field.name) for i in ids]
+            table = table.append_column(pa.field(field.name, field.type), pa.array(values, field.type))
+        return table
+
+    def _evidence_rows(self, files: list[str], ids: list[str]) -> dict[str, dict[str, Any]]:
+        """segment_id -> its evidence values, from `files` (those without the columns give none)."""
+        opts = "hive_partitioning = true, union_by_name = true, hive_types = {'class': 'VARCHAR', " \
+               "'date': 'VARCHAR', 'camera': 'VARCHAR'}"
+        empty = pa.table({"column_name": pa.array([], pa.string())})
+        have = set(self._read(f"DESCRIBE SELECT * FROM read_parquet(?, {opts})", files, empty=empty)
+                   .column(0).to_pylist())
+        cols = [c for c in EVIDENCE_COLUMNS if c in have]
+        if not cols:
+            return {}
+        rows = self._read(f"SELECT segment_id, {', '.join(cols)} FROM read_parquet(?, {opts}) "
+                          "WHERE segment_id IN (SELECT unnest(?::VARCHAR[]))", files, post=[ids],
+                          empty=pa.table({"segment_id": pa.array([], pa.string())})).to_pylist()
+        return {r["segment_id"]: r for r in rows}
 
     def _search_sidecar(self, sidecar: Any, q: Query, classes: list[str]) -> pa.Table:
         """Similarity ranking through the vector sidecar (same filters, same result columns)."""
@@ -475,10 +520,33 @@ class SegmentIndex:
         if self.superseded:
             clauses.append("video_id NOT IN (SELECT unnest(?::VARCHAR[]))")
             params.append(sorted(self.superseded))
-        rows = self._scan(files, select, clauses, params, "segment_id", 1).to_pylist() if files else []
+        rescored = self.scoring != "process"  # its files may differ in the evidence columns: by name
+        rows = self._scan(files, select, clauses, params, "segment_id", 1, union=rescored).to_pylist() if files else []
         if not rows:
             raise SearchError(f"unknown segment id {segment_id!r}")
+        if rescored and not columns:  # every row of a rescoring has the evidence keys (null: none)
+            return {**{c: None for c in EVIDENCE_COLUMNS}, **rows[0]}
         return rows[0]
+
+    def snippet_thumbnail(self, video_id: str, snippet_index: int) -> bytes | None:
+        """The stored thumbnail of one snippet of the index (the nearest normal moment a segment's
+        evidence names), or None when the index has no such snippet or no thumbnail for it."""
+        files = [f for f in self._list("snippets") if os.path.basename(f).startswith(f"part-{video_id}")
+                 or os.path.basename(f).startswith("compact-")]
+        if not files or video_id in self.superseded:
+            return None
+        import duckdb
+
+        empty = pa.table({"thumbnail_jpeg": pa.array([], pa.binary())})
+        try:
+            rows = self._read("SELECT thumbnail_jpeg FROM read_parquet(?, hive_partitioning = true, union_by_name = "
+                              "true, hive_types = {'date': 'VARCHAR', 'camera': 'VARCHAR'}) WHERE video_id = ? AND "
+                              "snippet_index = ? LIMIT 1", files, post=[video_id, int(snippet_index)], empty=empty)
+        except duckdb.BinderException:  # an index of schema v1: snippets without thumbnails
+            return None
+        if "thumbnail_jpeg" not in rows.column_names or not rows.num_rows:
+            return None
+        return rows.column("thumbnail_jpeg")[0].as_py() or None
 
     def video(self, video_id: str) -> dict[str, Any]:
         rows = [r for r in self.videos.to_pylist() if r["video_id"] == video_id]

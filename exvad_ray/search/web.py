@@ -6,11 +6,18 @@ so nothing outside the index and the archive is reachable. It never writes to th
 the audit log go to the labels URI. Who may use it and from where (the secret, CSRF, Origin, Host)
 is `exvad_ray.search.access`. Templates autoescape everything the index or the user supplies. A
 vanished or damaged index file is skipped (the engine), named on the page and in the audit log.
+
+Evidence (issue 22): a segment of a normality scoring says why it was flagged. Its card and its
+video page put the nearest normal moment's thumbnail (the index's `snippets` row that the segment's
+`nearest_video_id`/`nearest_snippet` name, route `/snippet/<video_id>:<n>.jpg`) beside the flagged
+one, and lead with the evidence sentence, before the keyframes' caption text. Rows without evidence
+render as before.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import tempfile
@@ -35,8 +42,12 @@ form.search{display:flex;flex-wrap:wrap;gap:.6em;align-items:end;background:#fff
 form.search label{display:flex;flex-direction:column;font-size:.8em}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:1em;margin-top:1em}
 .card{background:#fff;border:1px solid #ddd;padding:.6em}
-.card .thumb{display:block;aspect-ratio:16/9;background:#222}
-.card img{display:block;width:100%;height:100%;object-fit:contain}
+.thumb{display:block;aspect-ratio:16/9;background:#222}
+.card img,.thumb img{display:block;width:100%;height:100%;object-fit:contain}
+.pair{display:grid;grid-template-columns:1fr 1fr;gap:.4em}.pair figure{margin:0}
+.pair figcaption{font-size:.75em;color:#555;margin-top:.2em}
+.thumb.none{display:flex;align-items:center;justify-content:center;color:#bbb;font-size:.75em;text-align:center}
+#evidence{max-width:760px}.why{font-weight:bold;color:#333}
 .meta{font-size:.85em;color:#555}.cls{font-weight:bold}.err{color:#b00;font-weight:bold}.ok{color:#070}
 table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.3em .5em;font-size:.85em}
 </style></head><body>
@@ -65,12 +76,25 @@ SEARCH = """<form class="search" method="get" action="/">
 <button type="submit" id="search">Search</button></form>
 {% if results is not none %}<p id="count">{{ results|length }} segment{{ '' if results|length == 1 else 's' }}</p>
 <div class="cards">{% for r in results %}<div class="card result">
-<a class="thumb" href="/video/{{ r.video_id }}?segment={{ r.segment_id|urlencode }}"><img alt="thumbnail"
- src="/thumb/{{ r.segment_id|urlencode }}.jpg"></a>
+{% if r.ev %}<div class="pair evidence">{{ pair(r) }}</div>
+{% else %}<a class="thumb" href="/video/{{ r.video_id }}?segment={{ r.segment_id|urlencode }}"><img alt="thumbnail"
+ src="/thumb/{{ r.segment_id|urlencode }}.jpg"></a>{% endif %}
 <div><span class="cls">{{ r.label }}</span> score {{ '%.3f'|format(r.score) }}
 {% if r.similarity is not none %} sim {{ '%.3f'|format(r.similarity) }}{% endif %}</div>
 <div class="meta">{{ r.camera }} &middot; {{ r.when }}</div>
-<div class="meta">{{ r.explanation or '(no explanation)' }}</div></div>{% endfor %}</div>{% endif %}"""
+{% if r.ev %}<div class="why">{{ r.ev.sentence }}</div><div class="meta">{{ r.ev.facts }}</div>{% endif %}
+<div class="meta">{{ r.ev.rest if r.ev else (r.explanation or '(no explanation)') }}</div></div>{% endfor %}</div>{% endif %}"""
+
+#: the flagged thumbnail and the nearest normal moment's, side by side (a card and the video page)
+PAIR = """{% macro pair(r) %}<figure><a class="thumb" href="/video/{{ r.video_id }}?segment={{ r.segment_id|urlencode }}">
+<img class="flagged" alt="flagged segment" src="/thumb/{{ r.segment_id|urlencode }}.jpg"></a>
+<figcaption>flagged: {{ r.camera }} at {{ r.ev.flagged_at }}</figcaption></figure>
+<figure>{% if r.ev.nearest_src %}<a class="thumb" href="/video/{{ r.ev.nearest_video_id }}"><img class="nearest"
+ alt="closest normal moment" src="{{ r.ev.nearest_src }}"></a>{% else %}<div class="thumb none">closest normal moment
+ not in this index</div>{% endif %}
+<figcaption>closest normal: {{ r.ev.nearest_name }} at {{ r.ev.nearest_at }}{% if r.ev.nearest_camera %}
+ ({{ r.ev.nearest_camera }}){% endif %}{% if r.ev.similarity %}, similarity {{ r.ev.similarity }}{% endif %}</figcaption>
+</figure>{% endmacro %}"""
 
 VIDEO = """<h2>{{ video.name }}</h2><p class="meta">{{ video.uri }} &middot; camera {{ video.camera }} &middot;
 recorded {{ video.recorded_at or 'unknown' }} &middot; {{ '%.1f'|format(video.duration_s or 0) }} s &middot;
@@ -78,7 +102,9 @@ video class {{ video.video_class }} ({{ '%.3f'|format(video.video_score or 0) }}
 <img id="timeline" alt="score timeline" src="/timeline/{{ video.video_id }}.png">
 {% if seg %}<h3>Segment {{ seg.segment_id }}: {{ seg.label }} {{ '%.3f'|format(seg.score) }},
 {{ '%.2f'|format(seg.start_s) }}-{{ '%.2f'|format(seg.end_s) }} s</h3>
-<p>{{ seg.explanation or '(no explanation)' }}</p>
+{% if seg.ev %}<div id="evidence"><div class="pair">{{ pair(seg) }}</div>
+<p class="why" id="evidence-sentence">{{ seg.ev.sentence }}</p><p class="meta">{{ seg.ev.facts }}</p></div>
+<p>{{ seg.ev.rest }}</p>{% else %}<p>{{ seg.explanation or '(no explanation)' }}</p>{% endif %}
 <video id="clip" controls width="448" src="/clip/{{ seg.segment_id|urlencode }}.mp4"></video>
 <p><a id="download" href="/clip/{{ seg.segment_id|urlencode }}.mp4?download=1">download clip</a></p>
 <form method="post" action="/feedback" id="feedback">
@@ -125,6 +151,57 @@ def timeline_png(snippets: Any, segments: list[dict[str, Any]], class_names: lis
     return buf.getvalue()
 
 
+def _clock(seconds: float) -> str:
+    """0:42, 12:05, 1:02:05 (a moment in a video, as a player shows it)."""
+    s = max(0, int(seconds))
+    h, m, sec = s // 3600, s // 60 % 60, s % 60
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def _percent(p: float) -> str:
+    """A percentile of normal footage, rounded down so that it never overstates: 99.7, and beyond
+    99.9 three decimals (99.996), since that is where anomalies sit; 100 only for 1."""
+    if p >= 1:
+        return "100"
+    digits = 1 if p < 0.999 else 3
+    v = math.floor(max(0.0, p) * 100 * 10**digits) / 10**digits
+    return f"{v:.{digits}f}".rstrip("0") if digits > 1 else f"{v:.1f}"
+
+
+HALVES = {"appearance": "its appearance", "motion": "its motion", "visual": "the picture as a whole"}
+
+
+def evidence_view(r: dict[str, Any], names: dict[str, str]) -> dict[str, Any] | None:
+    """What the page shows of a row's evidence (None: the row has none, the card is as before).
+    `names`: video_id -> name of the index's videos (the nearest moment's thumbnail comes from the
+    index only when its video is there)."""
+    if r.get("evidence") is None and r.get("normality") is None and r.get("nearest_video_id") is None:
+        return None
+    vid, n = r.get("nearest_video_id"), r.get("nearest_snippet")
+    in_index = bool(vid) and vid in names and n is not None
+    uri = r.get("nearest_uri") or ""
+    name = names.get(vid or "") or (os.path.splitext(os.path.basename(uri))[0] if uri else (vid or "unknown"))
+    at = _clock(r["nearest_start_s"]) if r.get("nearest_start_s") is not None else "?"
+    sim = f"{r['nearest_similarity']:.2f}" if r.get("nearest_similarity") is not None else ""
+    bank = r.get("normality_bank") or "global"
+    where = "all the normal footage" if bank == "global" else f"the normal footage of {bank}"
+    sentence = r.get("evidence") or (f"nothing like this in {where}; closest: {name} at {at}"
+                                     + (f", similarity {sim}" if sim else ""))
+    facts = []
+    if r.get("normality") is not None:
+        facts.append(f"more unusual than {_percent(float(r['normality']))} % of normal footage")
+    if r.get("unusual_half"):
+        facts.append(f"unusual: {HALVES.get(r['unusual_half'], r['unusual_half'])}")
+    facts.append(f"compared with {where}")
+    rest = (r.get("explanation") or "").strip()
+    if rest.startswith(sentence):  # a writer that already led the explanation with the sentence
+        rest = rest[len(sentence):].lstrip(" .;\n")
+    return {"sentence": sentence, "facts": " \u00b7 ".join(facts), "rest": rest or "(no explanation)",
+            "nearest_video_id": vid, "nearest_name": name, "nearest_at": at, "similarity": sim,
+            "nearest_camera": r.get("nearest_camera"), "flagged_at": _clock(r.get("peak_s") or r.get("start_s") or 0),
+            "nearest_src": f"/snippet/{vid}:{int(n)}.jpg" if in_index and ID_RE.match(f"{vid}:{int(n)}") else None}
+
+
 def _when(r: dict[str, Any]) -> str:
     if r.get("start_at") is not None:
         return r["start_at"].strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -148,7 +225,7 @@ def create_app(index_uri: str, labels: str, token: str | None = None, profile: s
     index = SegmentIndex(index_uri, profile=profile, list_ttl_s=list_ttl_s)
     index.files  # noqa: B018 - fail at start-up, not at the first request, when there is no index
     env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
-    page, search_t, video_t = env.from_string(PAGE), env.from_string(SEARCH), env.from_string(VIDEO)
+    page, search_t, video_t = env.from_string(PAGE), env.from_string(PAIR + SEARCH), env.from_string(PAIR + VIDEO)
     lock = threading.Lock()  # DuckDB connections are not for concurrent use
     clips = tempfile.mkdtemp(prefix="exvad-clips-")
     audit = audit_uri(labels)
@@ -167,6 +244,19 @@ def create_app(index_uri: str, labels: str, token: str | None = None, profile: s
             raise SearchError(f"malformed id {value!r}")
         return value
 
+    def with_evidence(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each row with `ev` (evidence_view), the index's video names read only when a row has evidence."""
+        names: dict[str, str] | None = None
+        for r in rows:
+            r["ev"] = None
+            if r.get("evidence") is not None or r.get("normality") is not None or r.get("nearest_video_id"):
+                if names is None:
+                    v = index.videos
+                    names = dict(zip(v.column("video_id").to_pylist(), v.column("name").to_pylist())) \
+                        if "name" in v.column_names else {i: i for i in v.column("video_id").to_pylist()}
+                r["ev"] = evidence_view(r, names)
+        return rows
+
     @app.get("/", response_class=HTMLResponse)
     def home(request: Request) -> HTMLResponse:
         p = request.query_params
@@ -183,7 +273,8 @@ def create_app(index_uri: str, labels: str, token: str | None = None, profile: s
                                text=form["text"] or None, like=form["like"] or None,
                                limit=int(form["limit"]) if form["limit"] else 24)
                 table = index.search(q)
-                results = [{**r, "when": _when(r), "similarity": r.get("similarity")} for r in table.to_pylist()]
+                results = with_evidence([{**r, "when": _when(r), "similarity": r.get("similarity")}
+                                         for r in table.to_pylist()])
                 described = q.describe()
                 if index.last_unreadable:  # the audit row says the answer may be incomplete, and why
                     described["unreadable_files"] = sorted(index.last_unreadable)[:50]
@@ -204,13 +295,26 @@ def create_app(index_uri: str, labels: str, token: str | None = None, profile: s
         return Response(row["thumbnail_jpeg"] or b"", media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=3600"})
 
+    @app.get("/snippet/{snippet_id}.jpg")
+    def snippet_thumb(snippet_id: str) -> Response:
+        """One snippet's stored thumbnail (`<video_id>:<snippet_index>`): a nearest normal moment."""
+        video_id, sep, n = check_id(snippet_id).rpartition(":")
+        if not sep:
+            raise SearchError(f"malformed snippet id {snippet_id!r}: <video_id>:<snippet index>")
+        with lock:
+            index.begin_query()
+            jpeg = index.snippet_thumbnail(video_id, int(n))
+        if jpeg is None:
+            raise SearchError(f"unknown snippet {snippet_id!r} (or no thumbnail stored for it)")
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
     @app.get("/video/{video_id}", response_class=HTMLResponse)
     def video(request: Request, video_id: str, segment: str | None = None, msg: str | None = None) -> HTMLResponse:
         with lock:
             index.begin_query()
             v = index.video(check_id(video_id))
-            segs = [{**s, "when": _when(s)} for s in
-                    sorted(index.video_segments(video_id).to_pylist(), key=lambda s: s["start_s"])]
+            segs = with_evidence([{**s, "when": _when(s)} for s in
+                                  sorted(index.video_segments(video_id).to_pylist(), key=lambda s: s["start_s"])])
             classes = index.known_classes()
             seg = next((s for s in segs if s["segment_id"] == segment), None) if segment else None
             if segment and seg is None:

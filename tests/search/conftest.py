@@ -39,3 +39,12 @@ def index_copy(built_index, tmp_path) -> str:
     dest = tmp_path / "index"
     shutil.copytree(built_index["index"], dest)
     return str(dest)
+
+
+@pytest.fixture()
+def evidence_index(index_copy) -> dict:
+    """A private copy of the index whose current scoring is a hand-written normality scoring: one
+    segment with evidence, one video's file without the evidence columns (tests/search/evidence.py)."""
+    from evidence import write_evidence_scoring
+
+    return {"index": index_copy, **write_evidence_scoring(index_copy)}
