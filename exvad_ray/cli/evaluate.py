@@ -71,48 +71,15 @@ def _localization(args: argparse.Namespace, stored: dict[str, Any] | None = None
     return rule, "the default 0.5"
 
 
-def _stored_localization(index: str, sid: str) -> dict[str, Any]:
-    from exvad_ray.index.scorings import PROCESS, manifest
-    from exvad_ray.pipeline.identity import read_index_settings
-
-    if sid == PROCESS:
-        return (read_index_settings(index) or {}).get("localization") or {}
-    return manifest(index, sid).get("localization") or {}
-
-
-def _stored_report(args: argparse.Namespace, records: list) -> tuple[Any, list[str]]:
+def _stored_report(args: argparse.Namespace, records: list) -> tuple[Any, list[str], str]:
     """The report of a scoring already in the index (`exvad process` or `exvad rescore`): no model runs."""
-    import numpy as np
-
     from exvad_ray.eval.evaluate import compute_report, stored_results
-    from exvad_ray.index import snippet_columns_by_video
-    from exvad_ray.index.scorings import current_scoring, read_scoring
+    from exvad_ray.index.scorings import current_scoring, scores_by_name, scoring_localization
 
     sid = current_scoring(args.index) if args.scoring == "current" else args.scoring
-    videos = read_scoring(args.index, "videos", sid, ["video_id", "name", "class_names"]).to_pylist()
-    wanted = {r.name for r in records}
-    ids: dict[str, str] = {}
-    class_names: list[str] | None = None
-    for v in videos:
-        if v["name"] not in wanted:
-            continue
-        if v["name"] in ids and ids[v["name"]] != v["video_id"]:
-            raise ExvadError(f"video name {v['name']!r} is not unique in {args.index}; evaluate it with --checkpoint")
-        ids[v["name"]] = v["video_id"]
-        if class_names is None:
-            class_names = list(v["class_names"] or [])
-        elif list(v["class_names"] or []) != class_names:
-            raise ExvadError(f"scoring {sid!r} mixes class lists ({class_names} and {v['class_names']})")
-    if not ids or not class_names:
-        raise ExvadError(f"scoring {sid!r} of {args.index} scored none of the {len(records)} videos of split {args.split!r}")
-    snips = read_scoring(args.index, "snippet_scores", sid, ["video_id", "snippet_index", "anomaly_score", "class_probs"])
-    by_id = snippet_columns_by_video(snips, ["anomaly_score", "class_probs"], list(ids.values()))
-    stored = {}
-    for name, vid in ids.items():
-        scores, probs = by_id.get(vid, (np.zeros(0), np.zeros((0, len(class_names)))))
-        stored[name] = (np.asarray(scores, np.float32), np.asarray(probs, np.float32).reshape(-1, len(class_names)))
+    class_names, stored = scores_by_name(args.index, sid, {r.name for r in records})
     print(f"scoring {sid}: {len(stored)} videos, scores read from the index (no model run)", file=sys.stderr)
-    localization, source = _localization(args, _stored_localization(args.index, sid))
+    localization, source = _localization(args, scoring_localization(args.index, sid))
     report = compute_report(stored_results(records, stored, class_names), class_names,
                             args.vadclip_procedure or args.dataset, localization)
     return report, class_names, source

@@ -17,6 +17,7 @@ from exvad_ray.errors import ExvadError
 from exvad_ray.index.schemas import SCHEMA_VERSION, conform
 
 RUNS_DIR = "runs"
+SETTINGS_FILE = "settings.json"  # the settings the index was built with (pipeline/identity.py writes it)
 
 
 def manifest_uri(index: str, run_id: str) -> str:

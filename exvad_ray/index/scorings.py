@@ -206,3 +206,46 @@ def _read_process(index: str, table: str) -> pa.Table:
     cols = [ids[f.name] if f.name in ids else t.column(f.name).cast(f.type) if f.name in t.column_names
             else pa.nulls(n, f.type) for f in want]  # evidence: null in a scoring without a normality model
     return pa.Table.from_arrays(cols, schema=want)
+
+
+def scores_by_name(index: str, scoring: str, names: set[str]) -> tuple[list[str], dict[str, tuple[Any, Any]]]:
+    """The stored per-snippet scores of the named videos in one scoring (what `exvad evaluate --scoring`
+    and the demo evaluate, no model run): (class names, {name: (anomaly scores (T,), class probabilities
+    (T, C))}). A name that is not unique in the index, or a scoring that mixes class lists, is an error."""
+    import numpy as np
+
+    from exvad_ray.index.tables import snippet_columns_by_video
+
+    videos = read_scoring(index, "videos", scoring, ["video_id", "name", "class_names"]).to_pylist()
+    ids: dict[str, str] = {}
+    class_names: list[str] | None = None
+    for v in videos:
+        if v["name"] not in names:
+            continue
+        if v["name"] in ids and ids[v["name"]] != v["video_id"]:
+            raise ExvadError(f"video name {v['name']!r} is not unique in {index}; evaluate it with --checkpoint")
+        ids[v["name"]] = v["video_id"]
+        if class_names is None:
+            class_names = list(v["class_names"] or [])
+        elif list(v["class_names"] or []) != class_names:
+            raise ExvadError(f"scoring {scoring!r} mixes class lists ({class_names} and {v['class_names']})")
+    if not ids or not class_names:
+        raise ExvadError(f"scoring {scoring!r} of {index} scored none of the {len(names)} videos asked for")
+    snips = read_scoring(index, "snippet_scores", scoring, ["video_id", "snippet_index", "anomaly_score", "class_probs"])
+    by_id = snippet_columns_by_video(snips, ["anomaly_score", "class_probs"], list(ids.values()))
+    out = {}
+    for name, vid in ids.items():
+        scores, probs = by_id.get(vid, (np.zeros(0), np.zeros((0, len(class_names)))))
+        out[name] = (np.asarray(scores, np.float32), np.asarray(probs, np.float32).reshape(-1, len(class_names)))
+    return class_names, out
+
+
+def scoring_localization(index: str, scoring: str) -> dict[str, Any]:
+    """The flagging rule a scoring was made with (`LocalizationConfig` fields): a rescoring's manifest, or
+    for `exvad process`'s own scoring the settings the index was built with."""
+    if scoring == PROCESS:
+        from exvad_ray.index.runs import SETTINGS_FILE
+
+        uri = storage.join(index, SETTINGS_FILE)
+        return (json.loads(storage.read_bytes(uri)).get("localization") or {}) if storage.exists(uri) else {}
+    return manifest(index, scoring).get("localization") or {}

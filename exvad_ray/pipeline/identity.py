@@ -15,8 +15,7 @@ from typing import Any
 
 from exvad_ray import storage
 from exvad_ray.errors import ConfigError
-
-SETTINGS_FILE = "settings.json"
+from exvad_ray.index.runs import SETTINGS_FILE
 RESCORE_KEYS = ("detector", "threshold")  # changeable in place with `exvad rescore`
 
 
