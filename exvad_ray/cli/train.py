@@ -10,6 +10,7 @@ from typing import Any
 
 from exvad_ray import storage
 from exvad_ray.cli.args import add_class_arguments, add_data_arguments, class_source, data_source
+from exvad_ray.errors import ExvadError
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ def _run(args: argparse.Namespace) -> int:
     from exvad_ray.train.loop import train_config
     from exvad_ray.train.ray_job import RayTrainSettings
 
+    if not args.false_alarms_per_hour > 0:
+        raise ExvadError(f"--false-alarms-per-hour must be positive, got {args.false_alarms_per_hour}")
     source = data_source(args)
     records = source.load()  # fail fast on data errors, before any model or cluster starts
     emb, names, label_set = class_source(args)
@@ -73,7 +76,8 @@ def _run(args: argparse.Namespace) -> int:
     from exvad_ray.models.profiles import load_profile
 
     req = TrainRequest(source, args.out, emb, names, label_set, detector, cfg, args.preset, settings, init_from,
-                       not args.no_test_eval, profile_detector=load_profile(args.profile, check_local=False).detector)
+                       not args.no_test_eval, profile_detector=load_profile(args.profile, check_local=False).detector,
+                       false_alarms_per_hour=args.false_alarms_per_hour)
     from exvad_ray.train.api import detector_config
     from exvad_ray.train.data import feature_dim
 
@@ -130,6 +134,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--init-from", metavar="URI", help="warm start from a previous model.pt (or its folder), or "
                    "from an index's current detector (give the index); the model card records the parent")
     t.add_argument("--no-test-eval", action="store_true", help="do not score the test split for the model card")
+    t.add_argument("--false-alarms-per-hour", type=float, default=1.0,
+                   help="the model card's calibrated threshold: at most this many flagged segments per hour of the "
+                        "val split's Normal videos (default 1; `exvad rescore` and `exvad evaluate` flag at it)")
     d = p.add_argument_group("detector")
     d.add_argument("--fusion", choices=["add", "concat", "none"], help="explanation fusion (default add)")
     d.add_argument("--attention-block", "--attn-window", type=int, dest="attention_block",

@@ -39,6 +39,7 @@ from exvad_ray.pipeline.assemble import segment_columns
 from exvad_ray.checkpoints import checkpoint_uri, detector_id
 from exvad_ray.index import sanitize
 from exvad_ray.index import scorings as sc
+from exvad_ray.pipeline.normality_scoring import without_language_model
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,23 @@ FILES_PER_BLOCK = 32
 
 @dataclasses.dataclass
 class RescoreConfig:
+    """One rescoring: a detector, a normality model, or both fused (docs/PIPELINE.md).
+
+    `localization` None: the detector's calibrated threshold from its model card (0.5 for cards
+    without `calibration`), the normality model's calibrated one, or the fused value's (from
+    `per_hour`); given: that rule for every video (the CLI's --threshold)."""
+
     index: str
-    detector: str
-    localization: LocalizationConfig = dataclasses.field(default_factory=LocalizationConfig)
+    detector: str | None = None
+    localization: LocalizationConfig | None = None
     set_current: bool = True
     actors: int | None = None  # parallel scoring tasks; None: one per VIDEOS_PER_ACTOR videos, at most one per CPU
     address: str | None = None
+    normality: str | None = None  # a model from `exvad normality fit` (its folder or .npz)
+    labels: str | None = None  # labels table: the fusion weight (and scale) chosen on its val split
+    per_hour: float = 1.0  # fused: target false alarms per hour of normal footage
+    fusion_weight: float | None = None  # fused: the normality part's weight (None: chosen on val, else the default)
+    fusion_scale: str = "auto"  # fused: "surprise", "rank", or "auto" (chosen on val; surprise without labels)
 
 
 @dataclasses.dataclass
@@ -67,10 +79,22 @@ class Scoring:
     """What every row of one scoring carries (shipped to the scoring tasks)."""
 
     scoring_id: str
-    detector_uri: str
-    model_card: str
+    detector_uri: str | None
+    model_card: str | None
     class_names: list[str]
     localization: LocalizationConfig
+    detector_id: str | None = None
+    normality_uri: str | None = None
+    normality_id: str | None = None
+    fusion: dict[str, Any] | None = None  # normality_scoring.Fusion as a dict (fused scorings)
+    nearest_uri: dict[str, str] = dataclasses.field(default_factory=dict)  # the banks' videos -> URI (evidence)
+    fixed_threshold: bool = False  # --threshold given: the same rule for every bank
+
+    @property
+    def mode(self) -> str:
+        if self.normality_uri and self.detector_uri:
+            return "fused"
+        return "normality" if self.normality_uri else "detector"
 
 
 # --------------------------------------------------------------------------------- per video
@@ -99,13 +123,43 @@ def _matrix(column: pa.ChunkedArray) -> np.ndarray:
     return flat.reshape(len(arr), -1) if len(arr) else np.zeros((0, 0), np.float32)
 
 
-def video_tables(scoring: Scoring, scorer: Any, info: dict[str, Any], rows: pa.Table) -> dict[str, Any]:
+def video_scores(scoring: Scoring, scorer: Any, model: Any, info: dict[str, Any], rows: pa.Table
+                 ) -> tuple[np.ndarray, np.ndarray, Any, LocalizationConfig]:
+    """(anomaly score, class probabilities, NormalityScores or None, flagging rule) of one video,
+    rows sorted by snippet: the detector's raw scores; the normality percentile (class Anomaly); or
+    the fused value's percentile of normal footage with the detector's class probabilities."""
+    mode = scoring.mode
+    ns = None
+    if mode != "detector":
+        feats = _matrix(rows.column(next(c for c in FEATURE_COLUMNS if c in rows.column_names)))
+        ns = model.score(feats, info["video_id"], info.get("camera"))
+    if mode == "normality":
+        p = ns.percentile.astype(np.float32)
+        loc = scoring.localization if scoring.fixed_threshold else ns.threshold.localization(scoring.localization)
+        return p, np.stack([1.0 - p, p], 1).astype(np.float32), ns, loc
+    scores, probs = score_video(scorer, info, rows)
+    if mode == "detector":
+        return scores, probs, None, scoring.localization
+    fusion = ns_fusion(scoring)
+    fused = fusion.percentile(fusion.raw(ns.surprise, scores)).astype(np.float32)
+    return fused, probs, ns, scoring.localization
+
+
+def ns_fusion(scoring: Scoring) -> Any:
+    from exvad_ray.pipeline.normality_scoring import Fusion
+
+    return Fusion(**scoring.fusion)
+
+
+def video_tables(scoring: Scoring, scorer: Any, info: dict[str, Any], rows: pa.Table, model: Any = None
+                 ) -> dict[str, Any]:
     """The scoring's rows of one video: {table: [(partition values, pa.Table)]}."""
     from exvad_ray.detector.video_level import video_prediction
+    from exvad_ray.pipeline.normality_scoring import evidence_columns, lead_with_evidence
 
     rows = rows.sort_by("snippet_index")
     vid, uri, part = info["video_id"], info["uri"], {"date": info["date"], "camera": info["camera"]}
-    scores, probs = score_video(scorer, info, rows)
+    scores, probs, ns, loc = video_scores(scoring, scorer, model, info, rows)
     feat_col = next(c for c in FEATURE_COLUMNS if c in rows.column_names)
     feats = _matrix(rows.column(feat_col))
     start_s = rows.column("start_s").to_numpy()
@@ -114,18 +168,26 @@ def video_tables(scoring: Scoring, scorer: Any, info: dict[str, Any], rows: pa.T
     thumbs = rows.column("thumbnail_jpeg").to_pylist() if "thumbnail_jpeg" in rows.column_names else None
     expl = info["window_explanations"]
     rec = dt.datetime.fromisoformat(info["recorded_at"]) if info.get("recorded_at") else None
-    loc = scoring.localization
-    seg_by_class = segment_columns(
-        vid, uri, scoring.class_names, loc, scores, probs, feats, start_s, end_s,
-        extra=lambda first, last, peak: {
+
+    def extra(first: int, last: int, peak: int) -> dict[str, Any]:
+        cols = {
             "explanation": expl.get(str(int(window_of[peak])), ""), "thumbnail_jpeg": thumbs[peak] if thumbs else None,
             # for a segments schema that also places segments in wall-clock time
             "start_at": rec + dt.timedelta(seconds=float(start_s[first])) if rec else None,
             "end_at": rec + dt.timedelta(seconds=float(end_s[last])) if rec else None,
             # for a segments schema that also keeps the peak window's explanation embedding
             "explanation_embedding": list(info["window_text"][int(window_of[peak])] or [])
-            if int(window_of[peak]) < len(info["window_text"]) else []})
-    ids = {"scoring_id": scoring.scoring_id, "detector_id": scoring.scoring_id}
+            if int(window_of[peak]) < len(info["window_text"]) else []}
+        if ns is not None:  # why it was flagged (docs/CONTRACTS.md "evidence"), at the segment's peak
+            # the peak of normality itself: where the footage is least like normal footage
+            npeak = first + int(np.argmax(ns.surprise[first:last + 1]))
+            cols |= evidence_columns(ns, npeak, scoring.nearest_uri)
+            if info.get("no_llm", True):
+                cols["explanation"] = lead_with_evidence(cols["evidence"], cols["explanation"])
+        return cols
+
+    seg_by_class = segment_columns(vid, uri, scoring.class_names, loc, scores, probs, feats, start_s, end_s, extra=extra)
+    ids = {"scoring_id": scoring.scoring_id, "detector_id": scoring.detector_id or scoring.scoring_id}
     out: dict[str, Any] = {"segments": []}
     for label, cols in seg_by_class.items():
         n = len(cols["segment_id"])
@@ -136,12 +198,18 @@ def video_tables(scoring: Scoring, scorer: Any, info: dict[str, Any], rows: pa.T
     out["snippet_scores"] = [(part, _table("snippet_scores", {
         "video_id": [vid] * n, "snippet_index": rows.column("snippet_index").to_pylist(),
         "anomaly_score": scores.tolist(), "class_probs": [p.tolist() for p in probs],
+        "normality": ns.percentile.astype(np.float32).tolist() if ns is not None else [None] * n,
         **{k: [v] * n for k, v in ids.items()}}))]
     pred = video_prediction(scores, probs, scoring.class_names, threshold=loc.threshold)
+    n_segments = sum(len(c["segment_id"]) for c in seg_by_class.values())
+    video_class = pred.video_class
+    if ns is not None:  # flagged exactly when the rule flags a segment (the calibrated decision)
+        top = max(((float(sc_), lab) for lab, c in seg_by_class.items() for sc_ in c["score"]), default=None)
+        video_class = top[1] if top else scoring.class_names[0]
     out["videos"] = [(part, _table("videos", {
         "video_id": [vid], "uri": [uri], "name": [info["name"]], "video_score": [pred.video_score],
-        "video_class": [pred.video_class], "class_names": [scoring.class_names],
-        "class_scores": [pred.class_scores.tolist()], "n_segments": [sum(len(c["segment_id"]) for c in seg_by_class.values())],
+        "video_class": [video_class], "class_names": [scoring.class_names],
+        "class_scores": [pred.class_scores.tolist()], "n_segments": [n_segments],
         "n_snippets": [n], **{k: [v] for k, v in ids.items()}, "scored_at": [_now()]}))]
     return out
 
@@ -168,22 +236,35 @@ _SCORER: dict[str, Any] = {}
 
 
 class RescoreStage:
-    """One block of snippets files (one row per file) in, one summary row per video out."""
+    """One block of snippets files (one row per file) in, one summary row per video out. With
+    `collect`, nothing is written: each video's raw parts come back instead (the fused scoring's
+    calibration pass: normality surprise, detector score, truth from its label, seconds)."""
 
-    def __init__(self, index: str, scoring: Scoring, torch_threads: int = 1):
-        self.index, self.scoring, self.torch_threads = index, scoring, torch_threads
+    def __init__(self, index: str, scoring: Scoring, torch_threads: int = 1, collect: bool = False):
+        self.index, self.scoring, self.torch_threads, self.collect = index, scoring, torch_threads, collect
         self.scorer: Any = None
+        self.model: Any = None
+        self.loaded = False
 
     def _load(self) -> None:
+        if self.scoring.normality_uri:  # once per task; bounded by the bank, never by the archive
+            from exvad_ray.pipeline.normality_scoring import load_model
+
+            self.model = load_model(self.scoring.normality_uri, str(self.scoring.normality_id))
+        if self.scoring.detector_uri:
+            self._load_detector()
+        self.loaded = True
+
+    def _load_detector(self) -> None:
         import torch
 
         torch.set_num_threads(self.torch_threads)  # scoring is many small matmuls: one thread per CPU asked
-        sid = self.scoring.scoring_id
+        sid = str(self.scoring.detector_id or self.scoring.scoring_id)
         if sid not in _SCORER:
             from exvad_ray.checkpoints import load_detector
 
             _SCORER.clear()
-            _SCORER[sid] = load_detector(self.scoring.detector_uri, device="cpu")
+            _SCORER[sid] = load_detector(str(self.scoring.detector_uri), device="cpu")
         self.scorer = _SCORER[sid]
         names = list(self.scorer.class_names)
         if names != self.scoring.class_names:  # the driver took them from the model card, not the weights
@@ -195,7 +276,7 @@ class RescoreStage:
 
         t0 = time.perf_counter()
         load_error = None
-        if self.scorer is None:
+        if not self.loaded:
             try:
                 self._load()
             except ExvadError as exc:  # every video of the batch fails with the reason
@@ -213,12 +294,15 @@ class RescoreStage:
                     rows = table.filter(pa.array(ids == vid))
                     if rows.num_rows == 0:
                         raise ExvadError(f"no snippets for video {vid} in {f}")
-                    tables = video_tables(self.scoring, self.scorer, info, rows)
-                    for name in ("segments", "snippet_scores", "videos"):  # videos last: marks it done
-                        for values, t in tables[name]:
-                            write_table_file(sc.file_uri(self.index, self.scoring.scoring_id, name, values, vid), t)
-                    segs = [lab for _, t in tables["segments"] for lab in t.column("label").to_pylist()]
-                    out_row = (vid, "ok", "", rows.num_rows, ",".join(sorted(segs)))
+                    if self.collect:
+                        out_row = (vid, "ok", "", rows.num_rows, json.dumps(self._parts(info, rows)))
+                    else:
+                        tables = video_tables(self.scoring, self.scorer, info, rows, self.model)
+                        for name in ("segments", "snippet_scores", "videos"):  # videos last: marks it done
+                            for values, t in tables[name]:
+                                write_table_file(sc.file_uri(self.index, self.scoring.scoring_id, name, values, vid), t)
+                        segs = [lab for _, t in tables["segments"] for lab in t.column("label").to_pylist()]
+                        out_row = (vid, "ok", "", rows.num_rows, ",".join(sorted(segs)))
                 except Exception as exc:  # noqa: BLE001 - one bad video never fails the job
                     out_row = (vid, "error", f"{type(exc).__name__}: {exc}", 0, "")
                 for k, v in zip(out, out_row):
@@ -229,10 +313,23 @@ class RescoreStage:
         out["work_s"] = [time.perf_counter() - t1 if i == 0 else 0.0 for i in range(n)]
         return out
 
+    def _parts(self, info: dict[str, Any], rows: pa.Table) -> dict[str, Any]:
+        """A calibration video's raw parts (a few floats per snippet)."""
+        from exvad_ray.pipeline.normality_scoring import snippet_truth
 
-def score_block(batch: dict[str, Any], index: str, scoring: Scoring) -> dict[str, list[Any]]:
+        rows = rows.sort_by("snippet_index")
+        feats = _matrix(rows.column(next(c for c in FEATURE_COLUMNS if c in rows.column_names)))
+        ns = self.model.score(feats, info["video_id"], info.get("camera"))
+        det, _probs = score_video(self.scorer, info, rows)
+        start, end = rows.column("start_s").to_numpy(), rows.column("end_s").to_numpy()
+        return {"surprise": np.round(ns.surprise, 6).tolist(), "detector": np.asarray(det, np.float64).tolist(),
+                "truth": snippet_truth(start, end, info.get("label"), info.get("fps")).tolist(),
+                "seconds": float(np.sum(end - start))}
+
+
+def score_block(batch: dict[str, Any], index: str, scoring: Scoring, collect: bool = False) -> dict[str, list[Any]]:
     """The Ray Data task: a block of snippets files scored by this worker's RescoreStage."""
-    return RescoreStage(index, scoring)(batch)
+    return RescoreStage(index, scoring, collect=collect)(batch)
 
 
 def _read_snippets(uri: str) -> pa.Table:
@@ -247,15 +344,18 @@ def _read_snippets(uri: str) -> pa.Table:
 # --------------------------------------------------------------------------------- driver
 
 
-def plan_work(index: str, scoring_id: str) -> tuple[list[dict[str, Any]], int, list[str]]:
-    """Items (snippets file -> its videos still to score), videos already scored, warnings."""
+def plan_work(index: str, scoring_id: str | None, only: set[str] | None = None,
+              labels: dict[str, dict[str, Any]] | None = None) -> tuple[list[dict[str, Any]], int, list[str]]:
+    """Items (snippets file -> its videos still to score), videos already scored, warnings.
+    `scoring_id` None: nothing counts as done; `only`: these videos only; `labels`: their label rows
+    travel with them (the calibration pass)."""
     from exvad_ray import index as idx
     from exvad_ray.index import store
 
     videos = idx.read_table(index, "videos")
     if videos.num_rows == 0:
         raise ExvadError(f"{index} has no processed videos (run `exvad process` first)")
-    done = idx.done_video_ids(sc.scoring_root(index, scoring_id), ("videos",))
+    done = idx.done_video_ids(sc.scoring_root(index, scoring_id), ("videos",)) if scoring_id else set()
     expl: dict[str, dict[str, str]] = defaultdict(dict)
     cap = idx.read_table(index, "captions", ["video_id", "window_index", "window_explanation"])
     for v, w, e in zip(*(cap.column(c).to_pylist() for c in cap.column_names)):
@@ -263,7 +363,7 @@ def plan_work(index: str, scoring_id: str) -> tuple[list[dict[str, Any]], int, l
     coarse = 0
     infos: dict[str, dict[str, Any]] = {}
     for r in videos.to_pylist():
-        if r["video_id"] in done:
+        if r["video_id"] in done or (only is not None and r["video_id"] not in only):
             continue
         window_text = r.get("window_explanation_embeddings")
         if window_text is None:  # an index written before per-window embeddings were kept
@@ -272,7 +372,10 @@ def plan_work(index: str, scoring_id: str) -> tuple[list[dict[str, Any]], int, l
         infos[r["video_id"]] = {"video_id": r["video_id"], "uri": r["uri"], "name": r["name"], "date": r["date"],
                                 "camera": r["camera"], "window_text": window_text,
                                 "recorded_at": r["recorded_at"].isoformat() if r.get("recorded_at") else None,
-                                "window_explanations": expl.get(r["video_id"], {})}
+                                "window_explanations": expl.get(r["video_id"], {}),
+                                "no_llm": without_language_model(r.get("explanation_model")), "fps": r.get("fps")}
+        if labels is not None:
+            infos[r["video_id"]]["label"] = _jsonable(labels.get(r["video_id"]))
     by_file: dict[str, list[dict[str, Any]]] = defaultdict(list)
     placed: set[str] = set()
     files = idx.list_files(index, "snippets")
@@ -293,6 +396,14 @@ def plan_work(index: str, scoring_id: str) -> tuple[list[dict[str, Any]], int, l
     if missing:
         warnings.append(f"{len(missing)} videos have no snippets file")
     return items, len(done), warnings
+
+
+def _jsonable(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A label row as the item's JSON carries it (what `snippet_truth` reads)."""
+    if row is None:
+        return None
+    return {"labels": list(row.get("labels") or []), "fps": row.get("fps"),
+            "segments": [dict(x) for x in row.get("segments") or []]}
 
 
 def detector_metadata(det_uri: str) -> tuple[str, list[str]]:
@@ -327,8 +438,193 @@ def _ensure_ray(address: str | None) -> None:
     _init_ray(SimpleNamespace(address=address), dashboard=(address or "local") != "local")
 
 
+def _run_tasks(index: str, items: list[dict[str, Any]], scoring: Scoring, cfg: RescoreConfig, n_todo: int,
+               collect: bool = False) -> list[dict[str, Any]]:
+    """The Ray Data job over `items`: one summary row per video (with `collect`, its raw parts)."""
+    import ray
+    import ray.data
+
+    _ensure_ray(cfg.address)
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    actors = max(1, min(len(items), cfg.actors or int(cpus), cfg.actors or -(-n_todo // VIDEOS_PER_ACTOR)))
+    blocks = min(len(items), max(actors, -(-len(items) // FILES_PER_BLOCK)))
+    ds = ray.data.from_items(items, override_num_blocks=blocks)
+    ds = ds.map_batches(score_block, fn_kwargs={"index": index, "scoring": scoring, "collect": collect},
+                        batch_size=None, batch_format="numpy", num_cpus=max(0.1, min(1.0, cpus / actors)),
+                        compute=ray.data.TaskPoolStrategy(size=actors))
+    log.debug("rescore: %d parallel tasks, %d blocks", actors, blocks)
+    return list(ds.iter_rows())
+
+
+def _prepare(cfg: RescoreConfig, index: str, echo: Any) -> tuple[Scoring, dict[str, Any]]:
+    """The scoring (id, models, rule) and the manifest's description of it, before the job. A fused
+    scoring first runs the calibration pass (`fit_fusion`)."""
+    from exvad_ray.normality import GLOBAL, Threshold
+    from exvad_ray.pipeline import normality_scoring as nsc
+
+    if not cfg.detector and not cfg.normality:
+        raise ExvadError("give --detector URI and/or --normality URI (or --list / --use ID)")
+    det_id = det_uri = card = None
+    class_names = list(nsc.NORMALITY_CLASSES)
+    card_doc: dict[str, Any] = {}
+    if cfg.detector:
+        det_id = detector_id(cfg.detector)
+        det_uri = storage.normalize(checkpoint_uri(cfg.detector))
+        card, class_names = detector_metadata(det_uri)
+        card_doc = json.loads(card or "{}")
+    doc: dict[str, Any] = {"mode": "detector", "detector_id": det_id, "detector_uri": det_uri, "model_card": card_doc}
+    loc, source = cfg.localization, "--threshold"
+    if not cfg.normality:
+        if loc is None:
+            loc = nsc.calibrated_localization(card_doc)
+            source = "calibrated on normal footage (model card)" if loc is not None else "the default 0.5"
+            loc = loc or LocalizationConfig()
+        scoring = Scoring(str(det_id), det_uri, card, class_names, loc, detector_id=det_id,
+                          fixed_threshold=True)
+        return scoring, doc | {"threshold_source": source}
+    nrm_uri = storage.normalize(cfg.normality)
+    model_doc = nsc.check_model(nrm_uri)
+    nrm_id = nsc.normality_id(nrm_uri)
+    bank_videos = {v for b in model_doc.get("banks") or [] for v in b.get("videos") or []}
+    from exvad_ray import index as idx
+
+    vt = idx.read_table(index, "videos", ["video_id", "uri"])
+    nearest_uri = {v: u for v, u in zip(vt.column("video_id").to_pylist(), vt.column("uri").to_pylist())
+                   if v in bank_videos}
+    doc |= {"mode": "normality" if not cfg.detector else "fused",
+            "normality": nsc.manifest_entry(model_doc, nrm_uri, nrm_id)}
+    if not cfg.detector:
+        glob = Threshold.from_dict(model_doc["calibrations"][GLOBAL]["threshold"])
+        fixed = loc is not None
+        loc = loc if fixed else glob.localization()
+        scoring = Scoring(nrm_id, None, None, class_names, loc, detector_id=None, normality_uri=nrm_uri,
+                          normality_id=nrm_id, nearest_uri=nearest_uri, fixed_threshold=fixed)
+        return scoring, doc | {"threshold_source": "--threshold" if fixed else
+                               "the normality model's calibrated threshold (per bank; global shown)"}
+    probe = Scoring("calibration", det_uri, card, class_names, LocalizationConfig(), detector_id=det_id,
+                    normality_uri=nrm_uri, normality_id=nrm_id)
+    fusion = fit_fusion(cfg, index, probe, model_doc, card_doc, echo)
+    sid = "fus-" + nsc.digest(det_id, nrm_id, fusion.to_dict())
+    fixed = loc is not None
+    loc = loc if fixed else fusion.localization()
+    scoring = Scoring(sid, det_uri, card, class_names, loc, detector_id=det_id, normality_uri=nrm_uri,
+                      normality_id=nrm_id, fusion=fusion.to_dict(), nearest_uri=nearest_uri, fixed_threshold=True)
+    cal = fusion.calibration["threshold"]
+    return scoring, doc | {"threshold_source": "--threshold" if fixed else "the fused value calibrated on normal footage",
+                           "fusion": {"weight": fusion.weight, "weight_source": fusion.weight_source,
+                                      "scale": fusion.scale, "aucs": fusion.aucs, "threshold": cal,
+                                      "detector_calibration": "model card" if nsc.card_calibration(card_doc) and
+                                      nsc.card_calibration(card_doc).get("map") else "the calibration footage"}}
+
+
+CALIBRATION_SNIPPETS = 200_000  # the fused calibration pass reads at most about this many snippets
+
+
+def _calibration_videos(cfg: RescoreConfig, index: str, model_doc: dict[str, Any]
+                        ) -> tuple[dict[str, dict[str, Any] | None], str]:
+    """{video_id: label row or None} the fused calibration reads, and which footage it is: with
+    labels, the val split (its Normal videos calibrate; all of it chooses the weight), or the Normal
+    videos of train and val when val has fewer than 2; without, the normality model's bank videos
+    (normal footage by construction), sampled by video beyond CALIBRATION_SNIPPETS."""
+    import hashlib
+
+    from exvad_ray import index as idx
+    from exvad_ray.normality import GLOBAL
+    from exvad_ray.pipeline.normality_scoring import is_normal, label_lookup
+
+    videos = idx.read_table(index, "videos", ["video_id", "uri", "name", "n_snippets"]).to_pylist()
+    chosen: dict[str, dict[str, Any] | None] = {}
+    if cfg.labels:
+        lookup = label_lookup(cfg.labels)
+        rows = {v["video_id"]: lookup(v["name"], v["uri"]) for v in videos}
+        val = {v: r for v, r in rows.items() if r is not None and r["split"] == "val"}
+        if sum(is_normal(r) for r in val.values()) >= 2:
+            chosen, what = val, "the val split"
+        else:
+            chosen = {v: r for v, r in rows.items() if r is not None and r["split"] in ("train", "val") and is_normal(r)}
+            what = "the Normal videos of train and val"
+    else:
+        bank = next((b for b in model_doc.get("banks") or [] if b.get("name") == GLOBAL), {})
+        ids = set(bank.get("videos") or [])
+        chosen = {v["video_id"]: None for v in videos if v["video_id"] in ids}
+        what = "the normality bank's videos"
+    size = {v["video_id"]: int(v["n_snippets"] or 0) for v in videos}
+    if sum(size.get(v, 0) for v in chosen) > CALIBRATION_SNIPPETS:
+        order = sorted(chosen, key=lambda v: hashlib.sha256(v.encode()).hexdigest())
+        keep, n = {}, 0
+        for v in order:
+            if n >= CALIBRATION_SNIPPETS:
+                break
+            keep[v], n = chosen[v], n + size.get(v, 0)
+        chosen = keep
+    return chosen, what
+
+
+def fit_fusion(cfg: RescoreConfig, index: str, probe: Scoring, model_doc: dict[str, Any], card: dict[str, Any],
+               echo: Any = print) -> Any:
+    """The fused scoring's calibration pass: score the calibration footage with both parts (Ray
+    tasks return a few floats per snippet), then on the driver: the detector's percentile map (its
+    model card's, else this footage's normal videos), the scale and weight (chosen on labelled val
+    footage, else surprise and DEFAULT_WEIGHT), and the fused value's calibration on normal footage
+    (percentile map and the threshold for `cfg.per_hour` false alarms per hour)."""
+    from exvad_ray.normality import DEFAULT_WEIGHT, PercentileMap, calibrate_scores, choose_weight, fuse, rank_auc
+    from exvad_ray.pipeline.normality_scoring import SCALES, Fusion, card_calibration, fusion_parts, is_normal
+
+    if cfg.fusion_scale not in SCALES + ("auto",):
+        raise ExvadError(f"--fusion-scale must be auto, {' or '.join(SCALES)}, not {cfg.fusion_scale!r}")
+    if cfg.per_hour <= 0:
+        raise ExvadError(f"--false-alarms-per-hour must be positive, got {cfg.per_hour}")
+    chosen, what = _calibration_videos(cfg, index, model_doc)
+    items, _done, _w = plan_work(index, None, only=set(chosen), labels=chosen)
+    n = sum(len(json.loads(it["videos"])) for it in items)
+    normal_ids = {v for v, r in chosen.items() if r is None or is_normal(r)}
+    if len(normal_ids) < 2:
+        raise ExvadError(f"fusion calibration needs at least 2 normal videos ({what}: {len(normal_ids)})")
+    echo(f"[exvad] fusion calibration on {what}: {n} videos ({len(normal_ids)} normal)")
+    rows = _run_tasks(index, items, probe, cfg, n, collect=True)
+    bad = [r for r in rows if r["status"] != "ok"]
+    if bad:
+        raise ExvadError(f"fusion calibration failed on {len(bad)} videos, e.g. {bad[0]['video_id']}: {bad[0]['reason']}")
+    parts = {r["video_id"]: json.loads(r["segments"]) for r in rows}
+    normal = [parts[v] for v in sorted(parts) if v in normal_ids]
+    ref = [parts[v] for v in sorted(parts)]
+    arr = lambda p, k: np.asarray(p[k], np.float64)  # noqa: E731
+    cal = card_calibration(card)
+    dmap = cal["map"] if cal and cal.get("map") else PercentileMap.fit(np.concatenate([arr(p, "detector") for p in normal])).to_dict()
+    rank_maps = {"normality": PercentileMap.fit(np.concatenate([arr(p, "surprise") for p in ref])).to_dict(),
+                 "detector": PercentileMap.fit(np.concatenate([arr(p, "detector") for p in ref])).to_dict()}
+    labelled = cfg.labels is not None and any(any(p["truth"]) for p in ref) and any(not any(p["truth"]) for p in ref)
+    scales = SCALES if cfg.fusion_scale == "auto" else (cfg.fusion_scale,)
+    if cfg.fusion_scale == "auto" and not labelled:
+        scales = ("surprise",)
+    truth = [arr(p, "truth") for p in ref]
+    best: tuple[float, str, float, dict] | None = None
+    for scale in scales:
+        split = [fusion_parts(scale, dmap, rank_maps, arr(p, "surprise"), arr(p, "detector")) for p in ref]
+        if cfg.fusion_weight is not None:
+            w, aucs = float(cfg.fusion_weight), {}
+        elif labelled:
+            w, aucs = choose_weight([a for a, _ in split], [b for _, b in split], truth)
+        else:
+            w, aucs = DEFAULT_WEIGHT, {}
+        auc = rank_auc(np.concatenate([fuse(a, b, w) for a, b in split]), np.concatenate(truth)) if labelled else 0.0
+        if best is None or auc > best[0] + 1e-9:
+            best = (auc, scale, w, aucs)
+    assert best is not None
+    auc, scale, weight, aucs = best
+    source = ("--fusion-weight" if cfg.fusion_weight is not None else
+              f"chosen on {what} (snippet AUC {auc:.3f})" if labelled else f"the default {DEFAULT_WEIGHT} (no labelled val split)")
+    fused = [fuse(*fusion_parts(scale, dmap, rank_maps, arr(p, "surprise"), arr(p, "detector")), weight) for p in normal]
+    fcal = calibrate_scores(fused, [float(p["seconds"]) for p in normal], cfg.per_hour)
+    echo(f"[exvad] fusion: scale {scale}, normality weight {weight:g} ({source}); threshold: percentile "
+         f"{fcal.threshold.threshold:.5f} ({fcal.threshold.method}, {cfg.per_hour:g} false alarm(s) per hour)")
+    return Fusion(weight, scale, dmap, fcal.to_dict(), rank_maps if scale == "rank" else None, source,
+                  {str(k): v for k, v in aucs.items()} or None)
+
+
 def run_rescore(cfg: RescoreConfig, echo: Any = print) -> dict[str, Any]:
-    """Score every indexed video with `cfg.detector`; returns the summary (also in scoring.json)."""
+    """Score every indexed video with `cfg.detector`, `cfg.normality`, or both fused; returns the
+    summary (also in scoring.json). The one library call for every kind of rescoring."""
     t0 = time.time()
     phases: dict[str, float] = {}
     tick = time.perf_counter()
@@ -340,18 +636,17 @@ def run_rescore(cfg: RescoreConfig, echo: Any = print) -> dict[str, Any]:
         tick = now
 
     index = storage.normalize(cfg.index)
-    sid = detector_id(cfg.detector)
-    det_uri = storage.normalize(checkpoint_uri(cfg.detector))
-    card, class_names = detector_metadata(det_uri)
-    scoring = Scoring(sid, det_uri, card, class_names, cfg.localization)
-    lap("detector metadata")
+    scoring, described = _prepare(cfg, index, echo)
+    sid = scoring.scoring_id
+    lap("models and calibration")
     items, skipped, warnings = plan_work(index, sid)
     n_todo = sum(len(json.loads(it["videos"])) for it in items)
     lap("plan")
-    echo(f"[exvad] rescore {index} with {det_uri} (scoring {sid}): {n_todo + skipped} videos, "
+    what = " + ".join(x for x in (scoring.detector_uri, scoring.normality_uri) if x)
+    echo(f"[exvad] rescore {index} with {what} (scoring {sid}): {n_todo + skipped} videos, "
          f"{skipped} already scored, {n_todo} to score")
-    doc = {"scoring_id": sid, "detector_id": sid, "detector_uri": det_uri, "model_card": json.loads(card or "{}"),
-           "class_names": scoring.class_names, "localization": dataclasses.asdict(cfg.localization),
+    doc = {"scoring_id": sid, **described, "class_names": scoring.class_names,
+           "localization": dataclasses.asdict(scoring.localization),
            "created_at": _now().isoformat(timespec="seconds"), "finished_at": None}
     manifest_uri = storage.join(sc.scoring_root(index, sid), "scoring.json")
     if storage.exists(manifest_uri):
@@ -359,30 +654,21 @@ def run_rescore(cfg: RescoreConfig, echo: Any = print) -> dict[str, Any]:
     storage.write_bytes(manifest_uri, json.dumps(doc, indent=1, default=str).encode())
     rows: list[dict[str, Any]] = []
     if items:
-        import ray
-        import ray.data
-
-        _ensure_ray(cfg.address)
-        lap("ray session")
-        cpus = float(ray.cluster_resources().get("CPU", 1))
-        actors = max(1, min(len(items), cfg.actors or int(cpus), cfg.actors or -(-n_todo // VIDEOS_PER_ACTOR)))
-        blocks = min(len(items), max(actors, -(-len(items) // FILES_PER_BLOCK)))
-        ds = ray.data.from_items(items, override_num_blocks=blocks)
-        ds = ds.map_batches(score_block, fn_kwargs={"index": index, "scoring": scoring}, batch_size=None,
-                            batch_format="numpy", num_cpus=max(0.1, min(1.0, cpus / actors)),
-                            compute=ray.data.TaskPoolStrategy(size=actors))
-        rows = list(ds.iter_rows())
+        rows = _run_tasks(index, items, scoring, cfg, n_todo)
         lap("ray data job")
-        phases["tasks: torch and detector load"] = round(sum(float(r.get("load_s", 0.0)) for r in rows), 3)
+        phases["tasks: models load"] = round(sum(float(r.get("load_s", 0.0)) for r in rows), 3)
         phases["tasks: scoring and writing"] = round(sum(float(r.get("work_s", 0.0)) for r in rows), 3)
-        log.debug("rescore: %d parallel tasks, %d blocks", actors, blocks)
     ok = [r for r in rows if r["status"] == "ok"]
     failed = [r for r in rows if r["status"] != "ok"]
     segments = Counter(c for r in ok for c in str(r["segments"]).split(",") if c)
-    summary = {"scoring_id": sid, "index": index, "detector": det_uri, "videos_scored": len(ok),
+    summary = {"scoring_id": sid, "index": index, "mode": scoring.mode, "detector": scoring.detector_uri,
+               "normality": scoring.normality_uri, "threshold": scoring.localization.threshold,
+               "threshold_source": described.get("threshold_source"), "videos_scored": len(ok),
                "videos_failed": len(failed), "videos_skipped": skipped, "snippets": sum(int(r["n_snippets"]) for r in ok),
                "segments": dict(sorted(segments.items())), "errors": {r["video_id"]: r["reason"] for r in failed},
                "warnings": warnings, "wall_s": round(time.time() - t0, 2), "current": False}
+    if "fusion" in described:
+        summary["fusion"] = {k: described["fusion"][k] for k in ("weight", "weight_source", "scale")}
     if cfg.set_current and not failed:
         sc.set_current(index, sid)
         summary["current"] = True
@@ -395,9 +681,11 @@ def run_rescore(cfg: RescoreConfig, echo: Any = print) -> dict[str, Any]:
 
 def format_summary(s: dict[str, Any]) -> str:
     seg = ", ".join(f"{k} {v}" for k, v in s["segments"].items()) or "none"
-    lines = [f"exvad rescore: scoring {s['scoring_id']} done in {s['wall_s']:.1f} s (no video decoded)",
+    lines = [f"exvad rescore: scoring {s['scoring_id']} ({s.get('mode', 'detector')}) done in {s['wall_s']:.1f} s "
+             "(no video decoded)",
              f"  videos:   {s['videos_scored']} scored, {s['videos_failed']} failed, {s['videos_skipped']} already scored",
              f"  flagged:  {seg}",
+             f"  rule:     threshold {s['threshold']:.4g} ({s.get('threshold_source') or 'given'})",
              f"  current:  {'yes' if s['current'] else 'no'}  (read with index.scorings.read_scoring)"]
     for vid, reason in list(s["errors"].items())[:5]:
         lines.append(f"  error:    {vid}: {reason}")

@@ -4,7 +4,7 @@ A bad value must cost the user one line on stderr and exit status 2, not a trace
 cluster started and a run file was written. Each check raises `ConfigError` naming the option as
 the user typed it (`--window-snippets`), so the same messages serve the CLI and the Python API.
 `preflight` is the one check of every named resource a stage needs (profile and its model files,
-label set, detector checkpoint; the normality model's place is marked), for any command that starts
+label set, detector checkpoint, normality model), for any command that starts
 Ray: `exvad process` (through `validate_process`), and the others through their one call.
 """
 
@@ -73,7 +73,7 @@ def check_resources(profile: str, label_set: str, detector: str | None, *, model
 
 def preflight(*, profile: str | None = None, label_set: str | None = None, detector: str | None = None,
               normality: str | None = None, model_files: bool = True, detector_option: str = "--detector",
-              normality_option: str = "--normality") -> None:
+              normality_option: str = "--normality", index: str | None = None) -> None:
     """Every named resource a stage will need, checked on the driver before Ray starts; the first
     problem raises ConfigError (one line, exit 2 from the CLI). Only the resources given are checked.
 
@@ -83,7 +83,10 @@ def preflight(*, profile: str | None = None, label_set: str | None = None, detec
     - label_set: resolves and validates.
     - detector: a checkpoint exists (model.pt or a folder holding one) and is a torch checkpoint
       archive (read without importing torch).
-    - normality: the normality model's URI must exist (its format belongs to exvad_ray.normality).
+    - normality: the URI holds a readable normality model (its JSON document is read, not its
+      arrays) with a calibrated, non-empty global bank; with `index` (rescoring), the index's stored
+      snippet embeddings exist and have the width the model scores. A camera without a bank of its
+      own is no error: the global bank scores it.
     """
     if profile is not None:
         from exvad_ray.models.profiles import load_profile
@@ -96,9 +99,48 @@ def preflight(*, profile: str | None = None, label_set: str | None = None, detec
     if detector:
         check_detector(detector, detector_option)
     if normality:
-        # NORMALITY MODEL: the URI must exist. What it holds (and how to check that it parses) is
-        # exvad_ray.normality's to say: call its own validation here once it has one.
-        check_exists(normality, normality_option, "no normality model")
+        check_normality(normality, normality_option, index)
+
+
+def check_normality(uri: str, option: str = "--normality", index: str | None = None) -> dict[str, Any]:
+    """A readable normality model (`normality_scoring.check_model`) and, with `index`, embeddings in
+    the index it can score. Returns the model's JSON document."""
+    from exvad_ray.pipeline.normality_scoring import check_model
+
+    try:
+        doc = check_model(uri)
+    except ExvadError as exc:
+        raise ConfigError(f"{option}: {exc}") from exc
+    if index is not None:
+        dim = int((doc.get("layout") or {}).get("dim") or 0)
+        width = stored_embedding_width(index)
+        if width is None:
+            raise ConfigError(f"{index} has no snippet embeddings to score (run `exvad process` first)")
+        if dim and width != dim:
+            raise ConfigError(f"{option}: the model scores {dim}-d embeddings, {index} stores {width}-d ones "
+                              "(another feature model: fit a normality model on this index)")
+    return doc
+
+
+def stored_embedding_width(index: str) -> int | None:
+    """Width of the first stored snippet embedding of the index (one file's first rows), None when
+    there is none."""
+    import pyarrow.parquet as pq
+
+    from exvad_ray import storage
+    from exvad_ray.index import list_files
+
+    for f in list_files(storage.normalize(index), "snippets")[:3]:
+        with storage.open_file(f) as fh:
+            pf = pq.ParquetFile(fh)
+            col = next((c for c in ("visual_embedding", "clip_embedding") if c in pf.schema_arrow.names), None)
+            if col is None or pf.metadata.num_rows == 0:
+                continue
+            values = pf.read_row_group(0, columns=[col]).column(0).to_pylist()
+            width = next((len(v) for v in values if v), None)
+            if width:
+                return width
+    return None
 
 
 def check_exists(uri: str, option: str, what: str) -> None:

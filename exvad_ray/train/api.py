@@ -99,6 +99,7 @@ class TrainRequest:
     evaluate_test: bool = True
     torch_threads: int | None = None
     profile_detector: dict[str, Any] = field(default_factory=dict)  # the profile's detector defaults (under the preset)
+    false_alarms_per_hour: float = 1.0  # the calibrated threshold's target on the val split's Normal videos
 
     def __post_init__(self) -> None:
         if self.preset is not None:
@@ -216,6 +217,44 @@ def _card_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _raw_at(pmap: Any, percentile: float) -> float:
+    """The raw score whose percentile of normal footage is `percentile` (the inverse of the map,
+    through its exponential tail beyond the most unusual normal score)."""
+    p = float(percentile)
+    top = float(pmap.levels[-1])
+    if p <= top:
+        return float(np.interp(p, pmap.levels, pmap.values))
+    return float(pmap.values[-1] + (-np.log1p(-min(p, 1 - 1e-12)) + np.log1p(-top)) * pmap.tail_scale)
+
+
+def calibrate_detector(detector: Any, records: Sequence[VideoRecord], per_hour: float = 1.0,
+                       split: str = "val") -> dict[str, Any]:
+    """The detector's threshold calibrated like the normality model's (docs/NORMALITY.md): its scores on
+    the Normal videos of `split` become percentiles of normal footage, and the threshold is set for
+    `per_hour` false alarms per hour of that footage (`normality.calibrate_scores`), instead of the fixed
+    0.5. `threshold` and `single_snippet_score` are on the detector's own score scale (what `exvad
+    rescore --detector` and `exvad evaluate` flag at); `map` turns a score into its percentile (fusion).
+    Without at least one normal video of `split` with a known frame rate: {"threshold": None, "note"}."""
+    from exvad_ray.units import SNIPPET_FRAMES
+    from exvad_ray.normality import calibrate_scores
+
+    normal = [r for r in split_records(records, split) if r.is_normal and r.n_snippets]
+    if not normal:
+        return {"threshold": None, "note": f"no Normal video in split {split!r}: flags at 0.5"}
+    series, seconds = [], []
+    for r in normal:
+        s, _p = detector.score(r.features, r.text_feature)
+        series.append(np.asarray(s, np.float64))
+        seconds.append(r.n_snippets * SNIPPET_FRAMES / float(r.fps or 30.0))
+    cal = calibrate_scores(series, seconds, per_hour)
+    t = cal.threshold
+    return {"threshold": _raw_at(cal.map, t.threshold),
+            "single_snippet_score": _raw_at(cal.map, t.localization().single_snippet_score),
+            "percentile_threshold": t.threshold, "false_alarms": t.to_dict(), "split": split,
+            "normal_videos": len(normal), "frame_rate_assumed": any(not r.fps for r in normal),
+            "map": cal.map.to_dict()}
+
+
 def detector_config(req: TrainRequest, visual_dim: int) -> DetectorConfig:
     """The detector's shape from the data: embed_dim is the class-embedding (text) space; visual
     features of another size get a learned input projection (visual_dim). Called before Ray starts,
@@ -270,6 +309,7 @@ def train_detector(req: TrainRequest, records: Sequence[VideoRecord] | None = No
         test_metrics = rep.to_dict()
         test_metrics.pop("videos", None)
     card = model_card(req, recs, outcome, det_cfg, test_metrics)
+    card["calibration"] = calibrate_detector(outcome.detector, recs, req.false_alarms_per_hour)
     outcome.detector.meta = {"label_set": req.label_set, "best_epoch": outcome.best_epoch,
                              "val_metrics": outcome.best_metrics, "created": card["created"]}
     save_detector(outcome.detector, storage.join(req.out, CHECKPOINT_FILE))

@@ -1,6 +1,6 @@
 """Every named resource a stage needs is checked on the driver before Ray starts (issue 24, item 3):
 the profile's model files (the tiny models before `exvad models make-tiny`, a missing local model
-folder), a malformed label set, a detector checkpoint that is not one, a missing normality model.
+folder), a malformed label set, a detector checkpoint that is not one, a missing or damaged normality model.
 Each costs one line on stderr and exit status 2, with no Ray session and no index written."""
 
 from __future__ import annotations
@@ -74,11 +74,15 @@ def test_preflight_each_resource(tmp_path, tiny_dir, monkeypatch):
         preflight(profile="nosuch")
     with pytest.raises(ConfigError, match="unknown label"):
         preflight(label_set="nosuch")
-    # the normality model: its URI must exist (what it holds is exvad_ray.normality's to check)
+    # the normality model: the URI holds a readable model (tests/pipeline/test_rescore_normality.py: the others)
     with pytest.raises(ConfigError, match="--normality: no normality model at"):
         preflight(normality=str(tmp_path / "normality-missing"))
     (tmp_path / "normality").mkdir()
-    preflight(normality=str(tmp_path / "normality"))
+    with pytest.raises(ConfigError, match="--normality: no normality model at"):
+        preflight(normality=str(tmp_path / "normality"))
+    (tmp_path / "normality" / "normality.npz").write_bytes(b"PK\x03\x04 damaged")
+    with pytest.raises(ConfigError, match="is not a normality model"):
+        preflight(normality=str(tmp_path / "normality"))
     # a remote cluster's workers hold the model files: the driver checks the profile, not them
     monkeypatch.setenv("EXVAD_TINY_MODELS", str(tmp_path / "absent"))
     with pytest.raises(ConfigError, match="make-tiny"):
