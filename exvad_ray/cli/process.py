@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "pretrained weights installed with the package; tiny: random-weight plumbing models)")
     p.add_argument("--detector", default=None,
                    help="detector checkpoint (model.pt or its folder, any location); default: zero-shot scoring")
+    p.add_argument("--normality", default=None, metavar="URI",
+                   help="normality model (`exvad normality fit`): the processed videos are also scored with it, alone "
+                        "or fused with --detector, into a scoring marked current (as `exvad rescore --normality`)")
     p.add_argument("--label-set", default="ucf-crime", help="label set name or YAML path (default: ucf-crime)")
     p.add_argument("--explainer", choices=["auto", "transformers", "vllm", "none"], default="auto",
                    help="explanation backend: vllm on GPU clusters, transformers on CPU, none to skip captions "
@@ -79,7 +82,7 @@ def process_config_from_args(args: argparse.Namespace) -> ProcessConfig:
         localization=LocalizationConfig(threshold=args.threshold), decode_tasks=args.decode_tasks,
         model_actors=args.actors, gpu_per_stage=args.gpu_per_stage,
         fuse_stages={"auto": None, "yes": True, "no": False}[args.fuse_stages], retry_errors=args.retry_errors, limit=args.limit, address=args.address,
-        content_hash=args.content_hash, wait=args.wait,
+        content_hash=args.content_hash, wait=args.wait, normality=args.normality,
     )
 
 
@@ -102,7 +105,17 @@ def process_and_refresh(cfg: ProcessConfig, echo: Callable[[str], Any] = print) 
     from exvad_ray.search.refresh import refresh_after_run
 
     summary = run_process(cfg, echo=echo)
+    scoring = None
+    if cfg.normality:  # the job's rows are committed: score them with the normality model as well
+        from exvad_ray.pipeline.rescore import RescoreConfig, run_rescore
+
+        rescored = run_rescore(RescoreConfig(cfg.index, detector=cfg.detector, normality=cfg.normality,
+                                             address=cfg.address), echo=echo)
+        summary["normality_scoring"] = rescored
+        scoring = rescored["scoring_id"] if rescored["current"] else None
     summary["search_sidecar"] = refresh_after_run(cfg.index, echo)
+    if scoring:
+        summary["normality_sidecar"] = refresh_after_run(cfg.index, echo, scoring=scoring)
     return summary
 
 

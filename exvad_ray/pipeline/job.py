@@ -60,11 +60,14 @@ class ProcessConfig:
     limit: int | None = None
     address: str | None = None  # Ray address; None: connect to a running cluster or start a local one
     progress_interval_s: float = 10.0
+    # a normality model (`exvad normality fit`): once the job's videos are committed, they are scored with
+    # it too (alone, or fused with --detector) into a scoring of their own, marked current (docs/PIPELINE.md)
+    normality: str | None = None
 
     # Knobs that change how fast or where a run goes, not what it produces: a rerun that changes
     # them is still the same run (same id, same processing date, so still exactly once).
     NOT_IDENTITY = ("address", "progress_interval_s", "limit", "retry_errors", "decode_tasks", "model_actors",
-                    "gpu_per_stage", "fuse_stages", "batch_windows", "wait")
+                    "gpu_per_stage", "fuse_stages", "batch_windows", "wait", "normality")
 
     def run_id(self) -> str:
         keys = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.NOT_IDENTITY}
@@ -336,7 +339,17 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  flagged:  {seg}",
         f"  errors:   {err}",
         f"  index:    {s['index']}  (tables videos, snippets, segments, captions, errors; runs/)",
+        *_normality_line(s.get("normality_scoring")),
     ])
+
+
+def _normality_line(n: dict[str, Any] | None) -> list[str]:
+    """`exvad process --normality`: the scoring made after the job."""
+    if not n:
+        return []
+    seg = ", ".join(f"{k} {v}" for k, v in n["segments"].items()) or "none"
+    return [f"  normality: scoring {n['scoring_id']} ({n['mode']}{', current' if n['current'] else ''}): "
+            f"{n['videos_scored']} videos scored, flagged {seg}"]
 
 
 def check_locations(cfg: ProcessConfig) -> None:

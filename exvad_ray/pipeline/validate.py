@@ -179,6 +179,8 @@ def validate_process(cfg: Any) -> None:
     if not cfg.extensions:
         raise ConfigError("no video file extensions given")
     check_resources(cfg.profile, cfg.label_set, cfg.detector, model_files=is_local_cluster(cfg.address))
+    if getattr(cfg, "normality", None):
+        preflight(normality=cfg.normality)
     archive, index = storage.normalize(cfg.archive), storage.normalize(cfg.index)
     if index.startswith(archive.rstrip("/") + "/") or index == archive:
         raise ExvadError("the index must not live inside the archive (its files would be listed as input)")

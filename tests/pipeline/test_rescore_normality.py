@@ -305,3 +305,39 @@ def test_bad_normality_input_is_one_line_and_exit_2_before_ray_starts(case, arch
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("exvad rescore: error:") and expect in err[0], err
     assert not ray.is_initialized()
+
+
+def test_process_with_normality_scores_the_committed_videos_too(archive, fitted, monkeypatch, tmp_path, capsys):
+    """`exvad process --normality`: once the job's rows are committed, its videos are scored with the
+    model into a scoring marked current (the job itself is stood in for by the index it would write)."""
+    from exvad_ray.cli.process import process_and_refresh
+    from exvad_ray.pipeline import job
+    from exvad_ray.pipeline.job import ProcessConfig
+    from exvad_ray.pipeline.normality_scoring import normality_id
+
+    index = str(tmp_path / "index")
+    import shutil
+
+    shutil.copytree(archive["index"], index, ignore=shutil.ignore_patterns("scorings"))
+    monkeypatch.setattr(job, "run_process", lambda cfg, echo=print: {"index": cfg.index})
+    cfg = ProcessConfig(archive="file:///archive", index=index, normality=fitted)
+    assert cfg.run_id() == ProcessConfig(archive="file:///archive", index=index).run_id()  # not the run's identity
+    summary = process_and_refresh(cfg, echo=lambda _l: None)
+    n = summary["normality_scoring"]
+    assert n["scoring_id"] == normality_id(fitted) and n["mode"] == "normality" and n["videos_scored"] == 18
+    assert sc.current_scoring(index) == n["scoring_id"]
+    flagged = {r["video_id"] for r in sc.read_scoring(index, "segments").to_pylist()}
+    assert flagged == {vid_id(i) for i in (8, 9, 13, 14, 30)}
+
+
+def test_process_with_a_bad_normality_model_stops_before_ray(tmp_path, capsys):
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    (tmp_path / "archive").mkdir()
+    assert main(["process", "--archive", str(tmp_path / "archive"), "--index", str(tmp_path / "index"),
+                 "--normality", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--normality: no normality model at" in err[0], err
+    assert not ray.is_initialized()
