@@ -147,7 +147,7 @@ def write_files(index: str, table: str, rows: pa.Table | dict[str, Any], partiti
     open_table(index, table)  # the table exists before any of its files (normally the driver made it)
     if len(partitions) != body.num_rows:
         raise ExvadError(f"{table}: {len(partitions)} partition values for {body.num_rows} rows")
-    missing = [c for c in part if any(c not in p for p in partitions[:1])]
+    missing = [c for c in part if any(c not in p for p in partitions)]
     if missing:
         raise ExvadError(f"{table}: partition value(s) {missing} missing")
     groups: dict[tuple[str, ...], list[int]] = {}
