@@ -44,10 +44,10 @@ form.search label{display:flex;flex-direction:column;font-size:.8em}
 .card{background:#fff;border:1px solid #ddd;padding:.6em}
 .thumb{display:block;aspect-ratio:16/9;background:#222}
 .card img,.thumb img{display:block;width:100%;height:100%;object-fit:contain}
-.pair{display:grid;grid-template-columns:1fr 1fr;gap:.4em}.pair figure{margin:0}
-.pair figcaption{font-size:.75em;color:#555;margin-top:.2em}
+.pair{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:.4em}.pair figure{margin:0}
+.pair figcaption{font-size:.75em;color:#555;margin-top:.2em;overflow-wrap:anywhere}
 .thumb.none{display:flex;align-items:center;justify-content:center;color:#bbb;font-size:.75em;text-align:center}
-#evidence{max-width:760px}.why{font-weight:bold;color:#333}
+#evidence{max-width:760px}.why{font-size:.9em;font-weight:600;color:#333;margin:.2em 0}
 .meta{font-size:.85em;color:#555}.cls{font-weight:bold}.err{color:#b00;font-weight:bold}.ok{color:#070}
 table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:.3em .5em;font-size:.85em}
 </style></head><body>
@@ -82,8 +82,9 @@ SEARCH = """<form class="search" method="get" action="/">
 <div><span class="cls">{{ r.label }}</span> score {{ '%.3f'|format(r.score) }}
 {% if r.similarity is not none %} sim {{ '%.3f'|format(r.similarity) }}{% endif %}</div>
 <div class="meta">{{ r.camera }} &middot; {{ r.when }}</div>
-{% if r.ev %}<div class="why">{{ r.ev.sentence }}</div><div class="meta">{{ r.ev.facts }}</div>{% endif %}
-<div class="meta">{{ r.ev.rest if r.ev else (r.explanation or '(no explanation)') }}</div></div>{% endfor %}</div>{% endif %}"""
+{% if r.ev %}<div class="why">{{ r.ev.sentence }}</div><div class="meta">{{ r.ev.facts }}</div>
+{% if r.ev.rest %}<div class="meta">{{ r.ev.rest }}</div>{% endif %}{% else %}
+<div class="meta">{{ r.explanation or '(no explanation)' }}</div>{% endif %}</div>{% endfor %}</div>{% endif %}"""
 
 #: the flagged thumbnail and the nearest normal moment's, side by side (a card and the video page)
 PAIR = """{% macro pair(r) %}<figure><a class="thumb" href="/video/{{ r.video_id }}?segment={{ r.segment_id|urlencode }}">
@@ -104,7 +105,7 @@ video class {{ video.video_class }} ({{ '%.3f'|format(video.video_score or 0) }}
 {{ '%.2f'|format(seg.start_s) }}-{{ '%.2f'|format(seg.end_s) }} s</h3>
 {% if seg.ev %}<div id="evidence"><div class="pair">{{ pair(seg) }}</div>
 <p class="why" id="evidence-sentence">{{ seg.ev.sentence }}</p><p class="meta">{{ seg.ev.facts }}</p></div>
-<p>{{ seg.ev.rest }}</p>{% else %}<p>{{ seg.explanation or '(no explanation)' }}</p>{% endif %}
+{% if seg.ev.rest %}<p>{{ seg.ev.rest }}</p>{% endif %}{% else %}<p>{{ seg.explanation or '(no explanation)' }}</p>{% endif %}
 <video id="clip" controls width="448" src="/clip/{{ seg.segment_id|urlencode }}.mp4"></video>
 <p><a id="download" href="/clip/{{ seg.segment_id|urlencode }}.mp4?download=1">download clip</a></p>
 <form method="post" action="/feedback" id="feedback">
@@ -153,7 +154,7 @@ def timeline_png(snippets: Any, segments: list[dict[str, Any]], class_names: lis
 
 def _clock(seconds: float) -> str:
     """0:42, 12:05, 1:02:05 (a moment in a video, as a player shows it)."""
-    s = max(0, int(seconds))
+    s = max(0, int(round(seconds)))
     h, m, sec = s // 3600, s // 60 % 60, s % 60
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
@@ -184,7 +185,7 @@ def evidence_view(r: dict[str, Any], names: dict[str, str]) -> dict[str, Any] | 
     at = _clock(r["nearest_start_s"]) if r.get("nearest_start_s") is not None else "?"
     sim = f"{r['nearest_similarity']:.2f}" if r.get("nearest_similarity") is not None else ""
     bank = r.get("normality_bank") or "global"
-    where = "all the normal footage" if bank == "global" else f"the normal footage of {bank}"
+    where = f"the normal footage of {'the archive' if bank == 'global' else bank}"
     sentence = r.get("evidence") or (f"nothing like this in {where}; closest: {name} at {at}"
                                      + (f", similarity {sim}" if sim else ""))
     facts = []
@@ -192,11 +193,11 @@ def evidence_view(r: dict[str, Any], names: dict[str, str]) -> dict[str, Any] | 
         facts.append(f"more unusual than {_percent(float(r['normality']))} % of normal footage")
     if r.get("unusual_half"):
         facts.append(f"unusual: {HALVES.get(r['unusual_half'], r['unusual_half'])}")
-    facts.append(f"compared with {where}")
+    facts.append(f"normal footage compared: {'the whole archive' if bank == 'global' else bank}")
     rest = (r.get("explanation") or "").strip()
-    if rest.startswith(sentence):  # a writer that already led the explanation with the sentence
+    if rest.startswith(sentence):  # the scoring led the explanation with the sentence (no language model)
         rest = rest[len(sentence):].lstrip(" .;\n")
-    return {"sentence": sentence, "facts": " \u00b7 ".join(facts), "rest": rest or "(no explanation)",
+    return {"sentence": sentence, "facts": " \u00b7 ".join(facts), "rest": rest,
             "nearest_video_id": vid, "nearest_name": name, "nearest_at": at, "similarity": sim,
             "nearest_camera": r.get("nearest_camera"), "flagged_at": _clock(r.get("peak_s") or r.get("start_s") or 0),
             "nearest_src": f"/snippet/{vid}:{int(n)}.jpg" if in_index and ID_RE.match(f"{vid}:{int(n)}") else None}

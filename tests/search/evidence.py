@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 SCORING = "det-evidence0001"
-CAPTION = "keyframes: street sign, traffic light, parking meter"
+CAPTION = "Keyframes: street sign, traffic light, parking meter"
 
 
 def write_evidence_scoring(index: str) -> dict:
@@ -57,8 +57,9 @@ def write_evidence_scoring(index: str) -> dict:
         for k, v in evidence.items():
             extra[k] = [v if i == flagged["segment_id"] else None for i in ids]
         fields = [f for f in schema if not (video_id == old_video and f.name in evidence_names)]
-        if flagged["segment_id"] in ids:  # the keyframes' tags, as a profile without a language model writes them
-            expl = [CAPTION if i == flagged["segment_id"] else e for i, e in zip(ids, t.column("explanation").to_pylist())]
+        if flagged["segment_id"] in ids:  # led by the sentence, as a normality scoring without a language model writes it
+            expl = [f"{sentence}. {CAPTION}" if i == flagged["segment_id"] else e
+                    for i, e in zip(ids, t.column("explanation").to_pylist())]
             t = t.set_column(t.column_names.index("explanation"), "explanation", pa.array(expl, pa.string()))
         cols = [t.column(f.name).cast(f.type) if f.name in t.column_names else pa.array(extra[f.name], f.type)
                 for f in fields]

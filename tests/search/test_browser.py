@@ -2,7 +2,8 @@
 executable path - no browser download): sign in with the printed URL (the token moves to an HttpOnly
 SameSite cookie and leaves the address), search, see thumbnails letterboxed at their own aspect
 ratio, open a result, see the timeline image, play the clip, give feedback (the form's CSRF token
-and the browser's Origin pass the checks); a screenshot is saved (tests/search/artifacts/ or
+and the browser's Origin pass the checks); a normality scoring's evidence block (the flagged and the
+nearest normal thumbnails side by side, the sentence); screenshots are saved (tests/search/artifacts/ or
 $EXVAD_SCREENSHOT_DIR).
 
 `make test` / `.ci/run` install chromium; outside CI a machine without it skips with the reason,
@@ -138,3 +139,53 @@ def test_search_open_timeline_feedback(index_copy, tmp_path):
     assert label == "Fighting" and end > start
     actions = [a["action"] for a in read_audit(audit_uri(labels)).to_pylist()]
     assert actions.count("search") >= 2 and actions[-1] == "feedback"
+
+
+def test_evidence_block_renders_both_thumbnails(evidence_index, tmp_path):
+    """A normality scoring's flagged segment (tests/search/evidence.py): its card shows the flagged
+    thumbnail and the nearest normal moment's side by side, both decoded, both letterboxed in 16:9
+    boxes, with the sentence; its video page shows the same block. Cards without evidence keep one
+    thumbnail."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    ev = evidence_index
+    shots = Path(os.environ.get("EXVAD_SCREENSHOT_DIR") or Path(__file__).parent / "artifacts")
+    shots.mkdir(parents=True, exist_ok=True)
+    with running(ev["index"], str(tmp_path / "labels")) as url, playwright.sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(url + "/?token=" + TOKEN)
+        page.wait_for_url(url + "/")
+        page.fill("input[name=limit]", "50")
+        page.click("#search")
+        page.wait_for_selector("#count")
+        cards = page.locator(".card.result")
+        blocks = page.locator(".card .pair.evidence")
+        assert blocks.count() == 1 and cards.count() >= 2
+
+        def decoded_in_16_9(scope, selector: str) -> dict:
+            img = scope.locator(selector)
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+            box = img.locator("xpath=..").bounding_box()  # the .thumb box around it
+            assert abs(box["width"] / box["height"] - 16 / 9) < 0.05, box
+            assert img.evaluate("i => getComputedStyle(i).objectFit") == "contain"  # letterboxed, not stretched
+            return box
+
+        flagged = decoded_in_16_9(blocks, "img.flagged")
+        nearest = decoded_in_16_9(blocks, "img.nearest")
+        assert nearest["x"] >= flagged["x"] + flagged["width"] - 1 and abs(nearest["y"] - flagged["y"]) < 2  # beside
+        card = cards.filter(has=page.locator(".pair.evidence"))
+        assert card.locator(".why").inner_text() == ev["sentence"]
+        assert "more unusual than 99.7 % of normal footage" in card.inner_text()
+        assert f"closest normal: {ev['nearest_name']}" in card.inner_text()
+        for i in range(cards.count()):  # the other cards as before: one thumbnail, no evidence
+            if cards.nth(i).locator(".pair").count() == 0:
+                assert cards.nth(i).locator("img").count() == 1 and cards.nth(i).locator(".why").count() == 0
+        page.screenshot(path=str(shots / "search_evidence_results.png"), full_page=True)
+        blocks.locator("a:has(img.flagged)").click()
+        page.wait_for_selector("#evidence")
+        decoded_in_16_9(page.locator("#evidence"), "img.flagged")
+        decoded_in_16_9(page.locator("#evidence"), "img.nearest")
+        assert page.inner_text("#evidence-sentence") == ev["sentence"]
+        page.screenshot(path=str(shots / "search_evidence_video_page.png"), full_page=True)
+        browser.close()
+    assert (shots / "search_evidence_video_page.png").stat().st_size > 10000
