@@ -214,6 +214,11 @@ def _clock(s: float) -> str:
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
+def _share(p: float) -> str:
+    """A percentile as the share of normal footage it exceeds ("99.7 %"; "all" beyond what 0.1 % shows)."""
+    return "all" if p >= 0.9995 else f"{100 * p:.1f} %"
+
+
 def bank_label(bank: str) -> str:
     return "global" if bank == GLOBAL else bank
 
@@ -227,9 +232,11 @@ def evidence_columns(ns: NormalityScores, peak: int, nearest_uri: dict[str, str]
     h = ns.half_names.index(half)
     where = "the archive" if ns.bank == GLOBAL else ns.bank
     sim = float(ns.similarity[peak])
-    sentence = (f"nothing like this in the normal footage of {where} ({half} more unusual than "
-                f"{100 * float(ns.halves[peak, h]):.1f} % of it); closest: {name} at "
-                f"{_clock(float(ns.nearest_start_s[peak]))}, similarity {sim:.2f}")
+    # a fused segment may be flagged by the detector while its footage looks normal: say which it is
+    lead = ("nothing like this in the normal footage of" if float(ns.percentile[peak]) >= ns.threshold.threshold
+            else "not unusual enough on its own against the normal footage of")
+    sentence = (f"{lead} {where} ({half} more unusual than {_share(float(ns.halves[peak, h]))} of it); "
+                f"closest: {name} at {_clock(float(ns.nearest_start_s[peak]))}, similarity {sim:.2f}")
     return {"normality": float(ns.percentile[peak]), "unusual_half": half, "nearest_video_id": vid,
             "nearest_uri": uri, "nearest_snippet": int(ns.nearest_snippet[peak]),
             "nearest_start_s": float(ns.nearest_start_s[peak]), "nearest_camera": ns.nearest_camera[peak],

@@ -207,6 +207,15 @@ def _card_markdown(card: dict[str, Any]) -> str:
         v, t = sel["val_metrics"].get(k), test.get(k)
         fmt = lambda x: "" if x is None or x != x else f"{x:.4f}"  # noqa: E731
         lines.append(f"| {k} | {fmt(v)} | {fmt(t) if isinstance(t, (int, float)) else ''} |")
+    cal = card.get("calibration") or {}
+    if cal.get("threshold") is not None:
+        fa = cal["false_alarms"]
+        lines += ["", "## Calibrated threshold", "", f"Flags at score {cal['threshold']:.4f} (percentile "
+                  f"{cal['percentile_threshold']:.5f} of the {cal['split']} split's {cal['normal_videos']} Normal videos, "
+                  f"{fa['hours']:.2f} h): at most {fa['per_hour']:g} false alarm(s) per hour of normal footage "
+                  f"({fa['method']}), instead of the fixed 0.5."]
+    elif cal:
+        lines += ["", "## Calibrated threshold", "", str(cal.get("note", "not calibrated: flags at 0.5"))]
     par, lab = (card.get("lineage") or {}).get("parent"), (card.get("lineage") or {}).get("labels")
     lines += ["", "## Lineage", "", f"Warm-started from `{par['uri']}` ({par['detector_id']})." if par else
               "Trained from scratch.", ""]

@@ -233,6 +233,7 @@ def test_train_calibrates_its_threshold_and_rescore_fuses_with_it(archive, fitte
         assert s["evidence"] and s["normality_bank"] in ("cam01", "global") and s["detector_id"] == detector_id(det)
     capsys.readouterr()
     assert main(["evaluate", "--index", index, "--labels", labels, "--split", "test", "--scoring", sid]) == 0
+    capsys.readouterr()
     # the same models and choices: the same scoring id
     assert main(["rescore", "--index", index, "--detector", det, "--normality", fitted, "--labels", labels,
                  "--no-current", "--json"]) == 0
