@@ -326,8 +326,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-RSS_LIMIT_MB = 8192.0  # a child past this is stopped (the machine is shared): its figures are lower bounds
-TIME_LIMIT_S = 1800.0
+# a child past these is stopped (the machine is shared): its figures are lower bounds (--rss-limit-mb, --time-limit-s)
+RSS_LIMIT_MB = float(os.environ.get("EXVAD_SCALE_RSS_LIMIT_MB", 8192))
+TIME_LIMIT_S = float(os.environ.get("EXVAD_SCALE_TIME_LIMIT_S", 1800))
 
 
 def _status_kb(key: str, pid: int | str = "self") -> int:
@@ -625,6 +626,34 @@ def _load_raw() -> list[dict[str, Any]]:
         return json.load(f)
 
 
+FINDINGS = [
+    "- Wall times are those of a machine loaded by other work (load average 8-27 over 2 cores, column "
+    "`load_avg` in bench/scale_raw.json); CPU seconds are steadier. The issue's own unloaded figures for "
+    "`plan` (0.84 / 4.2 / 42.6 s, 138 / 279 / 1,654 MB at 1e4 / 1e5 / 1e6, videos table only) are of the "
+    "same order as these CPU seconds and RSS.",
+    "- `plan` over an unchanged archive grows linearly: per video about 2 stat calls (the archive listing "
+    "and the videos/errors file listings) and, between 1e5 and 1e6, 1.1 KB of driver memory (Python objects "
+    "per listed object and per done id): ~11 GB and ~72 minutes (10 minutes of CPU) at 1e7. On S3 the same "
+    "is LIST pages (1,000 keys each) over the archive and every table: 29 requests at 1e4, so ~29,000 "
+    "sequential LISTs at 1e7.",
+    "- Everything that reads rows grows far faster in memory: `plan_replaced` (1% replaced: "
+    "`find_replaced` reads video_id and uri of the whole `videos` and `errors` tables, one Parquet file "
+    "per video), `rescore_plan` (whole `videos` rows and `captions`, then a Python dict per video) and "
+    "`search` (the whole `videos` table through DuckDB for the class list) need 1.3-1.7 GB at 1e4 "
+    "(~130-170 KB per video) and pass 4 GB within about two minutes at 1e5 and 5 GB at 1e6, when they were "
+    "stopped (lower bounds, marked >; proportional to 1e4 they would need 130-170 GB at 1e6). On S3 each is one GET per file or more: 30,145 requests for "
+    "`plan_replaced`, 59,444 for `rescore_plan`, 9,957 for `search` at 1e4.",
+    "- Compaction reads and rewrites every per-video file: 582 s (122 s CPU) at 1e4 on local disk, 1,429 s "
+    "(333 s CPU, 59,967 requests: a GET and a DELETE per file) on S3; it brings 3.03 objects per video to "
+    "0.081 (segments stay one file per class/date/camera partition). Linear in files: about 3.4 hours of "
+    "CPU at 1e6 and 34 at 1e7 on local disk (not run above 1e4). A rerun on the compacted index lists "
+    "fewer files but reads each compacted file's footer for its video ids (130 requests on S3 at 1e4, "
+    "was 29).",
+    "- Not measured: the local S3 server at 1e5 (loading 4e5 objects took ~15 min per 1e4 videos on the "
+    "loaded machine: over two hours at 1e5), compaction above 1e4, the 1e6 baseline row.",
+]
+
+
 def report() -> None:
     """RESULTS.md "Archive scale" and the `scale_*` keys of results.json, with the 1e7 projection."""
     from _results import record, table
@@ -658,11 +687,16 @@ def report() -> None:
                 cells_m.append("-" if r is None else f"{gt}{r['peak_rss_mb']:,.0f}")
                 req = None if r is None else r.get("requests_total", r.get("fs_calls_total"))
                 cells_r.append("-" if req is None else req)
+                if r is not None and r.get("stopped"):
+                    tag = "" if backend == "local" else "s3_"
+                    flat[f"scale_today_{tag}{op}_stopped@{_label(n)}"] = r["stopped"]
                 if r is not None and op != "baseline" and not r.get("stopped"):
                     tag = "" if backend == "local" else "s3_"
                     suffix = {"plan": "plan"}.get(op, op)
                     flat[f"scale_today_{tag}{suffix}_s@{_label(n)}"] = r["s"]
                     flat[f"scale_today_{tag}{suffix}_peak_rss_mb@{_label(n)}"] = r["peak_rss_mb"]
+                    if r.get("cpu_s") is not None:
+                        flat[f"scale_today_{tag}{suffix}_cpu_s@{_label(n)}"] = r["cpu_s"]
                     if req is not None:
                         flat[f"scale_today_{tag}{suffix}_{'requests' if backend == 's3' else 'fs_calls'}@{_label(n)}"] = req
             body.append([op, *cells_s, *cells_m, *cells_r])
@@ -680,8 +714,8 @@ def report() -> None:
                         + (f"; {after} per video after compaction" if after is not None else ""))
         md += [f"**{'Local disk' if backend == 'local' else 'Local S3 server (SeaweedFS on 127.0.0.1)'}**", "",
                table(head, body), "", *[f"- {o}" for o in objs], ""]
-        rep = [by.get(("today", backend, "plan_replaced", n)) for n in ns]
-        if any(rep):
+        rep = [r for r in (by.get(("today", backend, "plan_replaced", n)) for n in ns) if r and not r.get("stopped")]
+        if rep:
             md += ["Rerun after 1% replaced: " + "; ".join(
                 f"{_label(r['n'])}: {r.get('todo')} to do, {r.get('tombstones')} tombstones written"
                 for r in rep if r), ""]
@@ -700,29 +734,26 @@ def report() -> None:
                 if a.get(metric) is None or b.get(metric) is None:
                     continue
                 x1, x2 = float(a[metric]), float(b[metric])
-                if x1 <= 0 or x2 <= 0:
-                    continue
-                # at least linear: every step lists or reads per-video objects (a flatter measured
-                # growth is fixed costs still dominating at these sizes)
-                k = max(1.0, math.log(x2 / x1) / math.log(n2 / n1)) if metric != "peak_rss_mb" else \
-                    math.log(x2 / x1) / math.log(n2 / n1)
+                # affine through the two largest sizes: a fixed cost plus a cost per video
+                slope = (x2 - x1) / (n2 - n1)
                 tag = "" if backend == "local" else "s3_"
-                ys = []
+                ys: list[Any] = []
                 for target in (1e6, 1e7):
                     if target <= n2:
                         ys.append("measured")
                         continue
-                    y = x2 * (target / n2) ** k
+                    y = x2 + slope * (target - n2)
                     flat[f"scale_today_{tag}{op}_{metric}@{_label(int(target))}_projected"] = round(y, 1)
                     ys.append(round(y, 1))
-                proj.append([backend, op, metric, f"{_label(n1)}->{_label(n2)}", round(k, 2), x2, *ys])
+                per_video = slope * (1e6 if metric == "peak_rss_mb" else 1e6)  # per 1e6 videos
+                proj.append([backend, op, metric, f"{_label(n1)}->{_label(n2)}", round(per_video, 1), x2, *ys])
     if proj:
-        md += ["**Projected to 1e6 and 1e7 videos** (power law through the two largest measured sizes: "
-               "y(N) = y(N2) * (N/N2)^k, k = log(y2/y1)/log(N2/N1), for times at least 1 (linear): every "
-               "step lists or reads per-video objects, and a flatter measured growth is fixed costs "
-               "still dominating)", "",
-               table(["backend", "operation", "metric", "from", "k", "at N2", "1e6 (projected)",
+        md += ["**Projected to 1e7 videos** from the measured growth: affine through the two largest measured "
+               "sizes (a fixed cost plus a cost per video, y(N) = y2 + (y2 - y1) (N - N2) / (N2 - N1)); "
+               "stopped measurements are not projected (their lower bounds already break the targets)", "",
+               table(["backend", "operation", "metric", "from", "growth per 1e6 videos", "at N2", "1e6",
                       "1e7 (projected)"], proj), ""]
+    md += ["**What it says** (today's layout):", "", *FINDINGS, ""]
     md += ["Targets of issue 23 for the new layout at 1e6 (this machine): rerun planning <= 30 s with peak RSS <= "
            "1 GiB, <= 1 object per video before compaction and <= 0.05 after, rescore planning <= 10 s; 1e7: "
            "planning <= 10 min, <= 2 GiB."]
@@ -746,6 +777,8 @@ def main() -> None:
                    help="skip compact and plan_compacted above this size (hours of per-file reads)")
     r.add_argument("--no-strace", action="store_true", help="skip the file-system call count (local)")
     r.add_argument("--keep", action="store_true", help="keep the built archive and index")
+    r.add_argument("--rss-limit-mb", type=float, default=RSS_LIMIT_MB, help="stop a measurement past this RSS")
+    r.add_argument("--time-limit-s", type=float, default=TIME_LIMIT_S, help="stop a measurement after this long")
     m = sub.add_parser("measure", help="(internal) one operation in this process")
     m.add_argument("--layout", default="today")
     m.add_argument("--op", required=True)
@@ -763,6 +796,7 @@ def main() -> None:
     elif args.cmd == "report":
         report()
     else:
+        globals().update(RSS_LIMIT_MB=args.rss_limit_mb, TIME_LIMIT_S=args.time_limit_s)
         for n in [_n(s) for s in args.sizes.split(",")]:
             ops = [o for o in args.ops.split(",") if o]
             if n > args.no_compact_above:
