@@ -160,13 +160,13 @@ def _clock(seconds: float) -> str:
 
 
 def _percent(p: float) -> str:
-    """A percentile of normal footage, rounded down so that it never overstates: 99.7, and beyond
-    99.9 three decimals (99.996), since that is where anomalies sit; 100 only for 1."""
+    """A percentile of normal footage as the evidence sentence writes it (one decimal: 99.7); where
+    that would read 100.0 before 1, three decimals rounded down (99.996): anomalies sit there."""
     if p >= 1:
         return "100"
-    digits = 1 if p < 0.999 else 3
-    v = math.floor(max(0.0, p) * 100 * 10**digits) / 10**digits
-    return f"{v:.{digits}f}".rstrip("0") if digits > 1 else f"{v:.1f}"
+    if round(p * 100, 1) < 100:
+        return f"{max(0.0, p) * 100:.1f}"
+    return f"{math.floor(p * 100_000) / 1000:.3f}".rstrip("0").rstrip(".")
 
 
 HALVES = {"appearance": "its appearance", "motion": "its motion", "visual": "the picture as a whole"}
