@@ -80,7 +80,7 @@ def _stored_report(args: argparse.Namespace, records: list) -> tuple[Any, list[s
     class_names, stored = scores_by_name(args.index, sid, {r.name for r in records})
     print(f"scoring {sid}: {len(stored)} videos, scores read from the index (no model run)", file=sys.stderr)
     localization, source = _localization(args, scoring_localization(args.index, sid))
-    report = compute_report(stored_results(records, stored, class_names), class_names,
+    report = compute_report(stored_results(records, stored, class_names, localization.threshold), class_names,
                             args.vadclip_procedure or args.dataset, localization)
     return report, class_names, source
 

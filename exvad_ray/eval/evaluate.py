@@ -3,6 +3,7 @@ Used for validation inside training and by `exvad evaluate` on the test split.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -122,12 +123,27 @@ def score_records(scorer: Scorer, records: Sequence[VideoRecord]) -> list[VideoR
     return out
 
 
+BINARY = ("normal", "anomaly")  # a scoring without a class model (the normality model alone) names two classes
+
+
+def as_binary(records: Sequence[VideoRecord]) -> list[VideoRecord]:
+    """Records whose anomalous labels and segments are all "Anomaly": how a scoring that tells normal from
+    anomalous but no class (the normality model alone) is evaluated; frame AUC/AP are unchanged."""
+    def one(label: str) -> str:
+        return "Normal" if label.lower() == "normal" else "Anomaly"
+    return [dataclasses.replace(r, labels=sorted({one(lab) for lab in r.labels}) or ["Normal"],
+                                segments=[(s, e, one(lab)) for s, e, lab in r.segments]) for r in records]
+
+
 def stored_results(records: Sequence[VideoRecord], stored: dict[str, tuple[np.ndarray, np.ndarray]],
-                   class_names: Sequence[str]) -> list[VideoResult]:
+                   class_names: Sequence[str], threshold: float = 0.5) -> list[VideoResult]:
     """Results from scores already written to an index (a scoring of `exvad process` or `exvad rescore`):
     `stored` maps a video's name to its (anomaly scores (T,), class probabilities (T,C)); the video-level
-    prediction is derived exactly as a scorer's `predict_video` does."""
+    prediction is derived as a scorer's `predict_video` does, at the scoring's own `threshold` (a
+    calibrated scoring flags at a percentile of normal footage, not at 0.5)."""
     names = list(class_names)
+    if tuple(n.lower() for n in names) == BINARY:
+        records = as_binary(records)
     out = []
     for r in conform(records, names):
         if r.name not in stored:
@@ -137,7 +153,7 @@ def stored_results(records: Sequence[VideoRecord], stored: dict[str, tuple[np.nd
             raise ExvadError(f"the scoring has {len(scores)} snippet scores for video {r.name!r}, the index "
                              f"{r.n_snippets} snippets")
         out.append(VideoResult(r.name, list(r.labels), list(r.segments), scores, probs,
-                               video_prediction(scores, probs, names), r.fps))
+                               video_prediction(scores, probs, names, threshold=threshold), r.fps))
     return out
 
 

@@ -110,3 +110,21 @@ def test_decisions_count_false_alarms_per_hour_and_segments_found():
     strict = decisions([quiet, noisy, anomalous], [False, False, True], gt, [16.0, 16.0, None],
                        LocalizationConfig(threshold=0.85))
     assert strict.false_alarms == 1 and strict.labelled_segments_found == 1  # the 0.8 run is no longer flagged
+
+
+def test_a_scoring_without_classes_evaluates_fine_grained_labels_as_anomaly():
+    """The normality model alone scores Normal/Anomaly: the split's class labels (Fire, Fighting...) are
+    evaluated as Anomaly, and the video rule flags at the scoring's own threshold (a percentile)."""
+    from exvad_ray.eval.evaluate import compute_report, stored_results
+    from exvad_ray.records import VideoRecord
+
+    feats = np.zeros((4, 2), np.float32)
+    recs = [VideoRecord("fire", feats, None, ["Fire"], [(16, 48, "Fire")], "test"),
+            VideoRecord("calm", feats, None, ["Normal"], [], "test")]
+    stored = {"fire": (np.array([0.1, 0.9995, 0.9999, 0.2], np.float32), np.tile([[0.5, 0.5]], (4, 1))),
+              "calm": (np.array([0.1, 0.6, 0.7, 0.2], np.float32), np.tile([[0.5, 0.5]], (4, 1)))}
+    results = stored_results(recs, stored, ["Normal", "Anomaly"], threshold=0.999)
+    assert [r.labels for r in results] == [["Anomaly"], ["Normal"]]
+    assert [r.prediction.video_class for r in results] == ["Anomaly", "Normal"]
+    report = compute_report(results, ["Normal", "Anomaly"])
+    assert report.frame_level and report.auc == 1.0 and report.accuracy == 1.0
