@@ -29,7 +29,7 @@ from exvad_ray import storage
 
 PROFILE = "lite"
 LABEL_SET = "synthetic"
-N_STEPS = 5
+N_STEPS = 7
 
 
 class Step:
@@ -180,6 +180,57 @@ def _evaluate(index: str, labels: str, detector: str, plots: Path) -> tuple[Any,
     return report, rows
 
 
+def _fit_normality(index: str, labels: str, out: str) -> dict[str, Any]:
+    """The normality model from the train split's Normal footage (its stored embeddings, no decoding)."""
+    from exvad_ray.train.normality import NormalityFitConfig, fit_normality
+
+    _model, card = fit_normality(NormalityFitConfig(index=index, out=out, labels=labels, split="train",
+                                                    address=None))
+    return card
+
+
+def _rescore(index: str, labels: str, detector: str | None, normality: str, current: bool) -> dict[str, Any]:
+    """A scoring from the stored embeddings: the normality model alone, or fused with the detector (the
+    fusion weight chosen on the labels' val split)."""
+    from exvad_ray.pipeline.rescore import RescoreConfig, run_rescore
+
+    return run_rescore(RescoreConfig(index, detector=detector, normality=normality, labels=labels,
+                                     set_current=current))
+
+
+def _evaluate_scoring(index: str, labels: str, scoring: str) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """Test-split report of a stored scoring at the threshold it was made with (no model runs), and per
+    test video its top flagged segment (with the evidence when the scoring has it)."""
+    import dataclasses
+
+    from exvad_ray.detector.localize import LocalizationConfig
+    from exvad_ray.eval.evaluate import compute_report, stored_results
+    from exvad_ray.index.scorings import read_scoring, scores_by_name, scoring_localization
+    from exvad_ray.train.data import load_index_records, split_records
+
+    records = split_records(load_index_records(storage.join(index, "snippets"), storage.join(index, "videos"),
+                                               labels), "test")
+    class_names, stored = scores_by_name(index, scoring, {r.name for r in records})
+    fields = {f.name for f in dataclasses.fields(LocalizationConfig)}
+    rule = LocalizationConfig(**{k: v for k, v in scoring_localization(index, scoring).items() if k in fields})
+    report = compute_report(stored_results(records, stored, class_names, rule.threshold), class_names, "ucf", rule)
+    names = dict(zip(*[read_scoring(index, "videos", scoring, ["video_id", "name"]).column(c).to_pylist()
+                       for c in ("video_id", "name")]))
+    top: dict[str, dict[str, Any]] = {}
+    for s in read_scoring(index, "segments", scoring, ["video_id", "label", "score", "start_s", "end_s",
+                                                       "evidence"]).to_pylist():
+        name = names.get(s["video_id"])
+        if name is not None and (name not in top or s["score"] > top[name]["score"]):
+            top[name] = s
+    return report, top
+
+
+def _decided(report: Any) -> str:
+    d = report.decisions
+    return (f"normal videos flagged {d.normal_videos_flagged}/{d.normal_videos}, anomalous "
+            f"{d.anomalous_videos_flagged}/{d.anomalous_videos} (threshold {d.threshold:.4f})") if d else ""
+
+
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
@@ -231,9 +282,19 @@ def run_demo(workdir: str = "demo-output", small: bool = False, verbose: bool = 
                 card = _train("s3://index/run1", labels, "s3://models/detector-v1", seed)
             with Step(4, "archive job again, scored by the trained detector", log, term) as step:
                 second = _process(step, archive, "s3://index/run2", "s3://models/detector-v1")
-            with Step(5, "evaluate on the test split", log, term):
+            with Step(5, "normality model from the train split's normal footage", log, term):
+                ncard = _fit_normality("s3://index/run2", labels, "s3://models/normality-v1")
+            with Step(6, "rescore: normality alone, and fused with the detector", log, term):
+                alone = _rescore("s3://index/run2", labels, None, "s3://models/normality-v1", current=False)
+                fused = _rescore("s3://index/run2", labels, "s3://models/detector-v1", "s3://models/normality-v1",
+                                 current=True)
+            with Step(7, "evaluate on the test split", log, term):
                 report, rows = _evaluate("s3://index/run2", labels, "s3://models/detector-v1", plots)
-                for src, dst in (("s3://index/run2", work / "index"), ("s3://models/detector-v1", work / "detector")):
+                det_report, _ = _evaluate_scoring("s3://index/run2", labels, "process")
+                alone_report, _ = _evaluate_scoring("s3://index/run2", labels, alone["scoring_id"])
+                fused_report, fused_top = _evaluate_scoring("s3://index/run2", labels, fused["scoring_id"])
+                for src, dst in (("s3://index/run2", work / "index"), ("s3://models/detector-v1", work / "detector"),
+                                 ("s3://models/normality-v1", work / "normality")):
                     shutil.rmtree(dst, ignore_errors=True)
                     fs, path = storage.filesystem(src)
                     fs.get(path + "/", str(dst) + "/", recursive=True)
@@ -253,12 +314,26 @@ def run_demo(workdir: str = "demo-output", small: bool = False, verbose: bool = 
         count = str(min(per_class)) if min(per_class) == max(per_class) else f"{min(per_class)}-{max(per_class)}"
         print(f"(learned from {count} weakly labelled videos per anomaly class; lite's classes need more:\n"
               " accuracy 0.48-0.60 at 6 per class, 0.82 at 48 on larger archives; docs/DETECTOR.md)")
+    fused_rows = []
+    for r in sorted(fused_report.videos, key=lambda r: r.name):
+        seg = fused_top.get(r.name)
+        why = (seg.get("evidence") or f"{seg['label']} segment") if seg else "-"
+        where = f"{seg['start_s']:.1f}-{seg['end_s']:.1f} s {seg['label']}" if seg else "not flagged"
+        fused_rows.append([r.name, "/".join(r.labels), where, why])
+    print(f"\nFused with the normality model (scoring {fused['scoring_id']}; the normality model knows only what "
+          f"the train split's {ncard['labels_used']['bank_videos']} normal videos look like, no anomaly label). "
+          "Thresholds come from 1 false alarm per hour of normal footage, never from the test split:")
+    print(_table(["video", "true class", "flagged (top segment)", "why"], fused_rows))
+    print()
+    for label, r in (("detector (its 0.5)", det_report), ("normality alone", alone_report), ("fused", fused_report)):
+        print(f"{label:<19} frame AUC {r.auc:.3f}   AP {r.ap:.3f}   {_decided(r)}")
     print(f"archive job: {first['videos_processed']} videos indexed, {first['videos_failed']} bad files recorded "
           f"as errors; second job (trained detector) {second['videos_processed']} in {second['wall_s']:.0f} s")
     print(f"\nDemo finished in {time.time() - t0:.0f} s. Where to look:")
     print(f"  timeline plots (test split):  {plots / 'timelines'}  (ROC/PR: {plots})")
     print(f"  index (Parquet, hive-partitioned): {work / 'index'}")
     print(f"  detector and model card:      {work / 'detector'}")
+    print(f"  normality model and card:     {work / 'normality'}")
     if log is not None:
         print(f"  log (Ray, libraries):         {log_path}")
     print("Captions are ImageNet tags of the keyframes and explanations a summary of them (no language model):\n"
@@ -266,7 +341,9 @@ def run_demo(workdir: str = "demo-output", small: bool = False, verbose: bool = 
     return {"auc": report.auc, "ap": report.ap, "map_avg": report.map_avg, "accuracy": report.accuracy,
             "test_videos": report.n_videos, "rows": rows, "processed": first["videos_processed"],
             "failed": first["videos_failed"], "rescored": second["videos_processed"], "log": str(log_path),
-            "plots": str(plots)}
+            "plots": str(plots), "normality": {"auc": alone_report.auc, "ap": alone_report.ap},
+            "fused": {"auc": fused_report.auc, "ap": fused_report.ap,
+                      "decisions": fused_report.decisions.to_dict() if fused_report.decisions else None}}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -274,8 +351,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Start a local S3 server, generate a sample archive (plus real clips and "
                                    "bad files), process it with the lite profile (real pretrained weights that "
                                    "install with the package), train the detector on the train split, rescore "
-                                   "with it, and print the test split's table, AUC/AP/mAP, class accuracy and "
-                                   "where the plots are. Ray's and the libraries' logs go to WORKDIR/demo.log.")
+                                   "with it, fit the normality model on the train split's normal footage and "
+                                   "rescore alone and fused, and print the test split's tables, AUC/AP/mAP, "
+                                   "class accuracy, what each scoring flags and why, and where the plots are. Ray's and the libraries' logs go to WORKDIR/demo.log.")
     d.add_argument("--workdir", default="demo-output", help="where results are kept (default ./demo-output)")
     d.add_argument("--small", action="store_true",
                    help="a smaller archive (30 generated videos instead of 60; a quicker run)")
