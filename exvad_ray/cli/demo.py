@@ -314,16 +314,19 @@ def run_demo(workdir: str = "demo-output", small: bool = False, verbose: bool = 
         count = str(min(per_class)) if min(per_class) == max(per_class) else f"{min(per_class)}-{max(per_class)}"
         print(f"(learned from {count} weakly labelled videos per anomaly class; lite's classes need more:\n"
               " accuracy 0.48-0.60 at 6 per class, 0.82 at 48 on larger archives; docs/DETECTOR.md)")
-    fused_rows = []
+    fused_rows, whys = [], []
     for r in sorted(fused_report.videos, key=lambda r: r.name):
         seg = fused_top.get(r.name)
-        why = (seg.get("evidence") or f"{seg['label']} segment") if seg else "-"
+        whys.append((seg.get("evidence") or f"{seg['label']} segment") if seg else "")
         where = f"{seg['start_s']:.1f}-{seg['end_s']:.1f} s {seg['label']}" if seg else "not flagged"
-        fused_rows.append([r.name, "/".join(r.labels), where, why])
+        fused_rows.append([r.name, "/".join(r.labels), where])
     print(f"\nFused with the normality model (scoring {fused['scoring_id']}; the normality model knows only what "
           f"the train split's {ncard['labels_used']['bank_videos']} normal videos look like, no anomaly label). "
           "Thresholds come from 1 false alarm per hour of normal footage, never from the test split:")
-    print(_table(["video", "true class", "flagged (top segment)", "why"], fused_rows))
+    lines = _table(["video", "true class", "flagged (top segment)"], fused_rows).splitlines()
+    print("\n".join(lines[:2]))
+    for line, why in zip(lines[2:], whys):  # the evidence sentence under its video
+        print(line + (f"\n    why: {why}" if why else ""))
     print()
     for label, r in (("detector (its 0.5)", det_report), ("normality alone", alone_report), ("fused", fused_report)):
         print(f"{label:<19} frame AUC {r.auc:.3f}   AP {r.ap:.3f}   {_decided(r)}")
