@@ -367,3 +367,25 @@ def read_index_table(index: str, table: str, columns: list[str] | None = None) -
         raise
     except Exception as exc:  # noqa: BLE001
         raise ExvadError(f"cannot read the {table} table of {index}: {exc}") from exc
+
+
+def label_lookup(labels_uri: str, strict: bool = True) -> Any:
+    """Label row (current view) of a video: by its URI, else by `name` when that is unambiguous (rows from
+    lists without URIs, or an index without a `uri` column). Several rows for one name and no URI to tell
+    them apart: an error when `strict` (training must not guess), else no label (calibration skips it)."""
+    by_uri: dict[str, dict[str, Any]] = {}
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for r in read_labels(labels_uri).to_pylist():
+        if r["video_uri"]:
+            by_uri[r["video_uri"]] = r
+        by_name.setdefault(r["name"], []).append(r)
+
+    def lookup(name: str, uri: str | None) -> dict[str, Any] | None:
+        if uri and uri in by_uri:
+            return by_uri[uri]
+        cands = [r for r in by_name.get(name, []) if not (uri and r["video_uri"])]
+        if len(cands) > 1 and strict:
+            raise ExvadError(f"labels table has {len(cands)} rows for video {name!r} and no URI to tell them apart")
+        return cands[0] if len(cands) == 1 else None
+
+    return lookup

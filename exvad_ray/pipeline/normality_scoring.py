@@ -185,26 +185,6 @@ def is_normal(label: dict[str, Any] | None) -> bool:
     return label is not None and all(str(x).lower() == "normal" for x in (label.get("labels") or ["Normal"]))
 
 
-def label_lookup(labels_uri: str) -> Any:
-    """Label row (current view) of a video by its URI, else by its name when that is unambiguous."""
-    from exvad_ray.index.labels import read_labels
-
-    by_uri: dict[str, dict[str, Any]] = {}
-    by_name: dict[str, list[dict[str, Any]]] = {}
-    for r in read_labels(labels_uri).to_pylist():
-        if r["video_uri"]:
-            by_uri[r["video_uri"]] = r
-        by_name.setdefault(r["name"], []).append(r)
-
-    def lookup(name: str, uri: str | None) -> dict[str, Any] | None:
-        if uri and uri in by_uri:
-            return by_uri[uri]
-        cands = [r for r in by_name.get(name, []) if not (uri and r["video_uri"])]
-        return cands[0] if len(cands) == 1 else None
-
-    return lookup
-
-
 # ------------------------------------------------------------------------------------ evidence
 
 

@@ -530,12 +530,13 @@ def _calibration_videos(cfg: RescoreConfig, index: str, model_doc: dict[str, Any
 
     from exvad_ray import index as idx
     from exvad_ray.normality import GLOBAL
-    from exvad_ray.pipeline.normality_scoring import is_normal, label_lookup
+    from exvad_ray.index.labels import label_lookup
+    from exvad_ray.pipeline.normality_scoring import is_normal
 
     videos = idx.read_table(index, "videos", ["video_id", "uri", "name", "n_snippets"]).to_pylist()
     chosen: dict[str, dict[str, Any] | None] = {}
     if cfg.labels:
-        lookup = label_lookup(cfg.labels)
+        lookup = label_lookup(cfg.labels, strict=False)
         rows = {v["video_id"]: lookup(v["name"], v["uri"]) for v in videos}
         val = {v: r for v, r in rows.items() if r is not None and r["split"] == "val"}
         if sum(is_normal(r) for r in val.values()) >= 2:

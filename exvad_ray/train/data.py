@@ -18,7 +18,7 @@ import pyarrow.dataset as pads
 
 from exvad_ray import index, storage
 from exvad_ray.errors import ExvadError
-from exvad_ray.index.labels import SPLITS, read_labels  # noqa: F401 - SPLITS re-exported
+from exvad_ray.index.labels import SPLITS, label_lookup  # noqa: F401 - SPLITS re-exported
 from exvad_ray.records import (  # noqa: F401 - re-exported: train's API
     VideoRecord, canonical, class_index, conform, feature_dim, label_vector, resolve_labels, split_records,
 )
@@ -42,27 +42,6 @@ def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
         return dataset.to_table(columns=columns)
     except (FileNotFoundError, OSError) as exc:
         raise ExvadError(f"cannot read Parquet at {uri}: {exc}") from exc
-
-
-def _label_lookup(labels_uri: str) -> Any:
-    """Label row of a video (current view): by its URI, else by `name` when that is unambiguous
-    (rows from lists without URIs, or an index without a `uri` column)."""
-    by_uri: dict[str, dict[str, Any]] = {}
-    by_name: dict[str, list[dict[str, Any]]] = {}
-    for r in read_labels(labels_uri).to_pylist():
-        if r["video_uri"]:
-            by_uri[r["video_uri"]] = r
-        by_name.setdefault(r["name"], []).append(r)
-
-    def lookup(name: str, uri: str | None) -> dict[str, Any] | None:
-        if uri and uri in by_uri:
-            return by_uri[uri]
-        cands = [r for r in by_name.get(name, []) if not (uri and r["video_uri"])]
-        if len(cands) > 1:
-            raise ExvadError(f"labels table has {len(cands)} rows for video {name!r} and no URI to tell them apart")
-        return cands[0] if cands else None
-
-    return lookup
 
 
 def _segments(row: dict[str, Any], n_snippets: int) -> list[tuple[int, int, str]]:
@@ -111,7 +90,7 @@ def load_index_records(
     """Join the pipeline's indexes with the labels table's current view (index.labels) on the
     video's URI, or on `name` for label rows without one. Videos without a label are left out
     (counted in the log)."""
-    lookup = _label_lookup(labels_uri)
+    lookup = label_lookup(labels_uri)
     videos = _read_index_table(videos_uri, "videos", None)
     for col in ("video_id", "name"):
         if col not in videos.column_names:

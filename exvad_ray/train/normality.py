@@ -237,9 +237,9 @@ def plan_fit(cfg: NormalityFitConfig) -> FitPlan:
 
     lookup = None
     if cfg.labels:
-        from exvad_ray.train.data import _label_lookup
+        from exvad_ray.index.labels import label_lookup
 
-        lookup = _label_lookup(cfg.labels)
+        lookup = label_lookup(cfg.labels)
         if per_camera:  # a partition the labels define is never a camera (UCF class folders)
             classes = {lab.lower() for r in read_labels(cfg.labels).to_pylist() for lab in (r["labels"] or [])}
             classes |= {c.lower() + "s" for c in classes} | {"normal_videos", "normal_videos_event", "testing_normal_videos_anomaly"}
