@@ -201,8 +201,6 @@ def _rescore(index: str, labels: str, detector: str | None, normality: str, curr
 def _evaluate_scoring(index: str, labels: str, scoring: str) -> tuple[Any, dict[str, dict[str, Any]]]:
     """Test-split report of a stored scoring at the threshold it was made with (no model runs), and per
     test video its top flagged segment (with the evidence when the scoring has it)."""
-    import dataclasses
-
     from exvad_ray.detector.localize import LocalizationConfig
     from exvad_ray.eval.evaluate import compute_report, stored_results
     from exvad_ray.index.scorings import read_scoring, scores_by_name, scoring_localization
@@ -211,8 +209,7 @@ def _evaluate_scoring(index: str, labels: str, scoring: str) -> tuple[Any, dict[
     records = split_records(load_index_records(storage.join(index, "snippets"), storage.join(index, "videos"),
                                                labels), "test")
     class_names, stored = scores_by_name(index, scoring, {r.name for r in records})
-    fields = {f.name for f in dataclasses.fields(LocalizationConfig)}
-    rule = LocalizationConfig(**{k: v for k, v in scoring_localization(index, scoring).items() if k in fields})
+    rule = LocalizationConfig.from_dict(scoring_localization(index, scoring))
     report = compute_report(stored_results(records, stored, class_names, rule.threshold), class_names, "ucf", rule)
     names = dict(zip(*[read_scoring(index, "videos", scoring, ["video_id", "name"]).column(c).to_pylist()
                        for c in ("video_id", "name")]))

@@ -54,8 +54,7 @@ def _localization(args: argparse.Namespace, stored: dict[str, Any] | None = None
 
     from exvad_ray.detector.localize import LocalizationConfig
 
-    fields = {f.name for f in dataclasses.fields(LocalizationConfig)}
-    rule = LocalizationConfig(**{k: v for k, v in (stored or {}).items() if k in fields})
+    rule = LocalizationConfig.from_dict(stored)
     if args.threshold is not None:
         return dataclasses.replace(rule, threshold=args.threshold), "--threshold"
     if stored:

@@ -19,6 +19,13 @@ class LocalizationConfig:
     single_snippet_score: float = 0.9  # ... unless they peak this high
     max_gap: int = 1  # runs separated by at most this many unflagged snippets are merged
 
+    @classmethod
+    def from_dict(cls, values: dict | None) -> LocalizationConfig:
+        """The rule a manifest recorded (`dataclasses.asdict` of one); unknown keys are ignored, missing
+        ones take the defaults."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in (values or {}).items() if k in names})
+
 
 def localize(scores: np.ndarray, cfg: LocalizationConfig = LocalizationConfig()) -> list[tuple[int, int]]:
     """Flagged intervals as inclusive snippet ranges [(first, last), ...]."""
