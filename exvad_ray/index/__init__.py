@@ -10,7 +10,8 @@ from exvad_ray.index.partitions import DEFAULT_DATE_PATTERN, PartitionRules, san
 from exvad_ray.index.runs import manifest_uri, read_manifest, read_manifests, read_runs, write_manifest
 from exvad_ray.index.schemas import SCHEMA_VERSION, TABLES, VIDEO_TABLES, arrow_schema, conform, partition_cols
 from exvad_ray.index.store import (
-    check_writable, done_video_ids, index_version, list_files, read_stored, write_table_file, write_video_tables,
+    IdSet, check_writable, done_ids, done_video_ids, index_version, list_files, read_stored, write_table_file,
+    write_video_tables,
 )
 from exvad_ray.index.supersede import read_table
 from exvad_ray.index.tables import (
@@ -20,8 +21,8 @@ from exvad_ray.index.tables import (
 
 __all__ = [
     "CAPTIONS", "DEFAULT_DATE_PATTERN", "ERRORS", "SCHEMA_VERSION", "SEGMENTS", "SNIPPETS", "TABLES", "VIDEOS",
-    "VIDEO_TABLES", "IndexTable", "PartitionRules", "arrow_schema", "check_writable", "compact", "conform",
-    "done_video_ids", "embeddings_matrix", "index_version", "list_files", "manifest_uri", "partition_cols",
+    "VIDEO_TABLES", "IdSet", "IndexTable", "PartitionRules", "arrow_schema", "check_writable", "compact", "conform",
+    "done_ids", "done_video_ids", "embeddings_matrix", "index_version", "list_files", "manifest_uri", "partition_cols",
     "read_manifest", "read_manifests", "read_runs", "read_snippet_embeddings", "read_stored", "read_table", "sanitize",
     "snippet_columns_by_video",
     "write_manifest", "write_table_file", "write_video_tables",

@@ -1,4 +1,4 @@
-"""The index tables as Delta Lake tables (issue 23, first piece; nothing calls it yet).
+"""The index tables as Delta Lake tables (issue 23; the rerun's planning reads the done set here).
 
 Why Delta (delta-rs, `deltalake`): the log beside the data replaces our listings, tombstones and
 file-name done sets: a snapshot is one log read, a replaced video is a delete in the log, every
@@ -18,6 +18,7 @@ The pieces here:
   time (the index lease) is assumed.
 - `delete_videos` removes every row of the given videos (replaced content, retried errors).
 - `snapshot_files` is the current snapshot's file list, for DuckDB and the search page.
+- `video_ids` is the snapshot's `video_id` column alone: the done set of a rerun's planning.
 
 Commits record the schema version and the writer's package version in their commit metadata.
 S3 options come from the same AWS variables as the rest of the package (`storage.S3Settings`);
@@ -270,6 +271,29 @@ def snapshot_files(index: str, table: str, partitions: dict[str, str | Sequence[
         if type(exc).__name__ == "TableNotFoundError":
             raise ExvadError(f"no Delta table {table!r} in {storage.normalize(index)}") from exc
         raise _storage_error(uri, exc) from exc
+
+
+def is_delta(index: str, table: str) -> bool:
+    """Whether ``INDEX/<table>`` is a Delta table (it has a ``_delta_log``), not today's layout."""
+    return storage.exists(storage.join(table_uri(index, table), "_delta_log"))
+
+
+def video_ids(index: str, table: str) -> pa.Array:
+    """The `video_id` column of the table's current snapshot, read alone (column projection) from
+    the snapshot's files: the done set of a rerun's planning (~40 bytes per video)."""
+    import pyarrow.dataset as pads
+
+    files = snapshot_files(index, table)
+    if not files:
+        return pa.array([], pa.string())
+    fs, _ = storage.arrow_filesystem(files[0])
+    paths = [storage.arrow_filesystem(f)[1] for f in files]
+    schema = pa.schema([pa.field("video_id", pa.string())])
+    try:
+        col = pads.dataset(paths, schema=schema, format="parquet", filesystem=fs).to_table(columns=["video_id"])
+    except Exception as exc:  # noqa: BLE001
+        raise _storage_error(table_uri(index, table), exc) from exc
+    return col.column("video_id").combine_chunks()
 
 
 def commit_metadata(index: str, table: str) -> dict[str, Any]:

@@ -18,7 +18,9 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
@@ -91,17 +93,107 @@ def list_files(index: str, table: str) -> list[str]:
 
 
 def done_video_ids(index: str, tables: Iterable[str] = ("videos", "errors")) -> set[str]:
-    """Ids of videos already finished (a `videos` row, or an `errors` row), from file names and,
-    for compacted files, their recorded inputs: no Parquet data is read."""
+    """Ids of videos already finished (a `videos` row, or an `errors` row), as a Python set (small
+    indexes, tests); `done_ids` is the bounded form a rerun's planning uses."""
     ids: set[str] = set()
     for table in tables:
-        for f in list_files(index, table):
+        ids.update(done_ids(index, table).to_pylist())
+    return ids
+
+
+def done_ids(index: str, table: str, page: int = 10_000) -> pa.Array:
+    """The video ids a table holds, as one Arrow string array (an id may repeat): ~40 bytes per
+    video instead of a Python string and a set slot (~150). The one place that tells the layouts
+    apart: a Delta table (``<table>/_delta_log``) gives its snapshot's `video_id` column (that
+    column only); today's layout gives the ids in its file names and, for compacted files, the
+    ids their metadata records, listed a page of files at a time (no Parquet data read)."""
+    from exvad_ray.index import delta
+
+    if delta.is_delta(index, table):
+        return delta.video_ids(index, table)
+    chunks: list[pa.Array] = []
+    for files in storage.iter_objects(storage.join(index, table), page=page, stat=False):
+        ids: list[str] = []
+        for f, _ in files:
+            if not f.endswith(".parquet") or "/.tmp-" in f:
+                continue
             m = PART_RE.search(f)
             if m:
-                ids.add(m.group(1))
+                ids.append(m.group(1))
             elif os.path.basename(f).startswith(COMPACT_PREFIX):
-                ids.update(compacted_ids(f))
-    return ids
+                ids.extend(compacted_ids(f))
+        chunks.append(pa.array(ids, pa.string()))
+    return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
+
+
+_HEX = np.full(256, 255, np.uint8)
+_HEX[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
+_HEX_POS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+_DASH_POS = np.array([8, 13, 18, 23])
+
+
+def uuid_keys(ids: pa.Array | pa.ChunkedArray, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    """Video ids (canonical lowercase uuid strings) as (n, 2) uint64 keys whose order is the ids'
+    order, and a mask of the ids that are such strings (the others get zero keys). Vectorised."""
+    arr = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    arr = arr.cast(pa.string())
+    n = len(arr)
+    keys = np.zeros((n, 2), np.uint64)
+    ok = np.zeros(n, bool)
+    for start in range(0, n, chunk):
+        part = arr.slice(start, chunk)
+        is36 = pc.fill_null(pc.equal(pc.binary_length(part), 36), False).to_numpy(zero_copy_only=False)
+        if not is36.any():
+            continue
+        sel = part.filter(pa.array(is36)) if not is36.all() else part
+        first = int(np.frombuffer(sel.buffers()[1], np.int32)[sel.offset])  # 36-byte rows, back to back
+        raw = np.frombuffer(sel.buffers()[2], np.uint8, count=36 * len(sel), offset=first).reshape(-1, 36)
+        nib = _HEX[raw[:, _HEX_POS]]
+        good = (nib != 255).all(axis=1) & (raw[:, _DASH_POS] == ord("-")).all(axis=1)
+        packed = ((nib[:, 0::2] << 4) | nib[:, 1::2]).astype(np.uint8)
+        k = np.ascontiguousarray(packed).view(">u8").astype(np.uint64)
+        k[~good] = 0
+        where = np.flatnonzero(is36) + start
+        keys[where] = k
+        ok[where] = good
+    return keys, ok
+
+
+class IdSet:
+    """A set of video ids held as sorted 16-byte keys (numpy), looked up a page at a time with a
+    binary search: built once, unlike `pyarrow.compute.is_in`, which rebuilds its hash table from
+    the whole value set at every call (0.7 s per page against 1e6 ids). Ids that are not uuid
+    strings (none the package writes) are kept in a small Python set."""
+
+    def __init__(self, ids: pa.Array | pa.ChunkedArray):
+        keys, ok = uuid_keys(ids)
+        keys = keys[ok]
+        order = np.lexsort((keys[:, 1], keys[:, 0]))
+        self._hi = np.ascontiguousarray(keys[order, 0])
+        self._lo = np.ascontiguousarray(keys[order, 1])
+        self._other = set(ids.filter(pa.array(~ok)).drop_null().to_pylist()) if not ok.all() else set()
+
+    def __len__(self) -> int:
+        return len(self._hi) + len(self._other)
+
+    def contains(self, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """A boolean mask: which of `ids` are in the set."""
+        keys, ok = uuid_keys(ids)
+        hi, lo = keys[:, 0], keys[:, 1]
+        left = np.searchsorted(self._hi, hi, "left")
+        right = np.searchsorted(self._hi, hi, "right")
+        hit = np.zeros(len(keys), bool)
+        one = (right - left) == 1
+        hit[one] = self._lo[left[one]] == lo[one]
+        for i in np.flatnonzero((right - left) > 1):  # equal first halves (rare): search the second
+            j = left[i] + np.searchsorted(self._lo[left[i]:right[i]], lo[i])
+            hit[i] = j < right[i] and self._lo[j] == lo[i]
+        hit &= ok
+        if self._other and not ok.all():
+            rest = np.flatnonzero(~ok)
+            values = ids.take(pa.array(rest)).to_pylist()
+            hit[rest] = [v in self._other for v in values]
+        return hit
 
 
 def compacted_ids(uri: str) -> list[str]:

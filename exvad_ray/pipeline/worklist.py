@@ -11,6 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+
 from exvad_ray import storage
 from exvad_ray import index as idx
 from exvad_ray.index.partitions import PartitionRules
@@ -34,34 +37,54 @@ class WorkCounts:
         return self.done_before + self.failed_before
 
 
-def plan_work(cfg: Any, date: str) -> tuple[list[dict[str, Any]], WorkCounts]:
-    """Archive items still to process (per job.list_work's item layout) and the counts."""
-    entries, ignored = storage.list_archive(cfg.archive, extensions=cfg.extensions,
-                                            hash_content=getattr(cfg, "content_hash", False))
-    ok = idx.done_video_ids(cfg.index, ("videos",))
-    failed = idx.done_video_ids(cfg.index, ("errors",)) - ok
-    counts = WorkCounts(ignored=dict(sorted(ignored.items())))
-    todo = []
-    for e in entries:
-        vid = e.video_id
-        if vid in ok:
-            counts.done_before += 1
-        elif vid in failed and not cfg.retry_errors:
-            counts.failed_before += 1
+def plan_work(cfg: Any, date: str, page: int = 10_000) -> tuple[list[dict[str, Any]], WorkCounts]:
+    """Archive items still to process (per job.list_work's item layout) and the counts.
+
+    Streamed and bounded: the archive is listed `page` objects at a time and each page's ids are
+    looked up in the done set, held as sorted 16-byte keys (`index.IdSet`: ~16 bytes per indexed
+    video, built once), so the driver keeps one page and the videos still to do, never a Python
+    object per listed or indexed video. `find_replaced` sees only the URIs still to do: over an
+    unchanged archive nothing is read but the listings."""
+    ok_ids = idx.done_ids(cfg.index, "videos")
+    ok = idx.IdSet(ok_ids)
+    del ok_ids
+    err_ids = idx.done_ids(cfg.index, "errors")
+    failed = idx.IdSet(err_ids.filter(pa.array(~ok.contains(err_ids))))  # failed, never finished since
+    del err_ids
+    counts = WorkCounts()
+    ignored: dict[str, int] = {}
+    todo: list[tuple[storage.VideoEntry, str, bool]] = []  # (entry, video id, failed before)
+    for part in storage.iter_archive(cfg.archive, extensions=cfg.extensions,
+                                     hash_content=getattr(cfg, "content_hash", False), page=page):
+        for why, n in part.ignored.items():
+            ignored[why] = ignored.get(why, 0) + n
+        if not part.entries:
+            continue
+        ids = pa.array([e.video_id for e in part.entries], pa.string())
+        is_ok = ok.contains(ids)
+        is_failed = failed.contains(ids) & ~is_ok
+        counts.done_before += int(is_ok.sum())
+        if cfg.retry_errors:
+            counts.retried += int(is_failed.sum())
+            keep = ~is_ok
         else:
-            counts.retried += vid in failed
-            todo.append(e)
-    replaced = find_replaced(cfg.index, {storage.normalize(e.uri): e.video_id for e in todo
-                                         if e.video_id not in failed})
+            counts.failed_before += int(is_failed.sum())
+            keep = ~is_ok & ~is_failed
+        for i in np.flatnonzero(keep):
+            todo.append((part.entries[i], ids[i].as_py(), bool(is_failed[i])))
+    del ok, failed
+    counts.ignored = dict(sorted(ignored.items()))
+    replaced = find_replaced(cfg.index, {storage.normalize(e.uri): vid for e, vid, was_failed in todo
+                                         if not was_failed})
     if replaced:
         mark_superseded(cfg.index, replaced)
     new_ids = {new for _, new in replaced.values()}
     rules = PartitionRules(cfg.archive, date, cfg.date_pattern, cfg.camera_pattern)
     items = []
-    for e in todo:
-        counts.changed += e.video_id in new_ids
+    for e, vid, _ in todo:
+        counts.changed += vid in new_ids
         found = rules.path_time(e.uri)  # recording time in the path, if any (see decode.recorded_time)
-        items.append({"uri": e.uri, "video_id": e.video_id, "size": e.size, "etag": e.etag or "",
+        items.append({"uri": e.uri, "video_id": vid, "size": e.size, "etag": e.etag or "",
                       "date": rules.date(e.uri), "camera": rules.camera(e.uri), "processing_date": date,
                       "path_time": found[0].isoformat() if found else "", "path_has_time": bool(found and found[1])})
     counts.new = len(items) - counts.changed - counts.retried

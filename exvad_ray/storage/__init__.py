@@ -9,6 +9,7 @@ config files; secrets are never logged or printed (see ``S3Settings.__repr__``).
 
 from exvad_ray.storage.locations import (
     DEFAULT_VIDEO_EXTENSIONS,
+    ArchivePage,
     S3Settings,
     VideoEntry,
     arrow_filesystem,
@@ -16,6 +17,8 @@ from exvad_ray.storage.locations import (
     filesystem,
     is_remote,
     is_unreachable,
+    iter_archive,
+    iter_objects,
     join,
     content_hash,
     list_archive,
@@ -32,6 +35,7 @@ from exvad_ray.storage.locations import (
 
 __all__ = [
     "DEFAULT_VIDEO_EXTENSIONS",
+    "ArchivePage",
     "S3Settings",
     "VideoEntry",
     "arrow_filesystem",
@@ -39,6 +43,8 @@ __all__ = [
     "filesystem",
     "is_remote",
     "is_unreachable",
+    "iter_archive",
+    "iter_objects",
     "join",
     "content_hash",
     "list_archive",

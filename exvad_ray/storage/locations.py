@@ -353,33 +353,72 @@ def list_archive(
 ) -> tuple[list[VideoEntry], dict[str, int]]:
     """`list_videos`, plus how many objects were ignored, by reason ("hidden", "not a video
     extension"). Local files are identified by size + modification time, or by a sha256 of their
-    bytes with `hash_content`."""
+    bytes with `hash_content`. The whole listing in memory: `iter_archive` is the bounded form."""
+    entries: list[VideoEntry] = []
+    ignored: dict[str, int] = {}
+    for page in iter_archive(uri, extensions, recursive, hash_content):
+        entries.extend(page.entries)
+        for why, n in page.ignored.items():
+            ignored[why] = ignored.get(why, 0) + n
+    entries.sort(key=lambda e: e.uri)
+    return entries, ignored
+
+
+@dataclasses.dataclass
+class ArchivePage:
+    """One page of an archive listing: its video entries (sorted by URI, and every page after the
+    previous one) and the objects of the page ignored, by reason."""
+
+    entries: list[VideoEntry]
+    ignored: dict[str, int]
+
+
+def iter_archive(
+    uri: str, extensions: Iterable[str] | None = DEFAULT_VIDEO_EXTENSIONS, recursive: bool = True,
+    hash_content: bool = False, page: int = 10_000,
+) -> Iterator[ArchivePage]:
+    """The archive listed page by page (`page` objects at most per page), in URI order: what a
+    rerun over 1e7 objects needs, since the whole listing as Python objects would not fit a driver.
+
+    Locally a sorted os.scandir walk (one folder's names in memory at a time); on S3 the
+    ListObjectsV2 pages of the prefix, consumed as they arrive. Entries are identical to
+    `list_archive`'s (same size, mtime, ETag, so the same video ids)."""
     norm = normalize(uri)
     fs, path = filesystem(norm)
     exts = tuple(extensions) if extensions is not None else None
     try:
         if not fs.exists(path):
             raise StorageError(f"archive not found: {uri}")
-        if fs.isfile(path):
-            infos = {path: fs.info(path)}
-        else:
-            infos = fs.find(path, detail=True, maxdepth=None if recursive else 1)
+        single = fs.isfile(path)
+        infos = [(("s3://" + path) if is_remote(norm) else path, fs.info(path))] if single else None
     except StorageError:
         raise
     except Exception as exc:  # noqa: BLE001
         raise _wrap(uri, exc) from exc
+    pages = iter([infos]) if infos is not None else iter_objects(norm, recursive=recursive, page=page)
+    while True:
+        try:
+            chunk = next(pages, None)
+        except StorageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a listing page failed (network, permissions)
+            raise _wrap(uri, exc) from exc
+        if chunk is None:
+            return
+        yield _archive_page(chunk, exts, hash_content)
+
+
+def _archive_page(chunk: list[tuple[str, dict[str, Any]]], exts: tuple[str, ...] | None,
+                  hash_content: bool) -> ArchivePage:
     entries = []
     ignored: dict[str, int] = {}
-    for key, info in infos.items():
-        if info.get("type") == "directory":
-            continue
-        base = os.path.basename(key)
+    for full, info in chunk:
+        base = os.path.basename(full)
         why = "hidden" if base.startswith(".") or base.endswith("/") else (
-            None if _matches(key, exts) else "not a video extension")
+            None if _matches(full, exts) else "not a video extension")
         if why:
             ignored[why] = ignored.get(why, 0) + 1
             continue
-        full = "s3://" + key if is_remote(norm) else key
         etag = info.get("ETag") or info.get("etag")
         mtime = info.get("mtime") or info.get("LastModified")
         if hasattr(mtime, "timestamp"):
@@ -389,8 +428,105 @@ def list_archive(
                        mtime=float(mtime) if mtime is not None else None,
                        content_hash=_hash_or_none(full) if hash_content else None)
         )
-    entries.sort(key=lambda e: e.uri)
-    return entries, ignored
+    return ArchivePage(entries, ignored)
+
+
+def iter_objects(uri: str, recursive: bool = True, page: int = 10_000, stat: bool = True
+                 ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """Every object under a folder or prefix, in URI order, `page` at a time: (URI, info) pairs
+    with `size`, `mtime` (local) or `ETag`/`LastModified` (S3). Folders are not objects. With
+    `stat=False` local infos are empty (names only: one system call per folder, not per file).
+    A missing folder lists nothing."""
+    norm = normalize(uri)
+    walk = _s3_objects(norm, recursive) if is_remote(norm) else _local_objects(norm, recursive, stat)
+    chunk: list[tuple[str, dict[str, Any]]] = []
+    for item in walk:
+        chunk.append(item)
+        if len(chunk) >= page:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _local_objects(root: str, recursive: bool, stat: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Depth-first, each folder sorted by name with a folder's name read as ``name/``: exactly the
+    order of sorting the full paths. Types and sizes as fsspec's local `find` gives them (a symlink
+    is an object, not followed into; its size is its target's, 0 when dangling; its mtime its own);
+    unreadable folders are left out, as `find` does."""
+
+    def listing(folder: str) -> Iterator[os.DirEntry[str]]:
+        try:
+            with os.scandir(folder) as it:
+                items = list(it)
+        except OSError:
+            return iter(())
+        keyed = []
+        for e in items:
+            try:
+                is_dir = e.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            keyed.append((e.name + "/" if is_dir else e.name, is_dir, e))
+        keyed.sort(key=lambda k: k[0])
+        return iter([(e, d) for _, d, e in keyed])  # type: ignore[misc]
+
+    stack = [listing(root)]
+    while stack:
+        nxt = next(stack[-1], None)
+        if nxt is None:
+            stack.pop()
+            continue
+        e, is_dir = nxt  # type: ignore[misc]
+        if is_dir:
+            if recursive:
+                stack.append(listing(e.path))
+            continue
+        if not stat:
+            yield e.path, {}
+            continue
+        try:
+            st = e.stat(follow_symlinks=False)
+            size = st.st_size
+            if e.is_symlink():
+                try:
+                    size = e.stat(follow_symlinks=True).st_size
+                except OSError:
+                    size = 0
+        except FileNotFoundError:  # removed while listed
+            continue
+        yield e.path, {"size": size, "mtime": st.st_mtime}
+
+
+def _s3_objects(norm: str, recursive: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The prefix's ListObjectsV2 pages (1,000 keys each), consumed as they arrive: s3fs's own
+    page iterator (retries per page), stepped from this thread on the filesystem's event loop."""
+    from fsspec.asyn import sync
+
+    fs, path = filesystem(norm)
+    bucket, _, key = path.partition("/")
+    prefix = key.strip("/") + "/" if key.strip("/") else ""
+    agen = fs._iterdir(bucket, delimiter="" if recursive else "/", prefix=prefix)
+
+    async def take(n: int) -> list[dict[str, Any]]:
+        out = []
+        try:
+            while len(out) < n:
+                out.append(await agen.__anext__())
+        except StopAsyncIteration:
+            out.append(None)  # type: ignore[arg-type]
+        return out
+
+    try:
+        while True:
+            got = sync(fs.loop, take, 1000)
+            for info in got:
+                if info is None:
+                    return
+                if info.get("type") != "directory":
+                    yield "s3://" + info["name"], info
+    finally:
+        sync(fs.loop, agen.aclose)
 
 
 def _hash_or_none(uri: str) -> str | None:
