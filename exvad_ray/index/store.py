@@ -206,8 +206,14 @@ def read_stored(index: str, table: str, columns: list[str] | None = None) -> pa.
     """Read every stored row of a table with its hive partition columns (empty table with the schema if
     none), under today's column names whatever schema version wrote the index. Superseded rows
     included: `read_table` (index/supersede.py) is the reader that serves only current rows."""
-    version = index_version(index)
-    files = list_files(index, table)
+    return read_files(index, table, list_files(index, table), columns)
+
+
+def read_files(index: str, table: str, files: list[str], columns: list[str] | None = None,
+               version: int | None = None) -> pa.Table:
+    """`read_stored` of some of a table's files only (a task's share: one partition's files), with
+    their hive partition columns, under today's column names."""
+    version = index_version(index) if version is None else version
     fs, root = storage.arrow_filesystem(storage.join(index, table))
     part = partition_cols(table)
     current = pa.schema(list(arrow_schema(table)) + [pa.field(c, pa.string()) for c in part])

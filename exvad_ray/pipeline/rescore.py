@@ -23,6 +23,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import os
 import time
 from collections import Counter, defaultdict
 from types import SimpleNamespace
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from exvad_ray import storage
@@ -245,6 +247,7 @@ class RescoreStage:
         self.scorer: Any = None
         self.model: Any = None
         self.loaded = False
+        self.version: int | None = None  # the index's schema version, read once per task
 
     def _load(self) -> None:
         if self.scoring.normality_uri:  # once per task; bounded by the bank, never by the archive
@@ -282,15 +285,29 @@ class RescoreStage:
             except ExvadError as exc:  # every video of the batch fails with the reason
                 load_error = exc
         t1 = time.perf_counter()
-        out: dict[str, list[Any]] = {"video_id": [], "status": [], "reason": [], "n_snippets": [], "segments": []}
-        for f, infos_json in zip(batch["file"], batch["videos"]):
-            infos = {i["video_id"]: i for i in json.loads(str(infos_json))}
-            table = _read_snippets(str(f)) if load_error is None else None
-            ids = table.column("video_id").to_numpy(zero_copy_only=False) if table is not None else None
+        out: dict[str, list[Any]] = {"video_id": [], "status": [], "reason": [], "n_snippets": [], "segments": [],
+                                     "coarse": []}
+        for f, wanted_json in zip(batch["file"], batch["videos"]):
+            wanted = json.loads(str(wanted_json))
+            infos: dict[str, Any] = {w["video_id"]: None for w in wanted}
+            table = ids = None
+            if load_error is None:
+                try:
+                    if self.version is None:
+                        from exvad_ray.index import index_version
+
+                        self.version = index_version(self.index)
+                    infos |= video_infos(self.index, str(f), wanted, self.version)
+                    table = _read_snippets(str(f))
+                    ids = table.column("video_id").to_numpy(zero_copy_only=False)
+                except Exception as exc:  # noqa: BLE001 - an unreadable file fails its videos, not the job
+                    load_error = exc
             for vid, info in infos.items():
                 try:
                     if load_error is not None:
                         raise load_error
+                    if info is None:  # its videos row is in another partition (a retried video): scored there
+                        continue
                     rows = table.filter(pa.array(ids == vid))
                     if rows.num_rows == 0:
                         raise ExvadError(f"no snippets for video {vid} in {f}")
@@ -305,7 +322,7 @@ class RescoreStage:
                         out_row = (vid, "ok", "", rows.num_rows, ",".join(sorted(segs)))
                 except Exception as exc:  # noqa: BLE001 - one bad video never fails the job
                     out_row = (vid, "error", f"{type(exc).__name__}: {exc}", 0, "")
-                for k, v in zip(out, out_row):
+                for k, v in zip(out, (*out_row, bool(info and info.get("coarse")))):
                     out[k].append(v)
         # where the task's time went (the driver logs it: the fixed cost vs the per-video cost)
         n = len(out["video_id"])
@@ -346,56 +363,120 @@ def _read_snippets(uri: str) -> pa.Table:
 
 def plan_work(index: str, scoring_id: str | None, only: set[str] | None = None,
               labels: dict[str, dict[str, Any]] | None = None) -> tuple[list[dict[str, Any]], int, list[str]]:
-    """Items (snippets file -> its videos still to score), videos already scored, warnings.
+    """Items (snippets file -> the ids of its videos still to score), videos already scored, warnings.
     `scoring_id` None: nothing counts as done; `only`: these videos only; `labels`: their label rows
-    travel with them (the calibration pass)."""
-    from exvad_ray import index as idx
-    from exvad_ray.index import store
+    travel with them (the calibration pass).
 
-    videos = idx.read_table(index, "videos")
-    if videos.num_rows == 0:
+    Nothing per video is read here: the indexed, superseded and scored ids are held as 16-byte keys
+    (`index.IdSet`), the snippets files are listed a page at a time, and each task reads its own
+    videos' rows (`video_infos`). The driver holds the items: a file name and the ids it holds."""
+    from exvad_ray import index as idx
+    from exvad_ray.index.store import COMPACT_PREFIX, PART_RE, compacted_ids
+    from exvad_ray.index.supersede import superseded_ids
+
+    indexed = pc.unique(idx.done_ids(index, "videos"))  # a rewritten video is in two files until compaction
+    if len(indexed) == 0:
         raise ExvadError(f"{index} has no processed videos (run `exvad process` first)")
-    done = idx.done_video_ids(sc.scoring_root(index, scoring_id), ("videos",)) if scoring_id else set()
+    gone = superseded_ids(index)
+    done = idx.IdSet(idx.done_ids(sc.scoring_root(index, scoring_id), "videos")) if scoring_id else None
+    current = idx.IdSet(indexed.filter(pc.invert(pc.is_in(indexed, pa.array(sorted(gone), pa.string())))))
+    wanted = None if only is None else set(only)
+
+    def keep(ids: list[str]) -> list[str]:
+        if not ids:
+            return []
+        arr = pa.array(ids, pa.string())
+        mask = current.contains(arr)
+        if done is not None:
+            mask &= ~done.contains(arr)
+        return [v for v, m in zip(ids, mask) if m and (wanted is None or v in wanted)]
+
+    items: list[dict[str, Any]] = []
+
+    def flush(files: list[str]) -> None:
+        """One partition folder's files: a video rewritten since the last compaction is in its part
+        file and (stale) in the compacted file; the part file wins."""
+        placed: set[str] = set()
+        for f in sorted(files, key=lambda f: not PART_RE.search(f)):
+            m = PART_RE.search(f)
+            vids = [v for v in keep([m.group(1)] if m else compacted_ids(f)) if v not in placed]
+            placed.update(vids)
+            if vids:
+                items.append({"file": f, "videos": json.dumps(
+                    [{"video_id": v, **({"label": _jsonable(labels.get(v))} if labels is not None else {})}
+                     for v in vids])})
+
+    folder, files = None, []
+    for page in storage.iter_objects(storage.join(index, "snippets"), stat=False):
+        for f, _ in page:
+            if not f.endswith(".parquet") or "/.tmp-" in f or not (
+                    PART_RE.search(f) or os.path.basename(f).startswith(COMPACT_PREFIX)):
+                continue
+            here = f.rsplit("/", 1)[0]
+            if here != folder:
+                flush(files)
+                folder, files = here, []
+            files.append(f)
+    flush(files)
+    items.sort(key=lambda it: it["file"])
+    n_done = 0
+    if done is not None:
+        n_done = int(done.contains(indexed).sum()) if len(done) else 0
+    placed_n = sum(len(json.loads(it["videos"])) for it in items)
+    eligible = len(current) if wanted is None else len(wanted)
+    warnings = []
+    missing = eligible - n_done - placed_n
+    if missing > 0:
+        warnings.append(f"{missing} videos have no snippets file")
+    return items, n_done, warnings
+
+
+def video_infos(index: str, snippets_file: str, wanted: list[dict[str, Any]], version: int) -> dict[str, dict[str, Any]]:
+    """What scoring needs of each of `wanted`'s videos, read by the task from its partition's files of
+    the `videos` and `captions` tables (the folder beside its snippets file): uri, name, partition,
+    the windows' explanation embeddings and texts, recording time, fps, its label (calibration)."""
+    from exvad_ray import index as idx
+    from exvad_ray.index.store import COMPACT_PREFIX, PART_RE
+
+    rel = snippets_file[len(storage.join(index, "snippets")) + 1:].rsplit("/", 1)[0]
+    ids = [w["video_id"] for w in wanted]
+
+    def rows(table: str, columns: list[str]) -> list[dict[str, Any]]:
+        """The videos' rows in this partition: from a video's part file when it has one (rewritten
+        since the last compaction), else from the compacted files."""
+        folder = storage.join(index, table, rel)
+        names = [f for page in storage.iter_objects(folder, recursive=False, stat=False) for f, _ in page
+                 if f.endswith(".parquet") and "/.tmp-" not in f]
+        own = {m.group(1): f for f in names for m in [PART_RE.search(f)] if m}
+        rest = [v for v in ids if v not in own]
+        parts = [(sorted(own[v] for v in ids if v in own), [v for v in ids if v in own]),
+                 ([f for f in names if os.path.basename(f).startswith(COMPACT_PREFIX)] if rest else [], rest)]
+        out: list[dict[str, Any]] = []
+        for files, vids in parts:
+            if files:
+                t = idx.read_files(index, table, files, columns, version)
+                out += t.filter(pc.is_in(t.column("video_id"), pa.array(vids, pa.string()))).to_pylist()
+        return out
+
+    vcols = ["video_id", "uri", "name", "date", "camera", "window_explanation_embeddings", "explanation_embedding",
+             "n_windows", "recorded_at", "explanation_model", "fps"]
     expl: dict[str, dict[str, str]] = defaultdict(dict)
-    cap = idx.read_table(index, "captions", ["video_id", "window_index", "window_explanation"])
-    for v, w, e in zip(*(cap.column(c).to_pylist() for c in cap.column_names)):
-        expl[v][str(int(w))] = e or ""  # str keys: the item travels as JSON
-    coarse = 0
-    infos: dict[str, dict[str, Any]] = {}
-    for r in videos.to_pylist():
-        if r["video_id"] in done or (only is not None and r["video_id"] not in only):
-            continue
+    for r in rows("captions", ["video_id", "window_index", "window_explanation"]):
+        expl[r["video_id"]][str(int(r["window_index"]))] = r["window_explanation"] or ""
+    out: dict[str, dict[str, Any]] = {}
+    label = {w["video_id"]: w.get("label") for w in wanted}
+    for r in rows("videos", vcols):
         window_text = r.get("window_explanation_embeddings")
+        coarse = window_text is None and int(r["n_windows"] or 1) > 1 and bool(r["explanation_embedding"])
         if window_text is None:  # an index written before per-window embeddings were kept
             window_text = [r["explanation_embedding"] or []] * int(r["n_windows"] or 1)
-            coarse += int(r["n_windows"] or 1) > 1 and bool(r["explanation_embedding"])
-        infos[r["video_id"]] = {"video_id": r["video_id"], "uri": r["uri"], "name": r["name"], "date": r["date"],
-                                "camera": r["camera"], "window_text": window_text,
-                                "recorded_at": r["recorded_at"].isoformat() if r.get("recorded_at") else None,
-                                "window_explanations": expl.get(r["video_id"], {}),
-                                "no_llm": without_language_model(r.get("explanation_model")), "fps": r.get("fps")}
-        if labels is not None:
-            infos[r["video_id"]]["label"] = _jsonable(labels.get(r["video_id"]))
-    by_file: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    placed: set[str] = set()
-    files = idx.list_files(index, "snippets")
-    # a video rewritten since the last compaction is in its part file and (stale) in the compacted one
-    for f in sorted(files, key=lambda f: not store.PART_RE.search(f)):
-        m = store.PART_RE.search(f)
-        vids = [m.group(1)] if m else store.compacted_ids(f)
-        for v in vids:
-            if v in infos and v not in placed:
-                by_file[f].append(infos[v])
-                placed.add(v)
-    items = [{"file": f, "videos": json.dumps(v)} for f, v in sorted(by_file.items())]
-    warnings = []
-    if coarse:
-        warnings.append(f"{coarse} multi-window videos predate per-window explanation embeddings: "
-                        "scored with their video-level one")
-    missing = set(infos) - placed
-    if missing:
-        warnings.append(f"{len(missing)} videos have no snippets file")
-    return items, len(done), warnings
+        out[r["video_id"]] = {"video_id": r["video_id"], "uri": r["uri"], "name": r["name"], "date": r["date"],
+                              "camera": r["camera"], "window_text": window_text,
+                              "recorded_at": r["recorded_at"].isoformat() if r.get("recorded_at") else None,
+                              "window_explanations": expl.get(r["video_id"], {}), "coarse": coarse,
+                              "no_llm": without_language_model(r.get("explanation_model")), "fps": r.get("fps"),
+                              "label": label.get(r["video_id"])}
+    return out
 
 
 def _jsonable(row: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -661,6 +742,10 @@ def run_rescore(cfg: RescoreConfig, echo: Any = print) -> dict[str, Any]:
         phases["tasks: scoring and writing"] = round(sum(float(r.get("work_s", 0.0)) for r in rows), 3)
     ok = [r for r in rows if r["status"] == "ok"]
     failed = [r for r in rows if r["status"] != "ok"]
+    coarse = sum(bool(r.get("coarse")) for r in ok)
+    if coarse:
+        warnings.append(f"{coarse} multi-window videos predate per-window explanation embeddings: "
+                        "scored with their video-level one")
     segments = Counter(c for r in ok for c in str(r["segments"]).split(",") if c)
     summary = {"scoring_id": sid, "index": index, "mode": scoring.mode, "detector": scoring.detector_uri,
                "normality": scoring.normality_uri, "threshold": scoring.localization.threshold,
