@@ -100,8 +100,10 @@ def _fit(workdir: Path, labels: str, k: int, tmp: Path, combine: str) -> tuple[A
     return load_normality(str(tmp / f"model-k{k}")), time.time() - t0
 
 
-def _variant(data: dict[str, dict[str, Any]], model: Any, k: int, reference: str) -> dict[str, Any]:
-    """One (k, fusion reference) variant: calibration and choices on val, figures on test."""
+def _variant(data: dict[str, dict[str, Any]], model: Any, k: int, reference: str,
+             weight: float | str | None = None) -> dict[str, Any]:
+    """One (k, fusion reference) variant: calibration and choices on val, figures on test. ``weight``:
+    a fixed normality weight instead of the one chosen on val."""
     from exvad_ray.eval.metrics import frame_auc_ap
     from exvad_ray.normality import PercentileMap, calibrate_scores, choose_weight, fuse
 
@@ -119,9 +121,15 @@ def _variant(data: dict[str, dict[str, Any]], model: Any, k: int, reference: str
     else:  # each part as its rank among all footage of the validation split (no label needed)
         pn = PercentileMap.fit(np.concatenate([v["surprise"] for v in val]))
         pd = PercentileMap.fit(np.concatenate([v["detector"] for v in val]))
-        n_map = lambda v: pn(v["surprise"])  # noqa: E731
-        d_map = lambda v: pd(v["detector"])  # noqa: E731
-    weight, _aucs = choose_weight([n_map(v) for v in val], [d_map(v) for v in val], [_truth(v) for v in val])
+        if reference == "footage_s":  # the same ranks as surprises -log(1 - rank): unbounded like `normal`
+            n_map = lambda v: pn.surprise(v["surprise"])  # noqa: E731
+            d_map = lambda v: pd.surprise(v["detector"])  # noqa: E731
+        else:
+            n_map = lambda v: pn(v["surprise"])  # noqa: E731
+            d_map = lambda v: pd(v["detector"])  # noqa: E731
+    if weight is None or weight == "clamp":  # clamp: chosen on val, at least 0.5 (val favours the detector it selected)
+        chosen, _aucs = choose_weight([n_map(v) for v in val], [d_map(v) for v in val], [_truth(v) for v in val])
+        weight = max(chosen, 0.5) if weight == "clamp" else chosen
     for v in data.values():
         v["fused"] = fuse(n_map(v), d_map(v), weight)
     fused_cal = calibrate_scores([v["fused"] for v in val_normal], [v["seconds"] for v in val_normal])
@@ -180,9 +188,45 @@ def run_demo(workdir: Path, combine: str = "mean", ks: tuple[int, ...] = (5, 1))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     best_k = max(ks, key=lambda k: (round(next(x["val_normality_auc"] for x in variants if x["k"] == k), 3), k == 5))
-    chosen = max((x for x in variants if x["k"] == best_k),
-                 key=lambda x: (round(x["val_fused_auc"], 3), x["reference"] == "normal"))
+    # the shipped rule (rescore's default): surprises, the weight chosen on val (`rules` on two development archives)
+    chosen = next(x for x in variants if x["k"] == best_k and x["reference"] == "normal")
     return {"chosen": chosen, "variants": variants, "fit_s": fit_s, "card": cards[best_k], "combine": combine}
+
+
+# Fusion rules compared on development archives (other seeds of the generator, never the demo's test):
+# scale "val" = the reference with the better val fused AUC, as rescore chooses; weight None = chosen on
+# val, "clamp" = chosen on val but at least 0.5, a number = fixed.
+REFERENCES = ("normal", "footage", "footage_s")
+WEIGHTS: tuple[float | str | None, ...] = (None, "clamp", 0.5)
+RULES = tuple((s, w) for s in ("val", *REFERENCES) for w in WEIGHTS)
+
+
+def run_rules(workdir: Path, combine: str = "mean", k: int = 5) -> dict[str, Any]:
+    """Every fusion rule of RULES on one archive (its test split only scored); k fixed at the fit's default."""
+    tmp = Path(tempfile.mkdtemp(prefix="normality-rules-"))
+    try:
+        labels = _copy_labels(workdir, tmp / "labels")
+        data = _series(str(workdir / "index"), labels)
+        for name, v in data.items():
+            v["name"] = name
+        model, fit_s = _fit(workdir, labels, k, tmp, combine)
+        by_ref = {ref: {w: _variant(data, model, k, ref, w) for w in WEIGHTS} for ref in REFERENCES}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    out = []
+    for scale, weight in RULES:
+        if scale == "val":  # the reference with the better val fused AUC (ties: normal), as rescore chooses
+            ref = max(("normal", "footage"), key=lambda r: (by_ref[r][weight]["val_fused_auc"], r == "normal"))
+        else:
+            ref = scale
+        x = by_ref[ref][weight]
+        a, c = x["auc"]["fused"], x["counts"]["fused"]
+        out.append({"rule": f"scale {scale}, weight {'val' if weight is None else weight}", "reference": ref,
+                    "weight": x["weight"], "fused_auc": a[0], "fused_ap": a[1], "detector_auc": x["auc"]["detector"],
+                    "normality_auc": x["auc"]["normality"], "normal_flagged": c["normal_flagged"], "normal": c["normal"],
+                    "anomalous_flagged": c["anomalous_flagged"], "anomalous": c["anomalous"],
+                    "normality_counts": x["counts"]["normality"], "detector_counts": x["counts"]["detector_0.5"]})
+    return {"workdir": str(workdir), "fit_s": fit_s, "rules": out}
 
 
 # --------------------------------------------------------------------------------------- scale
@@ -258,6 +302,111 @@ def scale_in_subprocess(n: int) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def build_fit_index(index: Path, n: int, per_video: int = 100, per_file: int = 10) -> dict[str, Any]:
+    """An index of `n` synthetic lite-width snippets (`synthetic_chunks`), `per_video` per video, stored
+    as `exvad compact` leaves it (files of `per_file` videos, their ids in the file metadata), with
+    every column of the schemas: what the fit job reads, without decoding. (The job's one file per
+    video per table would make writing 1e6 snippets take half an hour here; the fit reads either.)"""
+    import pyarrow as pa
+
+    from exvad_ray.index.schemas import conform
+    from exvad_ray.index.store import COMPACT_PREFIX, file_uri, write_table_file
+
+    t0 = time.time()
+    shutil.rmtree(index, ignore_errors=True)
+    now = pa.scalar(0, pa.timestamp("us", tz="UTC")).as_py()
+    videos, files = 0, 0
+    for ids, x in synthetic_chunks(n, per_file * per_video, per_video=per_video):
+        snips, vids, names = [], [], []
+        for vid_n in np.unique(ids):
+            sel = np.flatnonzero(ids == vid_n)
+            m = len(sel)
+            vid = f"{vid_n:08d}-0000-4000-8000-000000000000"
+            uri = f"/archive/cam00/v{vid_n:07d}.mp4"
+            emb = pa.ListArray.from_arrays(pa.array(np.arange(m + 1, dtype=np.int32) * x.shape[1]),
+                                           pa.array(x[sel].ravel()))
+            snips.append(conform("snippets", pa.table({
+                "video_id": [vid] * m, "uri": [uri] * m, "window_index": pa.array(np.arange(m) // 2, pa.int32()),
+                "snippet_index": pa.array(np.arange(m), pa.int32()), "start_s": np.arange(m) * 0.64,
+                "end_s": (np.arange(m) + 1) * 0.64, "frame_index": np.arange(m) * 16,
+                "anomaly_score": pa.array(np.zeros(m, np.float32)), "class_probs": pa.nulls(m, pa.list_(pa.float32())),
+                "visual_embedding": emb, "thumbnail_jpeg": pa.nulls(m, pa.binary())})))
+            vids.append(conform("videos", {
+                "video_id": [vid], "uri": [uri], "name": [f"v{vid_n:07d}"], "size_bytes": [0], "etag": [None],
+                "status": ["ok"], "duration_s": [m * 0.64], "timing": ["constant"], "fps": [25.0],
+                "n_frames": [m * 16], "width": [320], "height": [240], "codec": ["h264"], "n_snippets": [m],
+                "n_windows": [m // 2], "video_score": [0.0], "video_class": ["Normal"], "class_names": [None],
+                "class_scores": [None], "n_segments": [0], "explanation": [None], "explanation_embedding": [None],
+                "window_explanation_embeddings": [None], "visual_model": ["efficientnet-lite0"],
+                "caption_model": [None], "explanation_model": [None], "detector": [None], "label_set": [None],
+                "recorded_at": [now], "recorded_at_source": [None], "run_id": ["bench"], "processed_at": [now]}))
+            names.append(vid)
+        meta = {b"exvad.video_ids": json.dumps(names).encode()}
+        part = {"date": "2026-12-01", "camera": "cam00"}
+        for table, rows in (("snippets", snips), ("videos", vids)):
+            t = pa.concat_tables(rows)
+            write_table_file(file_uri(str(index), table, part, f"{files:06d}").replace("part-", COMPACT_PREFIX),
+                             t.replace_schema_metadata({**(t.schema.metadata or {}), **meta}))
+        videos += len(names)
+        files += 1
+    return {"videos": videos, "files_per_table": files, "write_s": round(time.time() - t0, 1),
+            "bytes": sum(f.stat().st_size for f in index.rglob("*.parquet"))}
+
+
+class _TreeRss:
+    """Peak RSS of every process under this one (Ray's GCS, raylet and workers), sampled twice a second."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(0.5):
+            for p in me.children(recursive=True):
+                try:
+                    name, rss = p.name(), p.memory_info().rss / 2**20
+                except psutil.Error:
+                    continue
+                key = name if not name.startswith("ray::") else "ray worker"
+                self.peak[key] = max(self.peak.get(key, 0.0), rss)
+
+    def __enter__(self) -> "_TreeRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_fit_scale(n: int, root: Path) -> dict[str, Any]:
+    """The real fit job (`fit_normality`, Ray Data, no labels: all footage trimmed 1 %) over `n` stored
+    snippets; peak RSS of the driver and of the largest Ray worker, in MiB."""
+    from exvad_ray.train.normality import NormalityFitConfig, fit_normality
+
+    index = root / f"index-{n}"
+    built = json.loads(subprocess.run([sys.executable, __file__, "_build_fit_index", "--snippets", str(n),
+                                       "--root", str(root)], capture_output=True, text=True, check=True).stdout)
+    rss0 = _rss_mib()
+    t0 = time.time()
+    with _TreeRss() as tree:
+        _model, card = fit_normality(NormalityFitConfig(index=str(index), out=str(root / f"model-{n}"), address=None),
+                                     echo=lambda line: print(line, file=sys.stderr))
+    out = {"snippets": n, **built, "fit_s": round(time.time() - t0, 1), "driver_peak_rss_mib": round(_rss_mib(), 0),
+           "driver_rss_before_fit_mib": round(rss0, 0), "worker_peak_rss_mib": round(tree.peak.get("ray worker", 0), 0),
+           "peaks_mib": {k: round(v, 0) for k, v in sorted(tree.peak.items())},
+           "bank_entries": card["sizes"]["_global"]["entries"]}
+    shutil.rmtree(index, ignore_errors=True)
+    shutil.rmtree(root / f"model-{n}", ignore_errors=True)
+    return out
+
+
 # --------------------------------------------------------------------------------------- report
 
 
@@ -313,6 +462,69 @@ def _md_demo(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _md_rules(runs: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """Each rule on each development archive, and the one the criterion picks: the mean over the
+    archives of (anomalous videos flagged - normal videos flagged, as fractions), then of fused AP."""
+    names = [r["rule"] for r in runs[0]["rules"]]
+
+    def score(name: str) -> tuple[float, float]:
+        xs = [next(x for x in r["rules"] if x["rule"] == name) for r in runs]
+        dec = np.mean([x["anomalous_flagged"] / x["anomalous"] - x["normal_flagged"] / x["normal"] for x in xs])
+        return round(float(dec), 4), round(float(np.mean([x["fused_ap"] for x in xs])), 4)
+
+    best = max(names, key=score)
+    lines = ["Development archives: `exvad demo`'s generator with seeds 1, 2, ... ("
+             + ", ".join(Path(r["workdir"]).name for r in runs) + "; the demo is seed 0), 60 videos each, lite, "
+             "the same steps as the demo (zero-shot job, detector trained on train, job rescored, normality model "
+             "fitted on train's Normal videos, k = 5). Test split of each: 4 normal, 8 anomalous videos. Rules: the "
+             "scale (`normal` = surprises -log(1 - percentile of normal footage); `footage` = ranks among val's "
+             "footage; `footage_s` = those ranks as surprises; `val` = the better val fused AUC) and the normality "
+             "weight (`val` = chosen on val by snippet AUC; `clamp` = chosen on val, at least 0.5; or fixed). "
+             "Criterion, fixed after dev1's table and before dev2's was computed: mean over the archives of (anomalous videos "
+             "flagged - normal videos flagged, as fractions) at the calibrated threshold, then mean fused AP.", "",
+             "| rule | " + " | ".join(f"{Path(r['workdir']).name}: weight, fused AUC / AP, normal / anomalous flagged"
+                                     for r in runs) + " | criterion (decisions, AP) |",
+             "|---|" + "---|" * len(runs) + "---|"]
+    for name in names:
+        cells = []
+        for r in runs:
+            x = next(x for x in r["rules"] if x["rule"] == name)
+            cells.append(f"{x['reference']} {x['weight']:.1f}, {x['fused_auc']:.3f} / {x['fused_ap']:.3f}, "
+                         f"{x['normal_flagged']}/{x['normal']} / {x['anomalous_flagged']}/{x['anomalous']}")
+        mark = " **(picked)**" if name == best else ""
+        lines.append(f"| {name}{mark} | " + " | ".join(cells) + f" | {score(name)[0]:.3f}, {score(name)[1]:.3f} |")
+    lines += ["", "For reference, on each archive: " + "; ".join(
+        f"{Path(r['workdir']).name}: detector AUC {r['rules'][0]['detector_auc'][0]:.3f}, flags "
+        f"{r['rules'][0]['detector_counts']['normal_flagged']}/4 normal and "
+        f"{r['rules'][0]['detector_counts']['anomalous_flagged']}/8 anomalous at its 0.5; normality alone AUC "
+        f"{r['rules'][0]['normality_auc'][0]:.3f}, flags {r['rules'][0]['normality_counts']['normal_flagged']}/4 and "
+        f"{r['rules'][0]['normality_counts']['anomalous_flagged']}/8 at its calibrated threshold" for r in runs) + "."]
+    flat = {"normality_fusion_rule": best, "normality_fusion_rule_decisions": score(best)[0],
+            "normality_fusion_rule_ap": score(best)[1], "normality_fusion_rule_archives": len(runs)}
+    return "\n".join(lines), flat
+
+
+def _md_fitscale(rows: list[dict[str, Any]]) -> str:
+    lines = ["The real fit job (`fit_normality`: Ray Data over the stored snippet embeddings, local Ray on this machine, "
+             "no labels: all footage, trimmed 1 %) on synthetic indexes of lite-width snippets (2 x 1280 float32, a "
+             "mixture of 400 scenes, 100 snippets per video) stored as `exvad compact` leaves them (files of 10 "
+             "videos, 10 MB). Peak RSS sampled twice a second over every process of the session (Ray's workers "
+             "include their share of the object store's mapped pages); the driver's is its own peak.", "",
+             "| snippets | videos | index on disk | fit s | bank entries | driver peak RSS MiB | largest Ray worker "
+             "peak RSS MiB |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['snippets']:,} | {r['videos']:,} | {r['bytes'] / 2**30:.1f} GiB | {r['fit_s']:.0f} | "
+                     f"{r['bank_entries']:,} | {r['driver_peak_rss_mib']:.0f} | {r['worker_peak_rss_mib']:.0f} |")
+    if len(rows) > 1:
+        a, b = rows[0], rows[-1]
+        lines += ["", f"{b['snippets'] / a['snippets']:.0f}x the footage: driver {b['driver_peak_rss_mib'] / a['driver_peak_rss_mib']:.2f}x, "
+                  f"largest worker {b['worker_peak_rss_mib'] / a['worker_peak_rss_mib']:.2f}x: bounded by the bank's candidate "
+                  "cap (20,000 x 2,560 floats = 195 MiB in the driver) and by one snippets file per task, not by the archive. "
+                  "A task reads a whole snippets file, so a compacted partition of very many videos raises a worker's peak "
+                  "by that file's decoded size."]
+    return "\n".join(lines)
+
+
 def _md_scale(rows: list[dict[str, Any]]) -> str:
     lines = ["Synthetic snippets of lite's widths (2 x 1280, a mixture of 400 scenes), streamed in chunks of 10,000 "
              "through `BankBuilder` (one process; the fit job's driver does the same with the rows its Ray Data "
@@ -328,7 +540,10 @@ def _md_scale(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=("demo", "scale", "all", "_scale_one"))
+    ap.add_argument("what", choices=("demo", "scale", "all", "rules", "fitscale", "_scale_one", "_build_fit_index"))
+    ap.add_argument("--root", default="/tmp/normality-fitscale", help="fitscale: where the synthetic index goes")
+    ap.add_argument("--sizes", default="100000,1000000", help="fitscale: snippets per run")
+    ap.add_argument("--from-json", default=None, help="fitscale: record rows measured before (one JSON per line)")
     ap.add_argument("--workdir", default="demo-output")
     ap.add_argument("--snippets", type=int, default=1_000_000)
     ap.add_argument("--combine", default="mean")
@@ -336,6 +551,33 @@ def main() -> None:
     args = ap.parse_args()
     if args.what == "_scale_one":
         print(json.dumps(run_scale(args.snippets)))
+        return
+    if args.what == "_build_fit_index":  # in its own process, so that the fit's driver RSS is the fit's
+        print(json.dumps(build_fit_index(Path(args.root) / f"index-{args.snippets}", args.snippets)))
+        return
+    if args.what == "fitscale":  # --sizes 100000,1000000 (each needs ~10 KB of disk per snippet under --root)
+        root = Path(args.root)
+        root.mkdir(parents=True, exist_ok=True)
+        rows = [json.loads(line) for line in Path(args.from_json).read_text().splitlines()] if args.from_json else \
+            [run_fit_scale(int(float(n)), root) for n in args.sizes.split(",")]
+        print(json.dumps(rows))
+        if args.record:
+            big = rows[-1]
+            record("Label-free normality (issue 22): the fit job's memory", _md_fitscale(rows),
+                   {"normality_fit_snippets": big["snippets"], "normality_fit_s": big["fit_s"],
+                    "normality_fit_driver_peak_rss_mib": big["driver_peak_rss_mib"],
+                    "normality_fit_worker_peak_rss_mib": big["worker_peak_rss_mib"],
+                    **({"normality_fit_driver_peak_rss_mib_1e5": rows[0]["driver_peak_rss_mib"],
+                        "normality_fit_worker_peak_rss_mib_1e5": rows[0]["worker_peak_rss_mib"]}
+                       if len(rows) > 1 else {})}, machine())
+        return
+    if args.what == "rules":  # --workdir A,B: development archives (`exvad demo` with other generator seeds)
+        runs = [run_rules(Path(w).resolve(), args.combine) for w in args.workdir.split(",")]
+        print(json.dumps(runs, indent=1, default=str))
+        if args.record:
+            body, flat = _md_rules(runs)
+            record("Label-free normality (issue 22): the fusion rule, chosen on development archives", body, flat,
+                   machine())
         return
     if args.what in ("demo", "all"):
         body, flat = [], {}

@@ -43,9 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fused: target flagged segments per hour of normal footage (default 1)")
     p.add_argument("--fusion-weight", type=float, default=None,
                    help="fused: weight of the normality part in [0, 1] (default: chosen on val with --labels, else 0.5)")
-    p.add_argument("--fusion-scale", choices=("auto", "surprise", "rank"), default="auto",
-                   help="fused: both parts as surprises -log(1 - percentile of normal footage), or as ranks among "
-                        "the calibration footage (default auto: chosen on val with --labels, else surprise)")
+    p.add_argument("--fusion-scale", choices=("surprise", "rank", "auto"), default="surprise",
+                   help="fused: both parts as surprises -log(1 - percentile of normal footage) (default; it flags "
+                        "best at the calibrated threshold), as ranks among the calibration footage, or auto: the "
+                        "better snippet AUC on val with --labels")
     p.add_argument("--no-current", action="store_true", help="do not mark the new scoring current")
     p.add_argument("--list", action="store_true", help="list the index's scorings and exit")
     p.add_argument("--use", metavar="SCORING_ID", help="mark an existing scoring current and exit")

@@ -73,7 +73,9 @@ class RescoreConfig:
     labels: str | None = None  # labels table: the fusion weight (and scale) chosen on its val split
     per_hour: float = 1.0  # fused: target false alarms per hour of normal footage
     fusion_weight: float | None = None  # fused: the normality part's weight (None: chosen on val, else the default)
-    fusion_scale: str = "auto"  # fused: "surprise", "rank", or "auto" (chosen on val; surprise without labels)
+    # fused: "surprise" (the default: chosen on two development archives, docs/NORMALITY.md "Fusion"), "rank",
+    # or "auto" (the better val AUC; surprise without labels)
+    fusion_scale: str = "surprise"
 
 
 @dataclasses.dataclass
@@ -646,8 +648,9 @@ def fit_fusion(cfg: RescoreConfig, index: str, probe: Scoring, model_doc: dict[s
                echo: Any = print) -> Any:
     """The fused scoring's calibration pass: score the calibration footage with both parts (Ray
     tasks return a few floats per snippet), then on the driver: the detector's percentile map (its
-    model card's, else this footage's normal videos), the scale and weight (chosen on labelled val
-    footage, else surprise and DEFAULT_WEIGHT), and the fused value's calibration on normal footage
+    model card's, else this footage's normal videos), the scale (`cfg.fusion_scale`; "auto": the better
+    val AUC) and weight (chosen on labelled val footage, else DEFAULT_WEIGHT), and the fused value's
+    calibration on normal footage
     (percentile map and the threshold for `cfg.per_hour` false alarms per hour)."""
     from exvad_ray.normality import DEFAULT_WEIGHT, PercentileMap, calibrate_scores, choose_weight, fuse, rank_auc
     from exvad_ray.pipeline.normality_scoring import SCALES, Fusion, card_calibration, fusion_parts, is_normal
