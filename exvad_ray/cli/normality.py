@@ -63,8 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--out", required=True, help="folder or URI to write the model to")
     f.add_argument("--labels", default=None, help="labels table: the bank takes the Normal videos of --split")
     f.add_argument("--split", default="train", help="split whose Normal videos form the bank (with --labels)")
-    f.add_argument("--calibrate-on", default="train,val",
-                   help="splits whose Normal videos calibrate the percentiles and thresholds (with --labels; never test)")
+    f.add_argument("--calibrate-on", default="val",
+                   help="splits whose Normal videos calibrate the percentiles and thresholds (with --labels; never "
+                        "test). Default val: footage the bank never saw; the --split's own videos, scored "
+                        "leave-one-video-out, are added when it has fewer than 2")
     f.add_argument("--camera-pattern", default=None,
                    help="regex with group camera applied to video paths: one bank per camera (default: the rule the "
                         "index's runs recorded; none: one global bank)")

@@ -61,7 +61,10 @@ class NormalityFitConfig:
     out: str
     labels: str | None = None
     split: str = "train"
-    calibrate_splits: tuple[str, ...] = ("train", "val")
+    # held-out Normal videos: a bank video scored leave-one-video-out looks more unusual than footage the
+    # bank never saw (the coreset keeps a video's odd moments as its own entries), so train is the
+    # fallback when val has fewer than 2 (docs/NORMALITY.md "Calibration")
+    calibrate_splits: tuple[str, ...] = ("val",)
     camera_pattern: str | None = None
     cameras: tuple[str, ...] = ()  # fit only these cameras (empty: all)
     per_hour: float = 1.0  # target false alarms per camera-hour of normal footage
@@ -88,6 +91,7 @@ class VideoInfo:
     bank: bool  # its snippets are bank candidates
     calibrate: bool  # scored leave-one-video-out for calibration
     pinned: list[tuple[float, float]]  # false-alarm intervals, seconds [start, end)
+    held_out: bool = False  # calibration footage the bank never saw (preferred: `fit_normality`)
 
 
 @dataclasses.dataclass
@@ -104,6 +108,9 @@ class FitPlan:
     feature_models: list[str]
     false_alarms: int
     archive: str | None
+    calibrate_splits: tuple[str, ...] = ()  # the splits whose Normal videos calibrate (labels only)
+    calibration_footage: dict[str, str] = dataclasses.field(default_factory=dict)  # per bank, after the fit
+    prefer_held_out: bool = False  # calibrate a bank on held-out videos alone when it has 2
 
 
 # ----------------------------------------------------------------------------------- reading
@@ -259,21 +266,29 @@ def plan_fit(cfg: NormalityFitConfig) -> FitPlan:
         if cfg.labels else {}
 
     plan_videos: dict[str, VideoInfo] = {}
+    labs = {v["video_id"]: lookup(v["name"], v["uri"]) for v in videos} if lookup is not None else {}
+    is_normal = lambda lab: lab is not None and [x for x in (lab["labels"] or [NORMAL]) if x != NORMAL] == []  # noqa: E731
+    # held-out calibration footage when --calibrate-on leaves the bank's split out; the bank's own videos
+    # (leave-one-video-out) are scored too, for a bank with fewer than 2 held-out videos
+    calibrate_splits = tuple(dict.fromkeys((*cfg.calibrate_splits, cfg.split)))
+    prefer_held_out = lookup is not None and cfg.split not in cfg.calibrate_splits
     for v in videos:
         vid = v["video_id"]
         if cfg.cameras and cams[vid] not in cfg.cameras:
             continue
+        held_out = False
         if lookup is not None:
-            lab = lookup(v["name"], v["uri"])
-            normal = lab is not None and [x for x in (lab["labels"] or [NORMAL]) if x != NORMAL] == []
+            lab = labs[vid]
+            normal = is_normal(lab)
             bank = normal and lab["split"] == cfg.split
-            calib = normal and lab["split"] in cfg.calibrate_splits
+            calib = normal and lab["split"] in calibrate_splits
+            held_out = calib and not bank
         else:
             bank = calib = True
         pinned = pins.get(vid, [])
         if bank or calib or pinned:
             plan_videos[vid] = VideoInfo(vid, v["uri"], v["name"], cams[vid] if per_camera else "",
-                                         int(v["n_snippets"] or 0), bank, calib, pinned)
+                                         int(v["n_snippets"] or 0), bank, calib, pinned, held_out)
     in_bank = [v for v in plan_videos.values() if v.bank and v.n_snippets > 0]
     if not in_bank and not any(v.pinned for v in plan_videos.values()):
         what = (f"no Normal video of split {cfg.split!r} in {cfg.labels} is in the index" if cfg.labels
@@ -292,7 +307,7 @@ def plan_fit(cfg: NormalityFitConfig) -> FitPlan:
     by_file = [(f, [v for v in _file_videos(f) if v in wanted]) for f in files]
     return FitPlan(cfg, plan_videos, [(f, vs) for f, vs in by_file if vs], layout, emb_col, per_camera, rule, note,
                    banks, sorted({v["visual_model"] or "" for v in videos} - {""}), sum(len(p) for p in pins.values()),
-                   archive)
+                   archive, calibrate_splits if lookup is not None else (), prefer_held_out=prefer_held_out)
 
 
 # ----------------------------------------------------------------------------------- the job
@@ -460,24 +475,30 @@ def fit_normality(cfg: NormalityFitConfig, echo: Callable[[str], None] = print,
         raw_model = NormalityModel(plan.layout, banks, {}, weights, rule=cfg.combine, smooth=cfg.smooth)
         wanted = _calibration_sample(plan)
         ref = ray.put(raw_model.to_bytes())
-        series: dict[str, list[tuple[np.ndarray, float]]] = {b: [] for b in banks}
+        series: dict[str, list[tuple[np.ndarray, float, bool]]] = {b: [] for b in banks}
         done = 0
         for batch in ds.map_batches(_CalibrationRaw, fn_constructor_args=(plan, ref, wanted), batch_size=1,
                                     concurrency=(1, 2), batch_format="numpy").iter_batches(batch_size=64,
                                                                                            batch_format="numpy"):
-            for bank, sec, raw in zip(batch["bank"], batch["seconds"], batch["raw"]):
-                series[str(bank)].append((np.asarray(json.loads(raw), np.float64), float(sec)))
+            for vid, bank, sec, raw in zip(batch["video_id"], batch["bank"], batch["seconds"], batch["raw"]):
+                series[str(bank)].append((np.asarray(json.loads(raw), np.float64), float(sec),
+                                          plan.videos[str(vid)].held_out))
             done += len(batch["bank"])
             echo(f"  calibration pass: {done} video scorings")
     finally:
         if started:
             ray.shutdown()
-    calibrations = {}
+    calibrations, footage = {}, {}
     for b, s in series.items():
+        held = [x for x in s if x[2]]
+        if plan.prefer_held_out and len(held) >= 2:
+            s = held
+        footage[b] = "held-out" if all(x[2] for x in s) else "with leave-one-video-out"
         if len(s) < 2:
             raise ExvadError(f"bank {b}: calibration needs at least 2 normal videos, got {len(s)}")
-        calibrations[b] = calibrate_bank([r for r, _ in s], [t for _, t in s], weights, cfg.per_hour, rule=cfg.combine,
-                                         smooth=cfg.smooth)
+        calibrations[b] = calibrate_bank([r for r, _, _ in s], [t for _, t, _ in s], weights, cfg.per_hour,
+                                         rule=cfg.combine, smooth=cfg.smooth)
+    plan.calibration_footage = footage
     model = NormalityModel(plan.layout, banks, calibrations, weights, rule=cfg.combine, smooth=cfg.smooth)
     model.card = model_card(plan, model, time.time() - t0)
     save_normality(model, cfg.out)
@@ -497,7 +518,8 @@ def model_card(plan: FitPlan, model: NormalityModel, fit_s: float) -> dict[str, 
         "sources": {"index": storage.normalize(cfg.index), "archive": plan.archive,
                     "labels": cfg.labels and storage.normalize(cfg.labels)},
         "labels_used": {"labels": bool(cfg.labels), "split": cfg.split if cfg.labels else None,
-                        "calibration_splits": list(cfg.calibrate_splits) if cfg.labels else None,
+                        "calibration_splits": list(plan.calibrate_splits) if cfg.labels else None,
+                        "calibration_footage": dict(plan.calibration_footage),
                         "bank_videos": sum(v.bank for v in vids), "calibration_videos": sum(v.calibrate for v in vids),
                         "false_alarm_segments": plan.false_alarms,
                         "selection": ("Normal videos of the split" if cfg.labels else

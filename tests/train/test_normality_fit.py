@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from exvad_ray.cli import main
-from exvad_ray.errors import ExvadError
 from exvad_ray.index import SNIPPETS, VIDEOS, write_manifest
-from exvad_ray.index.labels import append_labels, make_table, record_feedback
+from exvad_ray.index.labels import append_labels, make_table, read_labels, record_feedback
 from exvad_ray.normality import GLOBAL
 
 HALF = 16
@@ -164,6 +163,27 @@ def test_camera_without_enough_footage_falls_back_to_the_global_bank(archive, tm
     x = normal_video(np.random.default_rng(5), 20)
     s = model.score(x, None, "cam99")
     assert s.bank == GLOBAL and s.percentile.shape == (20,) and s.segments() == []
+
+
+def test_calibration_prefers_footage_the_bank_never_saw(archive, tmp_path, ray_local):
+    """Val's 2 Normal videos of cam01 calibrate the global and cam01 banks; with only one of them
+    labelled val, the bank's own videos are scored leave-one-video-out as well."""
+    index, labels, _ = archive
+    model = _fit(index, labels, str(tmp_path / "m"))
+    used = model.card["labels_used"]
+    assert used["calibration_splits"] == ["val", "train"]
+    assert used["calibration_footage"] == {GLOBAL: "held-out", "cam01": "held-out"}
+    rows = read_labels(labels).to_pylist()
+    for r in rows:
+        r["split"] = "train" if r["name"] == "n09" else r["split"]
+    one_val = str(tmp_path / "labels-one-val")
+    append_labels(one_val, make_table([{k: r[k] for k in ("name", "video_uri", "labels", "split")} for r in rows]),
+                  source="synth")
+    model = _fit(index, one_val, str(tmp_path / "m2"))
+    with_loo = {GLOBAL: "with leave-one-video-out", "cam01": "with leave-one-video-out"}
+    assert model.card["labels_used"]["calibration_footage"] == with_loo
+    model = _fit(index, labels, str(tmp_path / "m3"), calibrate_splits=("train", "val"))
+    assert model.card["labels_used"]["calibration_footage"] == with_loo
 
 
 def test_a_ucf_layout_never_turns_class_folders_into_cameras(tmp_path, ray_local):
