@@ -280,20 +280,23 @@ def is_delta(index: str, table: str) -> bool:
 
 def video_ids(index: str, table: str) -> pa.Array:
     """The `video_id` column of the table's current snapshot, read alone (column projection) from
-    the snapshot's files: the done set of a rerun's planning (~40 bytes per video)."""
-    import pyarrow.dataset as pads
-
+    the snapshot's files, one file at a time: the done set of a rerun's planning (~40 bytes per
+    video). One file at a time because a dataset over all the files keeps every file's footer
+    (the footer of a `videos` file describes all its columns: 1.1 GB for 1e4 files), and reading
+    each file's footer once is also the fastest way measured (5.5 s of CPU for 1e4 files)."""
     files = snapshot_files(index, table)
     if not files:
         return pa.array([], pa.string())
     fs, _ = storage.arrow_filesystem(files[0])
-    paths = [storage.arrow_filesystem(f)[1] for f in files]
-    schema = pa.schema([pa.field("video_id", pa.string())])
+    chunks = []
     try:
-        col = pads.dataset(paths, schema=schema, format="parquet", filesystem=fs).to_table(columns=["video_id"])
+        for f in files:
+            with fs.open_input_file(storage.arrow_filesystem(f)[1]) as fh:
+                col = pq.ParquetFile(fh).read(columns=["video_id"], use_threads=False).column(0)
+            chunks.append(col.cast(pa.string()).combine_chunks())
     except Exception as exc:  # noqa: BLE001
         raise _storage_error(table_uri(index, table), exc) from exc
-    return col.column("video_id").combine_chunks()
+    return pa.concat_arrays(chunks)
 
 
 def commit_metadata(index: str, table: str) -> dict[str, Any]:

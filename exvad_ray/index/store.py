@@ -176,9 +176,23 @@ class IdSet:
     def __len__(self) -> int:
         return len(self._hi) + len(self._other)
 
+    def contains_keys(self, raw: np.ndarray) -> np.ndarray:
+        """A boolean mask: which of these ids, given as their 16 bytes ((n, 16) uint8, e.g.
+        `storage.VideoEntry.key`), are in the set."""
+        keys = np.ascontiguousarray(raw, dtype=np.uint8).view(">u8").astype(np.uint64).reshape(-1, 2)
+        return self._search(keys)
+
     def contains(self, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """A boolean mask: which of `ids` are in the set."""
+        """A boolean mask: which of `ids` (strings) are in the set."""
         keys, ok = uuid_keys(ids)
+        hit = self._search(keys) & ok
+        if self._other and not ok.all():
+            rest = np.flatnonzero(~ok)
+            values = ids.take(pa.array(rest)).to_pylist()
+            hit[rest] = [v in self._other for v in values]
+        return hit
+
+    def _search(self, keys: np.ndarray) -> np.ndarray:
         hi, lo = keys[:, 0], keys[:, 1]
         left = np.searchsorted(self._hi, hi, "left")
         right = np.searchsorted(self._hi, hi, "right")
@@ -188,11 +202,6 @@ class IdSet:
         for i in np.flatnonzero((right - left) > 1):  # equal first halves (rare): search the second
             j = left[i] + np.searchsorted(self._lo[left[i]:right[i]], lo[i])
             hit[i] = j < right[i] and self._lo[j] == lo[i]
-        hit &= ok
-        if self._other and not ok.all():
-            rest = np.flatnonzero(~ok)
-            values = ids.take(pa.array(rest)).to_pylist()
-            hit[rest] = [v in self._other for v in values]
         return hit
 
 

@@ -40,10 +40,10 @@ class WorkCounts:
 def plan_work(cfg: Any, date: str, page: int = 10_000) -> tuple[list[dict[str, Any]], WorkCounts]:
     """Archive items still to process (per job.list_work's item layout) and the counts.
 
-    Streamed and bounded: the archive is listed `page` objects at a time and each page's ids are
-    looked up in the done set, held as sorted 16-byte keys (`index.IdSet`: ~16 bytes per indexed
-    video, built once), so the driver keeps one page and the videos still to do, never a Python
-    object per listed or indexed video. `find_replaced` sees only the URIs still to do: over an
+    Streamed and bounded: the archive is listed `page` objects at a time and each page's ids (their
+    16 bytes; strings only for the videos still to do) are looked up in the done set, held as
+    sorted 16-byte keys (`index.IdSet`: ~16 bytes per indexed video, built once), so the driver
+    keeps one page and the videos still to do, never a Python object per listed or indexed video. `find_replaced` sees only the URIs still to do: over an
     unchanged archive nothing is read but the listings."""
     ok_ids = idx.done_ids(cfg.index, "videos")
     ok = idx.IdSet(ok_ids)
@@ -60,9 +60,9 @@ def plan_work(cfg: Any, date: str, page: int = 10_000) -> tuple[list[dict[str, A
             ignored[why] = ignored.get(why, 0) + n
         if not part.entries:
             continue
-        ids = pa.array([e.video_id for e in part.entries], pa.string())
-        is_ok = ok.contains(ids)
-        is_failed = failed.contains(ids) & ~is_ok
+        keys = np.frombuffer(b"".join([e.key for e in part.entries]), np.uint8).reshape(-1, 16)
+        is_ok = ok.contains_keys(keys)
+        is_failed = failed.contains_keys(keys) & ~is_ok
         counts.done_before += int(is_ok.sum())
         if cfg.retry_errors:
             counts.retried += int(is_failed.sum())
@@ -71,7 +71,7 @@ def plan_work(cfg: Any, date: str, page: int = 10_000) -> tuple[list[dict[str, A
             counts.failed_before += int(is_failed.sum())
             keep = ~is_ok & ~is_failed
         for i in np.flatnonzero(keep):
-            todo.append((part.entries[i], ids[i].as_py(), bool(is_failed[i])))
+            todo.append((part.entries[i], part.entries[i].video_id, bool(is_failed[i])))
     del ok, failed
     counts.ignored = dict(sorted(ignored.items()))
     replaced = find_replaced(cfg.index, {storage.normalize(e.uri): vid for e, vid, was_failed in todo

@@ -30,6 +30,7 @@ from exvad_ray.storage.locations import (
     read_bytes,
     unavailable,
     video_id,
+    video_key,
     write_bytes,
 )
 
@@ -56,5 +57,6 @@ __all__ = [
     "read_bytes",
     "unavailable",
     "video_id",
+    "video_key",
     "write_bytes",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 import shutil
 import tempfile
@@ -96,6 +97,8 @@ def normalize(uri: str) -> str:
     """Canonical form: ``s3://bucket/key`` for S3 (``s3a://`` accepted), absolute local path otherwise."""
     if not uri:
         raise StorageError("empty location")
+    if uri[0] == "/" and "//" not in uri and "/." not in uri and uri[-1] != "/":
+        return uri  # already absolute and normal (what abspath would return): a listing's paths
     if uri.startswith("s3a://"):
         uri = "s3://" + uri[len("s3a://"):]
     if uri.startswith("s3://"):
@@ -295,6 +298,11 @@ class VideoEntry:
         return video_id(self.uri, self.etag, self.size, self.mtime, self.content_hash)
 
     @property
+    def key(self) -> bytes:
+        """The video id's 16 bytes (`video_key`): what a planner compares without making strings."""
+        return video_key(self.uri, self.etag, self.size, self.mtime, self.content_hash)
+
+    @property
     def name(self) -> str:
         """File name without extension (the annotation files' video name)."""
         return os.path.splitext(os.path.basename(self.uri))[0]
@@ -309,19 +317,32 @@ def video_id(uri: str, etag: str | None, size: int | None, mtime: float | None =
     other bytes of the same size "already indexed"). The same object always gets the same id; a
     changed object gets a new one, and the job supersedes the old id's rows.
     """
+    h = video_key(uri, etag, size, mtime, content_hash).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_NAMESPACE_BYTES = VIDEO_ID_NAMESPACE.bytes
+
+
+def video_key(uri: str, etag: str | None, size: int | None, mtime: float | None = None,
+              content_hash: str | None = None) -> bytes:
+    """The 16 bytes of `video_id` (``uuid.uuid5`` computed directly: sha1 of the namespace and the
+    name, version 5 and RFC 4122 variant bits set), without a UUID object or a string: a rerun
+    computes one per listed object."""
     if content_hash:
         version = f"sha256={content_hash}"
     elif etag:
         version = etag.strip('"')
     else:
         version = f"size={size}" + (f",mtime={mtime:.6f}" if mtime is not None else "")
-    return str(uuid.uuid5(VIDEO_ID_NAMESPACE, f"{normalize(uri)}#{version}"))
+    d = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{normalize(uri)}#{version}".encode()).digest()[:16])
+    d[6] = (d[6] & 0x0F) | 0x50
+    d[8] = (d[8] & 0x3F) | 0x80
+    return bytes(d)
 
 
 def content_hash(uri: str, chunk: int = 1 << 20) -> str:
     """sha256 of an object's bytes, streamed (for `--content-hash` identity)."""
-    import hashlib
-
     h = hashlib.sha256()
     with open_file(uri, "rb") as f:
         while block := f.read(chunk):
@@ -332,8 +353,7 @@ def content_hash(uri: str, chunk: int = 1 << 20) -> str:
 def _matches(path: str, extensions: Iterable[str] | None) -> bool:
     if extensions is None:
         return True
-    lower = path.lower()
-    return any(lower.endswith(ext.lower()) for ext in extensions)
+    return path.lower().endswith(tuple(ext.lower() for ext in extensions))
 
 
 def list_videos(
@@ -412,16 +432,17 @@ def _archive_page(chunk: list[tuple[str, dict[str, Any]]], exts: tuple[str, ...]
                   hash_content: bool) -> ArchivePage:
     entries = []
     ignored: dict[str, int] = {}
+    lower_exts = tuple(e.lower() for e in exts) if exts is not None else None
     for full, info in chunk:
-        base = os.path.basename(full)
-        why = "hidden" if base.startswith(".") or base.endswith("/") else (
-            None if _matches(full, exts) else "not a video extension")
+        base = full.rpartition("/")[2]
+        why = "hidden" if base.startswith(".") else (
+            None if lower_exts is None or full.lower().endswith(lower_exts) else "not a video extension")
         if why:
             ignored[why] = ignored.get(why, 0) + 1
             continue
         etag = info.get("ETag") or info.get("etag")
         mtime = info.get("mtime") or info.get("LastModified")
-        if hasattr(mtime, "timestamp"):
+        if mtime is not None and not isinstance(mtime, float) and hasattr(mtime, "timestamp"):
             mtime = mtime.timestamp()
         entries.append(
             VideoEntry(uri=full, size=int(info.get("size") or 0), etag=etag.strip('"') if etag else None,

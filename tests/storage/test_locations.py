@@ -60,3 +60,23 @@ def test_settings_repr_hides_secrets(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "supersecretvalue")
     text = repr(storage.S3Settings.from_env()) + str(storage.S3Settings.from_env())
     assert "supersecretvalue" not in text and "AKIDSECRETID" not in text
+
+
+def test_video_key_is_the_uuid5_of_video_id():
+    """The planner compares 16-byte keys: they must be exactly the uuid5 behind `video_id`."""
+    import uuid
+
+    from exvad_ray.storage.locations import VIDEO_ID_NAMESPACE
+
+    for uri, etag, size, mtime, digest in [("/a/b.mp4", None, 10, 1.5, None), ("/a/./é b.mp4", None, 0, None, None),
+                                           ("s3a://b/k.mp4/", '"e1"', 3, None, None), ("/x.mp4", None, 1, 2.0, "ff")]:
+        version = (f"sha256={digest}" if digest else etag.strip('"') if etag else
+                   f"size={size}" + (f",mtime={mtime:.6f}" if mtime is not None else ""))
+        want = uuid.uuid5(VIDEO_ID_NAMESPACE, f"{storage.normalize(uri)}#{version}")
+        assert storage.video_id(uri, etag, size, mtime, digest) == str(want)
+        assert storage.video_key(uri, etag, size, mtime, digest) == want.bytes
+
+
+def test_normalize_keeps_what_abspath_gives():
+    for p in ("/a/b", "/a//b", "/a/./b", "/a/../b", "/a/b/", "/a/.h", "/", "/a/b/..", "//a", "/a b/é"):
+        assert storage.normalize(p) == os.path.abspath(p)
