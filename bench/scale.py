@@ -1,4 +1,4 @@
-"""The index at archive scale, metadata only (issue 23): today's layout at 1e4 to 1e6 videos.
+"""The index at archive scale, metadata only (issue 23): today's layout and Delta, 1e4 to 1e6 videos.
 
 What a rerun, a rescore's planning, a search and a compaction cost in the driver when the index
 already holds N videos, without decoding anything or running a model: the index is synthetic rows
@@ -24,12 +24,15 @@ Measured operations (today's code, unchanged):
   compact        `index.compact` (per-video files merged per partition; mutates the index)
   plan_compacted the rerun's planning again, on the compacted index
 
-`--layout delta` is the slot for the Delta Lake tables (issue 23): the same measurements, another
-`Layout` subclass; not built yet.
+`--layout delta` builds the `videos` and `errors` tables as Delta Lake tables (issue 23; files of
+blocks of videos, `DeltaLayout`) and runs `plan` on them; the other operations on Delta are later
+pieces of the issue. Rows carry the planner they measured (`planner`: "streamed" for the
+page-by-page planner; rows without it measured the Python-set planner before it, kept as they were).
 
     python bench/scale.py run --sizes 1e4,1e5 --backend local      # builds under --root, measures
+    python bench/scale.py run --layout delta --sizes 1e6 --ops plan  # the Delta layout's planning
     python bench/scale.py run --sizes 1e4 --backend s3               # on a local SeaweedFS
-    python bench/scale.py report                                     # RESULTS.md + results.json
+    python bench/scale.py report [--md FILE]                         # RESULTS.md (or FILE) + results.json
     python bench/scale.py check                                      # bulk layout == real writer
 """
 
@@ -64,6 +67,8 @@ DIM = 4  # tiny embeddings: metadata only
 FAILED_EVERY = 100  # 1% of the videos failed (an errors row, nothing else)
 SEGMENT_EVERY = 20  # 5% of the videos have one flagged segment
 REPLACED_EVERY = 100  # the 1% replaced for plan_replaced (never a failed one)
+DELTA_COMMIT_VIDEOS = 100_000  # videos per commit of the Delta layout
+PLANNER = "streamed"  # the planning code measured (rows without it: the Python-set planner before it)
 PROCESSING_DATE = "2026-12-06"
 RUN_ID = "bench0000scale"
 OPS = ("plan", "plan_replaced", "rescore_plan", "search", "compact", "plan_compacted")
@@ -216,6 +221,7 @@ class Layout:
     """One index layout behind the measurements: how it is built and how each operation runs."""
 
     name = "?"
+    ops: tuple[str, ...] = OPS  # the operations this layout runs
 
     def build(self, index: str, archive: Archive, ids: list[str]) -> dict[str, int]:
         raise NotImplementedError
@@ -305,13 +311,44 @@ class TodayLayout(Layout):
         return {}
 
 
-class DeltaLayout(Layout):
-    """The Delta Lake tables of issue 23 (exvad_ray/index/delta.py): not built yet."""
+class DeltaLayout(TodayLayout):
+    """The Delta Lake tables of issue 23 (exvad_ray/index/delta.py), for the rerun's planning: the
+    `videos` and `errors` tables as Delta tables whose files hold blocks of videos (one Parquet
+    file per (date, camera) partition of `videos`, 100 videos; one per date of `errors`), written by
+    `delta.write_files` and committed by `delta.commit` with the run's application transaction,
+    one commit per DELTA_COMMIT_VIDEOS videos (10 commits per table at 1e6). The rows are the same
+    as today's layout holds (`video_tables`). The other tables (snippets, segments, captions),
+    tombstones and the run manifest stay absent: `plan` reads only the done set, so only `plan`
+    (and `baseline`) run on this layout; rescore planning, search and compaction on Delta are
+    later pieces of issue 23."""
 
     name = "delta"
+    ops = ("plan",)
 
     def build(self, index: str, archive: Archive, ids: list[str]) -> dict[str, int]:
-        raise SystemExit("--layout delta: the Delta Lake index is not built yet (issue 23); only --layout today runs")
+        from exvad_ray.index import delta
+
+        counts: dict[str, int] = {}
+        for batch, start in enumerate(range(0, len(ids), DELTA_COMMIT_VIDEOS)):
+            cols: dict[str, dict[str, list[Any]]] = {}
+            parts: dict[str, list[dict[str, str]]] = {}
+            for k in range(start, min(len(ids), start + DELTA_COMMIT_VIDEOS)):
+                _, date, camera = archive.key(k)
+                for table, item in video_tables(k, ids[k], archive.object_uri(k), date, camera).items():
+                    if table not in ("videos", "errors"):
+                        continue
+                    values, row = item
+                    into = cols.setdefault(table, {})
+                    for c, v in row.items():
+                        into.setdefault(c, []).extend(v)
+                    parts.setdefault(table, []).append(values)
+            for table in ("videos", "errors"):
+                if table not in cols:
+                    continue
+                files = delta.write_files(index, table, cols[table], parts[table])
+                delta.commit(index, table, RUN_ID, batch, files)
+                counts[table] = counts.get(table, 0) + len(files)
+        return counts
 
 
 LAYOUTS: dict[str, type[Layout]] = {"today": TodayLayout, "delta": DeltaLayout}
@@ -468,7 +505,7 @@ def _replace(archive: Archive, restore: bool, stamps: dict[int, tuple[int, int]]
 
 
 def run_scale(layout_name: str, n: int, backend: str, root: str, ops: list[str], strace: bool,
-              keep: bool) -> list[dict[str, Any]]:
+              keep: bool, reuse: bool = False) -> list[dict[str, Any]]:
     from exvad_ray import storage
 
     layout = LAYOUTS[layout_name]()
@@ -488,12 +525,19 @@ def run_scale(layout_name: str, n: int, backend: str, root: str, ops: list[str],
         arch_uri, index = f"{bucket}/archive-{label}", f"{bucket}/index-{label}-{layout_name}"
     else:
         base = os.path.join(root, f"local-{label}")
-        shutil.rmtree(base, ignore_errors=True)
+        if not reuse:
+            shutil.rmtree(base, ignore_errors=True)
         arch_uri, index = os.path.join(base, "archive"), os.path.join(base, f"index-{layout_name}")
     archive = Archive(arch_uri, n)
+    # --reuse (local): an archive and an index a --keep run left are used as they are (the index is
+    # built only when absent); `plan` over them must still find nothing to do
+    reused_archive = reuse and backend == "local" and os.path.isdir(arch_uri)
+    reused_index = reused_archive and os.path.isdir(index)
     try:
         t0 = time.perf_counter()
-        if backend == "s3":
+        if reused_archive:
+            pass
+        elif backend == "s3":
             fs, _ = storage.filesystem(arch_uri)
             for s in range(0, n, 4000):
                 fs.pipe({archive.object_uri(k)[len("s3://"):]: b"" for k in range(s, min(n, s + 4000))})
@@ -511,14 +555,16 @@ def run_scale(layout_name: str, n: int, backend: str, root: str, ops: list[str],
         assert len(entries) == n, (len(entries), n)
         ids = [e.video_id for e in entries]  # sorted by URI = by k (fixed-width names)
         t_arch = time.perf_counter() - t0
-        counts = layout.build(index, archive, ids)
+        counts = {"reused": 1} if reused_index else layout.build(index, archive, ids)
         t_build = time.perf_counter() - t0 - t_arch
         objects = count_objects(index)
         print(f"[{layout_name} {backend} {label}] archive {t_arch:.0f}s, index built in {t_build:.0f}s: "
               f"{objects} objects {counts}", flush=True)
-        common = {"layout": layout_name, "backend": backend, "n": n, "cameras": archive.cameras, "days": archive.days}
+        common = {"layout": layout_name, "backend": backend, "n": n, "cameras": archive.cameras, "days": archive.days,
+                  "planner": PLANNER}
         rows.append({**common, "op": "build", "objects": objects, "objects_by_table": counts,
-                     "objects_per_video": round(objects / n, 4), "s": round(t_build, 1)})
+                     "objects_per_video": round(objects / n, 4), "s": round(t_build, 1),
+                     **({"reused": True} if reused_index else {})})
         base_rss = measure(layout_name, "baseline", index, arch_uri)
         rows.append({**common, "op": "baseline", **base_rss})
         for op in ops:
@@ -658,7 +704,7 @@ def report() -> None:
     """RESULTS.md "Archive scale" and the `scale_*` keys of results.json, with the 1e7 projection."""
     from _results import record, table
 
-    rows = _load_raw()
+    rows = [r for r in _load_raw() if r.get("planner", "sets") == "sets"]
     by = {(r["layout"], r["backend"], r["op"], r["n"]): r for r in rows}
     sizes = sorted({r["n"] for r in rows})
     flat: dict[str, Any] = {}
@@ -759,6 +805,58 @@ def report() -> None:
            "planning <= 10 min, <= 2 GiB."]
     record("Archive scale (issue 23): today's index layout, metadata only", "\n".join(md), flat)
     print("\n".join(md))
+    report_streamed()
+
+
+def report_streamed() -> None:
+    """The streamed planner's rows: today's layout and the Delta layout, `plan` over an unchanged
+    archive. Keys: the new layout (Delta) as the issue names them (`scale_plan_s@1e6`, ...), today's
+    layout under `scale_today_streamed_*`; 1e7 affine from the two largest sizes."""
+    from _results import record, table
+
+    rows = [r for r in _load_raw() if r.get("planner") == PLANNER and r["backend"] == "local"]
+    if not rows:
+        return
+    by = {(r["layout"], r["op"], r["n"]): r for r in rows}
+    flat: dict[str, Any] = {}
+    body, proj = [], []
+    for layout, prefix in (("today", "scale_today_streamed_"), ("delta", "scale_")):
+        ns = sorted(n for (lay, op, n) in by if lay == layout and op == "plan")
+        for n in ns:
+            r, b, base = by[(layout, "plan", n)], by.get((layout, "build", n)), by.get((layout, "baseline", n))
+            label = _label(n)
+            for metric in ("s", "cpu_s", "peak_rss_mb", "fs_calls_total"):
+                if r.get(metric) is not None:
+                    flat[f"{prefix}plan_{metric.replace('_total', '')}@{label}"] = r[metric]
+            assert r.get("todo") == 0, r  # an unchanged archive plans nothing
+            body.append([layout, label, f"{r['s']:.3g}", f"{r['cpu_s']:.3g}", f"{r['peak_rss_mb']:,.0f}",
+                         "-" if base is None else f"{base['peak_rss_mb']:,.0f}", r.get("fs_calls_total", "-"),
+                         "-" if b is None else f"{b['objects']:,}", f"{r['done_before']:,} + {r['failed_before']:,}"])
+        if len(ns) >= 2:
+            n1, n2 = ns[-2], ns[-1]
+            for metric in ("s", "cpu_s", "peak_rss_mb"):
+                x1, x2 = float(by[(layout, "plan", n1)][metric]), float(by[(layout, "plan", n2)][metric])
+                slope = (x2 - x1) / (n2 - n1)
+                y = round(x2 + slope * (1e7 - n2), 1)
+                flat[f"{prefix}plan_{metric}@1e7_projected"] = y
+                proj.append([layout, metric, f"{_label(n1)}->{_label(n2)}", round(slope * 1e6, 1), x2, y])
+    md = ["`plan_work` streamed (the archive listed 10,000 objects at a time, each page looked up in the done set "
+          "held as sorted 16-byte keys; `exvad_ray/pipeline/worklist.py`) over an unchanged archive whose every "
+          "video is indexed (1% as failed), local disk. `today`: today's layout (one file per video per table; the "
+          "done set from file names). `delta`: the `videos` and `errors` tables as Delta tables, one file per "
+          "(date, camera) partition of 100 videos (`errors`: per date), committed every 100,000 videos; the done "
+          "set is the snapshot's `video_id` column. Peak RSS of the child process (imports included; `baseline`: "
+          "the imports alone). fs calls: strace of the operation (openat, stat family, getdents64, ...). "
+          "The machine is shared (2 cores, load average in `load_avg` of bench/scale_raw.json): CPU seconds are "
+          "the steadier figure.", "",
+          table(["layout", "videos", "plan s", "plan CPU s", "peak RSS MB", "baseline RSS MB", "fs calls",
+                 "index objects", "done + failed"], body), ""]
+    if proj:
+        md += ["Projected to 1e7 (affine through the two largest sizes):", "",
+               table(["layout", "metric", "from", "growth per 1e6 videos", "at N2", "1e7 (projected)"], proj), ""]
+    md += ["Targets of issue 23 at 1e6: planning <= 30 s, peak RSS <= 1 GiB; at 1e7 <= 10 min, <= 2 GiB."]
+    record("Archive scale (issue 23): streamed rerun planning, today's layout and Delta", "\n".join(md), flat)
+    print("\n".join(md))
 
 
 # ------------------------------------------------------------------------------------- CLI
@@ -777,6 +875,8 @@ def main() -> None:
                    help="skip compact and plan_compacted above this size (hours of per-file reads)")
     r.add_argument("--no-strace", action="store_true", help="skip the file-system call count (local)")
     r.add_argument("--keep", action="store_true", help="keep the built archive and index")
+    r.add_argument("--reuse", action="store_true",
+                   help="local: use the archive (and index) a --keep run left under --root instead of rebuilding")
     r.add_argument("--rss-limit-mb", type=float, default=RSS_LIMIT_MB, help="stop a measurement past this RSS")
     r.add_argument("--time-limit-s", type=float, default=TIME_LIMIT_S, help="stop a measurement after this long")
     m = sub.add_parser("measure", help="(internal) one operation in this process")
@@ -785,7 +885,8 @@ def main() -> None:
     m.add_argument("--index", required=True)
     m.add_argument("--archive", required=True)
     m.add_argument("--out", required=True)
-    sub.add_parser("report", help="write RESULTS.md / results.json from bench/scale_raw.json")
+    rp = sub.add_parser("report", help="write RESULTS.md / results.json from bench/scale_raw.json")
+    rp.add_argument("--md", default=None, help="write the Markdown sections to this file instead of bench/RESULTS.md")
     c = sub.add_parser("check", help="bulk layout vs the job's writer")
     c.add_argument("--root", default="/tmp/exvad-scale")
     args = ap.parse_args()
@@ -794,16 +895,23 @@ def main() -> None:
     elif args.cmd == "check":
         check(args.root)
     elif args.cmd == "report":
+        if args.md:
+            import _results
+
+            _results.RESULTS_MD = os.path.abspath(args.md)
         report()
     else:
         globals().update(RSS_LIMIT_MB=args.rss_limit_mb, TIME_LIMIT_S=args.time_limit_s)
         for n in [_n(s) for s in args.sizes.split(",")]:
             ops = [o for o in args.ops.split(",") if o]
+            unknown = [o for o in ops if o not in LAYOUTS[args.layout].ops]
+            if unknown:
+                raise SystemExit(f"--layout {args.layout} runs {', '.join(LAYOUTS[args.layout].ops)}, not {unknown}")
             if n > args.no_compact_above:
                 ops = [o for o in ops if o not in ("compact", "plan_compacted")]
-            rows = run_scale(args.layout, n, args.backend, args.root, ops, not args.no_strace, args.keep)
+            rows = run_scale(args.layout, n, args.backend, args.root, ops, not args.no_strace, args.keep, args.reuse)
             raw = [x for x in _load_raw() if not (x["layout"] == args.layout and x["backend"] == args.backend
-                                                 and x["n"] == n)]
+                                                 and x["n"] == n and x.get("planner", "sets") == PLANNER)]
             with open(RAW, "w") as f:
                 json.dump(raw + rows, f, indent=1, default=str)
                 f.write("\n")
