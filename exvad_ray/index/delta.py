@@ -32,7 +32,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -279,24 +279,28 @@ def is_delta(index: str, table: str) -> bool:
 
 
 def video_ids(index: str, table: str) -> pa.Array:
-    """The `video_id` column of the table's current snapshot, read alone (column projection) from
-    the snapshot's files, one file at a time: the done set of a rerun's planning (~40 bytes per
-    video). One file at a time because a dataset over all the files keeps every file's footer
-    (the footer of a `videos` file describes all its columns: 1.1 GB for 1e4 files), and reading
-    each file's footer once is also the fastest way measured (5.5 s of CPU for 1e4 files)."""
+    """The `video_id` column of the table's current snapshot (`iter_video_ids`), as one array."""
+    chunks = list(iter_video_ids(index, table))
+    return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
+
+
+def iter_video_ids(index: str, table: str) -> Iterator[pa.Array]:
+    """The `video_id` column of the table's current snapshot, read alone (column projection), one
+    file at a time: the done set of a rerun's planning. One file at a time because a dataset over
+    all the files keeps every file's footer (a `videos` file's footer describes all its columns:
+    1.1 GB for 1e4 files), and reading each footer once is also the fastest way measured (5.5 s of
+    CPU for 1e4 files)."""
     files = snapshot_files(index, table)
     if not files:
-        return pa.array([], pa.string())
+        return
     fs, _ = storage.arrow_filesystem(files[0])
-    chunks = []
-    try:
-        for f in files:
+    for f in files:
+        try:
             with fs.open_input_file(storage.arrow_filesystem(f)[1]) as fh:
                 col = pq.ParquetFile(fh).read(columns=["video_id"], use_threads=False).column(0)
-            chunks.append(col.cast(pa.string()).combine_chunks())
-    except Exception as exc:  # noqa: BLE001
-        raise _storage_error(table_uri(index, table), exc) from exc
-    return pa.concat_arrays(chunks)
+        except Exception as exc:  # noqa: BLE001
+            raise _storage_error(table_uri(index, table), exc) from exc
+        yield col.cast(pa.string()).combine_chunks()
 
 
 def commit_metadata(index: str, table: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -101,17 +101,31 @@ def done_video_ids(index: str, tables: Iterable[str] = ("videos", "errors")) -> 
     return ids
 
 
-def done_ids(index: str, table: str, page: int = 10_000) -> pa.Array:
+def done_ids(index: str, table: str) -> pa.Array:
     """The video ids a table holds, as one Arrow string array (an id may repeat): ~40 bytes per
-    video instead of a Python string and a set slot (~150). The one place that tells the layouts
-    apart: a Delta table (``<table>/_delta_log``) gives its snapshot's `video_id` column (that
-    column only); today's layout gives the ids in its file names and, for compacted files, the
-    ids their metadata records, listed a page of files at a time (no Parquet data read)."""
+    video instead of a Python string and a set slot (~150). `done_set` is the planner's form."""
+    chunks = list(iter_done_ids(index, table))
+    return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
+
+
+def done_set(index: str, table: str, exclude: IdSet | None = None) -> IdSet:
+    """The video ids a table holds as an `IdSet` (16 bytes per video), built from `iter_done_ids`
+    a chunk at a time so that no string array of the whole table is ever held; ids in `exclude`
+    left out (the videos that failed and were not finished since)."""
+    return IdSet.from_chunks(iter_done_ids(index, table), exclude)
+
+
+def iter_done_ids(index: str, table: str, page: int = 10_000) -> Iterator[pa.Array]:
+    """The video ids a table holds, a chunk (Arrow strings) at a time. The one place that tells
+    the layouts apart: a Delta table (``<table>/_delta_log``) gives its snapshot's `video_id`
+    column (that column only, a file at a time); today's layout gives the ids in its file names
+    and, for compacted files, the ids their metadata records, listed a page of files at a time
+    (no Parquet data read)."""
     from exvad_ray.index import delta
 
     if delta.is_delta(index, table):
-        return delta.video_ids(index, table)
-    chunks: list[pa.Array] = []
+        yield from delta.iter_video_ids(index, table)
+        return
     for files in storage.iter_objects(storage.join(index, table), page=page, stat=False):
         ids: list[str] = []
         for f, _ in files:
@@ -122,8 +136,7 @@ def done_ids(index: str, table: str, page: int = 10_000) -> pa.Array:
                 ids.append(m.group(1))
             elif os.path.basename(f).startswith(COMPACT_PREFIX):
                 ids.extend(compacted_ids(f))
-        chunks.append(pa.array(ids, pa.string()))
-    return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
+        yield pa.array(ids, pa.string())
 
 
 _HEX = np.full(256, 255, np.uint8)
@@ -165,13 +178,51 @@ class IdSet:
     the whole value set at every call (0.7 s per page against 1e6 ids). Ids that are not uuid
     strings (none the package writes) are kept in a small Python set."""
 
-    def __init__(self, ids: pa.Array | pa.ChunkedArray):
-        keys, ok = uuid_keys(ids)
-        keys = keys[ok]
+    def __init__(self, ids: pa.Array | pa.ChunkedArray | None = None):
+        self._hi = self._lo = np.zeros(0, np.uint64)
+        self._other: set[str] = set()
+        if ids is not None:
+            self._fill([ids])
+
+    @classmethod
+    def from_chunks(cls, chunks: Iterable[pa.Array], exclude: IdSet | None = None) -> IdSet:
+        """The set of the ids of every chunk, less those in `exclude`: each chunk becomes keys
+        as it comes (the strings are not kept)."""
+        out = cls()
+        out._fill(chunks, exclude)
+        return out
+
+    def _fill(self, chunks: Iterable[pa.Array | pa.ChunkedArray], exclude: IdSet | None = None,
+              batch: int = 65_536) -> None:
+        parts: list[np.ndarray] = []
+        pending: list[pa.Array] = []
+        size = 0
+
+        def flush() -> None:
+            arr = pa.concat_arrays([c for p in pending for c in (p.chunks if isinstance(p, pa.ChunkedArray) else [p])])
+            keys, ok = uuid_keys(arr)
+            keep = ok if exclude is None else ok & ~exclude._search(keys)
+            parts.append(keys[keep])
+            if not ok.all():
+                rest = arr.filter(pa.array(~ok)).drop_null()
+                if exclude is not None:
+                    rest = rest.filter(pa.array(~exclude.contains(rest)))
+                self._other.update(rest.to_pylist())
+            pending.clear()
+
+        for chunk in chunks:
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= batch:
+                flush()
+                size = 0
+        if pending:
+            flush()
+        keys = np.concatenate(parts) if parts else np.zeros((0, 2), np.uint64)
+        parts.clear()
         order = np.lexsort((keys[:, 1], keys[:, 0]))
-        self._hi = np.ascontiguousarray(keys[order, 0])
-        self._lo = np.ascontiguousarray(keys[order, 1])
-        self._other = set(ids.filter(pa.array(~ok)).drop_null().to_pylist()) if not ok.all() else set()
+        self._hi = keys[order, 0]
+        self._lo = keys[order, 1]
 
     def __len__(self) -> int:
         return len(self._hi) + len(self._other)

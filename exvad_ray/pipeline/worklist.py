@@ -12,7 +12,6 @@ import dataclasses
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from exvad_ray import storage
 from exvad_ray import index as idx
@@ -45,12 +44,8 @@ def plan_work(cfg: Any, date: str, page: int = 10_000) -> tuple[list[dict[str, A
     sorted 16-byte keys (`index.IdSet`: ~16 bytes per indexed video, built once), so the driver
     keeps one page and the videos still to do, never a Python object per listed or indexed video. `find_replaced` sees only the URIs still to do: over an
     unchanged archive nothing is read but the listings."""
-    ok_ids = idx.done_ids(cfg.index, "videos")
-    ok = idx.IdSet(ok_ids)
-    del ok_ids
-    err_ids = idx.done_ids(cfg.index, "errors")
-    failed = idx.IdSet(err_ids.filter(pa.array(~ok.contains(err_ids))))  # failed, never finished since
-    del err_ids
+    ok = idx.done_set(cfg.index, "videos")
+    failed = idx.done_set(cfg.index, "errors", exclude=ok)  # failed, never finished since
     counts = WorkCounts()
     ignored: dict[str, int] = {}
     todo: list[tuple[storage.VideoEntry, str, bool]] = []  # (entry, video id, failed before)

@@ -140,3 +140,17 @@ def test_id_set_matches_a_python_set():
                                                                    ids[0].upper()]
     want = np.array([p in set(ids) for p in probe])
     assert (s.contains(pa.array(probe)) == want).all() and len(s) == len(ids)
+
+
+def test_done_set_from_chunks_leaves_out_the_excluded():
+    import uuid
+
+    import numpy as np
+
+    ids = [str(uuid.uuid4()) for _ in range(300)]
+    chunks = [pa.array(ids[:100]), pa.array(ids[100:250] + ["odd-id"]), pa.array(ids[250:] + [None])]
+    finished = idx.IdSet(pa.array(ids[:50] + ["odd-id"]))
+    s = idx.IdSet.from_chunks(chunks, exclude=finished)
+    probe = pa.array(ids + ["odd-id", str(uuid.uuid4())])
+    assert (s.contains(probe) == np.array([i >= 50 for i in range(300)] + [False, False])).all()
+    assert len(s) == 250 and len(idx.IdSet.from_chunks(iter(chunks))) == 301
