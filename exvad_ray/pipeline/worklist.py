@@ -41,9 +41,10 @@ def plan_work(cfg: Any, date: str, page: int = 10_000) -> tuple[list[dict[str, A
 
     Streamed and bounded: the archive is listed `page` objects at a time and each page's ids (their
     16 bytes; strings only for the videos still to do) are looked up in the done set, held as
-    sorted 16-byte keys (`index.IdSet`: ~16 bytes per indexed video, built once), so the driver
-    keeps one page and the videos still to do, never a Python object per listed or indexed video. `find_replaced` sees only the URIs still to do: over an
-    unchanged archive nothing is read but the listings."""
+    sorted 16-byte keys (`index.done_set`: ~16 bytes per indexed video, built once), so the driver
+    keeps one page and the videos still to do, never a Python object per listed or indexed video.
+    `find_replaced` sees only the URIs still to do: over an unchanged archive nothing is read but
+    the listings."""
     ok = idx.done_set(cfg.index, "videos")
     failed = idx.done_set(cfg.index, "errors", exclude=ok)  # failed, never finished since
     counts = WorkCounts()
