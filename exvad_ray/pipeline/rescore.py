@@ -399,9 +399,11 @@ def plan_work(index: str, scoring_id: str | None, only: set[str] | None = None,
         """One partition folder's files: a video rewritten since the last compaction is in its part
         file and (stale) in the compacted file; the part file wins."""
         placed: set[str] = set()
-        for f in sorted(files, key=lambda f: not PART_RE.search(f)):
-            m = PART_RE.search(f)
-            vids = [v for v in keep([m.group(1)] if m else compacted_ids(f)) if v not in placed]
+        held = [(f, [m.group(1)] if m else compacted_ids(f))
+                for f in sorted(files, key=lambda f: not PART_RE.search(f)) for m in [PART_RE.search(f)]]
+        ok = set(keep([v for _, ids in held for v in ids]))  # one vectorised lookup per folder
+        for f, ids in held:
+            vids = [v for v in ids if v in ok and v not in placed]
             placed.update(vids)
             if vids:
                 items.append({"file": f, "videos": json.dumps(
