@@ -26,8 +26,9 @@ Measured operations (today's code, unchanged):
 
 `--layout delta` builds the `videos` and `errors` tables as Delta Lake tables (issue 23; files of
 blocks of videos, `DeltaLayout`) and runs `plan` on them; the other operations on Delta are later
-pieces of the issue. Rows carry the planner they measured (`planner`: "streamed" for the
-page-by-page planner; rows without it measured the Python-set planner before it, kept as they were).
+pieces of the issue. Rows of the rerun's planning (PLAN_OPS) carry the planner they measured
+(`planner`: "streamed" for the page-by-page planner; plan rows without it measured the Python-set
+planner before it, kept as they were). A run replaces the rows of the operations it ran only.
 
     python bench/scale.py run --sizes 1e4,1e5 --backend local      # builds under --root, measures
     python bench/scale.py run --layout delta --sizes 1e6 --ops plan  # the Delta layout's planning
@@ -68,7 +69,8 @@ FAILED_EVERY = 100  # 1% of the videos failed (an errors row, nothing else)
 SEGMENT_EVERY = 20  # 5% of the videos have one flagged segment
 REPLACED_EVERY = 100  # the 1% replaced for plan_replaced (never a failed one)
 DELTA_COMMIT_VIDEOS = 100_000  # videos per commit of the Delta layout
-PLANNER = "streamed"  # the planning code measured (rows without it: the Python-set planner before it)
+PLANNER = "streamed"  # the planning code measured (plan rows without it: the Python-set planner before it)
+PLAN_OPS = ("plan", "plan_replaced", "plan_compacted")
 PROCESSING_DATE = "2026-12-06"
 RUN_ID = "bench0000scale"
 OPS = ("plan", "plan_replaced", "rescore_plan", "search", "compact", "plan_compacted")
@@ -560,8 +562,7 @@ def run_scale(layout_name: str, n: int, backend: str, root: str, ops: list[str],
         objects = count_objects(index)
         print(f"[{layout_name} {backend} {label}] archive {t_arch:.0f}s, index built in {t_build:.0f}s: "
               f"{objects} objects {counts}", flush=True)
-        common = {"layout": layout_name, "backend": backend, "n": n, "cameras": archive.cameras, "days": archive.days,
-                  "planner": PLANNER}
+        common = {"layout": layout_name, "backend": backend, "n": n, "cameras": archive.cameras, "days": archive.days}
         rows.append({**common, "op": "build", "objects": objects, "objects_by_table": counts,
                      "objects_per_video": round(objects / n, 4), "s": round(t_build, 1),
                      **({"reused": True} if reused_index else {})})
@@ -572,7 +573,7 @@ def run_scale(layout_name: str, n: int, backend: str, root: str, ops: list[str],
             before_obj = objects
             before = counter.read() if counter else None
             res = measure(layout_name, op, index, arch_uri)
-            row = {**common, "op": op, **res}
+            row = {**common, "op": op, **({"planner": PLANNER} if op in PLAN_OPS else {}), **res}
             if counter:
                 row["requests"] = S3Counter.diff(counter.read(), before)
                 row["requests_total"] = sum(row["requests"].values())
@@ -704,7 +705,7 @@ def report() -> None:
     """RESULTS.md "Archive scale" and the `scale_*` keys of results.json, with the 1e7 projection."""
     from _results import record, table
 
-    rows = [r for r in _load_raw() if r.get("planner", "sets") == "sets"]
+    rows = [r for r in _load_raw() if r.get("planner", "sets") == "sets" and not r.get("reused")]
     by = {(r["layout"], r["backend"], r["op"], r["n"]): r for r in rows}
     sizes = sorted({r["n"] for r in rows})
     flat: dict[str, Any] = {}
@@ -814,10 +815,11 @@ def report_streamed() -> None:
     layout under `scale_today_streamed_*`; 1e7 affine from the two largest sizes."""
     from _results import record, table
 
-    rows = [r for r in _load_raw() if r.get("planner") == PLANNER and r["backend"] == "local"]
-    if not rows:
+    local = [r for r in _load_raw() if r["backend"] == "local"]
+    rows = [r for r in local if r.get("planner") == PLANNER or r["op"] not in PLAN_OPS]
+    if not any(r.get("planner") == PLANNER for r in rows):
         return
-    by = {(r["layout"], r["op"], r["n"]): r for r in rows}
+    by = {(r["layout"], r["op"], r["n"]): r for r in rows}  # build, baseline: the latest
     flat: dict[str, Any] = {}
     body, proj = [], []
     for layout, prefix in (("today", "scale_today_streamed_"), ("delta", "scale_")):
@@ -910,8 +912,9 @@ def main() -> None:
             if n > args.no_compact_above:
                 ops = [o for o in ops if o not in ("compact", "plan_compacted")]
             rows = run_scale(args.layout, n, args.backend, args.root, ops, not args.no_strace, args.keep, args.reuse)
+            new = {(r["op"], r.get("planner")) for r in rows}  # what this run measured replaces the same rows only
             raw = [x for x in _load_raw() if not (x["layout"] == args.layout and x["backend"] == args.backend
-                                                 and x["n"] == n and x.get("planner", "sets") == PLANNER)]
+                                                 and x["n"] == n and (x["op"], x.get("planner")) in new)]
             with open(RAW, "w") as f:
                 json.dump(raw + rows, f, indent=1, default=str)
                 f.write("\n")
