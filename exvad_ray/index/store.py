@@ -89,7 +89,21 @@ def list_files(index: str, table: str) -> list[str]:
     except FileNotFoundError:
         return []
     prefix = "s3://" if storage.is_remote(root) else ""
-    return sorted(prefix + f for f in files if f.endswith(".parquet") and "/.tmp-" not in f)
+    return sorted(prefix + f for f in files if is_table_file(f))
+
+
+def is_table_file(uri: str) -> bool:
+    """A table's data file (not an unfinished write's temporary file)."""
+    return uri.endswith(".parquet") and "/.tmp-" not in uri
+
+
+def file_video_ids(uri: str) -> list[str]:
+    """The videos a table file holds: a part file's id from its name, a compacted file's recorded
+    ids (its footer read); none for any other file."""
+    m = PART_RE.search(uri)
+    if m:
+        return [m.group(1)]
+    return compacted_ids(uri) if os.path.basename(uri).startswith(COMPACT_PREFIX) else []
 
 
 def done_video_ids(index: str, tables: Iterable[str] = ("videos", "errors")) -> set[str]:
@@ -127,16 +141,7 @@ def iter_done_ids(index: str, table: str, page: int = 10_000) -> Iterator[pa.Arr
         yield from delta.iter_video_ids(index, table)
         return
     for files in storage.iter_objects(storage.join(index, table), page=page, stat=False):
-        ids: list[str] = []
-        for f, _ in files:
-            if not f.endswith(".parquet") or "/.tmp-" in f:
-                continue
-            m = PART_RE.search(f)
-            if m:
-                ids.append(m.group(1))
-            elif os.path.basename(f).startswith(COMPACT_PREFIX):
-                ids.extend(compacted_ids(f))
-        yield pa.array(ids, pa.string())
+        yield pa.array([v for f, _ in files if is_table_file(f) for v in file_video_ids(f)], pa.string())
 
 
 _HEX = np.full(256, 255, np.uint8)

@@ -350,12 +350,6 @@ def content_hash(uri: str, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _matches(path: str, extensions: Iterable[str] | None) -> bool:
-    if extensions is None:
-        return True
-    return path.lower().endswith(tuple(ext.lower() for ext in extensions))
-
-
 def list_videos(
     uri: str, extensions: Iterable[str] | None = DEFAULT_VIDEO_EXTENSIONS, recursive: bool = True,
     hash_content: bool = False,

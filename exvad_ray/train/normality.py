@@ -47,7 +47,7 @@ from exvad_ray.errors import ExvadError
 from exvad_ray.index.labels import FEEDBACK, NORMAL, SPLITS, read_labels
 from exvad_ray.index.partitions import PartitionRules
 from exvad_ray.index.schemas import renamed_columns
-from exvad_ray.index.store import PART_RE, compacted_ids
+from exvad_ray.index.store import file_video_ids
 from exvad_ray.normality import GLOBAL, BankBuilder, NormalityModel, calibrate_bank, detect_layout
 from exvad_ray.normality.halves import Layout
 from exvad_ray.normality.model import COMBINE_RULES
@@ -89,7 +89,7 @@ class VideoInfo:
     camera: str  # the bank's key: "" when there are no per-camera banks
     n_snippets: int
     bank: bool  # its snippets are bank candidates
-    calibrate: bool  # scored leave-one-video-out for calibration
+    calibrate: bool  # scored for calibration (leave-one-video-out when it is a bank video)
     pinned: list[tuple[float, float]]  # false-alarm intervals, seconds [start, end)
     held_out: bool = False  # calibration footage the bank never saw (preferred: `fit_normality`)
 
@@ -109,8 +109,11 @@ class FitPlan:
     false_alarms: int
     archive: str | None
     calibrate_splits: tuple[str, ...] = ()  # the splits whose Normal videos calibrate (labels only)
-    calibration_footage: dict[str, str] = dataclasses.field(default_factory=dict)  # per bank, after the fit
-    prefer_held_out: bool = False  # calibrate a bank on held-out videos alone when it has 2
+
+    @property
+    def prefer_held_out(self) -> bool:
+        """Calibrate a bank on held-out videos alone when it has 2: `--calibrate-on` leaves the bank's split out."""
+        return bool(self.config.labels) and self.config.split not in self.config.calibrate_splits
 
 
 # ----------------------------------------------------------------------------------- reading
@@ -132,11 +135,6 @@ def read_snippet_file(uri: str, embedding_column: str, video_ids: set[str] | Non
 
 def _by_video(t: pa.Table) -> dict[str, list[np.ndarray]]:
     return idx.snippet_columns_by_video(t, ["snippet_index", "start_s", "end_s", "visual_embedding"])
-
-
-def _file_videos(uri: str) -> list[str]:
-    m = PART_RE.search(uri)
-    return [m.group(1)] if m else list(compacted_ids(uri))
 
 
 # ----------------------------------------------------------------------------------- planning
@@ -266,20 +264,17 @@ def plan_fit(cfg: NormalityFitConfig) -> FitPlan:
         if cfg.labels else {}
 
     plan_videos: dict[str, VideoInfo] = {}
-    labs = {v["video_id"]: lookup(v["name"], v["uri"]) for v in videos} if lookup is not None else {}
-    is_normal = lambda lab: lab is not None and [x for x in (lab["labels"] or [NORMAL]) if x != NORMAL] == []  # noqa: E731
     # held-out calibration footage when --calibrate-on leaves the bank's split out; the bank's own videos
     # (leave-one-video-out) are scored too, for a bank with fewer than 2 held-out videos
     calibrate_splits = tuple(dict.fromkeys((*cfg.calibrate_splits, cfg.split)))
-    prefer_held_out = lookup is not None and cfg.split not in cfg.calibrate_splits
     for v in videos:
         vid = v["video_id"]
         if cfg.cameras and cams[vid] not in cfg.cameras:
             continue
         held_out = False
         if lookup is not None:
-            lab = labs[vid]
-            normal = is_normal(lab)
+            lab = lookup(v["name"], v["uri"])
+            normal = lab is not None and [x for x in (lab["labels"] or [NORMAL]) if x != NORMAL] == []
             bank = normal and lab["split"] == cfg.split
             calib = normal and lab["split"] in calibrate_splits
             held_out = calib and not bank
@@ -304,10 +299,10 @@ def plan_fit(cfg: NormalityFitConfig) -> FitPlan:
     banks = [GLOBAL] + (sorted(c for c, n in footage.items() if n >= cfg.min_camera_snippets) if per_camera else [])
 
     wanted = set(plan_videos)
-    by_file = [(f, [v for v in _file_videos(f) if v in wanted]) for f in files]
+    by_file = [(f, [v for v in file_video_ids(f) if v in wanted]) for f in files]
     return FitPlan(cfg, plan_videos, [(f, vs) for f, vs in by_file if vs], layout, emb_col, per_camera, rule, note,
                    banks, sorted({v["visual_model"] or "" for v in videos} - {""}), sum(len(p) for p in pins.values()),
-                   archive, calibrate_splits if lookup is not None else (), prefer_held_out=prefer_held_out)
+                   archive, calibrate_splits if lookup is not None else ())
 
 
 # ----------------------------------------------------------------------------------- the job
@@ -498,9 +493,8 @@ def fit_normality(cfg: NormalityFitConfig, echo: Callable[[str], None] = print,
             raise ExvadError(f"bank {b}: calibration needs at least 2 normal videos, got {len(s)}")
         calibrations[b] = calibrate_bank([r for r, _, _ in s], [t for _, t, _ in s], weights, cfg.per_hour,
                                          rule=cfg.combine, smooth=cfg.smooth)
-    plan.calibration_footage = footage
     model = NormalityModel(plan.layout, banks, calibrations, weights, rule=cfg.combine, smooth=cfg.smooth)
-    model.card = model_card(plan, model, time.time() - t0)
+    model.card = model_card(plan, model, time.time() - t0, footage)
     save_normality(model, cfg.out)
     echo(f"normality model written to {cfg.out} ({time.time() - t0:.0f} s); global threshold: percentile "
          f"{calibrations[GLOBAL].threshold.threshold:.5f} ({calibrations[GLOBAL].threshold.method}, "
@@ -508,7 +502,8 @@ def fit_normality(cfg: NormalityFitConfig, echo: Callable[[str], None] = print,
     return model, model.card
 
 
-def model_card(plan: FitPlan, model: NormalityModel, fit_s: float) -> dict[str, Any]:
+def model_card(plan: FitPlan, model: NormalityModel, fit_s: float, footage: dict[str, str]) -> dict[str, Any]:
+    """`footage`: per bank, what calibrated it ("held-out", or "with leave-one-video-out")."""
     cfg = plan.config
     vids = plan.videos.values()
     return {
@@ -519,7 +514,7 @@ def model_card(plan: FitPlan, model: NormalityModel, fit_s: float) -> dict[str, 
                     "labels": cfg.labels and storage.normalize(cfg.labels)},
         "labels_used": {"labels": bool(cfg.labels), "split": cfg.split if cfg.labels else None,
                         "calibration_splits": list(plan.calibrate_splits) if cfg.labels else None,
-                        "calibration_footage": dict(plan.calibration_footage),
+                        "calibration_footage": dict(footage),
                         "bank_videos": sum(v.bank for v in vids), "calibration_videos": sum(v.calibrate for v in vids),
                         "false_alarm_segments": plan.false_alarms,
                         "selection": ("Normal videos of the split" if cfg.labels else
