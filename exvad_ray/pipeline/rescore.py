@@ -289,6 +289,7 @@ class RescoreStage:
         t1 = time.perf_counter()
         out: dict[str, list[Any]] = {"video_id": [], "status": [], "reason": [], "n_snippets": [], "segments": [],
                                      "coarse": []}
+        listings: dict[str, list[str]] = {}  # partition folders of videos/captions this block listed
         for f, wanted_json in zip(batch["file"], batch["videos"]):
             wanted = json.loads(str(wanted_json))
             infos: dict[str, Any] = {w["video_id"]: None for w in wanted}
@@ -299,7 +300,7 @@ class RescoreStage:
                         from exvad_ray.index import index_version
 
                         self.version = index_version(self.index)
-                    infos |= video_infos(self.index, str(f), wanted, self.version)
+                    infos |= video_infos(self.index, str(f), wanted, self.version, listings)
                     table = _read_snippets(str(f))
                     ids = table.column("video_id").to_numpy(zero_copy_only=False)
                 except Exception as exc:  # noqa: BLE001 - an unreadable file fails its videos, not the job
@@ -373,14 +374,14 @@ def plan_work(index: str, scoring_id: str | None, only: set[str] | None = None,
     (`index.IdSet`), the snippets files are listed a page at a time, and each task reads its own
     videos' rows (`video_infos`). The driver holds the items: a file name and the ids it holds."""
     from exvad_ray import index as idx
-    from exvad_ray.index.store import COMPACT_PREFIX, PART_RE, compacted_ids
+    from exvad_ray.index.store import PART_RE, file_video_ids, is_table_file
     from exvad_ray.index.supersede import superseded_ids
 
     indexed = pc.unique(idx.done_ids(index, "videos"))  # a rewritten video is in two files until compaction
     if len(indexed) == 0:
         raise ExvadError(f"{index} has no processed videos (run `exvad process` first)")
     gone = superseded_ids(index)
-    done = idx.IdSet(idx.done_ids(sc.scoring_root(index, scoring_id), "videos")) if scoring_id else None
+    done = idx.done_set(sc.scoring_root(index, scoring_id), "videos") if scoring_id else None
     current = idx.IdSet(indexed.filter(pc.invert(pc.is_in(indexed, pa.array(sorted(gone), pa.string())))))
     wanted = None if only is None else set(only)
 
@@ -394,17 +395,19 @@ def plan_work(index: str, scoring_id: str | None, only: set[str] | None = None,
         return [v for v, m in zip(ids, mask) if m and (wanted is None or v in wanted)]
 
     items: list[dict[str, Any]] = []
+    n_placed = 0
 
     def flush(files: list[str]) -> None:
         """One partition folder's files: a video rewritten since the last compaction is in its part
         file and (stale) in the compacted file; the part file wins."""
+        nonlocal n_placed
         placed: set[str] = set()
-        held = [(f, [m.group(1)] if m else compacted_ids(f))
-                for f in sorted(files, key=lambda f: not PART_RE.search(f)) for m in [PART_RE.search(f)]]
+        held = [(f, file_video_ids(f)) for f in sorted(files, key=lambda f: not PART_RE.search(f))]
         ok = set(keep([v for _, ids in held for v in ids]))  # one vectorised lookup per folder
         for f, ids in held:
             vids = [v for v in ids if v in ok and v not in placed]
             placed.update(vids)
+            n_placed += len(vids)
             if vids:
                 items.append({"file": f, "videos": json.dumps(
                     [{"video_id": v, **({"label": _jsonable(labels.get(v))} if labels is not None else {})}
@@ -413,8 +416,7 @@ def plan_work(index: str, scoring_id: str | None, only: set[str] | None = None,
     folder, files = None, []
     for page in storage.iter_objects(storage.join(index, "snippets"), stat=False):
         for f, _ in page:
-            if not f.endswith(".parquet") or "/.tmp-" in f or not (
-                    PART_RE.search(f) or os.path.basename(f).startswith(COMPACT_PREFIX)):
+            if not is_table_file(f):
                 continue
             here = f.rsplit("/", 1)[0]
             if here != folder:
@@ -426,21 +428,22 @@ def plan_work(index: str, scoring_id: str | None, only: set[str] | None = None,
     n_done = 0
     if done is not None:
         n_done = int(done.contains(indexed).sum()) if len(done) else 0
-    placed_n = sum(len(json.loads(it["videos"])) for it in items)
     eligible = len(current) if wanted is None else len(wanted)
     warnings = []
-    missing = eligible - n_done - placed_n
+    missing = eligible - n_done - n_placed
     if missing > 0:
         warnings.append(f"{missing} videos have no snippets file")
     return items, n_done, warnings
 
 
-def video_infos(index: str, snippets_file: str, wanted: list[dict[str, Any]], version: int) -> dict[str, dict[str, Any]]:
+def video_infos(index: str, snippets_file: str, wanted: list[dict[str, Any]], version: int,
+                listings: dict[str, list[str]] | None = None) -> dict[str, dict[str, Any]]:
     """What scoring needs of each of `wanted`'s videos, read by the task from its partition's files of
     the `videos` and `captions` tables (the folder beside its snippets file): uri, name, partition,
-    the windows' explanation embeddings and texts, recording time, fps, its label (calibration)."""
+    the windows' explanation embeddings and texts, recording time, fps, its label (calibration).
+    `listings`: the folders listed so far by this task (a block's files often share a folder)."""
     from exvad_ray import index as idx
-    from exvad_ray.index.store import COMPACT_PREFIX, PART_RE
+    from exvad_ray.index.store import COMPACT_PREFIX, PART_RE, is_table_file
 
     rel = snippets_file[len(storage.join(index, "snippets")) + 1:].rsplit("/", 1)[0]
     ids = [w["video_id"] for w in wanted]
@@ -449,8 +452,12 @@ def video_infos(index: str, snippets_file: str, wanted: list[dict[str, Any]], ve
         """The videos' rows in this partition: from a video's part file when it has one (rewritten
         since the last compaction), else from the compacted files."""
         folder = storage.join(index, table, rel)
-        names = [f for page in storage.iter_objects(folder, recursive=False, stat=False) for f, _ in page
-                 if f.endswith(".parquet") and "/.tmp-" not in f]
+        names = (listings or {}).get(folder)
+        if names is None:
+            names = [f for page in storage.iter_objects(folder, recursive=False, stat=False) for f, _ in page
+                     if is_table_file(f)]
+            if listings is not None:
+                listings[folder] = names
         own = {m.group(1): f for f in names for m in [PART_RE.search(f)] if m}
         rest = [v for v in ids if v not in own]
         parts = [(sorted(own[v] for v in ids if v in own), [v for v in ids if v in own]),
