@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 # Heavy modules (torch, ray) are imported inside the commands so that `exvad --help` and light
 # commands start fast.
 
+RETENTION_HOURS = 168  # = index.compaction.DEFAULT_RETENTION_HOURS (not imported: pyarrow at --help)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -57,11 +59,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_process)
 
-    c = sub.add_parser("compact", help="merge an index's small per-video files safely",
-                       description="Merge each partition's per-video Parquet files into one file. Safe to "
-                                   "interrupt and rerun; readers never see a video twice once it completes.")
+    c = sub.add_parser(
+        "compact", help="compact an index: merge small files, delete the ones no reader needs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_paragraphs(
+                    "Compact every table of INDEX. Safe to interrupt and rerun.\n\n"
+                    "Delta tables: each partition's small files are merged into larger ones (delta-rs optimize; "
+                    "--z-order also clusters rows inside a partition by time and video id), then files no "
+                    "version younger than --retention-hours references are deleted (vacuum). Readers of the "
+                    "current snapshot never see a change of rows. A reader that holds an older snapshot (the page's "
+                    "cached file list, a long search, a running rescore) keeps working as long as that snapshot is "
+                    "younger than the retention; once older, its files may be gone. Files of batches a killed job "
+                    "wrote but never committed are deleted once older than the retention.\n\n"
+                    "Tables of the per-video layout: each partition's per-video Parquet files are merged into one "
+                    "file; readers never see a video twice once it completes.\n\n"
+                    "It holds the index's lease: it refuses while a job writes the index."))
     c.add_argument("index", help="index location")
+    c.add_argument("--retention-hours", type=int, default=RETENTION_HOURS, metavar="H",
+                   help="Delta tables: keep replaced and uncommitted files this many hours (default "
+                        f"{RETENTION_HOURS}: 7 days, Delta's default); it must outlive the oldest snapshot a "
+                        "reader may hold. 0 deletes them at once.")
+    c.add_argument("--z-order", action="store_true",
+                   help="Delta tables: rewrite every partition with its rows clustered by time and video id "
+                        "(slower: rewrites all files; faster lookups by time range or video id)")
+    c.add_argument("--json", action="store_true", help="print the figures as JSON")
     c.set_defaults(func=_compact)
+
+
+def _paragraphs(text: str) -> str:
+    """Each paragraph wrapped to the terminal, the blank lines between them kept."""
+    import shutil
+    import textwrap
+
+    width = min(100, shutil.get_terminal_size().columns) - 2
+    return "\n\n".join(textwrap.fill(p, width) for p in text.split("\n\n"))
 
 
 def process_config_from_args(args: argparse.Namespace) -> ProcessConfig:
@@ -120,8 +151,29 @@ def process_and_refresh(cfg: ProcessConfig, echo: Callable[[str], Any] = print) 
 
 
 def _compact(args: argparse.Namespace) -> int:
-    from exvad_ray.index import compact
+    from dataclasses import asdict
 
-    merged = compact(storage.normalize(args.index))
-    print("exvad compact: merged " + ", ".join(f"{t} {n} files" for t, n in merged.items()))
+    from exvad_ray.errors import ExvadError
+    from exvad_ray.index import compact
+    from exvad_ray.index.compaction import DeltaCompaction
+    from exvad_ray.pipeline.lease import IndexLease, LeaseHeld
+
+    if args.retention_hours < 0:
+        raise ExvadError(f"--retention-hours must be >= 0 (got {args.retention_hours})")
+    index = storage.normalize(args.index)
+    lease = IndexLease(index)
+    try:
+        lease.acquire()  # a job's batch not yet committed must not be vacuumed, nor two compactions race
+    except LeaseHeld as exc:
+        raise ExvadError(str(exc).split(";")[0] + "; run `exvad compact` once it has finished") from exc
+    try:
+        done = compact(index, retention_hours=args.retention_hours, z_order=args.z_order)
+    finally:
+        lease.release()
+    if args.json:
+        print(json.dumps({t: asdict(r) if isinstance(r, DeltaCompaction) else {"merged": r}
+                          for t, r in done.items()}, indent=1))
+        return 0
+    for t, r in done.items():
+        print(f"exvad compact: {t}: " + (r.describe() if isinstance(r, DeltaCompaction) else f"merged {r} files"))
     return 0

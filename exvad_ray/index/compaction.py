@@ -1,9 +1,17 @@
-"""Compaction: merge a partition's per-video files into one file, safely under interruption.
+"""Compaction of an index: Delta tables through optimize + vacuum, today's layout by merging files.
 
-`compact` merges a partition's small files into ``compact-<digest>.parquet`` (the digest names the
-merged inputs) and then deletes the inputs; the merged file records its inputs, so a compaction
-interrupted between the two steps is finished (not repeated) by the next one, and readers never see
-a video twice after it completes. An index of an older schema version is compacted in its own schema.
+Delta tables (issue 23; `delta.is_delta`): delta-rs optimize merges each partition's small files
+(or, with z-order, rewrites each partition clustered on columns inside it), then vacuum deletes
+what no version younger than the retention references - the files compaction and deletes
+replaced, and files of batches a killed job wrote but never committed - then a checkpoint. A
+reader holding an older snapshot's file list keeps working as long as that snapshot is younger
+than the retention (Delta's default: 7 days).
+
+Today's layout: `compact` merges a partition's per-video files into ``compact-<digest>.parquet``
+(the digest names the merged inputs) and then deletes the inputs; the merged file records its
+inputs, so a compaction interrupted between the two steps is finished (not repeated) by the next
+one, and readers never see a video twice after it completes. An index of an older schema version
+is compacted in its own schema. An index may hold tables of both layouts during the transition.
 """
 
 from __future__ import annotations
@@ -13,20 +21,97 @@ import json
 import os
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from exvad_ray import storage
+from exvad_ray.errors import ExvadError
+from exvad_ray.index import delta
 from exvad_ray.index.schemas import VIDEO_TABLES, arrow_schema
 from exvad_ray.index.store import (
     COMPACT_PREFIX, PART_RE, VERSION_KEY, compacted_ids, index_version, list_files, remove, write_table_file,
 )
 
 
-def compact(index: str, tables: Iterable[str] = VIDEO_TABLES,
-            min_files: int = 2) -> dict[str, int]:
+DEFAULT_RETENTION_HOURS = 168  # Delta's own default (delta.deletedFileRetentionDuration, 7 days)
+# z-order columns of each table: columns inside a partition (date, camera, class are partitions),
+# the ones readers filter on - time ranges within a camera's day and a video's rows by id
+ZORDER_COLUMNS: dict[str, tuple[str, ...]] = {
+    "videos": ("recorded_at", "video_id"), "segments": ("start_at", "video_id"),
+    "snippets": ("video_id", "start_s"), "captions": ("video_id", "window_index"),
+    "errors": ("processed_at", "video_id"),
+}
+
+
+@dataclass(frozen=True)
+class DeltaCompaction:
+    """What compacting one Delta table did: data files in the snapshot before and after, files
+    optimize added and removed from the snapshot, files vacuum deleted from storage."""
+
+    files_before: int
+    files_after: int
+    added: int
+    removed: int
+    vacuumed: int
+    z_order: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        how = f"z-ordered on {', '.join(self.z_order)}" if self.z_order else "optimized"
+        return (f"{how}: {self.files_before} -> {self.files_after} files in the snapshot, "
+                f"{self.vacuumed} files vacuumed")
+
+
+def compact(index: str, tables: Iterable[str] = VIDEO_TABLES, min_files: int = 2,
+            retention_hours: int = DEFAULT_RETENTION_HOURS, z_order: bool = False
+            ) -> dict[str, int | DeltaCompaction]:
+    """Compact each table: a Delta table by `compact_delta` (a `DeltaCompaction`), a table of
+    today's layout by merging its partitions' per-video files (files merged, an int; superseded
+    rows are deleted first). `retention_hours` and `z_order` apply to Delta tables only."""
+    tables = list(tables)
+    if retention_hours < 0:
+        raise ExvadError(f"the retention is a number of hours >= 0 (got {retention_hours})")
+    on_delta = [t for t in tables if delta.is_delta(index, t)]
+    today = [t for t in tables if t not in on_delta]
+    out: dict[str, int | DeltaCompaction] = {}
+    if today:
+        out.update(_compact_today(index, today, min_files))
+    for t in on_delta:
+        out[t] = compact_delta(index, t, retention_hours, z_order)
+    return {t: out[t] for t in tables}
+
+
+def compact_delta(index: str, table: str, retention_hours: int = DEFAULT_RETENTION_HOURS,
+                  z_order: bool = False) -> DeltaCompaction:
+    """Optimize (or z-order on `ZORDER_COLUMNS`), vacuum with the retention, checkpoint: each
+    a Delta operation committed with our commit metadata (`delta.optimize`, `delta.vacuum`,
+    `delta.checkpoint`). Rows are unchanged: optimize rewrites files, never rows; deleted videos
+    stay deleted (their rows are in no file of the snapshot)."""
+    before = len(delta.snapshot_files(index, table))
+    cols = ZORDER_COLUMNS.get(table, ("video_id",)) if z_order else ()
+    metrics = delta.optimize(index, table, z_order=cols)
+    stored = _stored_files(index, table)
+    delta.vacuum(index, table, retention_hours)
+    delta.checkpoint(index, table)
+    return DeltaCompaction(files_before=before, files_after=len(delta.snapshot_files(index, table)),
+                           added=int(metrics.get("numFilesAdded") or 0),
+                           removed=int(metrics.get("numFilesRemoved") or 0),
+                           vacuumed=stored - _stored_files(index, table), z_order=cols)
+
+
+def _stored_files(index: str, table: str) -> int:
+    """Data files stored under the table's folder (its log aside), listed: what vacuum deleted is
+    the difference. Not vacuum's own list: its full mode lists every expired remove of the log
+    again at each run, deleted long ago or not."""
+    fs, path = storage.filesystem(delta.table_uri(index, table))
+    if storage.is_remote(index):
+        fs.invalidate_cache()
+    return sum(1 for f in fs.find(path) if f.endswith(".parquet") and "/_delta_log/" not in f)
+
+
+def _compact_today(index: str, tables: Iterable[str], min_files: int = 2) -> dict[str, int]:
     """Merge each partition's per-video files into one file, after deleting superseded rows
     (index/supersede.py); returns files merged per table."""
     from exvad_ray.index.supersede import purge

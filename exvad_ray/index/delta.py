@@ -306,3 +306,61 @@ def iter_video_ids(index: str, table: str) -> Iterator[pa.Array]:
 def commit_metadata(index: str, table: str) -> dict[str, Any]:
     """The newest commit's metadata (the schema version and package version that wrote it, ...)."""
     return dict(open_table(index, table, create=False).history(1)[0])
+
+
+# ------------------------------------------------------------------------------------- maintenance
+
+
+def optimize(index: str, table: str, z_order: Sequence[str] | None = None) -> dict[str, Any]:
+    """delta-rs optimize of the table: each partition's small files merged (bin-packing,
+    `optimize.compact`), or, with `z_order`, every partition rewritten with its rows clustered on
+    those columns (columns inside a partition: delta-rs refuses partition columns). One commit
+    carrying our commit metadata; returns delta-rs's metrics (numFilesAdded, numFilesRemoved...)."""
+    t = open_table(index, table, create=False)
+    meta = _commit_meta_for("optimize" + ("+z_order" if z_order else ""))
+    try:
+        if z_order:
+            return dict(t.optimize.z_order(list(z_order), commit_properties=meta))
+        return dict(t.optimize.compact(commit_properties=meta))
+    except Exception as exc:  # noqa: BLE001
+        raise _storage_error(table_uri(index, table), exc) from exc
+
+
+def vacuum(index: str, table: str, retention_hours: int) -> list[str]:
+    """Delete the table's data files that no version younger than `retention_hours` references,
+    and files no commit ever referenced (a killed batch's) once older than `retention_hours`;
+    returns their paths (relative to the table).
+
+    delta-rs's default ("lite") vacuum deletes only files that a commit removed (compaction,
+    deletes) more than the retention ago: it never looks at files the log never knew, so a killed
+    batch's files would stay forever (measured with deltalake 1.6.6). Its `full` mode lists the
+    table's folder and also deletes files no live version references whose modification time is
+    older than the retention, keeping files of a remove younger than the retention: that is what
+    is used here. A batch being written while this runs is younger than any sensible retention;
+    with 0 it would be deleted before its commit, which is why the CLI holds the index lease."""
+    if retention_hours < 0:
+        raise ExvadError(f"the retention is a number of hours >= 0 (got {retention_hours})")
+    t = open_table(index, table, create=False)
+    try:
+        return list(t.vacuum(retention_hours=int(retention_hours), dry_run=False, enforce_retention_duration=False,
+                             full=True, commit_properties=_commit_meta_for("vacuum")))
+    except Exception as exc:  # noqa: BLE001
+        raise _storage_error(table_uri(index, table), exc) from exc
+
+
+def checkpoint(index: str, table: str) -> None:
+    """Write a checkpoint of the current version (a reader then reads one Parquet file instead of
+    replaying the JSON commits since the last one) and delete the log entries older than the log
+    retention (`delta.logRetentionDuration`, 30 days by default: time travel reaches that far)."""
+    t = open_table(index, table, create=False)
+    try:
+        t.create_checkpoint()
+        t.cleanup_metadata()
+    except Exception as exc:  # noqa: BLE001
+        raise _storage_error(table_uri(index, table), exc) from exc
+
+
+def _commit_meta_for(operation: str) -> Any:
+    from deltalake import CommitProperties
+
+    return CommitProperties(custom_metadata=_metadata(**{"exvad.operation": operation}))
