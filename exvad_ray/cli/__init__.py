@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "exvad_ray.cli.rescore",
     "exvad_ray.cli.search",
     "exvad_ray.cli.normality",
+    "exvad_ray.cli.index",
 )
 
 

@@ -1,0 +1,284 @@
+"""`exvad index upgrade` (exvad_ray.index.upgrade): an index of today's per-video layout, written with
+the package's own writers, becomes Delta tables holding exactly the rows today's readers serve;
+reruns add nothing, an interrupted upgrade goes on without duplicates, an index of schema version 1
+comes out under today's names; on local disk and on the local S3 server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from exvad_ray import index as idx
+from exvad_ray import storage
+from exvad_ray.cli import main
+from exvad_ray.errors import ExvadError
+from exvad_ray.index import delta
+from exvad_ray.index.supersede import mark_superseded
+from exvad_ray.index.upgrade import STATE_DIR, app_id, upgrade
+
+pytest.importorskip("deltalake")
+
+DATA = Path(__file__).parent / "data"
+T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.timezone.utc)
+
+
+def vid(n: int) -> str:
+    return str(uuid.UUID(int=n))
+
+
+def write_video(index: str, v: str, date: str = "2026-11-24", camera: str = "cam-1", snippets: int = 3,
+                score: float = 0.5) -> None:
+    """A processed video's rows in all four tables, through the index writer (`videos` last)."""
+    part = {"date": date, "camera": camera}
+    uri = f"s3://archive/{camera}/{date}/{v}.mp4"
+    n = snippets
+    idx.write_video_tables(index, v, {
+        "snippets": (part, {
+            "video_id": [v] * n, "uri": [uri] * n, "window_index": [0] * n, "snippet_index": list(range(n)),
+            "start_s": [i * 0.64 for i in range(n)], "end_s": [(i + 1) * 0.64 for i in range(n)],
+            "frame_index": [16 * i for i in range(n)], "anomaly_score": [score] * n, "class_probs": [None] * n,
+            "visual_embedding": [[0.1 * i, score] for i in range(n)], "thumbnail_jpeg": [b"\xff\xd8"] * n}),
+        "segments": [({"class": "Fighting", **part}, {
+            "segment_id": [f"{v}:0"], "video_id": [v], "uri": [uri], "label": ["Fighting"], "score": [score],
+            "class_score": [0.8], "start_s": [0.0], "end_s": [1.28], "first_snippet": [0], "last_snippet": [1],
+            "peak_s": [0.64], "start_at": [T0], "end_at": [T0], "explanation": ["two people fight"],
+            "thumbnail_jpeg": [b"\xff\xd8"], "visual_embedding": [[0.1, 0.2]], "explanation_embedding": [[0.3, 0.4]]})],
+        "captions": (part, {
+            "video_id": [v], "window_index": [0], "time_s": [0.0], "caption": ["a street"],
+            "clean_caption": ["a street"], "caption_model": ["m"], "window_explanation": ["fight"],
+            "explanation_model": ["m"]}),
+        "videos": (part, {
+            "video_id": [v], "uri": [uri], "name": [v], "size_bytes": [10], "etag": ["e"], "status": ["ok"],
+            "duration_s": [n * 0.64], "timing": ["constant"], "fps": [25.0], "n_frames": [16 * n], "width": [224],
+            "height": [224], "codec": ["h264"], "n_snippets": [n], "n_windows": [1], "video_score": [score],
+            "video_class": ["Fighting"], "class_names": [["Normal", "Fighting"]], "class_scores": [[0.2, 0.8]],
+            "n_segments": [1], "explanation": ["fight"], "explanation_embedding": [[0.3, 0.4]],
+            "window_explanation_embeddings": [[[0.3, 0.4]]], "visual_model": ["test"], "caption_model": ["m"],
+            "explanation_model": ["m"], "detector": ["d"], "label_set": ["ucf"], "recorded_at": [T0],
+            "recorded_at_source": ["path"], "run_id": ["r1"], "processed_at": [T0]}),
+    })
+
+
+def write_error(index: str, v: str, date: str, at: dt.datetime, reason: str = "truncated") -> None:
+    idx.ERRORS.write(index, v, {"date": date}, {
+        "video_id": [v], "uri": [f"s3://archive/cam-1/{v}.mp4"], "size_bytes": [10], "stage": ["decode"],
+        "error_type": ["DecodeError"], "reason": [reason], "message": ["ends early"], "detail": [None],
+        "run_id": ["r1"], "processed_at": [at]})
+
+
+def build_index(root: str) -> dict[str, str]:
+    """Eight videos over two cameras and two days; one replaced by new content (tombstone); one failed
+    and then succeeded; one failed twice, on two days; one failed once. Plus a manifest, settings,
+    labels and a scoring pointer (copied as they are)."""
+    for i in range(1, 9):
+        write_video(root, vid(i), date=f"2026-11-2{4 + i % 2}", camera=f"cam-{1 + i % 2}")
+    old, new = vid(3), vid(100)
+    write_video(root, new, date="2026-11-25", camera="cam-2", score=0.9)
+    mark_superseded(root, {old: (f"s3://archive/cam-2/2026-11-25/{old}.mp4", new)})
+    write_error(root, vid(5), "2026-12-01", T0)  # failed, then succeeded (vid(5) has a videos row)
+    twice = vid(200)
+    write_error(root, twice, "2026-12-01", T0, reason="truncated")
+    write_error(root, twice, "2026-12-02", T0 + dt.timedelta(days=1), reason="decoder_crash")  # the current one
+    write_error(root, vid(201), "2026-12-02", T0)
+    idx.write_manifest(root, {"run_id": "r1", "archive": "s3://archive", "started_at": T0.isoformat(),
+                              "args": {}, "summary": None, "versions": {}})
+    storage.write_bytes(storage.join(root, "settings.json"), b'{"profile": "lite"}')
+    storage.write_bytes(storage.join(root, "labels", "part-0.parquet"), b"labels bytes")
+    storage.write_bytes(storage.join(root, "scorings", "CURRENT.json"), b'{"scoring_id": "process"}')
+    return {"old": old, "new": new, "twice": twice}
+
+
+def rows_of(table: pa.Table) -> list[str]:
+    """A table's rows as sorted JSON strings (order-free comparison)."""
+    def plain(v):
+        return v.hex() if isinstance(v, bytes) else v.isoformat() if hasattr(v, "isoformat") else v
+    return sorted(json.dumps({k: plain(v) for k, v in r.items()}, sort_keys=True, default=str)
+                  for r in table.to_pylist())
+
+
+def delta_rows(dst: str, table: str) -> pa.Table:
+    from deltalake import DeltaTable
+
+    uri = delta.table_uri(dst, table)
+    t = pa.table(DeltaTable(uri if storage.is_remote(uri) else storage.normalize(uri),
+                            storage_options=delta.storage_options(uri)).to_pyarrow_table())
+    return t.select(delta.delta_schema(table).names)
+
+
+def assert_same_as_served(src: str, dst: str) -> dict[str, int]:
+    counts = {}
+    for table in idx.VIDEO_TABLES:
+        want = idx.read_table(src, table)
+        got = delta_rows(dst, table)
+        assert got.column_names == want.column_names, table
+        assert rows_of(got) == rows_of(want), table
+        counts[table] = got.num_rows
+    return counts
+
+
+def versions(dst: str) -> dict[str, int]:
+    return {t: delta.open_table(dst, t, create=False).version() for t in idx.VIDEO_TABLES}
+
+
+def test_upgrade_copies_the_served_rows_and_the_rest(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    made = build_index(src)
+    lines: list[str] = []
+    res = upgrade(src, dst, block_videos=3, progress=lines.append, every=1)
+    counts = assert_same_as_served(src, dst)
+    assert counts == {"videos": 8, "snippets": 24, "segments": 8, "captions": 8, "errors": 2}
+    assert {t: r.rows for t, r in res.tables.items()} == counts
+    assert res.tables["videos"].batches == 3 and res.tables["videos"].files >= 3
+    # the replaced video's rows are gone everywhere; the retried error shows its newest row only
+    for table in ("videos", "snippets", "segments", "captions"):
+        assert made["old"] not in delta_rows(dst, table).column("video_id").to_pylist()
+    errors = {r["video_id"]: r for r in delta_rows(dst, "errors").to_pylist()}
+    assert set(errors) == {made["twice"], vid(201)} and errors[made["twice"]]["reason"] == "decoder_crash"
+    # the rest of the index, byte for byte; tombstones too (the scorings' readers hide replaced videos by them)
+    for rel in ("settings.json", "labels/part-0.parquet", "scorings/CURRENT.json", "runs/run-r1.json",
+                f"superseded/{made['old']}.json"):
+        assert (Path(dst) / rel).read_bytes() == (Path(src) / rel).read_bytes(), rel
+    assert res.copied == 5
+    assert idx.index_version(dst) == idx.SCHEMA_VERSION
+    assert any(line.startswith("videos: 8 rows") for line in lines) and "other content: 5 files copied" in lines
+    # the new index's done set is the Delta tables'
+    assert set(idx.done_ids(dst, "videos").to_pylist()) == set(idx.read_table(src, "videos").column("video_id").to_pylist())
+    # a rerun adds nothing: no commit in any table, same rows
+    before = versions(dst)
+    again = upgrade(src, dst)
+    assert versions(dst) == before
+    assert all(r.batches == 0 and r.skipped > 0 for t, r in again.tables.items() if r.rows)
+    assert assert_same_as_served(src, dst) == counts
+
+
+def test_an_interrupted_upgrade_goes_on_without_duplicates(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    build_index(src)
+    first = upgrade(src, dst, block_videos=2, max_batches=1)  # killed after each table's first commit
+    assert all(not r.complete and r.batches == 1 for r in first.tables.values())
+    assert delta_rows(dst, "videos").num_rows == 2 and not (Path(dst) / "runs").exists()
+    # killed again after the record of a block was written but before its commit
+    state = Path(dst) / STATE_DIR / "videos.json"
+    doc = json.loads(state.read_text())
+    doc["batches"].append({"fingerprint": "x", "rows": 99, "files": 2})
+    state.write_text(json.dumps(doc))
+    res = upgrade(src, dst)  # the block size of the interrupted call is kept
+    assert res.tables["videos"].skipped == 1 and res.tables["videos"].batches == 4  # 9 part files (one replaced)
+    assert assert_same_as_served(src, dst)["videos"] == 8
+    assert delta.committed_batch(dst, "videos", app_id(src)) == 4
+    with pytest.raises(ExvadError, match="started with blocks of 2 videos"):
+        upgrade(src, dst, block_videos=5)
+
+
+def test_a_count_mismatch_names_the_table_and_both_counts(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    build_index(src)
+    upgrade(src, dst)
+    delta.delete_videos(dst, "captions", [vid(1)])  # a row lost from the Delta table behind the upgrade's back
+    with pytest.raises(ExvadError, match=r"captions: 8 rows served in .*/src but 7 in the Delta table .*/dst/captions"):
+        upgrade(src, dst)
+
+
+def test_a_source_changed_under_an_interrupted_upgrade_is_refused(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    build_index(src)
+    upgrade(src, dst, block_videos=2, max_batches=1, tables=("videos",))
+    write_video(src, vid(0))  # sorts first: every block would shift by one video
+    with pytest.raises(ExvadError, match=r"videos: the source .* changed since this upgrade began \(block 0"):
+        upgrade(src, dst)
+
+
+def test_a_compacted_index_with_a_video_rewritten_since_copies_it_once(tmp_path):
+    """Compacted files are copied; a video whose part file was rewritten after compaction (a rerun)
+    is copied from its part file, not twice."""
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    build_index(src)
+    idx.compact(src)
+    assert not any("part-" in f for f in idx.list_files(src, "snippets"))
+    write_video(src, vid(2), date="2026-11-24", camera="cam-1", score=0.7)  # the rewrite: newer scores
+    served = idx.read_table(src, "snippets")
+    assert served.num_rows == 24 + 3  # today's readers see both copies
+    upgrade(src, dst, block_videos=4)
+    got = delta_rows(dst, "snippets")
+    assert got.num_rows == 24
+    mine = [r["anomaly_score"] for r in got.to_pylist() if r["video_id"] == vid(2)]
+    assert mine == pytest.approx([0.7] * 3)
+    assert delta_rows(dst, "videos").num_rows == 8
+
+
+def test_an_index_of_schema_version_1_comes_out_under_todays_names(tmp_path):
+    src, dst = str(tmp_path / "index_v1"), str(tmp_path / "dst")
+    shutil.copytree(DATA / "index_v1", src)
+    assert idx.index_version(src) == 1
+    upgrade(src, dst)
+    assert_same_as_served(src, dst)
+    snippets = delta_rows(dst, "snippets")
+    assert "visual_embedding" in snippets.column_names and "clip_embedding" not in snippets.column_names
+    assert snippets.column("visual_embedding").null_count == 0
+    # the manifests say what the tables are now, and what they were
+    doc = json.loads(next((Path(dst) / "runs").glob("*.json")).read_text())
+    assert doc["index_schema_version"] == idx.SCHEMA_VERSION and doc["upgraded_from"]["index_schema_version"] == 1
+    assert idx.index_version(dst) == idx.SCHEMA_VERSION
+
+
+def test_upgrade_on_the_local_s3_server(s3_bucket):
+    src, dst = f"{s3_bucket}/src", f"{s3_bucket}/dst"
+    made = build_index(src)
+    res = upgrade(src, dst, block_videos=4)
+    counts = assert_same_as_served(src, dst)
+    assert counts["videos"] == 8 and res.tables["errors"].rows == 2
+    assert made["old"] not in delta_rows(dst, "videos").column("video_id").to_pylist()
+    assert storage.read_bytes(f"{dst}/settings.json") == b'{"profile": "lite"}'
+    before = versions(dst)
+    upgrade(src, dst)
+    assert versions(dst) == before
+
+
+def test_cli_upgrade_prints_a_line_per_table(tmp_path, capsys):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    build_index(src)
+    assert main(["index", "upgrade", src, "--out", dst]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.split()[:3] == ["snippets", "24", "rows"] for line in out)
+    assert out[-1].startswith(f"exvad index upgrade: {src} -> {dst}: 5 Delta tables, 50 rows")
+    assert not (Path(dst) / "lease.json").exists()
+    assert main(["index", "upgrade", src, "--out", dst, "--json"]) == 0  # a rerun: nothing added
+    out = capsys.readouterr().out
+    doc = json.loads(out[out.index("\n{") + 1:])
+    assert doc["tables"]["videos"] == {**doc["tables"]["videos"], "rows": 8, "batches": 0, "skipped": 1}
+
+
+def test_cli_bad_inputs_are_one_line_and_exit_2(tmp_path, capsys):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    build_index(src)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    upgrade(src, dst)
+    cases = {
+        "no index at": [str(tmp_path / "nothing"), "--out", str(tmp_path / "x")],
+        "is the source": [src, "--out", src],
+        "inside one another": [src, "--out", str(Path(src) / "delta")],
+        "not an upgrade of": [src, "--out", str(other)],
+        "already holds Delta tables": [dst, "--out", str(tmp_path / "y")],
+        "must be at least 1": [src, "--out", str(tmp_path / "z"), "--block-videos", "0"],
+    }
+    for expect, argv in cases.items():
+        assert main(["index", "upgrade", *argv]) == 2, expect
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("exvad index: error: ") and expect in err[0], (expect, err)
+    assert (other / "notes.txt").read_text() == "mine" and sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+
+
+def test_cli_help(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["index", "upgrade", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert "Delta tables" in text and "Safe to rerun after an interruption" in text and "SRC is not modified" in text
