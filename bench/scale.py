@@ -25,13 +25,17 @@ Measured operations (today's code, unchanged):
   plan_compacted the rerun's planning again, on the compacted index
 
 `--layout delta` builds the `videos` and `errors` tables as Delta Lake tables (issue 23; files of
-blocks of videos, `DeltaLayout`) and runs `plan` on them; the other operations on Delta are later
-pieces of the issue. Rows of the rerun's planning (PLAN_OPS) carry the planner they measured
+blocks of videos, `DeltaLayout`: one file per partition of 100 videos) and runs `plan`, `compact`
+(`exvad compact`: optimize, vacuum with retention 0, checkpoint) and `plan_compacted` on them;
+`--layout delta_blocks` is the same tables as the job writes them by default (a block of 16 videos
+written and committed at a time: small files, a log entry per block). Rescore planning and search
+on Delta are later pieces of the issue. Rows of the rerun's planning (PLAN_OPS) carry the planner they measured
 (`planner`: "streamed" for the page-by-page planner; plan rows without it measured the Python-set
 planner before it, kept as they were). A run replaces the rows of the operations it ran only.
 
     python bench/scale.py run --sizes 1e4,1e5 --backend local      # builds under --root, measures
     python bench/scale.py run --layout delta --sizes 1e6 --ops plan  # the Delta layout's planning
+    python bench/scale.py run --layout delta_blocks --sizes 1e4 --ops compact,plan_compacted
     python bench/scale.py run --sizes 1e4 --backend s3               # on a local SeaweedFS
     python bench/scale.py report [--md FILE]                         # RESULTS.md (or FILE) + results.json
     python bench/scale.py check                                      # bulk layout == real writer
@@ -314,46 +318,71 @@ class TodayLayout(Layout):
 
 
 class DeltaLayout(TodayLayout):
-    """The Delta Lake tables of issue 23 (exvad_ray/index/delta.py), for the rerun's planning: the
-    `videos` and `errors` tables as Delta tables whose files hold blocks of videos (one Parquet
-    file per (date, camera) partition of `videos`, 100 videos; one per date of `errors`), written by
-    `delta.write_files` and committed by `delta.commit` with the run's application transaction,
-    one commit per DELTA_COMMIT_VIDEOS videos (10 commits per table at 1e6). The rows are the same
-    as today's layout holds (`video_tables`). The other tables (snippets, segments, captions),
-    tombstones and the run manifest stay absent: `plan` reads only the done set, so only `plan`
-    (and `baseline`) run on this layout; rescore planning, search and compaction on Delta are
-    later pieces of issue 23."""
+    """The Delta Lake tables of issue 23 (exvad_ray/index/delta.py), for the rerun's planning and
+    compaction: the `videos` and `errors` tables as Delta tables whose files hold blocks of videos
+    (one Parquet file per (date, camera) partition of `videos`, 100 videos; one per date of
+    `errors`), written by `delta.write_files` and committed by `delta.commit` with the run's
+    application transaction, one commit per DELTA_COMMIT_VIDEOS videos (10 commits per table at
+    1e6). The rows are the same as today's layout holds (`video_tables`). The other tables
+    (snippets, segments, captions), tombstones and the run manifest stay absent: `plan` reads only
+    the done set; `compact` is `exvad compact` on the two tables (optimize, then vacuum with a
+    retention of 0: the index as it is once the retention has passed; then a checkpoint).
+    Rescore planning and search on Delta are later pieces of issue 23."""
 
     name = "delta"
-    ops = ("plan",)
+    ops = ("plan", "compact", "plan_compacted")
+    block_videos: int | None = None  # videos per write_files call (None: all of a commit's at once)
+    commit_videos = DELTA_COMMIT_VIDEOS
 
     def build(self, index: str, archive: Archive, ids: list[str]) -> dict[str, int]:
         from exvad_ray.index import delta
 
         counts: dict[str, int] = {}
-        for batch, start in enumerate(range(0, len(ids), DELTA_COMMIT_VIDEOS)):
-            cols: dict[str, dict[str, list[Any]]] = {}
-            parts: dict[str, list[dict[str, str]]] = {}
-            for k in range(start, min(len(ids), start + DELTA_COMMIT_VIDEOS)):
-                _, date, camera = archive.key(k)
-                for table, item in video_tables(k, ids[k], archive.object_uri(k), date, camera).items():
-                    if table not in ("videos", "errors"):
-                        continue
-                    values, row = item
-                    into = cols.setdefault(table, {})
-                    for c, v in row.items():
-                        into.setdefault(c, []).extend(v)
-                    parts.setdefault(table, []).append(values)
+        block = self.block_videos or self.commit_videos
+        for batch, start in enumerate(range(0, len(ids), self.commit_videos)):
+            files: dict[str, list[dict[str, Any]]] = {}
+            end = min(len(ids), start + self.commit_videos)
+            for b0 in range(start, end, block):
+                cols: dict[str, dict[str, list[Any]]] = {}
+                parts: dict[str, list[dict[str, str]]] = {}
+                for k in range(b0, min(end, b0 + block)):
+                    _, date, camera = archive.key(k)
+                    for table, item in video_tables(k, ids[k], archive.object_uri(k), date, camera).items():
+                        if table not in ("videos", "errors"):
+                            continue
+                        values, row = item
+                        into = cols.setdefault(table, {})
+                        for c, v in row.items():
+                            into.setdefault(c, []).extend(v)
+                        parts.setdefault(table, []).append(values)
+                for table in cols:
+                    files.setdefault(table, []).extend(delta.write_files(index, table, cols[table], parts[table]))
             for table in ("videos", "errors"):
-                if table not in cols:
-                    continue
-                files = delta.write_files(index, table, cols[table], parts[table])
-                delta.commit(index, table, RUN_ID, batch, files)
-                counts[table] = counts.get(table, 0) + len(files)
+                if table in files:
+                    delta.commit(index, table, RUN_ID, batch, files[table])
+                    counts[table] = counts.get(table, 0) + len(files[table])
         return counts
 
+    def op_compact(self, index: str, archive: str) -> dict[str, Any]:
+        from dataclasses import asdict
 
-LAYOUTS: dict[str, type[Layout]] = {"today": TodayLayout, "delta": DeltaLayout}
+        from exvad_ray.index import compact
+
+        done = compact(index, tables=("videos", "errors"), retention_hours=0)
+        return {"compacted": {t: asdict(r) for t, r in done.items()}}
+
+
+class DeltaBlocksLayout(DeltaLayout):
+    """The Delta tables as the archive job writes them by default: a block of 16 finished videos
+    (`exvad process --commit-every`) written as one file per partition and committed as one batch,
+    so a partition of 100 videos is spread over 7-8 small files and every block is a log entry."""
+
+    name = "delta_blocks"
+    block_videos = 16
+    commit_videos = 16
+
+
+LAYOUTS: dict[str, type[Layout]] = {"today": TodayLayout, "delta": DeltaLayout, "delta_blocks": DeltaBlocksLayout}
 
 
 # ------------------------------------------------------------------------------------- measuring
@@ -807,6 +836,7 @@ def report() -> None:
     record("Archive scale (issue 23): today's index layout, metadata only", "\n".join(md), flat)
     print("\n".join(md))
     report_streamed()
+    report_delta_compact()
 
 
 def report_streamed() -> None:
@@ -858,6 +888,49 @@ def report_streamed() -> None:
                table(["layout", "metric", "from", "growth per 1e6 videos", "at N2", "1e7 (projected)"], proj), ""]
     md += ["Targets of issue 23 at 1e6: planning <= 30 s, peak RSS <= 1 GiB; at 1e7 <= 10 min, <= 2 GiB."]
     record("Archive scale (issue 23): streamed rerun planning, today's layout and Delta", "\n".join(md), flat)
+    print("\n".join(md))
+
+
+def report_delta_compact() -> None:
+    """`exvad compact` on the Delta layouts: objects per video before and after (every object
+    under the index: data files and `_delta_log` entries), the compaction's wall time, CPU and
+    driver peak RSS. Keys: `scale_*` for the layout of files of 100 videos (`delta`),
+    `scale_blocks_*` for the job's default blocks of 16 videos a commit (`delta_blocks`)."""
+    from _results import record, table
+
+    rows = [r for r in _load_raw() if r["backend"] == "local" and r["layout"] in ("delta", "delta_blocks")]
+    by = {(r["layout"], r["op"], r["n"]): r for r in rows}
+    flat: dict[str, Any] = {}
+    body = []
+    for layout, prefix in (("delta", "scale_"), ("delta_blocks", "scale_blocks_")):
+        for n in sorted(n for (lay, op, n) in by if lay == layout and op == "compact"):
+            b, c, p = by[(layout, "build", n)], by[(layout, "compact", n)], by.get((layout, "plan_compacted", n))
+            label = _label(n)
+            after = round(c["objects_after"] / n, 4)
+            flat[f"{prefix}objects_per_video@{label}"] = b["objects_per_video"]
+            flat[f"{prefix}objects_per_video_compacted@{label}"] = after
+            for metric in ("s", "cpu_s", "peak_rss_mb"):
+                flat[f"{prefix}compact_{metric}@{label}"] = c[metric]
+            if p:
+                flat[f"{prefix}plan_compacted_s@{label}"] = p["s"]
+            files = {t: (v["files_before"], v["files_after"], v["vacuumed"]) for t, v in c["compacted"].items()}
+            body.append([layout, label, f"{b['objects']:,}", b["objects_per_video"], f"{c['objects_after']:,}", after,
+                         " ".join(f"{t} {a}->{z}" for t, (a, z, _) in files.items()),
+                         sum(v for _, _, v in files.values()), f"{c['s']:.3g}", f"{c['cpu_s']:.3g}",
+                         f"{c['peak_rss_mb']:,.0f}", "-" if p is None else f"{p['s']:.3g}"])
+    if not body:
+        return
+    md = ["`exvad compact` (exvad_ray/index/compaction.py: delta-rs optimize, full vacuum, checkpoint) on the "
+          "`videos` and `errors` Delta tables, local disk, retention 0 (the index as it is once the retention has "
+          "passed; with the default 7 days nothing is deleted right after a compaction). `delta`: one file per "
+          "(date, camera) partition of 100 videos, a commit per 1e5 videos (the layout of the planning rows). "
+          "`delta_blocks`: as the job writes by default, a block of 16 videos written as one file per partition "
+          "and committed as one batch. Objects: every object under the index, data files and `_delta_log` entries "
+          "(commits, checkpoints). Peak RSS of the child process, imports included.", "",
+          table(["layout", "videos", "objects before", "per video", "objects after", "per video after",
+                 "snapshot files before->after", "files vacuumed", "compact s", "CPU s", "peak RSS MB",
+                 "plan after s"], body), ""]
+    record("Archive scale (issue 23): Delta compaction", "\n".join(md), flat)
     print("\n".join(md))
 
 
