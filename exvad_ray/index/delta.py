@@ -200,10 +200,12 @@ def committed_batch(index: str, table: str, run_id: str) -> int | None:
     return open_table(index, table).transaction_version(run_id)
 
 
-def commit(index: str, table: str, run_id: str, batch: int, files: Iterable[dict[str, Any]]) -> bool:
+def commit(index: str, table: str, run_id: str, batch: int, files: Iterable[dict[str, Any]],
+           metadata: dict[str, str] | None = None) -> bool:
     """Add the files workers wrote (`write_files`) in one commit with the application transaction
     (run_id, batch). Returns False, adding nothing, when the table already holds that batch (or a
-    later one) of the run: a retry after a kill. Batches of a run are numbered upwards from 0."""
+    later one) of the run: a retry after a kill. Batches of a run are numbered upwards from 0.
+    `metadata`: more commit metadata (the job records the batch's video ids there)."""
     from deltalake import CommitProperties, Transaction
     from deltalake.transaction import AddAction
 
@@ -219,10 +221,32 @@ def commit(index: str, table: str, run_id: str, batch: int, files: Iterable[dict
             adds, mode="append", schema=delta_schema(table), partition_by=partition_cols(table) or None,
             commit_properties=CommitProperties(app_transactions=[Transaction(app_id=run_id, version=batch)],
                                                custom_metadata=_metadata(**{"exvad.run_id": run_id,
-                                                                            "exvad.batch": str(batch)})))
+                                                                            "exvad.batch": str(batch),
+                                                                            **(metadata or {})})))
     except Exception as exc:  # noqa: BLE001
         raise _storage_error(table_uri(index, table), exc) from exc
     return True
+
+
+def append(index: str, table: str, files: Iterable[dict[str, Any]]) -> None:
+    """Add files in one commit of their own, without an application transaction: for rows that
+    workers commit as they come (a failed video's `errors` row); concurrent appends all land (the
+    log's optimistic concurrency: docs/INDEX.md (a))."""
+    from deltalake import CommitProperties
+
+    adds = [_add_action(f) for f in files]
+    try:
+        open_table(index, table).create_write_transaction(
+            adds, mode="append", schema=delta_schema(table), partition_by=partition_cols(table) or None,
+            commit_properties=CommitProperties(custom_metadata=_metadata()))
+    except Exception as exc:  # noqa: BLE001
+        raise _storage_error(table_uri(index, table), exc) from exc
+
+
+def _add_action(f: dict[str, Any]) -> Any:
+    from deltalake.transaction import AddAction
+
+    return AddAction(**f)
 
 
 def delete_videos(index: str, table: str, video_ids: Iterable[str]) -> int:

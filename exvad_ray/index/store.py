@@ -79,7 +79,21 @@ def write_video_tables(index: str, video_id: str, tables: dict[str, tuple[dict[s
             write_table_file(file_uri(index, table, values, video_id), conform(table, cols))
 
 
+def is_delta_index(index: str) -> bool:
+    """Whether the index holds Delta tables (its `videos` table has a log) rather than today's
+    per-video files. An index is one or the other; `exvad index upgrade` turns the old into the new."""
+    from exvad_ray.index import delta
+
+    return delta.is_delta(index, "videos")
+
+
 def list_files(index: str, table: str) -> list[str]:
+    """A table's data files: a Delta table's current snapshot (from its log: no listing, and never a
+    file of a deleted row or of an uncommitted batch), else every part and compacted file listed."""
+    from exvad_ray.index import delta
+
+    if delta.is_delta(index, table):
+        return sorted(delta.snapshot_files(index, table))
     root = storage.join(index, table)
     fs, path = storage.filesystem(root)
     try:
@@ -97,9 +111,40 @@ def is_table_file(uri: str) -> bool:
     return uri.endswith(".parquet") and "/.tmp-" not in uri
 
 
-def file_video_ids(uri: str) -> list[str]:
+def iter_table_files(index: str, table: str, page: int = 10_000) -> Iterator[list[str]]:
+    """A table's data files a page at a time, in path order (so a partition folder's files are
+    together): a Delta table's snapshot, else the listing, paged."""
+    from exvad_ray.index import delta
+
+    if delta.is_delta(index, table):
+        files = sorted(delta.snapshot_files(index, table))
+        for start in range(0, len(files), page):
+            yield files[start:start + page]
+        return
+    for found in storage.iter_objects(storage.join(index, table), page=page, stat=False):
+        yield [f for f, _ in found if is_table_file(f)]
+
+
+def folder_files(index: str, table: str, rel: str, delta_table: bool | None = None) -> list[str]:
+    """The data files of one partition folder (`rel`: ``k=v/k=v`` under the table): for a Delta
+    table the snapshot's files with those partition values, else the folder's listing."""
+    from exvad_ray.index import delta
+
+    if delta_table if delta_table is not None else delta.is_delta(index, table):
+        values = dict(part.split("=", 1) for part in rel.split("/") if "=" in part)
+        return sorted(delta.snapshot_files(index, table, partitions=values or None))
+    return [f for page in storage.iter_objects(storage.join(index, table, rel), recursive=False, stat=False)
+            for f, _ in page if is_table_file(f)]
+
+
+def file_video_ids(uri: str, delta_table: bool = False) -> list[str]:
     """The videos a table file holds: a part file's id from its name, a compacted file's recorded
-    ids (its footer read); none for any other file."""
+    ids (its footer read); none for any other file. A Delta table's file (`delta_table`) holds
+    blocks of videos under names that say nothing: its `video_id` column is read (that alone)."""
+    if delta_table:
+        with storage.open_file(uri) as f:
+            col = pq.ParquetFile(f).read(columns=["video_id"], use_threads=False).column(0)
+        return pc.unique(col.combine_chunks().cast(pa.string())).to_pylist()
     m = PART_RE.search(uri)
     if m:
         return [m.group(1)]
@@ -311,7 +356,12 @@ def index_version(index: str) -> int:
 
     versions = {int(m.get("index_schema_version") or 1) for m in read_manifests(index)}
     if not versions:
+        from exvad_ray.index import delta
+
         for table in VIDEO_TABLES:
+            if delta.is_delta(index, table):  # every commit records the version that wrote it
+                versions = {int(delta.commit_metadata(index, table).get(delta.SCHEMA_VERSION_KEY, SCHEMA_VERSION))}
+                break
             files = list_files(index, table)
             if files:
                 with storage.open_file(files[0]) as f:

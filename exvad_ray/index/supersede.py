@@ -43,8 +43,19 @@ def superseded_ids(index: str) -> set[str]:
 
 
 def mark_superseded(index: str, old_to_new: dict[str, tuple[str, str]]) -> None:
-    """Write a tombstone per replaced video: {old id: (uri, new id)}."""
+    """Write a tombstone per replaced video: {old id: (uri, new id)}. On a Delta index the old
+    rows are deleted from every video table first (a delete in each log: no reader, ours or
+    another engine, sees them again); the tombstone stays for the scorings, which are still
+    per-video files whose readers hide the replaced videos by it."""
     import datetime as dt
+
+    if old_to_new and idx.is_delta_index(index):
+        from exvad_ray.index import delta
+        from exvad_ray.index.schemas import VIDEO_TABLES
+
+        for table in VIDEO_TABLES:
+            if delta.is_delta(index, table):
+                delta.delete_videos(index, table, old_to_new)
 
     for old, (uri, new) in sorted(old_to_new.items()):
         doc = {"video_id": old, "uri": uri, "superseded_by": new, "at": dt.datetime.now(dt.timezone.utc).isoformat()}
