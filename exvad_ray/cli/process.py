@@ -51,6 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run all model stages in one actor (default auto: yes without GPUs)")
     p.add_argument("--retry-errors", action="store_true", help="also retry videos recorded in the errors table")
     p.add_argument("--limit", type=int, default=None, help="process at most this many new videos")
+    p.add_argument("--index-format", choices=["delta", "files"], default="delta",
+                   help="table format of a NEW index: delta (Delta Lake tables: batches of videos per file and per "
+                        "commit, deletes for replaced videos; read by DuckDB, Polars, Spark, Ray) or files "
+                        "(one Parquet file per video per table, the layout before). An existing index keeps its "
+                        "own format; `exvad index upgrade` converts one. Default: delta")
+    p.add_argument("--commit-every", type=int, default=16, metavar="N",
+                   help="Delta index: videos written and committed together as one batch (default 16). A kill "
+                        "loses at most the batches not yet committed; larger batches mean fewer, larger files")
     p.add_argument("--content-hash", action="store_true",
                    help="identify local files by a sha256 of their bytes (default: size + modification time)")
     p.add_argument("--wait", action="store_true",
@@ -113,6 +121,7 @@ def process_config_from_args(args: argparse.Namespace) -> ProcessConfig:
         localization=LocalizationConfig(threshold=args.threshold), decode_tasks=args.decode_tasks,
         model_actors=args.actors, gpu_per_stage=args.gpu_per_stage,
         fuse_stages={"auto": None, "yes": True, "no": False}[args.fuse_stages], retry_errors=args.retry_errors, limit=args.limit, address=args.address,
+        index_format=args.index_format, commit_every=args.commit_every,
         content_hash=args.content_hash, wait=args.wait, normality=args.normality,
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import pickle
 from collections import defaultdict
 from typing import Any
 
@@ -25,6 +26,7 @@ from exvad_ray.index.partitions import sanitize
 from exvad_ray.pipeline.progress import notify
 
 SUMMARY_KEYS = ("video_id", "uri", "status", "stage", "reason", "hours", "n_snippets", "segment_classes")
+PAYLOAD = "payload"  # a finished video's rows (pickled Arrow tables by table), for the batch writer
 
 
 def _fmt_time(s: float) -> str:
@@ -93,6 +95,9 @@ class VideoContext:
     detector_name: str
     label_set: str
     localization: LocalizationConfig = LocalizationConfig()
+    # Delta index: the video's rows leave as a payload for the batch writer (`pipeline.commits`)
+    # instead of being written here one file per table
+    batch_writes: bool = False
 
 
 def build_video_tables(ctx: VideoContext, windows: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -196,7 +201,8 @@ class VideoAssembler:
         self.pending: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {k: [] for k in SUMMARY_KEYS}
+        keys = SUMMARY_KEYS + ((PAYLOAD,) if self.ctx.batch_writes else ())
+        out: dict[str, list[Any]] = {k: [] for k in keys}
         n = len(batch["video_id"])
         for i in range(n):
             row = {k: v[i] for k, v in batch.items()}
@@ -206,8 +212,8 @@ class VideoAssembler:
                 continue
             windows = [w for _, w in sorted(self.pending.pop(vid).items())]
             summary = self._finish(windows)
-            for k in SUMMARY_KEYS:
-                out[k].append(summary[k])
+            for k in keys:
+                out[k].append(summary.get(k, b""))
         return out
 
     def _finish(self, windows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -219,7 +225,11 @@ class VideoAssembler:
             if failed is not None:
                 raise StageError(str(failed["error"]))
             tables, summary = build_video_tables(self.ctx, windows)
-            idx.write_video_tables(self.ctx.index, item["video_id"], tables)
+            if self.ctx.batch_writes:
+                summary[PAYLOAD] = pickle.dumps({t: [(v, idx.conform(t, c)) for v, c in (x if isinstance(x, list) else [x])]
+                                                 for t, x in tables.items()})
+            else:
+                idx.write_video_tables(self.ctx.index, item["video_id"], tables)
             notify(self.progress, "video_done", summary["hours"], summary["n_snippets"],
                    [c for c in summary["segment_classes"].split(",") if c])
             return summary

@@ -58,7 +58,8 @@ def utcnow() -> dt.datetime:
 
 
 def write_error(index: str, run_id: str, item: dict[str, Any], stage: str, exc: BaseException) -> str:
-    """Record a failed video in `errors` (one file per video, rewritten on retry). Returns the reason."""
+    """Record a failed video in `errors` (one file per video, rewritten on retry; on a Delta index a
+    commit of its own, the newest row per video being the one readers serve). Returns the reason."""
     reason = getattr(exc, "reason", None) or ("user_error" if isinstance(exc, ExvadError) else "internal")
     message = str(exc) if isinstance(exc, (ExvadError, GuardTripped)) else "".join(
         traceback.format_exception_only(type(exc), exc)).strip()
@@ -69,7 +70,13 @@ def write_error(index: str, run_id: str, item: dict[str, Any], stage: str, exc: 
         "detail": [str(detail)[:2000] if detail else None],
         "run_id": [run_id], "processed_at": [utcnow()],
     }
-    idx.write_video_tables(index, item["video_id"], {"errors": ({"date": item["processing_date"]}, cols)})
+    from exvad_ray.index import delta
+
+    values = {"date": item["processing_date"]}
+    if delta.is_delta(index, "errors"):  # a commit of its own: errors are few, and appends never conflict
+        delta.append(index, "errors", delta.write_files(index, "errors", cols, [values]))
+    else:
+        idx.write_video_tables(index, item["video_id"], {"errors": (values, cols)})
     return reason
 
 

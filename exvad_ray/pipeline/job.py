@@ -21,6 +21,7 @@ from exvad_ray import index as idx
 from exvad_ray.index.partitions import DEFAULT_DATE_PATTERN
 from exvad_ray.pipeline import stages as st
 from exvad_ray.detector.localize import LocalizationConfig
+from exvad_ray.pipeline.commits import BatchCommitter
 from exvad_ray.pipeline.decode import utcnow
 from exvad_ray.pipeline.fused import DecodeAndModelStage
 from exvad_ray.pipeline.identity import check_index_settings
@@ -63,11 +64,16 @@ class ProcessConfig:
     # a normality model (`exvad normality fit`): once the job's videos are committed, they are scored with
     # it too (alone, or fused with --detector) into a scoring of their own, marked current (docs/PIPELINE.md)
     normality: str | None = None
+    # the table format of a NEW index: "delta" (Delta Lake tables, blocks of videos committed in
+    # batches) or "files" (one Parquet file per video per table); an existing index keeps its own
+    index_format: str = "delta"
+    commit_every: int = 16  # Delta index: videos per batch (one file per table and partition, one commit)
 
     # Knobs that change how fast or where a run goes, not what it produces: a rerun that changes
     # them is still the same run (same id, same processing date, so still exactly once).
     NOT_IDENTITY = ("address", "progress_interval_s", "limit", "retry_errors", "decode_tasks", "model_actors",
-                    "gpu_per_stage", "fuse_stages", "batch_windows", "wait", "normality")
+                    "gpu_per_stage", "fuse_stages", "batch_windows", "wait", "normality", "index_format",
+                    "commit_every")
 
     def run_id(self) -> str:
         keys = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.NOT_IDENTITY}
@@ -137,7 +143,7 @@ def plan_resources(cfg: ProcessConfig, cpus: float, gpus: float, chain: list[st.
     """
     if chain is None:
         chain = st.build_chain(job_spec(cfg, "transformers" if cfg.explainer == "auto" else cfg.explainer))
-    fusable = all(s.fusable for s in chain if s.name != "assemble")
+    fusable = all(s.fusable for s in chain if not s.tail)
     fuse = (cfg.fuse_stages if cfg.fuse_stages is not None else gpus == 0) and fusable
     cpu_scale = 0.25 if cpus <= 4 or fuse else 1.0
     actor_stages = [s for s in chain if s.compute == "actors" and (not fuse or not s.fusable)]
@@ -162,10 +168,32 @@ def plan_resources(cfg: ProcessConfig, cpus: float, gpus: float, chain: list[st.
 
 
 def job_spec(cfg: ProcessConfig, explainer: str, class_names: list[str] | tuple[str, ...] = (),
-             progress: Any = None) -> st.JobSpec:
+             progress: Any = None, batch_writes: bool = False) -> st.JobSpec:
     return st.JobSpec(index=cfg.index, run_id=cfg.run_id(), profile=cfg.profile, explainer=explainer,
                       detector=cfg.detector, label_set=cfg.label_set, sampling=cfg.sampling,
-                      class_names=tuple(class_names), localization=cfg.localization, progress=progress)
+                      class_names=tuple(class_names), localization=cfg.localization, progress=progress,
+                      batch_writes=batch_writes, commit_every=cfg.commit_every)
+
+
+def uses_delta(cfg: ProcessConfig) -> bool:
+    """Whether this run writes Delta tables: an index that is Delta stays Delta, one that holds
+    per-video files stays so (`exvad index upgrade` converts it), a new one takes `index_format`."""
+    if idx.is_delta_index(cfg.index):
+        return True
+    if idx.read_manifests(cfg.index) or idx.list_files(cfg.index, "videos") or idx.list_files(cfg.index, "errors"):
+        return False
+    return cfg.index_format == "delta"
+
+
+def prepare_delta(cfg: ProcessConfig) -> dict[str, int]:
+    """Before planning on a Delta index: its tables exist, and the rows of batches a killed run
+    committed to some tables but not to `videos` are deleted (`index.batches.repair`), so that
+    redoing those videos cannot add their rows twice."""
+    from exvad_ray.index import batches
+
+    batches.create_tables(cfg.index)
+    runs = {m.get("run_id") for m in idx.read_manifests(cfg.index)} | {cfg.run_id()}
+    return batches.repair(cfg.index, sorted(r for r in runs if r))
 
 
 def resolve_explainer(cfg: ProcessConfig, gpus: float) -> str:
@@ -255,6 +283,11 @@ def _run_process(cfg: ProcessConfig, echo: Any) -> dict[str, Any]:
     started = utcnow()
     t0 = time.time()
     idx.check_writable(cfg.index)
+    delta = uses_delta(cfg)
+    if delta:
+        repaired = prepare_delta(cfg)
+        if repaired:
+            echo(f"[exvad] removed the rows of an interrupted batch: {repaired}")
     date = processing_date(cfg)
     items, counts = list_work(cfg, date)
     skipped = counts.skipped
@@ -269,7 +302,8 @@ def _run_process(cfg: ProcessConfig, echo: Any) -> dict[str, Any]:
         _init_ray(cfg)
         progress = ProgressActor.options(**driver_node()).remote(len(items), sum(i["size"] for i in items))
         explainer = resolve_explainer(cfg, float(ray.cluster_resources().get("GPU", 0)))
-        chain = st.build_chain(job_spec(cfg, explainer, class_names, progress))
+        chain = st.build_chain(job_spec(cfg, explainer, class_names, progress, batch_writes=delta))
+        commit = BatchCommitter(cfg.index, cfg.run_id(), counts.retried_ids) if delta else None
         plan = _plan_resources(cfg, chain)
         log.info("resources: %s", plan)
         ds = build_dataset(items, chain, plan, cfg.batch_windows)
@@ -286,7 +320,10 @@ def _run_process(cfg: ProcessConfig, echo: Any) -> dict[str, Any]:
         reporter.start()
         try:
             for row in ds.iter_rows():
-                rows.append(dict(row, arrived_s=time.time() - t0))
+                row = dict(row, arrived_s=time.time() - t0)
+                if commit is not None:
+                    commit(row)
+                rows.append(row)
         finally:
             stop.set()
         snapshot = final_snapshot(cfg.index, items, progress)

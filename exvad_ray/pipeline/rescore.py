@@ -374,7 +374,7 @@ def plan_work(index: str, scoring_id: str | None, only: set[str] | None = None,
     (`index.IdSet`), the snippets files are listed a page at a time, and each task reads its own
     videos' rows (`video_infos`). The driver holds the items: a file name and the ids it holds."""
     from exvad_ray import index as idx
-    from exvad_ray.index.store import PART_RE, file_video_ids, is_table_file
+    from exvad_ray.index.store import PART_RE, file_video_ids, iter_table_files
     from exvad_ray.index.supersede import superseded_ids
 
     indexed = pc.unique(idx.done_ids(index, "videos"))  # a rewritten video is in two files until compaction
@@ -402,7 +402,7 @@ def plan_work(index: str, scoring_id: str | None, only: set[str] | None = None,
         file and (stale) in the compacted file; the part file wins."""
         nonlocal n_placed
         placed: set[str] = set()
-        held = [(f, file_video_ids(f)) for f in sorted(files, key=lambda f: not PART_RE.search(f))]
+        held = [(f, file_video_ids(f, in_blocks)) for f in sorted(files, key=lambda f: in_blocks or not PART_RE.search(f))]
         ok = set(keep([v for _, ids in held for v in ids]))  # one vectorised lookup per folder
         for f, ids in held:
             vids = [v for v in ids if v in ok and v not in placed]
@@ -413,11 +413,10 @@ def plan_work(index: str, scoring_id: str | None, only: set[str] | None = None,
                     [{"video_id": v, **({"label": _jsonable(labels.get(v))} if labels is not None else {})}
                      for v in vids])})
 
+    in_blocks = idx.is_delta_index(index)  # Delta: files hold blocks of videos, named by nothing
     folder, files = None, []
-    for page in storage.iter_objects(storage.join(index, "snippets"), stat=False):
-        for f, _ in page:
-            if not is_table_file(f):
-                continue
+    for page in iter_table_files(index, "snippets"):
+        for f in page:
             here = f.rsplit("/", 1)[0]
             if here != folder:
                 flush(files)
@@ -443,9 +442,10 @@ def video_infos(index: str, snippets_file: str, wanted: list[dict[str, Any]], ve
     the windows' explanation embeddings and texts, recording time, fps, its label (calibration).
     `listings`: the folders listed so far by this task (a block's files often share a folder)."""
     from exvad_ray import index as idx
-    from exvad_ray.index.store import COMPACT_PREFIX, PART_RE, is_table_file
+    from exvad_ray.index.store import COMPACT_PREFIX, PART_RE, folder_files, is_delta_index
 
     rel = snippets_file[len(storage.join(index, "snippets")) + 1:].rsplit("/", 1)[0]
+    in_blocks = is_delta_index(index)
     ids = [w["video_id"] for w in wanted]
 
     def rows(table: str, columns: list[str]) -> list[dict[str, Any]]:
@@ -454,14 +454,16 @@ def video_infos(index: str, snippets_file: str, wanted: list[dict[str, Any]], ve
         folder = storage.join(index, table, rel)
         names = (listings or {}).get(folder)
         if names is None:
-            names = [f for page in storage.iter_objects(folder, recursive=False, stat=False) for f, _ in page
-                     if is_table_file(f)]
+            names = folder_files(index, table, rel, in_blocks)
             if listings is not None:
                 listings[folder] = names
-        own = {m.group(1): f for f in names for m in [PART_RE.search(f)] if m}
-        rest = [v for v in ids if v not in own]
-        parts = [(sorted(own[v] for v in ids if v in own), [v for v in ids if v in own]),
-                 ([f for f in names if os.path.basename(f).startswith(COMPACT_PREFIX)] if rest else [], rest)]
+        if in_blocks:  # a Delta snapshot's files: every one may hold any of the videos
+            parts = [(names, ids)]
+        else:
+            own = {m.group(1): f for f in names for m in [PART_RE.search(f)] if m}
+            rest = [v for v in ids if v not in own]
+            parts = [(sorted(own[v] for v in ids if v in own), [v for v in ids if v in own]),
+                     ([f for f in names if os.path.basename(f).startswith(COMPACT_PREFIX)] if rest else [], rest)]
         out: list[dict[str, Any]] = []
         for files, vids in parts:
             if files:

@@ -176,6 +176,10 @@ def validate_process(cfg: Any) -> None:
     check_pattern("--camera-pattern", cfg.camera_pattern, (("camera",),))
     if cfg.explainer not in ("auto", "transformers", "vllm", "none"):
         raise ConfigError(f"--explainer must be auto, transformers, vllm or none, got {cfg.explainer!r}")
+    if getattr(cfg, "index_format", "files") not in ("delta", "files"):
+        raise ConfigError(f"--index-format must be delta or files, got {cfg.index_format!r}")
+    if getattr(cfg, "commit_every", 1) < 1:
+        raise ConfigError(f"--commit-every must be at least 1 video, got {cfg.commit_every}")
     if not cfg.extensions:
         raise ConfigError("no video file extensions given")
     check_resources(cfg.profile, cfg.label_set, cfg.detector, model_files=is_local_cluster(cfg.address))

@@ -30,6 +30,7 @@ class WorkCounts:
     retried: int = 0
     deferred: int = 0  # left for a later run by --limit
     ignored: dict[str, int] = dataclasses.field(default_factory=dict)
+    retried_ids: set[str] = dataclasses.field(default_factory=set)  # which of the items failed before
 
     @property
     def skipped(self) -> int:
@@ -77,8 +78,10 @@ def plan_work(cfg: Any, date: str, page: int = 10_000) -> tuple[list[dict[str, A
     new_ids = {new for _, new in replaced.values()}
     rules = PartitionRules(cfg.archive, date, cfg.date_pattern, cfg.camera_pattern)
     items = []
-    for e, vid, _ in todo:
+    for e, vid, was_failed in todo:
         counts.changed += vid in new_ids
+        if was_failed:
+            counts.retried_ids.add(vid)
         found = rules.path_time(e.uri)  # recording time in the path, if any (see decode.recorded_time)
         items.append({"uri": e.uri, "video_id": vid, "size": e.size, "etag": e.etag or "",
                       "date": rules.date(e.uri), "camera": rules.camera(e.uri), "processing_date": date,

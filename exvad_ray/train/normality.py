@@ -299,7 +299,8 @@ def plan_fit(cfg: NormalityFitConfig) -> FitPlan:
     banks = [GLOBAL] + (sorted(c for c, n in footage.items() if n >= cfg.min_camera_snippets) if per_camera else [])
 
     wanted = set(plan_videos)
-    by_file = [(f, [v for v in file_video_ids(f) if v in wanted]) for f in files]
+    in_blocks = idx.is_delta_index(index)  # Delta files hold blocks of videos: their ids are read
+    by_file = [(f, [v for v in file_video_ids(f, in_blocks) if v in wanted]) for f in files]
     return FitPlan(cfg, plan_videos, [(f, vs) for f, vs in by_file if vs], layout, emb_col, per_camera, rule, note,
                    banks, sorted({v["visual_model"] or "" for v in videos} - {""}), sum(len(p) for p in pins.values()),
                    archive, calibrate_splits if lookup is not None else ())

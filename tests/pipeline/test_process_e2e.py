@@ -79,17 +79,20 @@ def test_partitions_and_schemas_pyarrow_and_duckdb(processed, tmp_path):
     fs, path = storage.filesystem(cfg.index)
     local = tmp_path / "index"
     fs.get(path + "/", str(local) + "/", recursive=True)
+    # The index is Delta tables: DuckDB reads the files of each table's snapshot (docs/INDEX.md "External readers")
+    assert idx.is_delta_index(str(local))
     con = duckdb.connect()
+    files = {t: idx.list_files(str(local), t) for t in ("videos", "snippets", "segments")}
     rows = con.execute(
-        f"select camera, date, count(*) from read_parquet('{local}/videos/**/*.parquet', hive_partitioning=true) "
-        "group by all order by all").fetchall()
+        "select camera, date, count(*) from read_parquet(?, hive_partitioning=true) group by all order by all",
+        [files["videos"]]).fetchall()
     assert sum(n for _, _, n in rows) == videos.num_rows
     assert ("cam09", "2026-11-05") in {(c, str(d)) for c, d, _ in rows}
-    n_snip = con.execute(f"select count(*) from read_parquet('{local}/snippets/**/*.parquet', hive_partitioning=true)").fetchone()[0]
+    n_snip = con.execute("select count(*) from read_parquet(?, hive_partitioning=true)", [files["snippets"]]).fetchone()[0]
     assert n_snip == sum(v for v in idx.read_table(cfg.index, "videos", columns=["n_snippets"]).column("n_snippets").to_pylist())
     cols = {r[0]: r[1] for r in con.execute(
-        f"describe select * from read_parquet('{local}/segments/**/*.parquet', hive_partitioning=true)").fetchall()} \
-        if list(local.glob("segments/**/*.parquet")) else {}
+        "describe select * from read_parquet(?, hive_partitioning=true)", [files["segments"]]).fetchall()} \
+        if files["segments"] else {}
     if cols:
         assert cols["thumbnail_jpeg"] == "BLOB" and cols["class"] == "VARCHAR"
 

@@ -2,9 +2,10 @@
 every table, no reader ever sees a half-written file, and no secret (AWS keys, tokens) appears in
 the logs, the index files or the error rows.
 
-Archive on the local S3 server (credentials in the environment), index on local disk (where
-atomicity rests on write-then-rename); a reader thread parses every index file it can list while
-the jobs run and are killed.
+Archive on the local S3 server (credentials in the environment), index on local disk, in Delta
+tables committed two videos at a time (a kill can fall between the commits of one batch's
+tables: the rerun repairs it); a reader thread parses every index file a reader can see (a Delta
+table's snapshot and log, every other file) while the jobs run and are killed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pytest
 
 from exvad_ray import storage
 from exvad_ray import index as idx
+from exvad_ray.index import delta
 from exvad_ray.video.badfiles import encode_test_video, write_bad_videos
 
 pytestmark = pytest.mark.slow
@@ -58,14 +60,29 @@ class Reader(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
+            # a Delta table's reader reads the files of its snapshot, never a listing: a block's
+            # files are written in place and become visible only with the commit that adds them
+            snapshot = set()
+            for table in TABLES:
+                try:
+                    if delta.is_delta(self.index, table):
+                        snapshot |= set(idx.list_files(self.index, table))
+                except Exception:  # noqa: BLE001 - the table is being created
+                    pass
             for root, _, files in os.walk(self.index):
                 for name in files:
                     path = os.path.join(root, name)
                     if name.startswith(".tmp-") or name.endswith(".tmp"):
                         continue  # the writers' own scratch files, never listed by readers
+                    in_delta = os.path.exists(os.path.join(self.index, os.path.relpath(path, self.index).split(os.sep)[0],
+                                                           "_delta_log"))
                     try:
                         if name.endswith(".parquet"):
+                            if in_delta and path not in snapshot:
+                                continue  # not committed (yet, or ever): no reader sees it
                             pq.read_table(path)
+                        elif name.endswith(".json") and "_delta_log" in root:
+                            [json.loads(line) for line in open(path, "rb").read().splitlines() if line.strip()]
                         elif name.endswith(".json"):
                             json.loads(open(path, "rb").read())
                         self.reads += 1
@@ -85,7 +102,8 @@ def test_sigkill_at_random_points_then_exactly_once(tiny_dir, kill_archive, s3_s
     token = "hf_" + "T0kenValue" * 3
     env = dict(os.environ, HF_TOKEN=token, EXVAD_TEST_SECRET_TOKEN=token)
     args = [sys.executable, "-m", "exvad_ray.cli", "process", "--archive", kill_archive["uri"], "--index", index,
-            "--label-set", "synthetic", "--profile", "tiny", "--explainer", "none", "--decode-tasks", "1", "--json"]
+            "--label-set", "synthetic", "--profile", "tiny", "--explainer", "none", "--decode-tasks", "1",
+            "--commit-every", "2", "--json"]
     rng = random.Random(20261201)
     reader = Reader(index)
     reader.start()

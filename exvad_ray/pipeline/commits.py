@@ -1,0 +1,65 @@
+"""Batch writes on a Delta index: the worker that writes K finished videos' rows as one file per
+table and partition, and the driver's side that commits each batch (`index.batches`).
+
+Ray Data hands the writer K summary rows at a time (map_batches' batch size: the assembler's
+one-row outputs are bundled until K are there, the rest at the end of the stream). The writer
+returns the same summary rows without their payloads, the batch's add actions riding on the
+first row; the driver commits them when that row arrives, so what a kill loses is the batches in
+flight and never a committed one.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from typing import Any
+
+import numpy as np
+
+from exvad_ray.index import batches
+from exvad_ray.pipeline.assemble import PAYLOAD
+
+ADDS = "batch_adds"  # JSON {table: [add action]} of a batch, on its first row ("" on the others)
+
+
+class BatchWriter:
+    """Writes a batch of finished videos (one Parquet file per table and partition)."""
+
+    def __init__(self, index: str):
+        self.index = index
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        payloads = batch.pop(PAYLOAD)
+        ok = [i for i, p in enumerate(payloads) if p is not None and len(p)]
+        adds = batches.write_batch(self.index, [pickle.loads(payloads[i]) for i in ok]) if ok else {}
+        n = len(payloads)
+        col = [""] * n
+        if ok:
+            col[0] = json.dumps({"adds": adds, "video_ids": [str(batch["video_id"][i]) for i in ok]})
+        batch[ADDS] = np.array(col, dtype=object)
+        return batch
+
+
+class BatchCommitter:
+    """The driver's side: commits each batch as the run's next batch number, then deletes the `errors`
+    rows of the batch's videos that had failed before (a retry that succeeded)."""
+
+    def __init__(self, index: str, run_id: str, retried: set[str] | None = None):
+        self.index, self.run_id = index, run_id
+        self.retried = retried or set()
+        self.batch = batches.next_batch(index, run_id)
+        self.committed = 0
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        doc = row.pop(ADDS, "")
+        if not doc:
+            return
+        batch = json.loads(doc)
+        batches.commit_batch(self.index, self.run_id, self.batch, batch["adds"], batch["video_ids"])
+        self.batch += 1
+        self.committed += len(batch["video_ids"])
+        again = [v for v in batch["video_ids"] if v in self.retried]
+        if again:
+            from exvad_ray.index import delta
+
+            delta.delete_videos(self.index, "errors", again)
