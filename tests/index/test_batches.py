@@ -13,7 +13,7 @@ import pytest
 
 from exvad_ray import index as idx
 from exvad_ray.index import batches, delta
-from exvad_ray.index.supersede import mark_superseded
+from exvad_ray.index.supersede import find_replaced, mark_superseded
 
 pytest.importorskip("deltalake")
 
@@ -108,7 +108,10 @@ def test_replaced_videos_are_deleted_from_every_table(tmp_path):
     batches.create_tables(index)
     old, keep, new = ids(3)
     batches.commit_batch(index, "run1", 0, batches.write_batch(index, [video(old), video(keep)]), [old, keep])
-    mark_superseded(index, {old: (f"/a/{old}.mp4", new)})
+    # the rerun's planning finds the replaced video by its URI (a file of the snapshot at a time)
+    found = find_replaced(index, {f"/a/{old}.mp4": new, "/a/never-indexed.mp4": ids(1)[0]})
+    assert found == {old: (f"/a/{old}.mp4", new)}
+    mark_superseded(index, found)
     for table in ("videos", "snippets", "segments", "captions"):
         assert old not in stored_ids(index, table) and keep in stored_ids(index, table)
     assert old not in idx.read_table(index, "snippets", columns=["video_id"], current=False).column("video_id").to_pylist()
