@@ -144,6 +144,20 @@ class SegmentIndex:
         return list_files(self.uri, table)
 
     @functools.cached_property
+    def in_blocks(self) -> bool:
+        """A Delta index: its files hold blocks of videos under names that say nothing of them."""
+        from exvad_ray.index.store import is_delta_index
+
+        return is_delta_index(self.uri)
+
+    def _may_hold(self, path: str, video_ids: set[str]) -> bool:
+        """Whether a table file may hold rows of these videos: a per-video file only its own, a
+        compacted file or a Delta file any."""
+        if self.in_blocks or not os.path.basename(path).startswith("part-"):
+            return True
+        return _part_id(path) in video_ids
+
+    @functools.cached_property
     def columns(self) -> set[str]:
         """Columns of the segments files (an index of schema v1 names the visual vector `embedding`)."""
         rel = self._read("DESCRIBE SELECT * FROM read_parquet(?)", [f for f, _ in self.files if f not in self._bad][:8])
@@ -171,6 +185,7 @@ class SegmentIndex:
         self.__dict__.pop("videos", None)
         self.__dict__.pop("columns", None)
         self.__dict__.pop("superseded", None)
+        self.__dict__.pop("in_blocks", None)
 
     def begin_query(self) -> None:
         """Start of a caller's request (the page's): `last_unreadable` counts from here."""
@@ -308,10 +323,8 @@ class SegmentIndex:
             d = parts.get("date")
             if d and ((lo and d < lo) or (hi and d > hi)):
                 continue
-            if vids is not None:
-                name = os.path.basename(f)
-                if name.startswith("part-") and not any(name.startswith(f"part-{v}") for v in vids):
-                    continue
+            if vids is not None and not self._may_hold(f, vids):
+                continue
             out.append(f)
         return out
 
@@ -447,7 +460,7 @@ class SegmentIndex:
         found: dict[str, dict[str, Any]] = {}
         if ids:
             vids = {i.rsplit(":", 1)[0] for i in ids}
-            files = [f for f, _ in self.files if _part_id(f) in vids or not os.path.basename(f).startswith("part-")]
+            files = [f for f, _ in self.files if self._may_hold(f, vids)]
             if files:
                 found = self._evidence_rows(files, ids)
         for field in EVIDENCE:
@@ -531,8 +544,7 @@ class SegmentIndex:
     def snippet_thumbnail(self, video_id: str, snippet_index: int) -> bytes | None:
         """The stored thumbnail of one snippet of the index (the nearest normal moment a segment's
         evidence names), or None when the index has no such snippet or no thumbnail for it."""
-        files = [f for f in self._list("snippets") if os.path.basename(f).startswith(f"part-{video_id}")
-                 or os.path.basename(f).startswith("compact-")]
+        files = [f for f in self._list("snippets") if self._may_hold(f, {video_id})]
         if not files or video_id in self.superseded:
             return None
         import duckdb
@@ -556,8 +568,7 @@ class SegmentIndex:
 
     def snippets(self, video_id: str) -> pa.Table:
         """A video's per-snippet scores (start_s, anomaly_score, class_probs), in time order."""
-        files = [f for f in self._list("snippets") if os.path.basename(f).startswith(f"part-{video_id}")
-                 or os.path.basename(f).startswith("compact-")]
+        files = [f for f in self._list("snippets") if self._may_hold(f, {video_id})]
         if not files:
             return pa.table({"start_s": pa.array([], pa.float64())})
         return self._read("SELECT snippet_index, start_s, end_s, anomaly_score, class_probs FROM read_parquet(?, "

@@ -55,20 +55,20 @@ def build_archive(root: Path, work: Path) -> dict[str, str]:
     return out
 
 
-def index_config(archive: Path, index: Path):
+def index_config(archive: Path, index: Path, index_format: str = "delta"):
     from exvad_ray.detector.localize import LocalizationConfig
     from exvad_ray.pipeline.job import ProcessConfig
 
     # the tiny models' scores sit near 0.72: a threshold there splits videos into several segments
     loc = LocalizationConfig(threshold=0.72, min_snippets=1, single_snippet_score=0.0, max_gap=0)
     return ProcessConfig(archive=str(archive), index=str(index), profile="tiny", label_set="synthetic",
-                         progress_interval_s=30, localization=loc)
+                         progress_interval_s=30, localization=loc, index_format=index_format)
 
 
-def build_index(archive: Path, index: Path) -> dict:
+def build_index(archive: Path, index: Path, index_format: str = "delta") -> dict:
     from exvad_ray.pipeline.job import run_process
 
-    return run_process(index_config(archive, index), echo=lambda *a, **k: None)
+    return run_process(index_config(archive, index, index_format), echo=lambda *a, **k: None)
 
 
 if __name__ == "__main__":  # build one by hand: python tests/search/archive.py DIR

@@ -39,7 +39,6 @@ WIDE = (200, 50)  # a thumbnail four times as wide as high, written into one seg
 
 def _wide_thumbnail(index: str, segment_id: str) -> None:
     """Rewrite `segment_id`'s thumbnail in its Parquet file as a solid green WIDE image."""
-    import glob
     import io
 
     import pyarrow as pa
@@ -48,8 +47,11 @@ def _wide_thumbnail(index: str, segment_id: str) -> None:
 
     buf = io.BytesIO()
     Image.new("RGB", WIDE, (0, 200, 0)).save(buf, format="JPEG", quality=95)
-    video_id = segment_id.rsplit(":", 1)[0]
-    path, = glob.glob(os.path.join(index, "segments", "**", f"part-{video_id}.parquet"), recursive=True)
+    from exvad_ray import index as idx
+
+    # the segments file that holds the segment (a Delta table's files hold batches of videos)
+    path, = [f for f in idx.list_files(index, "segments")
+             if segment_id in pq.read_table(f, columns=["segment_id"]).column(0).to_pylist()]
     table = pq.read_table(path)
     thumbs = [buf.getvalue() if s == segment_id else t for s, t in
               zip(table.column("segment_id").to_pylist(), table.column("thumbnail_jpeg").to_pylist())]

@@ -28,7 +28,9 @@ def _banner(html: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def test_page_skips_vanished_and_damaged_files_while_serving(index_copy, tmp_path):
+def test_page_skips_vanished_and_damaged_files_while_serving(files_index_copy, tmp_path):
+    """The per-video layout: files vanish (compaction) or break under a serving page."""
+    index_copy = files_index_copy
     from exvad_ray.search.audit import audit_uri, read_audit
 
     labels = str(tmp_path / "fb" / "labels")
@@ -75,8 +77,10 @@ def test_page_skips_vanished_and_damaged_files_while_serving(index_copy, tmp_pat
         assert status == 200 and _banner(body.decode()) == 1, body[:300]
 
 
-def test_engine_skips_unreadable_files_and_relists(index_copy):
-    """The library (CLI, notebooks): same skipping, `last_unreadable` says which."""
+def test_engine_skips_unreadable_files_and_relists(files_index_copy):
+    """The library (CLI, notebooks): same skipping, `last_unreadable` says which (per-video layout:
+    files removed from under the engine)."""
+    index_copy = files_index_copy
     from exvad_ray.search.engine import SegmentIndex
 
     ix = SegmentIndex(index_copy)

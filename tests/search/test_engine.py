@@ -93,10 +93,11 @@ def test_each_filter_and_combinations(built_index, rows):
     assert ix.search(limit=2).column("segment_id").to_pylist() == [r["segment_id"] for r in oracle(rows)][:2]
 
 
-def test_partition_pruning_reads_only_matching_files(built_index, rows):
+def test_partition_pruning_reads_only_matching_files(built_files_index, rows):
+    """Per-video layout: a video's files are named by its id, so a lookup opens only them."""
     from exvad_ray.search.engine import Query
 
-    ix = SegmentIndex(built_index["index"])
+    ix = SegmentIndex(built_files_index["index"])
     all_files = [f for f, _ in ix.files]
     cams = sorted({r["camera"] for r in rows})
     assert len(cams) >= 2
@@ -197,9 +198,10 @@ def test_s3_index_gives_the_same_results(built_index, s3_bucket):
     assert remote.search(like=sid, limit=1).column("segment_id")[0].as_py() == sid
 
 
-def test_superseded_videos_are_not_served(index_copy, rows):
-    """A tombstone (INDEX/superseded/<id>.json, written when a video's content was replaced) hides
-    that video's segments, also inside compacted files."""
+def test_superseded_videos_are_not_served(files_index_copy, rows):
+    """Per-video layout: a tombstone (INDEX/superseded/<id>.json, written when a video's content was
+    replaced) hides that video's segments, also inside compacted files."""
+    index_copy = files_index_copy
     import json
     import os
 
@@ -214,6 +216,34 @@ def test_superseded_videos_are_not_served(index_copy, rows):
     compact(index_copy, tables=("segments",), min_files=1)
     ix = SegmentIndex(index_copy)
     assert all("compact-" in f for f, _ in ix.files)
+    assert ix.search(limit=1000).column("segment_id").to_pylist() == want
+    with pytest.raises(SearchError, match="unknown segment id"):
+        ix.search(like=rows[0]["segment_id"])
+
+
+def test_both_layouts_serve_the_same_segments(built_index, built_files_index):
+    """The same archive indexed in Delta tables and in per-video files: the same answers."""
+    delta_ix, files_ix = SegmentIndex(built_index["index"]), SegmentIndex(built_files_index["index"])
+    assert delta_ix.in_blocks and not files_ix.in_blocks
+    cols = ["segment_id", "video_id", "label", "score", "start_s", "end_s"]
+    a, b = (ix.search(limit=1000).select(cols).to_pylist() for ix in (delta_ix, files_ix))
+    assert a == b and len(a) >= 4
+    vid = a[0]["video_id"]
+    assert delta_ix.snippets(vid).num_rows == files_ix.snippets(vid).num_rows > 0
+    assert delta_ix.snippet_thumbnail(vid, 0) == files_ix.snippet_thumbnail(vid, 0) is not None
+
+
+def test_replaced_videos_are_deleted_on_delta(index_copy, rows):
+    """Delta tables: a replaced video's rows are deleted from every table (a commit), so search,
+    and any engine reading the snapshot, never sees them; nothing is left to hide."""
+    from exvad_ray.index import delta
+    from exvad_ray.index.supersede import mark_superseded
+
+    gone = rows[0]["video_id"]
+    mark_superseded(index_copy, {gone: (rows[0]["uri"], "00000000-0000-0000-0000-000000000001")})
+    assert gone not in delta.video_ids(index_copy, "segments").to_pylist()
+    want = [r["segment_id"] for r in oracle(rows) if r["video_id"] != gone]
+    ix = SegmentIndex(index_copy)
     assert ix.search(limit=1000).column("segment_id").to_pylist() == want
     with pytest.raises(SearchError, match="unknown segment id"):
         ix.search(like=rows[0]["segment_id"])

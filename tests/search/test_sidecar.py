@@ -22,7 +22,9 @@ def _same(a: SegmentIndex, b: SegmentIndex, like: str) -> None:
     assert np.allclose(x.column("similarity").to_numpy(), y.column("similarity").to_numpy(), atol=1e-5)
 
 
-def test_update_reads_only_new_files_and_refits_when_doubled(index_copy, tmp_path, monkeypatch):
+def test_update_reads_only_new_files_and_refits_when_doubled(files_index_copy, tmp_path, monkeypatch):
+    """Per-video layout: files held back and put back stand for a later run's files."""
+    index_copy = files_index_copy
     monkeypatch.setattr(vectors, "REDUCE_ABOVE", 4)  # exercise the PCA copies on the tiny profile's vectors
     monkeypatch.setattr(vectors, "REDUCED_DIM", 3)
     monkeypatch.setattr(vectors, "GATHER_MAX", 0)
@@ -66,10 +68,12 @@ def test_refresh_after_run_thresholds_and_failures(index_copy, monkeypatch):
     assert refresh.refresh_after_run(str(os.path.join(index_copy, "nothing-here")), out.append) is None
 
 
-def test_archive_job_refreshes_an_existing_sidecar(built_index, index_copy, tmp_path):
-    """`exvad process` (here: a rerun with nothing new) brings a stale sidecar up to date by itself."""
+def test_archive_job_refreshes_an_existing_sidecar(built_files_index, files_index_copy, tmp_path):
+    """`exvad process` (here: a rerun with nothing new) brings a stale sidecar up to date by itself
+    (per-video layout: a file held back while the sidecar is built)."""
     from archive import index_config
 
+    built_index, index_copy = built_files_index, files_index_copy
     from exvad_ray.cli.process import process_and_refresh
 
     ix = SegmentIndex(index_copy)
