@@ -3,9 +3,16 @@
 Delta tables (issue 23; `delta.is_delta`): delta-rs optimize merges each partition's small files
 (or, with z-order, rewrites each partition clustered on columns inside it), then vacuum deletes
 what no version younger than the retention references - the files compaction and deletes
-replaced, and files of batches a killed job wrote but never committed - then a checkpoint. A
-reader holding an older snapshot's file list keeps working as long as that snapshot is younger
-than the retention (Delta's default: 7 days).
+replaced, and files of batches a killed job wrote but never committed - then a checkpoint, after
+which the log entries older than the same retention are deleted too (`delta.set_retention`): a
+version whose files vacuum deleted cannot be read anyway, and the job's log is one JSON per table
+per batch of 16 videos, far more objects than the compacted data files. A reader holding an older
+snapshot's file list, or time-travelling to an older version, keeps working as long as that
+snapshot is younger than the retention (Delta's default: 7 days).
+
+The log is what `index.batches.repair` reads to find the videos of a batch a killed run committed
+to some tables but not to `videos`: such batches are repaired first (as the job's next run would),
+so that trimming the log cannot leave their rows behind for good.
 
 Today's layout: `compact` merges a partition's per-video files into ``compact-<digest>.parquet``
 (the digest names the merged inputs) and then deletes the inputs; the merged file records its
@@ -78,6 +85,8 @@ def compact(index: str, tables: Iterable[str] = VIDEO_TABLES, min_files: int = 2
     out: dict[str, int | DeltaCompaction] = {}
     if today:
         out.update(_compact_today(index, today, min_files))
+    if on_delta:
+        repair_killed_batches(index)
     for t in on_delta:
         out[t] = compact_delta(index, t, retention_hours, z_order)
     return {t: out[t] for t in tables}
@@ -85,20 +94,43 @@ def compact(index: str, tables: Iterable[str] = VIDEO_TABLES, min_files: int = 2
 
 def compact_delta(index: str, table: str, retention_hours: int = DEFAULT_RETENTION_HOURS,
                   z_order: bool = False) -> DeltaCompaction:
-    """Optimize (or z-order on `ZORDER_COLUMNS`), vacuum with the retention, checkpoint: each
-    a Delta operation committed with our commit metadata (`delta.optimize`, `delta.vacuum`,
-    `delta.checkpoint`). Rows are unchanged: optimize rewrites files, never rows; deleted videos
-    stay deleted (their rows are in no file of the snapshot)."""
+    """Optimize (or z-order on `ZORDER_COLUMNS`), vacuum with the retention, set the table's log
+    and file retention to it, checkpoint and delete the log entries older than it: each a Delta
+    operation committed with our commit metadata (`delta.optimize`, `delta.vacuum`,
+    `delta.set_retention`, `delta.checkpoint`). Rows are unchanged: optimize rewrites files, never
+    rows; deleted videos stay deleted (their rows are in no file of the snapshot).
+
+    Why the log goes with the files: vacuum made the versions older than the retention unreadable
+    (their files are gone), yet their commits would stay until `delta.logRetentionDuration` (30
+    days by default) - at 16 videos a commit, more objects than the data itself. After this the
+    log holds the checkpoint, ``_last_checkpoint`` and the commits younger than the retention.
+    With a retention of 0 a reader opening the table at that very moment may miss a commit it
+    listed (retry it): that retention is for tests and benchmarks, the default is 7 days."""
     before = len(delta.snapshot_files(index, table))
     cols = ZORDER_COLUMNS.get(table, ("video_id",)) if z_order else ()
     metrics = delta.optimize(index, table, z_order=cols)
     stored = _stored_files(index, table)
     delta.vacuum(index, table, retention_hours)
+    delta.set_retention(index, table, retention_hours)
     delta.checkpoint(index, table)
     return DeltaCompaction(files_before=before, files_after=len(delta.snapshot_files(index, table)),
                            added=int(metrics.get("numFilesAdded") or 0),
                            removed=int(metrics.get("numFilesRemoved") or 0),
                            vacuumed=stored - _stored_files(index, table), z_order=cols)
+
+
+def repair_killed_batches(index: str) -> dict[str, int]:
+    """Repair the batches a killed run committed to some tables but not to `videos`
+    (`index.batches.repair`, over the runs of the index's manifests: a run writes its manifest
+    before its first batch) while the log still records their video ids. Returns what repair
+    returns (videos whose rows were deleted, per table)."""
+    from exvad_ray.index import batches
+    from exvad_ray.index.runs import read_manifests
+
+    if not all(delta.is_delta(index, t) for t in batches.BATCH_TABLES):
+        return {}  # repair would create the missing tables; batches are committed to all of them
+    runs = sorted({str(m["run_id"]) for m in read_manifests(index) if m.get("run_id")})
+    return batches.repair(index, runs) if runs else {}
 
 
 def _stored_files(index: str, table: str) -> int:

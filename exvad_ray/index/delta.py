@@ -372,10 +372,42 @@ def vacuum(index: str, table: str, retention_hours: int) -> list[str]:
         raise _storage_error(table_uri(index, table), exc) from exc
 
 
+def set_retention(index: str, table: str, retention_hours: int) -> bool:
+    """Set the table's log retention (`delta.logRetentionDuration`) and deleted-file retention
+    (`delta.deletedFileRetentionDuration`) to `retention_hours`, as ``interval <H> hours`` (the
+    form delta-rs and Spark parse; delta-rs 1.6.6 accepts any string here and silently falls back
+    to its defaults, 30 and 7 days, on one it cannot parse, e.g. "<H> hours"). One commit with our
+    commit metadata, and none when both already hold that value; returns whether it committed.
+
+    Why both: once vacuum deleted the files of the versions older than the file retention, those
+    versions cannot be read anyway, so keeping their log entries (30 days by default) only costs
+    objects - one JSON per commit, the job's commits being one per table per batch of videos. The
+    properties stay on the table, so any writer's later checkpoint (delta-rs writes one every 100
+    commits and then deletes the expired log entries) and any other engine's vacuum apply the
+    same retention."""
+    if retention_hours < 0:
+        raise ExvadError(f"the retention is a number of hours >= 0 (got {retention_hours})")
+    value = f"interval {int(retention_hours)} hours"
+    wanted = {"delta.logRetentionDuration": value, "delta.deletedFileRetentionDuration": value}
+    t = open_table(index, table, create=False)
+    try:
+        held = t.metadata().configuration
+        if all(held.get(k) == v for k, v in wanted.items()):
+            return False
+        t.alter.set_table_properties(wanted, commit_properties=_commit_meta_for("set_retention"))
+    except Exception as exc:  # noqa: BLE001
+        raise _storage_error(table_uri(index, table), exc) from exc
+    return True
+
+
 def checkpoint(index: str, table: str) -> None:
     """Write a checkpoint of the current version (a reader then reads one Parquet file instead of
-    replaying the JSON commits since the last one) and delete the log entries older than the log
-    retention (`delta.logRetentionDuration`, 30 days by default: time travel reaches that far)."""
+    replaying the JSON commits since the last one; ``_delta_log/_last_checkpoint`` points at it)
+    and delete the log entries, commits and older checkpoints, that are older than the log
+    retention (`delta.logRetentionDuration`: 30 days unless `set_retention` set it) and older than
+    the newest checkpoint outside it: that checkpoint stays, the base from which the versions
+    younger than the retention are rebuilt (delta-rs 1.6.6 keeps it; checked in
+    tests/index/test_delta_compaction.py). Time travel reaches back to that checkpoint's version."""
     t = open_table(index, table, create=False)
     try:
         t.create_checkpoint()

@@ -5,6 +5,7 @@ on the local S3 server (SeaweedFS)."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -28,15 +29,15 @@ def index_uri(request, tmp_path) -> str:
     return f"{request.getfixturevalue('s3_bucket')}/idx"
 
 
-def commit_small_batches(index: str, batches: int = 6, per_batch: int = 2) -> list[str]:
-    """`batches` commits of `segments`, each a file in each of two partitions (cam-1, cam-2)."""
+def commit_small_batches(index: str, batches: int = 6, per_batch: int = 2, run: str = "run-a") -> list[str]:
+    """`batches` commits of `segments` by `run`, each a file in each of two partitions (cam-1, cam-2)."""
     out: list[str] = []
     for b in range(batches):
         vids = ids(per_batch)
         rows, parts = segment_rows(vids, camera="cam-1")
         rows2, parts2 = segment_rows(ids(per_batch), camera="cam-2")
         files = delta.write_files(index, "segments", pa.concat_tables([rows, rows2]), parts + parts2)
-        assert delta.commit(index, "segments", "run-a", b, files)
+        assert delta.commit(index, "segments", run, b, files)
         out += vids + rows2.column("video_id").to_pylist()
     return sorted(out)
 
@@ -81,9 +82,9 @@ def test_small_files_merge_to_one_per_partition_same_rows(index_uri, z_order):
     assert sorted(f.split("/camera=")[1].split("/")[0] for f in files) == ["cam-1", "cam-2"]
     assert rows(index_uri).equals(before)
     assert current_ids(index_uri, "segments") == vids
-    meta = delta.open_table(index_uri, "segments").history(3)
-    assert {m["operation"] for m in meta} >= {"OPTIMIZE", "VACUUM END"}
-    assert all(m[delta.SCHEMA_VERSION_KEY] and m["exvad.operation"] for m in meta)
+    meta = delta.open_table(index_uri, "segments").history()
+    assert len(meta) == 1  # retention 0: the log keeps the checkpoint's commit alone
+    assert meta[0][delta.SCHEMA_VERSION_KEY] and meta[0]["exvad.operation"] == "set_retention"
     # nothing left to merge: a second compaction changes nothing
     again = compact(index_uri, tables=["segments"], retention_hours=0)["segments"]
     assert (again.files_before, again.files_after, again.vacuumed) == (2, 2, 0)
@@ -97,6 +98,10 @@ def test_old_snapshot_readable_until_the_retention_passes(index_uri):
 
     done = compact(index_uri, tables=["segments"], retention_hours=1)["segments"]
     assert (done.files_after, done.vacuumed) == (2, 0)
+    meta = delta.open_table(index_uri, "segments").history()  # every commit younger than the retention
+    assert {m["operation"] for m in meta} >= {"OPTIMIZE", "SET TBLPROPERTIES", "WRITE"}  # vacuum: nothing to delete, no commit
+    assert all(m[delta.SCHEMA_VERSION_KEY] for m in meta)
+    assert {m.get("exvad.operation") for m in meta} >= {"optimize", "set_retention"}
     assert not set(held) & set(delta.snapshot_files(index_uri, "segments"))
     assert read_files(index_uri, held) == vids  # the old list still reads, every row
     assert rows(index_uri, version=version).equals(old_rows)  # time travel too
@@ -200,3 +205,98 @@ def test_cli(tmp_path, capsys):
         main(["compact", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "younger than the retention" in help_text and "never committed" in help_text
+
+
+def log_entries(index: str, table: str = "segments") -> list[str]:
+    """Names of the objects under the table's `_delta_log` (listed, not read through the log)."""
+    fs, path = storage.filesystem(storage.join(delta.table_uri(index, table), "_delta_log"))
+    if storage.is_remote(index):
+        fs.invalidate_cache()
+    return sorted(f.rsplit("/", 1)[-1] for f in fs.find(path))
+
+
+def test_the_log_is_trimmed_to_the_retention_and_the_table_reads_at_its_version(index_uri):
+    vids = commit_small_batches(index_uri, batches=6)
+    before = rows(index_uri)
+    assert len(log_entries(index_uri)) == 7  # the create and one commit per batch
+
+    compact(index_uri, tables=["segments"], retention_hours=0)
+
+    t = delta.open_table(index_uri, "segments", create=False)
+    v = t.version()
+    # what is left of the log: the checkpoint of the current version, its commit, the pointer to it
+    assert log_entries(index_uri) == [f"{v:020d}.checkpoint.parquet", f"{v:020d}.json", "_last_checkpoint"]
+    last = json.loads(storage.read_bytes(storage.join(delta.table_uri(index_uri, "segments"),
+                                                      "_delta_log", "_last_checkpoint")))
+    assert last["version"] == v
+    assert t.metadata().configuration == {"delta.logRetentionDuration": "interval 0 hours",
+                                          "delta.deletedFileRetentionDuration": "interval 0 hours"}
+    # a fresh reader opens it at its current version, same rows, every engine
+    assert rows(index_uri).equals(before)
+    assert current_ids(index_uri, "segments") == vids
+    with pytest.raises(Exception):
+        rows(index_uri, version=2)  # versions past the retention are gone, log and files
+    # the job's exactly-once commits still work: the run's batches live in the checkpoint
+    assert delta.committed_batch(index_uri, "segments", "run-a") == 5
+    r, p = segment_rows(ids(2))
+    files = delta.write_files(index_uri, "segments", r, p)
+    assert not delta.commit(index_uri, "segments", "run-a", 5, files)  # a retried batch adds nothing
+    assert delta.commit(index_uri, "segments", "run-a", 6, files)
+    assert current_ids(index_uri, "segments") == sorted(vids + r.column("video_id").to_pylist())
+
+    # the retention is set once: set again to the same value, nothing is committed
+    assert not delta.set_retention(index_uri, "segments", 0)
+    again = compact(index_uri, tables=["segments"], retention_hours=0)["segments"]
+    assert (again.files_before, again.files_after) == (3, 2) and len(log_entries(index_uri)) == 3
+
+
+def test_log_entries_younger_than_the_retention_stay(tmp_path):
+    """Entries older than the retention go, down to the newest checkpoint older than it: a version
+    younger than the retention is rebuilt from that checkpoint and the commits after it."""
+    index = str(tmp_path / "idx")
+    commit_small_batches(index, batches=3)
+    compact(index, tables=["segments"], retention_hours=2)  # checkpoint at `base`
+    base = delta.open_table(index, "segments").version()
+    assert len([n for n in log_entries(index) if n.endswith(".json")]) == base + 1  # all young: all kept
+    log = os.path.join(index, "segments", "_delta_log")
+    old = time.time() - 3 * 3600
+    for name in os.listdir(log):  # all that, three hours ago
+        os.utime(os.path.join(log, name), (old, old))
+    commit_small_batches(index, batches=2, run="run-b")
+    young = {v: rows(index, version=v) for v in (base, base + 1, base + 2)}
+
+    compact(index, tables=["segments"], retention_hours=2)
+
+    v = delta.open_table(index, "segments").version()
+    assert log_entries(index) == sorted([f"{base:020d}.checkpoint.parquet", f"{v:020d}.checkpoint.parquet",
+                                         *(f"{i:020d}.json" for i in range(base, v + 1)), "_last_checkpoint"])
+    for version, expected in young.items():  # time travel within the retention
+        assert rows(index, version=version).equals(expected)
+    with pytest.raises(Exception):
+        rows(index, version=base - 1)
+    cfg = delta.open_table(index, "segments").metadata().configuration
+    assert cfg["delta.logRetentionDuration"] == "interval 2 hours"
+
+
+def test_a_killed_batch_is_repaired_before_the_log_that_records_it_is_trimmed(tmp_path):
+    from test_batches import video
+
+    from exvad_ray.index import batches
+
+    index = str(tmp_path / "idx")
+    write_manifest(index, {"run_id": "run1"})  # a run writes its manifest before its first batch
+    batches.create_tables(index)
+    first, second = ids(2), ids(2)
+    batches.commit_batch(index, "run1", 0, batches.write_batch(index, [video(v) for v in first]), first)
+    adds = batches.write_batch(index, [video(v) for v in second])
+    for table in ("snippets", "segments"):  # killed before captions and videos
+        delta.commit(index, table, "run1", 1, adds[table],
+                     metadata={batches.IDS_KEY: json.dumps(sorted(second))})
+
+    compact(index, retention_hours=0)
+
+    assert current_ids(index, "segments") == sorted(first)
+    assert sorted(set(current_ids(index, "snippets"))) == sorted(first)
+    assert len(log_entries(index, "snippets")) == 3  # the log that named the batch's videos is gone
+    assert batches.repair(index, ["run1"]) == {}  # and the rerun finds nothing left to repair
+    assert batches.next_batch(index, "run1") == 2
