@@ -381,6 +381,96 @@ class DeltaBlocksLayout(DeltaLayout):
     block_videos = 16
     commit_videos = 16
 
+    def build(self, index: str, archive: Archive, ids: list[str]) -> dict[str, int]:
+        """The same files and the same log as `DeltaLayout.build` with blocks of 16 (one commit per
+        table per batch, with the run's application transaction and commit metadata; a checkpoint
+        every 100 commits, as delta-rs's post-commit hook writes), built faster: each batch's
+        commit is written as the log entry delta-rs would write (`_delta_log/<version>.json`:
+        commitInfo, the add actions, the txn) instead of through `delta.commit`, which opens the
+        table at every batch and whose commit and state update grow with the table's files
+        (quadratic: ~35 minutes at 1e5). Checked against `DeltaLayout.build` at 2e3 videos (same
+        rows, file and log entry counts, batches, commit metadata)."""
+        from deltalake import DeltaTable
+
+        from exvad_ray import __version__, storage
+        from exvad_ray.index import delta
+        from exvad_ray.index.schemas import SCHEMA_VERSION, partition_cols
+
+        if storage.is_remote(index):
+            return super().build(index, archive, ids)  # write_block writes to local disk
+        counts: dict[str, int] = {}
+        tables = ("videos", "errors")
+        version = {t: delta.open_table(index, t).version() for t in tables}
+        for batch, start in enumerate(range(0, len(ids), self.commit_videos)):
+            cols: dict[str, dict[str, list[Any]]] = {}
+            parts: dict[str, list[dict[str, str]]] = {}
+            for k in range(start, min(len(ids), start + self.commit_videos)):
+                _, date, camera = archive.key(k)
+                for table, item in video_tables(k, ids[k], archive.object_uri(k), date, camera).items():
+                    if table not in tables:
+                        continue
+                    values, row = item
+                    into = cols.setdefault(table, {})
+                    for c, v in row.items():
+                        into.setdefault(c, []).extend(v)
+                    parts.setdefault(table, []).append(values)
+            for table in tables:
+                if table not in cols:
+                    continue
+                files = write_block(index, table, cols[table], parts[table])
+                now = int(time.time() * 1000)
+                info = {"timestamp": now, "operation": "WRITE",
+                        "operationParameters": {"partitionBy": json.dumps(partition_cols(table), separators=(",", ":")),
+                                                "mode": "Append"},
+                        "engineInfo": "delta-rs:py-1.6.6", "clientVersion": "delta-rs.py-1.6.6",
+                        delta.SCHEMA_VERSION_KEY: str(SCHEMA_VERSION), delta.PACKAGE_VERSION_KEY: __version__,
+                        "exvad.run_id": RUN_ID, "exvad.batch": str(batch)}
+                lines = [{"commitInfo": info}]
+                lines += [{"add": {"path": f["path"], "partitionValues": f["partition_values"], "size": f["size"],
+                                   "modificationTime": f["modification_time"], "dataChange": True,
+                                   "stats": f["stats"]}} for f in files]
+                lines.append({"txn": {"appId": RUN_ID, "version": batch, "lastUpdated": now}})
+                version[table] += 1
+                v = version[table]
+                log = os.path.join(delta.table_uri(index, table), "_delta_log")
+                with open(os.path.join(log, f"{v:020d}.json"), "x") as fh:  # "x": as delta-rs, never overwrite
+                    fh.write("\n".join(json.dumps(x, separators=(",", ":")) for x in lines) + "\n")
+                if (v + 1) % 100 == 0:  # where delta-rs's post-commit hook writes its checkpoints
+                    DeltaTable(delta.table_uri(index, table), version=v).create_checkpoint()
+                counts[table] = counts.get(table, 0) + len(files)
+        return counts
+
+
+def write_block(index: str, table: str, rows: dict[str, list[Any]], partitions: list[dict[str, str]]
+                ) -> list[dict[str, Any]]:
+    """`delta.write_files` without opening the table: the same files (one per partition, zstd, the
+    same statistics) and the same add actions."""
+    import uuid
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from exvad_ray.index import delta
+    from exvad_ray.index.schemas import conform, partition_cols
+
+    body = conform(table, rows)
+    part = partition_cols(table)
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, p in enumerate(partitions):
+        groups.setdefault(tuple(str(p[c]) for c in part), []).append(i)
+    root = delta.table_uri(index, table)
+    out = []
+    for key, idxs in sorted(groups.items()):
+        chunk = body.take(pa.array(idxs, pa.int64()))
+        rel = "/".join([*(f"{c}={v}" for c, v in zip(part, key)), f"part-{uuid.uuid4().hex}.zstd.parquet"])
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        pq.write_table(chunk, path, compression="zstd")
+        out.append({"path": rel, "size": os.path.getsize(path), "partition_values": dict(zip(part, key)),
+                    "modification_time": int(time.time() * 1000), "data_change": True,
+                    "stats": json.dumps(delta.file_stats(chunk))})
+    return out
+
 
 LAYOUTS: dict[str, type[Layout]] = {"today": TodayLayout, "delta": DeltaLayout, "delta_blocks": DeltaBlocksLayout}
 
