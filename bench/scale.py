@@ -1010,7 +1010,8 @@ def report_delta_compact() -> None:
                          f"{c['peak_rss_mb']:,.0f}", "-" if p is None else f"{p['s']:.3g}"])
     if not body:
         return
-    md = ["`exvad compact` (exvad_ray/index/compaction.py: delta-rs optimize, full vacuum, checkpoint) on the "
+    md = ["`exvad compact` (exvad_ray/index/compaction.py: delta-rs optimize, full vacuum, checkpoint, log entries "
+          "older than the retention deleted) on the "
           "`videos` and `errors` Delta tables, local disk, retention 0 (the index as it is once the retention has "
           "passed; with the default 7 days nothing is deleted right after a compaction). `delta`: one file per "
           "(date, camera) partition of 100 videos, a commit per 1e5 videos (the layout of the planning rows). "
