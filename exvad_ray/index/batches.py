@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.ipc  # noqa: F401 - pa.ipc
 
 from exvad_ray.index import delta
 from exvad_ray.index.schemas import conform
@@ -42,19 +43,66 @@ def create_tables(index: str, tables: Iterable[str] = (*BATCH_TABLES, "errors"))
         delta.open_table(index, table)
 
 
-def write_batch(index: str, videos: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+PART_PREFIX = "_partition."  # a packed table's partition-value columns
+
+
+def pack(tables: dict[str, Any]) -> bytes:
+    """One finished video's rows as bytes that travel from the assembler to the batch writer:
+    per table an Arrow IPC stream of its rows (conformed to the schema) with the partition values
+    as extra string columns, after a one-line JSON header of the tables and their lengths. Arrow,
+    not pickle: nothing that reads these bytes can run code from them."""
+    blobs: list[tuple[str, bytes]] = []
+    for table, items in tables.items():
+        rows, values = _rows_and_partitions(table, items)
+        for col in sorted({k for v in values for k in v}):
+            rows = rows.append_column(PART_PREFIX + col, pa.array([v[col] for v in values], pa.string()))
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, rows.schema) as w:
+            w.write_table(rows)
+        blobs.append((table, sink.getvalue().to_pybytes()))
+    head = json.dumps([[t, len(b)] for t, b in blobs]).encode() + b"\n"
+    return head + b"".join(b for _, b in blobs)
+
+
+def unpack(data: bytes) -> dict[str, tuple[pa.Table, list[dict[str, str]]]]:
+    """`pack`'s bytes back: table -> (rows, each row's partition values)."""
+    head, _, rest = data.partition(b"\n")
+    out: dict[str, tuple[pa.Table, list[dict[str, str]]]] = {}
+    at = 0
+    for table, size in json.loads(head):
+        t = pa.ipc.open_stream(pa.py_buffer(rest[at:at + size])).read_all()
+        at += size
+        cols = [c for c in t.column_names if c.startswith(PART_PREFIX)]
+        values = [{c[len(PART_PREFIX):]: r[c] for c in cols} for r in t.select(cols).to_pylist()] if cols \
+            else [{}] * t.num_rows
+        out[table] = (t.drop_columns(cols), values)
+    return out
+
+
+def _rows_and_partitions(table: str, items: Any) -> tuple[pa.Table, list[dict[str, str]]]:
+    """A video's rows of one table, given as (partition values, columns) or a list of such pairs."""
+    chunks, values = [], []
+    for v, cols in (items if isinstance(items, list) else [items]):
+        t = conform(table, cols)
+        chunks.append(t)
+        values.extend([dict(v)] * t.num_rows)
+    return pa.concat_tables(chunks), values
+
+
+def write_batch(index: str, videos: Sequence[bytes | dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Write a batch of finished videos' rows; returns each table's add actions for `commit_batch`.
 
-    `videos`: one dict per video, table -> (partition values, columns) or a list of such pairs
-    (`segments`: one per class), as `assemble.build_video_tables` makes them."""
+    `videos`: one item per video, `pack`'s bytes or the dict it packs (table -> (partition values,
+    columns) or a list of such pairs, `segments` one per class, as `assemble.build_video_tables`
+    makes them)."""
     rows: dict[str, list[pa.Table]] = {}
     parts: dict[str, list[dict[str, str]]] = {}
-    for tables in videos:
-        for table, items in tables.items():
-            for values, cols in (items if isinstance(items, list) else [items]):
-                t = conform(table, cols)
-                rows.setdefault(table, []).append(t)
-                parts.setdefault(table, []).extend([values] * t.num_rows)
+    for item in videos:
+        tables = unpack(item) if isinstance(item, (bytes, bytearray)) else {
+            t: _rows_and_partitions(t, x) for t, x in item.items()}
+        for table, (t, values) in tables.items():
+            rows.setdefault(table, []).append(t)
+            parts.setdefault(table, []).extend(values)
     out: dict[str, list[dict[str, Any]]] = {}
     for table, chunks in rows.items():
         body = pa.concat_tables(chunks)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-import pickle
 from collections import defaultdict
 from typing import Any
 
@@ -21,12 +20,13 @@ import numpy as np
 from exvad_ray.detector.localize import LocalizationConfig, localize
 from exvad_ray.detector.video_level import video_prediction
 from exvad_ray import index as idx
+from exvad_ray.index.batches import pack
 from exvad_ray.pipeline.decode import thumb_at, utcnow, write_error
 from exvad_ray.index.partitions import sanitize
 from exvad_ray.pipeline.progress import notify
 
 SUMMARY_KEYS = ("video_id", "uri", "status", "stage", "reason", "hours", "n_snippets", "segment_classes")
-PAYLOAD = "payload"  # a finished video's rows (pickled Arrow tables by table), for the batch writer
+PAYLOAD = "payload"  # a finished video's rows (`index.batches.pack`: Arrow IPC), for the batch writer
 
 
 def _fmt_time(s: float) -> str:
@@ -226,8 +226,7 @@ class VideoAssembler:
                 raise StageError(str(failed["error"]))
             tables, summary = build_video_tables(self.ctx, windows)
             if self.ctx.batch_writes:
-                summary[PAYLOAD] = pickle.dumps({t: [(v, idx.conform(t, c)) for v, c in (x if isinstance(x, list) else [x])]
-                                                 for t, x in tables.items()})
+                summary[PAYLOAD] = pack(tables)
             else:
                 idx.write_video_tables(self.ctx.index, item["video_id"], tables)
             notify(self.progress, "video_done", summary["hours"], summary["n_snippets"],

@@ -11,7 +11,6 @@ flight and never a committed one.
 from __future__ import annotations
 
 import json
-import pickle
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,7 @@ class BatchWriter:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         payloads = batch.pop(PAYLOAD)
         ok = [i for i, p in enumerate(payloads) if p is not None and len(p)]
-        adds = batches.write_batch(self.index, [pickle.loads(payloads[i]) for i in ok]) if ok else {}
+        adds = batches.write_batch(self.index, [bytes(payloads[i]) for i in ok]) if ok else {}
         n = len(payloads)
         col = [""] * n
         if ok:

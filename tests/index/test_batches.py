@@ -130,3 +130,20 @@ def test_a_failed_video_is_one_commit_of_its_own_in_errors(tmp_path):
     assert not list((tmp_path / "index" / "errors").rglob("part-" + vid + "*"))  # no per-video file name
     rows = idx.read_table(index, "errors").to_pylist()
     assert rows[0]["stage"] == "decode" and rows[0]["date"] == "2026-11-24"
+
+
+def test_packed_rows_travel_unchanged(tmp_path):
+    """The assembler hands a video's rows to the batch writer as Arrow IPC bytes (`pack`), never a
+    pickle; the writer stores the same rows as from the tables themselves."""
+    index = str(tmp_path / "index")
+    batches.create_tables(index)
+    vid = ids(1)[0]
+    data = batches.pack(video(vid, camera="cam-2"))
+    assert isinstance(data, bytes) and b"pickle" not in data
+    back = batches.unpack(data)
+    rows, parts = back["segments"]
+    assert rows.column_names == idx.arrow_schema("segments").names
+    assert parts == [{"class": "Fighting", "date": "2026-11-24", "camera": "cam-2"}]
+    batches.commit_batch(index, "run1", 0, batches.write_batch(index, [data]), [vid])
+    got = idx.read_table(index, "snippets", columns=["video_id", "snippet_index", "camera"]).to_pylist()
+    assert got == [{"video_id": vid, "snippet_index": i, "camera": "cam-2"} for i in range(3)]

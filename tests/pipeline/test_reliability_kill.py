@@ -3,7 +3,7 @@ every table, no reader ever sees a half-written file, and no secret (AWS keys, t
 the logs, the index files or the error rows.
 
 Archive on the local S3 server (credentials in the environment), index on local disk, in Delta
-tables committed two videos at a time (a kill can fall between the commits of one batch's
+tables committed a video at a time (a kill can fall between the commits of one batch's
 tables: the rerun repairs it); a reader thread parses every index file a reader can see (a Delta
 table's snapshot and log, every other file) while the jobs run and are killed.
 """
@@ -103,7 +103,7 @@ def test_sigkill_at_random_points_then_exactly_once(tiny_dir, kill_archive, s3_s
     env = dict(os.environ, HF_TOKEN=token, EXVAD_TEST_SECRET_TOKEN=token)
     args = [sys.executable, "-m", "exvad_ray.cli", "process", "--archive", kill_archive["uri"], "--index", index,
             "--label-set", "synthetic", "--profile", "tiny", "--explainer", "none", "--decode-tasks", "1",
-            "--commit-every", "2", "--json"]
+            "--commit-every", "1", "--json"]
     rng = random.Random(20261201)
     reader = Reader(index)
     reader.start()
