@@ -35,6 +35,12 @@ class VideoRecord:
         return all(canonical(lab) == "normal" for lab in self.labels)
 
 
+def normal_labels(labels: Sequence[str] | None) -> bool:
+    """Whether a video's labels say it is normal footage: none (a labels row without classes), or
+    only "Normal" in any spelling ('normal', 'NORMAL'), as `VideoRecord.is_normal` decides."""
+    return all(canonical(str(lab)) == "normal" for lab in (labels or ["Normal"]))
+
+
 def canonical(label: str) -> str:
     """Case/spacing-insensitive class key: 'Road Accidents' == 'RoadAccidents' == 'road_accidents'."""
     return re.sub(r"[^a-z0-9]", "", label.lower())

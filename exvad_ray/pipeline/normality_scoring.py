@@ -27,6 +27,7 @@ from exvad_ray import storage
 from exvad_ray.detector.localize import LocalizationConfig
 from exvad_ray.errors import ExvadError
 from exvad_ray.normality import GLOBAL, NormalityModel, NormalityScores, PercentileMap, ScoreCalibration, fuse
+from exvad_ray.records import normal_labels
 
 NORMALITY_CLASSES = ["Normal", "Anomaly"]  # class names of a scoring made by the normality model alone
 SCALES = ("surprise", "rank")
@@ -182,7 +183,7 @@ def snippet_truth(start_s: np.ndarray, end_s: np.ndarray, label: dict[str, Any] 
 
 
 def is_normal(label: dict[str, Any] | None) -> bool:
-    return label is not None and all(str(x).lower() == "normal" for x in (label.get("labels") or ["Normal"]))
+    return label is not None and normal_labels(label.get("labels"))
 
 
 # ------------------------------------------------------------------------------------ evidence

@@ -44,12 +44,13 @@ import pyarrow.parquet as pq
 from exvad_ray import index as idx
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
-from exvad_ray.index.labels import FEEDBACK, NORMAL, SPLITS, read_labels
+from exvad_ray.index.labels import FEEDBACK, SPLITS, read_labels
 from exvad_ray.index.partitions import PartitionRules
 from exvad_ray.index.schemas import renamed_columns
 from exvad_ray.index.store import file_video_ids
 from exvad_ray.normality import GLOBAL, BankBuilder, NormalityModel, calibrate_bank, detect_layout
 from exvad_ray.normality.halves import Layout
+from exvad_ray.records import normal_labels
 from exvad_ray.normality.model import COMBINE_RULES
 
 log = logging.getLogger(__name__)
@@ -274,7 +275,7 @@ def plan_fit(cfg: NormalityFitConfig) -> FitPlan:
         held_out = False
         if lookup is not None:
             lab = lookup(v["name"], v["uri"])
-            normal = lab is not None and [x for x in (lab["labels"] or [NORMAL]) if x != NORMAL] == []
+            normal = lab is not None and normal_labels(lab["labels"])  # any spelling of "Normal", as scoring decides
             bank = normal and lab["split"] == cfg.split
             calib = normal and lab["split"] in calibrate_splits
             held_out = calib and not bank
