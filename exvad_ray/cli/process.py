@@ -61,6 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "loses at most the batches not yet committed; larger batches mean fewer, larger files")
     p.add_argument("--content-hash", action="store_true",
                    help="identify local files by a sha256 of their bytes (default: size + modification time)")
+    p.add_argument("--inventory", default=None, metavar="URI",
+                   help="an S3 Inventory report's manifest.json (CSV or Parquet) of the archive's bucket: the "
+                        "videos to do are read from it instead of listing the bucket (objects newer than the "
+                        "report are left for a later run)")
     p.add_argument("--wait", action="store_true",
                    help="if another job holds the index, wait for it instead of refusing")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
@@ -123,6 +127,7 @@ def process_config_from_args(args: argparse.Namespace) -> ProcessConfig:
         fuse_stages={"auto": None, "yes": True, "no": False}[args.fuse_stages], retry_errors=args.retry_errors, limit=args.limit, address=args.address,
         index_format=args.index_format, commit_every=args.commit_every,
         content_hash=args.content_hash, wait=args.wait, normality=args.normality,
+        inventory=getattr(args, "inventory", None),
     )
 
 

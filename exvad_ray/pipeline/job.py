@@ -68,12 +68,14 @@ class ProcessConfig:
     # batches) or "files" (one Parquet file per video per table); an existing index keeps its own
     index_format: str = "delta"
     commit_every: int = 16  # Delta index: videos per batch (one file per table and partition, one commit)
+    # an S3 Inventory manifest.json of the archive's bucket: the rerun plans from it instead of listing
+    inventory: str | None = None
 
     # Knobs that change how fast or where a run goes, not what it produces: a rerun that changes
     # them is still the same run (same id, same processing date, so still exactly once).
     NOT_IDENTITY = ("address", "progress_interval_s", "limit", "retry_errors", "decode_tasks", "model_actors",
                     "gpu_per_stage", "fuse_stages", "batch_windows", "wait", "normality", "index_format",
-                    "commit_every")
+                    "commit_every", "inventory")
 
     def run_id(self) -> str:
         keys = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.NOT_IDENTITY}

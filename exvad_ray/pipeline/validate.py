@@ -185,6 +185,11 @@ def validate_process(cfg: Any) -> None:
     check_resources(cfg.profile, cfg.label_set, cfg.detector, model_files=is_local_cluster(cfg.address))
     if getattr(cfg, "normality", None):
         preflight(normality=cfg.normality)
+    if getattr(cfg, "inventory", None):
+        try:
+            storage.read_inventory_manifest(cfg.inventory, cfg.archive)
+        except ExvadError as exc:
+            raise ConfigError(f"--inventory: {exc}") from exc
     archive, index = storage.normalize(cfg.archive), storage.normalize(cfg.index)
     if index.startswith(archive.rstrip("/") + "/") or index == archive:
         raise ExvadError("the index must not live inside the archive (its files would be listed as input)")

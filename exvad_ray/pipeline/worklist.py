@@ -51,8 +51,7 @@ def plan_work(cfg: Any, date: str, page: int = 10_000) -> tuple[list[dict[str, A
     counts = WorkCounts()
     ignored: dict[str, int] = {}
     todo: list[tuple[storage.VideoEntry, str, bool]] = []  # (entry, video id, failed before)
-    for part in storage.iter_archive(cfg.archive, extensions=cfg.extensions,
-                                     hash_content=getattr(cfg, "content_hash", False), page=page):
+    for part in _archive_pages(cfg, page):
         for why, n in part.ignored.items():
             ignored[why] = ignored.get(why, 0) + n
         if not part.entries:
@@ -91,6 +90,17 @@ def plan_work(cfg: Any, date: str, page: int = 10_000) -> tuple[list[dict[str, A
         counts.deferred = max(0, len(items) - cfg.limit)
         items = items[: cfg.limit]
     return items, counts
+
+
+def _archive_pages(cfg: Any, page: int) -> Any:
+    """The archive's pages: listed, or read from an S3 Inventory report (`--inventory`), which
+    gives the same pages for the objects it holds without listing a bucket of 1e7 objects."""
+    hash_content = getattr(cfg, "content_hash", False)
+    inventory = getattr(cfg, "inventory", None)
+    if inventory:
+        return storage.iter_inventory(inventory, cfg.archive, extensions=cfg.extensions,
+                                      hash_content=hash_content, page=page)
+    return storage.iter_archive(cfg.archive, extensions=cfg.extensions, hash_content=hash_content, page=page)
 
 
 def summary_counts(counts: WorkCounts) -> dict[str, Any]:

@@ -7,6 +7,7 @@ S3 endpoint, credentials and anonymous access come from the standard AWS environ
 config files; secrets are never logged or printed (see ``S3Settings.__repr__``).
 """
 
+from exvad_ray.storage.inventory import InventoryManifest, iter_inventory, read_manifest as read_inventory_manifest
 from exvad_ray.storage.locations import (
     DEFAULT_VIDEO_EXTENSIONS,
     ArchivePage,
@@ -37,6 +38,7 @@ from exvad_ray.storage.locations import (
 __all__ = [
     "DEFAULT_VIDEO_EXTENSIONS",
     "ArchivePage",
+    "InventoryManifest",
     "S3Settings",
     "VideoEntry",
     "arrow_filesystem",
@@ -45,6 +47,7 @@ __all__ = [
     "is_remote",
     "is_unreachable",
     "iter_archive",
+    "iter_inventory",
     "iter_objects",
     "join",
     "content_hash",
@@ -55,6 +58,7 @@ __all__ = [
     "open_file",
     "put_file",
     "read_bytes",
+    "read_inventory_manifest",
     "unavailable",
     "video_id",
     "video_key",
