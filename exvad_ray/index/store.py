@@ -348,6 +348,31 @@ def read_files(index: str, table: str, files: list[str], columns: list[str] | No
                      for c in want}) if added & set(want) else out
 
 
+def read_video_rows(index: str, table: str, video_ids: Iterable[str], columns: list[str] | None = None,
+                    page: int = 256) -> pa.Table:
+    """The rows of these videos only (stored rows: the supersede rules are the caller's), read a
+    page of the table's files at a time and filtered before the next page, so that the driver
+    holds the videos' rows and never the whole table. Per-video files of other videos are not
+    opened (their names say whose they are); a Delta table's files are all read, `video_id` first
+    filtered."""
+    from exvad_ray.index import delta
+
+    wanted = sorted(set(video_ids))
+    cols = None if columns is None else list(dict.fromkeys(["video_id", *columns]))
+    version = index_version(index)
+    in_blocks = delta.is_delta(index, table)
+    keep, value_set = set(wanted), pa.array(wanted, pa.string())
+    parts = []
+    for files in iter_table_files(index, table, page) if wanted else []:
+        if not in_blocks:
+            files = [f for f in files if (m := PART_RE.search(f)) is None or m.group(1) in keep]
+        if files:
+            t = read_files(index, table, files, cols, version)
+            parts.append(t.filter(pc.is_in(t.column("video_id"), value_set=value_set)))
+    out = pa.concat_tables(parts) if parts else read_files(index, table, [], cols, version)
+    return out if columns is None else out.select(columns)
+
+
 def index_version(index: str) -> int:
     """The schema version the index was written with: from its run manifests (absent field: 1), else
     from a data file's metadata, else (an empty index) the current one. Raises a clear error for an

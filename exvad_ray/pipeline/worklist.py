@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from exvad_ray import storage
 from exvad_ray import index as idx
@@ -134,9 +135,14 @@ def final_snapshot(index: str, items: list[dict[str, Any]], progress: Any) -> di
         ray.kill(progress)
     except Exception:  # noqa: BLE001 - lost with its node: the index still knows
         snapshot = {"segments": {}, "done": 0}
-    ids = {i["video_id"] for i in items}
-    errors = idx.read_table(index, "errors", columns=["video_id", "stage", "reason"]).to_pylist()
-    mine = [e for e in errors if e["video_id"] in ids]
+    from exvad_ray.index.supersede import current_rows
+
+    ids = sorted({i["video_id"] for i in items})
+    # this run's videos' error rows only (never the whole table), under the read rules
+    stored = idx.read_video_rows(index, "errors", ids, ["video_id", "stage", "reason", "processed_at"])
+    done = idx.done_set(index, "videos")
+    ok = {v for v, hit in zip(ids, done.contains(pa.array(ids, pa.string()))) if hit} if ids else set()
+    mine = current_rows(index, "errors", stored, ok_ids=ok).to_pylist()
     reasons: dict[str, int] = {}
     for e in mine:
         key = f"{e['stage']}:{e['reason']}"

@@ -147,3 +147,19 @@ def test_packed_rows_travel_unchanged(tmp_path):
     batches.commit_batch(index, "run1", 0, batches.write_batch(index, [data]), [vid])
     got = idx.read_table(index, "snippets", columns=["video_id", "snippet_index", "camera"]).to_pylist()
     assert got == [{"video_id": vid, "snippet_index": i, "camera": "cam-2"} for i in range(3)]
+
+
+def test_rows_of_some_videos_only(tmp_path):
+    """`read_video_rows`: the rows of the videos asked for, from a Delta table and from per-video files."""
+    delta_index, files_index = str(tmp_path / "delta"), str(tmp_path / "files")
+    batches.create_tables(delta_index)
+    vids = ids(5)
+    batches.commit_batch(delta_index, "run1", 0, batches.write_batch(delta_index, [video(v) for v in vids]), vids)
+    for v in vids:
+        idx.write_video_tables(files_index, v, {t: x for t, x in video(v).items() if t != "segments"})
+    for index in (delta_index, files_index):
+        got = idx.read_video_rows(index, "snippets", [vids[1], vids[3], "not-indexed"], ["snippet_index"])
+        assert got.column_names == ["snippet_index"] and got.num_rows == 6
+        both = idx.read_video_rows(index, "snippets", vids[1:2], ["video_id", "camera"]).to_pylist()
+        assert both == [{"video_id": vids[1], "camera": "cam-1"}] * 3
+        assert idx.read_video_rows(index, "videos", []).num_rows == 0
