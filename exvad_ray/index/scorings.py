@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -152,60 +153,81 @@ def find_segment(index: str, segment_id: str, scoring: str | None = None) -> dic
     read_index_table(index, "videos", ["video_id"])  # a clear error when there is no index
     order = [scoring] if scoring else [current_scoring(index)] + [m["scoring_id"] for m in list_scorings(index)]
     for sid in dict.fromkeys(order):
-        table = read_scoring(index, "segments", sid)
+        table = read_scoring(index, "segments", sid, video_ids=[segment_id.rsplit(":", 1)[0]])  # its video's rows
         table = table.select([c for c in table.column_names if c != "thumbnail_jpeg"])
         for r in table.filter(pc.equal(table.column("segment_id"), segment_id)).to_pylist():
             return {**r, **video_facts(index, r["video_id"], r["uri"])}
     raise ExvadError(f"no segment {segment_id!r} in {index}")
 
 
-def read_scoring(index: str, table: str, scoring: str | None = None, columns: list[str] | None = None) -> pa.Table:
+def read_scoring(index: str, table: str, scoring: str | None = None, columns: list[str] | None = None,
+                 video_ids: Sequence[str] | None = None) -> pa.Table:
     """`segments`, `snippet_scores` or `videos` of one scoring (default: the current one), with
-    `scoring_id`, `detector_id` and the partition columns."""
+    `scoring_id`, `detector_id` and the partition columns. Only `columns` are read (the stored
+    tables hold embeddings and thumbnails no caller of a scoring needs all of), and with
+    `video_ids` only those videos' rows: the driver never holds a whole table to use a part."""
     index = storage.normalize(index)
     sid = scoring or current_scoring(index)
-    t = _read_process(index, table) if sid == PROCESS else _read_rescored(index, sid, table)
+    if sid == PROCESS:
+        t = _read_process(index, table, columns, video_ids)
+    else:
+        t = _read_rescored(index, sid, table, columns, video_ids)
     return t.select(columns) if columns is not None else t
 
 
-def _read_rescored(index: str, sid: str, table: str) -> pa.Table:
+def _read_rescored(index: str, sid: str, table: str, columns: list[str] | None = None,
+                   video_ids: Sequence[str] | None = None) -> pa.Table:
     manifest(index, sid)
     full = pa.schema(list(schema(table)) + [pa.field(c, pa.string()) for c in PARTITIONS[table]])
+    if columns is not None:
+        unknown = [c for c in columns if c not in full.names]
+        if unknown:
+            raise ExvadError(f"scoring table {table} has no column(s) {unknown}")
     root = storage.join(scoring_root(index, sid), table)
     if not storage.exists(root):
-        return full.empty_table()
+        return full.empty_table() if columns is None else full.empty_table().select(columns)
     fs, path = storage.arrow_filesystem(root)
     part = pads.partitioning(pa.schema([(c, pa.string()) for c in PARTITIONS[table]]), flavor="hive")
     ds = pads.dataset(path, schema=full, format="parquet", filesystem=fs, partitioning=part,
                       exclude_invalid_files=False, ignore_prefixes=[".", "_"])
-    return ds.to_table()
+    where = None if video_ids is None else pc.field("video_id").isin(pa.array(sorted(set(video_ids)), pa.string()))
+    return ds.to_table(columns=columns, filter=where)
 
 
-def _read_process(index: str, table: str) -> pa.Table:
-    """The scoring `exvad process` wrote, in the same columns as a rescoring's."""
-    from exvad_ray.index import read_table
+def _read_process(index: str, table: str, columns: list[str] | None = None,
+                  video_ids: Sequence[str] | None = None) -> pa.Table:
+    """The scoring `exvad process` wrote, in the same columns as a rescoring's (only `columns`, only
+    `video_ids`' rows when given)."""
+    from exvad_ray.index import arrow_schema, partition_cols, read_table, read_video_rows
 
-    videos = read_table(index, "videos")
-    det = dict(zip(videos.column("video_id").to_pylist(), videos.column("detector").to_pylist()))
-    if table == "videos":
-        t = videos
-    elif table == "snippet_scores":
-        t = read_table(index, "snippets", ["video_id", "snippet_index", "anomaly_score", "class_probs", "date", "camera"])
-    elif table == "segments":
-        t = read_table(index, "segments")
-    else:
+    if table not in ("videos", "snippet_scores", "segments"):
         schema(table)  # raises
+    want = pa.schema(list(schema(table)) + [pa.field(c, pa.string()) for c in PARTITIONS[table]])
+    source = {"videos": "videos", "snippet_scores": "snippets", "segments": "segments"}[table]
+    stored = set(arrow_schema(source).names) | set(partition_cols(source))
+    need = want.names if columns is None else [c for c in columns if c in want.names]
+    read = list(dict.fromkeys(["video_id"] + [c for c in need if c in stored]
+                              + (["processed_at"] if "scored_at" in need and table == "videos" else [])))
+
+    def rows(name: str, cols: list[str]) -> pa.Table:
+        return read_table(index, name, cols) if video_ids is None else read_video_rows(index, name, video_ids, cols)
+
+    t = rows(source, read)
+    det: dict[str, Any] = {}
+    if {"detector_id", "detector_uri"} & set(need):
+        videos = t if table == "videos" and "detector" in t.column_names else rows("videos", ["video_id", "detector"])
+        det = dict(zip(videos.column("video_id").to_pylist(), videos.column("detector").to_pylist()))
     n = t.num_rows
     ids = {"scoring_id": pa.array([PROCESS] * n, pa.string()),
            "detector_id": pa.array([det.get(v) for v in t.column("video_id").to_pylist()], pa.string())}
     if table == "segments":
         ids |= {"detector_uri": ids["detector_id"], "model_card": pa.nulls(n, pa.string())}
-    if table == "videos":
+    if table == "videos" and "processed_at" in t.column_names:
         ids["scored_at"] = t.column("processed_at")
-    want = pa.schema(list(schema(table)) + [pa.field(c, pa.string()) for c in PARTITIONS[table]])
+    fields = [f for f in want if f.name in need]
     cols = [ids[f.name] if f.name in ids else t.column(f.name).cast(f.type) if f.name in t.column_names
-            else pa.nulls(n, f.type) for f in want]  # evidence: null in a scoring without a normality model
-    return pa.Table.from_arrays(cols, schema=want)
+            else pa.nulls(n, f.type) for f in fields]  # evidence: null in a scoring without a normality model
+    return pa.Table.from_arrays(cols, schema=pa.schema(fields))
 
 
 def scores_by_name(index: str, scoring: str, names: set[str]) -> tuple[list[str], dict[str, tuple[Any, Any]]]:
@@ -231,7 +253,8 @@ def scores_by_name(index: str, scoring: str, names: set[str]) -> tuple[list[str]
             raise ExvadError(f"scoring {scoring!r} mixes class lists ({class_names} and {v['class_names']})")
     if not ids or not class_names:
         raise ExvadError(f"scoring {scoring!r} of {index} scored none of the {len(names)} videos asked for")
-    snips = read_scoring(index, "snippet_scores", scoring, ["video_id", "snippet_index", "anomaly_score", "class_probs"])
+    snips = read_scoring(index, "snippet_scores", scoring, ["video_id", "snippet_index", "anomaly_score", "class_probs"],
+                         video_ids=list(ids.values()))
     by_id = snippet_columns_by_video(snips, ["anomaly_score", "class_probs"], list(ids.values()))
     out = {}
     for name, vid in ids.items():

@@ -9,6 +9,7 @@ import itertools
 import os
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -273,3 +274,22 @@ def test_vector_sidecar_agrees_with_exact_sql(index_copy, rows, monkeypatch, pat
     for text in ("people fighting near the exit", "fire"):
         a, b = exact.search(text=text, limit=10), fast.search(text=text, limit=10)
         assert b.column("segment_id").to_pylist() == a.column("segment_id").to_pylist()
+
+
+def test_read_scoring_reads_only_the_columns_and_videos_asked_for(built_index, built_files_index, rows):
+    """A scoring read for some columns of some videos is exactly those rows of the whole read, on
+    both layouts (the driver never holds the whole table to use a part of it)."""
+    from exvad_ray.index.scorings import read_scoring, scores_by_name
+
+    vid = rows[0]["video_id"]
+    for index in (built_index["index"], built_files_index["index"]):
+        whole = read_scoring(index, "segments")
+        part = read_scoring(index, "segments", columns=["segment_id", "score", "detector_id"], video_ids=[vid])
+        assert part.column_names == ["segment_id", "score", "detector_id"]
+        want = whole.filter(pc.equal(whole.column("video_id"), vid)).select(part.column_names)
+        assert sorted(part.to_pylist(), key=str) == sorted(want.to_pylist(), key=str) and part.num_rows
+        snips = read_scoring(index, "snippet_scores", columns=["video_id", "anomaly_score"], video_ids=[vid])
+        assert set(snips.column("video_id").to_pylist()) == {vid}
+        name = read_scoring(index, "videos", columns=["video_id", "name"], video_ids=[vid]).column("name")[0].as_py()
+        classes, by_name = scores_by_name(index, "process", {name})
+        assert len(by_name[name][0]) == snips.num_rows and classes
