@@ -84,6 +84,15 @@ def snippet_columns_by_video(table: pa.Table, columns: Sequence[str],
 
 
 def read_snippet_embeddings(index: str, video_ids: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """{video_id: (n_snippets, D) float32 visual embeddings in snippet order}."""
-    table = SNIPPETS.read(index, ["video_id", "snippet_index", "visual_embedding"])
+    """{video_id: (n_snippets, D) float32 visual embeddings in snippet order}. With `video_ids`, only
+    those videos' rows are read (a page of files at a time): training on the labelled videos of an
+    archive never holds every snippet's vector."""
+    cols = ["video_id", "snippet_index", "visual_embedding"]
+    if video_ids is not None:
+        from exvad_ray.index.store import read_video_rows
+        from exvad_ray.index.supersede import current_rows
+
+        table = current_rows(index, "snippets", read_video_rows(index, "snippets", video_ids, cols))
+        return {vid: c[0] for vid, c in snippet_columns_by_video(table, ["visual_embedding"], video_ids).items()}
+    table = SNIPPETS.read(index, cols)
     return {vid: cols[0] for vid, cols in snippet_columns_by_video(table, ["visual_embedding"], video_ids).items()}
