@@ -75,6 +75,7 @@ REPLACED_EVERY = 100  # the 1% replaced for plan_replaced (never a failed one)
 DELTA_COMMIT_VIDEOS = 100_000  # videos per commit of the Delta layout
 PLANNER = "streamed"  # the planning code measured (plan rows without it: the Python-set planner before it)
 PLAN_OPS = ("plan", "plan_replaced", "plan_compacted")
+JOB_TABLES = 5  # delta_blocks rows with `tables`: all five tables as the job writes them (older rows: videos, errors)
 PROCESSING_DATE = "2026-12-06"
 RUN_ID = "bench0000scale"
 OPS = ("plan", "plan_replaced", "rescore_plan", "search", "compact", "plan_compacted")
@@ -373,72 +374,239 @@ class DeltaLayout(TodayLayout):
 
 
 class DeltaBlocksLayout(DeltaLayout):
-    """The Delta tables as the archive job writes them by default: a block of 16 finished videos
-    (`exvad process --commit-every`) written as one file per partition and committed as one batch,
-    so a partition of 100 videos is spread over 7-8 small files and every block is a log entry."""
+    """The index as the archive job writes it by default (exvad_ray/index/batches.py,
+    pipeline/commits.py): all five Delta tables; a batch of 16 finished videos (`exvad process
+    --commit-every`) written as one file per table and partition and committed to snippets,
+    segments, captions and then videos (4 commits per batch, each with the run's application
+    transaction and the batch's video ids in its metadata; an empty `segments` commit when no
+    video of the batch has a segment), a failed video's `errors` row a commit of its own, and the
+    run's manifest. Every operation runs on it; `compact` is `exvad compact` on every table."""
 
     name = "delta_blocks"
+    ops = OPS
     block_videos = 16
     commit_videos = 16
 
     def build(self, index: str, archive: Archive, ids: list[str]) -> dict[str, int]:
-        """The same files and the same log as `DeltaLayout.build` with blocks of 16 (one commit per
-        table per batch, with the run's application transaction and commit metadata; a checkpoint
-        every 100 commits, as delta-rs's post-commit hook writes), built faster: each batch's
-        commit is written as the log entry delta-rs would write (`_delta_log/<version>.json`:
-        commitInfo, the add actions, the txn) instead of through `delta.commit`, which opens the
-        table at every batch and whose commit and state update grow with the table's files
-        (quadratic: ~35 minutes at 1e5). Checked against `DeltaLayout.build` at 2e3 videos (same
-        rows, file and log entry counts, batches, commit metadata)."""
-        from deltalake import DeltaTable
+        """Built on local disk by `build_job_tables`; on S3 built in a local folder and then uploaded
+        object by object (`upload_tree`): the same bytes under the same keys (the log's paths are
+        relative to each table), so the table is the one a local build makes."""
+        from exvad_ray import storage
 
-        from exvad_ray import __version__, storage
-        from exvad_ray.index import delta
-        from exvad_ray.index.schemas import SCHEMA_VERSION, partition_cols
+        if not storage.is_remote(index):
+            return build_job_tables(index, archive, ids)
+        staging = os.path.join(os.environ.get("EXVAD_SCALE_STAGING", "/tmp/exvad-scale"),
+                               f"staging-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            counts = build_job_tables(staging, archive, ids)
+            upload_tree(staging, index)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return counts
 
+    def op_compact(self, index: str, archive: str) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        from exvad_ray.index import compact
+
+        done = compact(index, retention_hours=0)  # every table, as `exvad compact` does
+        return {"compacted": {t: asdict(r) for t, r in done.items()}}
+
+    # plan_replaced deletes the replaced videos' rows from every table (new files, new commits)
+    # and writes tombstones: `snapshot` / `rollback` put the index back as it was built
+    def snapshot(self, index: str) -> dict[str, Any]:
+        from exvad_ray import storage
+        from exvad_ray.index.schemas import VIDEO_TABLES
+
+        fs, root = storage.filesystem(index)
         if storage.is_remote(index):
-            return super().build(index, archive, ids)  # write_block writes to local disk
-        counts: dict[str, int] = {}
-        tables = ("videos", "errors")
-        version = {t: delta.open_table(index, t).version() for t in tables}
-        for batch, start in enumerate(range(0, len(ids), self.commit_videos)):
-            cols: dict[str, dict[str, list[Any]]] = {}
-            parts: dict[str, list[dict[str, str]]] = {}
-            for k in range(start, min(len(ids), start + self.commit_videos)):
-                _, date, camera = archive.key(k)
-                for table, item in video_tables(k, ids[k], archive.object_uri(k), date, camera).items():
-                    if table not in tables:
-                        continue
-                    values, row = item
+            fs.invalidate_cache()
+        last = {}
+        for t in VIDEO_TABLES:
+            p = f"{root}/{t}/_delta_log/_last_checkpoint"
+            last[p] = fs.cat_file(p) if fs.exists(p) else None
+        return {"objects": set(fs.find(root)), "last_checkpoint": last}
+
+    def rollback(self, index: str, state: dict[str, Any]) -> int:
+        """Delete every object written since `snapshot` (new data files, commits, checkpoints,
+        tombstones) and put back the `_last_checkpoint` files; returns the objects deleted."""
+        from exvad_ray import storage
+
+        fs, root = storage.filesystem(index)
+        if storage.is_remote(index):
+            fs.invalidate_cache()
+        new = sorted(set(fs.find(root)) - state["objects"])
+        if new:
+            fs.rm(new)
+        for p, data in state["last_checkpoint"].items():
+            if data is None:
+                if fs.exists(p):
+                    fs.rm(p)
+            else:
+                fs.pipe_file(p, data)
+        if storage.is_remote(index):
+            fs.invalidate_cache()
+        return len(new)
+
+
+def build_job_tables(index: str, archive: Archive, ids: list[str], every: int = 16,
+                     workers: int = int(os.environ.get("EXVAD_SCALE_BUILD_WORKERS", 2)),
+                     checkpoint_stride: int | None = None) -> dict[str, int]:
+    """The five tables as the job writes them (`DeltaBlocksLayout`), at disk speed: the data files
+    are `write_block`'s (those of `delta.write_files`), and each commit is written as the log
+    entry delta-rs writes for `delta.commit` / `delta.append` (`_delta_log/<version>.json`: the
+    commitInfo with our metadata, the add actions, the txn of a batch; a checkpoint every 100
+    commits, as delta-rs's post-commit hook) instead of through delta-rs, which opens the table at
+    every commit and whose commit grows with the table's files (quadratic: ~35 minutes at 1e5
+    for two tables). `check --layout delta_blocks` compares it with the job's own writer
+    (`batches.write_batch`, `batches.commit_batch`, `delta.append`). Returns data files per table.
+
+    Checkpoints: each is a full copy of the table's state, so writing every one the job writes
+    costs the build O(commits x files) (112 of the 137 s at 1e5). Above 1e5 videos
+    (`checkpoint_stride` None) only every 50th is written, and always each table's last one (where
+    the job's would be: readers read it and the commits after it, as on the job's log); the others
+    are returned as `checkpoints_not_written` (objects the job would have stored, counted in the
+    objects per video by `run_scale`)."""
+    from deltalake import DeltaTable
+
+    from exvad_ray import __version__, storage
+    from exvad_ray import index as idx
+    from exvad_ray.index import batches, delta
+    from exvad_ray.index.schemas import SCHEMA_VERSION, partition_cols
+
+    if checkpoint_stride is None:
+        checkpoint_stride = 1 if len(ids) <= 100_000 else 50
+    batches.create_tables(index)
+    tables = (*batches.BATCH_TABLES, "errors")
+    version = {t: 0 for t in tables}
+    counts = {t: 0 for t in tables}
+    meta = {delta.SCHEMA_VERSION_KEY: str(SCHEMA_VERSION), delta.PACKAGE_VERSION_KEY: __version__}
+
+    def log(table: str, files: list[dict[str, Any]], extra: dict[str, str], txn: int | None) -> None:
+        info = {"timestamp": int(time.time() * 1000), "operation": "WRITE",
+                "operationParameters": {"mode": "Append",
+                                        "partitionBy": json.dumps(partition_cols(table), separators=(",", ":"))},
+                "engineInfo": "delta-rs:py-1.6.6", "clientVersion": "delta-rs.py-1.6.6", **meta, **extra}
+        lines = [json.dumps({"commitInfo": info}, separators=(",", ":"))]
+        lines += [json.dumps({"add": {"path": f["path"], "partitionValues": f["partition_values"], "size": f["size"],
+                                      "modificationTime": f["modification_time"], "dataChange": True,
+                                      "stats": f["stats"], "tags": None, "baseRowId": None,
+                                      "defaultRowCommitVersion": None, "clusteringProvider": None}},
+                             separators=(",", ":")) for f in files]
+        if txn is not None:
+            lines.append(json.dumps({"txn": {"appId": RUN_ID, "version": txn}}, separators=(",", ":")))
+        version[table] += 1
+        v = version[table]
+        with open(os.path.join(delta.table_uri(index, table), "_delta_log", f"{v:020d}.json"), "x") as fh:
+            fh.write("\n".join(lines) + "\n")  # "x": as delta-rs, a version is never overwritten
+        if (v + 1) % 100 == 0:  # where delta-rs's post-commit hook writes its checkpoints
+            if (v + 1) % (100 * checkpoint_stride) == 0 or v + 100 > last[table]:
+                checkpoint(table, v)
+            else:
+                skipped[table] += 1
+        counts[table] += len(files)
+
+    def checkpoint(table: str, v: int) -> None:
+        t0 = time.perf_counter()
+        DeltaTable(delta.table_uri(index, table), version=v).create_checkpoint()
+        timing["checkpoint_s"] += time.perf_counter() - t0
+
+    idx.write_manifest(index, {"run_id": RUN_ID, "archive": storage.normalize(archive.uri), "started_at": "2026-12-06T12:00:00+00:00",
+                               "finished_at": "2026-12-06T13:00:00+00:00",
+                               "first_started_at": "2026-12-06T12:00:00+00:00", "processing_date": PROCESSING_DATE,
+                               "args": {"bench": "scale"}, "summary": {}})
+    # the commits in the job's order: a failed video's errors commit as it fails, a batch's four
+    # commits once 16 videos finished; the data files are written by `workers` processes, a chunk
+    # of commits at a time, the log here, in order
+    commits: list[tuple[int, list[tuple[int, str]]]] = []  # (batch or -1 for an errors commit, videos)
+    members: list[tuple[int, str]] = []
+    for k, vid in enumerate(ids):
+        if k % FAILED_EVERY == 37:
+            commits.append((-1, [(k, vid)]))
+            continue
+        members.append((k, vid))
+        if len(members) == every:
+            commits.append((sum(b >= 0 for b, _ in commits), members))
+            members = []
+    if members:
+        commits.append((sum(b >= 0 for b, _ in commits), members))
+    last = {t: 0 for t in tables}  # each table's last version: its last checkpoint is always written
+    for batch, _ in commits:
+        for t in (("errors",) if batch < 0 else batches.BATCH_TABLES):
+            last[t] += 1
+    skipped = {t: 0 for t in tables}
+    chunks = [commits[i:i + 64] for i in range(0, len(commits), 64)]
+    job = (index, archive.uri, archive.n)
+    timing = {"checkpoint_s": 0.0}
+    with _pool(workers) as pool:
+        for chunk, written in zip(chunks, pool.imap(_write_commits, [(job, c) for c in chunks])):
+            for (batch, vids), files in zip(chunk, written):
+                if batch < 0:  # a failed video: its errors row committed on its own (delta.append)
+                    log("errors", files["errors"], {}, None)
+                    continue
+                extra = {"exvad.run_id": RUN_ID, "exvad.batch": str(batch),
+                         batches.IDS_KEY: json.dumps(sorted(vid for _, vid in vids))}
+                for table in batches.BATCH_TABLES:  # videos last, as commit_batch
+                    log(table, files.get(table, []), extra, batch)
+    print(f"  {sum(version.values())} commits, checkpoints {timing['checkpoint_s']:.0f} s", flush=True)
+    if sum(skipped.values()):
+        counts["checkpoints_not_written"] = sum(skipped.values())
+    return counts
+
+
+def _pool(workers: int) -> Any:
+    """Worker processes (spawned: the parent may hold delta-rs's threads) or, with 1, this one."""
+    import contextlib
+    import multiprocessing
+
+    if workers <= 1:
+        return contextlib.nullcontext(SimpleNamespace(imap=map))
+    return multiprocessing.get_context("spawn").Pool(workers)
+
+
+def _write_commits(task: tuple[tuple[str, str, int], list[tuple[int, list[tuple[int, str]]]]]
+                   ) -> list[dict[str, list[dict[str, Any]]]]:
+    """The data files of a chunk of commits (`build_job_tables`): per commit, each table's add actions."""
+    (index, uri, n), commits = task
+    archive = Archive(uri, n)
+    out = []
+    for batch, members in commits:
+        cols: dict[str, dict[str, list[Any]]] = {}
+        parts: dict[str, list[dict[str, str]]] = {}
+        for k, vid in members:
+            _, date, camera = archive.key(k)
+            for table, items in video_tables(k, vid, archive.object_uri(k), date, camera).items():
+                for values, row in (items if isinstance(items, list) else [items]):
                     into = cols.setdefault(table, {})
                     for c, v in row.items():
                         into.setdefault(c, []).extend(v)
-                    parts.setdefault(table, []).append(values)
-            for table in tables:
-                if table not in cols:
-                    continue
-                files = write_block(index, table, cols[table], parts[table])
-                now = int(time.time() * 1000)
-                info = {"timestamp": now, "operation": "WRITE",
-                        "operationParameters": {"partitionBy": json.dumps(partition_cols(table), separators=(",", ":")),
-                                                "mode": "Append"},
-                        "engineInfo": "delta-rs:py-1.6.6", "clientVersion": "delta-rs.py-1.6.6",
-                        delta.SCHEMA_VERSION_KEY: str(SCHEMA_VERSION), delta.PACKAGE_VERSION_KEY: __version__,
-                        "exvad.run_id": RUN_ID, "exvad.batch": str(batch)}
-                lines = [{"commitInfo": info}]
-                lines += [{"add": {"path": f["path"], "partitionValues": f["partition_values"], "size": f["size"],
-                                   "modificationTime": f["modification_time"], "dataChange": True,
-                                   "stats": f["stats"]}} for f in files]
-                lines.append({"txn": {"appId": RUN_ID, "version": batch, "lastUpdated": now}})
-                version[table] += 1
-                v = version[table]
-                log = os.path.join(delta.table_uri(index, table), "_delta_log")
-                with open(os.path.join(log, f"{v:020d}.json"), "x") as fh:  # "x": as delta-rs, never overwrite
-                    fh.write("\n".join(json.dumps(x, separators=(",", ":")) for x in lines) + "\n")
-                if (v + 1) % 100 == 0:  # where delta-rs's post-commit hook writes its checkpoints
-                    DeltaTable(delta.table_uri(index, table), version=v).create_checkpoint()
-                counts[table] = counts.get(table, 0) + len(files)
-        return counts
+                    parts.setdefault(table, []).extend([values] * len(row["video_id"]))
+        out.append({t: write_block(index, t, cols[t], parts[t]) for t in cols})
+    return out
+
+
+def upload_tree(local: str, uri: str, chunk: int = 2000) -> int:
+    """Every file under `local` PUT to the same relative key under `uri` (the fsspec S3 filesystem,
+    `chunk` files a call, concurrently); returns the objects written."""
+    from exvad_ray import storage
+
+    fs, root = storage.filesystem(uri)
+    todo: dict[str, bytes] = {}
+    n = 0
+    for d, _, names in os.walk(local):
+        for name in names:
+            path = os.path.join(d, name)
+            with open(path, "rb") as f:
+                todo[f"{root}/{os.path.relpath(path, local)}"] = f.read()
+            if len(todo) >= chunk:
+                fs.pipe(todo)
+                n, todo = n + len(todo), {}
+    if todo:
+        fs.pipe(todo)
+        n += len(todo)
+    fs.invalidate_cache()
+    return n
 
 
 def write_block(index: str, table: str, rows: dict[str, list[Any]], partitions: list[dict[str, str]]
@@ -678,16 +846,22 @@ def run_scale(layout_name: str, n: int, backend: str, root: str, ops: list[str],
         t_arch = time.perf_counter() - t0
         counts = {"reused": 1} if reused_index else layout.build(index, archive, ids)
         t_build = time.perf_counter() - t0 - t_arch
-        objects = count_objects(index)
+        # objects the job would have stored that the builder did not write (build_job_tables: checkpoints)
+        unwritten = counts.pop("checkpoints_not_written", 0)
+        objects = count_objects(index) + unwritten
         print(f"[{layout_name} {backend} {label}] archive {t_arch:.0f}s, index built in {t_build:.0f}s: "
               f"{objects} objects {counts}", flush=True)
-        common = {"layout": layout_name, "backend": backend, "n": n, "cameras": archive.cameras, "days": archive.days}
+        common = {"layout": layout_name, "backend": backend, "n": n, "cameras": archive.cameras, "days": archive.days,
+                  **({"tables": JOB_TABLES} if layout_name == "delta_blocks" else {})}
         rows.append({**common, "op": "build", "objects": objects, "objects_by_table": counts,
                      "objects_per_video": round(objects / n, 4), "s": round(t_build, 1),
-                     **({"reused": True} if reused_index else {})})
+                     **({"checkpoints_not_written": unwritten} if unwritten else {}),
+                     **({"reused": True} if reused_index else {}), "load_avg": round(os.getloadavg()[0], 1)})
+        objects -= unwritten  # what the operations below find stored
         base_rss = measure(layout_name, "baseline", index, arch_uri)
         rows.append({**common, "op": "baseline", **base_rss})
         for op in ops:
+            saved = layout.snapshot(index) if op == "plan_replaced" and hasattr(layout, "snapshot") else None
             stamps = _replace(archive, restore=False) if op == "plan_replaced" else None
             before_obj = objects
             before = counter.read() if counter else None
@@ -701,14 +875,17 @@ def run_scale(layout_name: str, n: int, backend: str, root: str, ops: list[str],
             row["objects_delta"] = objects - before_obj
             heavy = n > 10_000 and op in ("plan_replaced", "rescore_plan")  # tens of minutes under strace
             if strace and backend == "local" and op != "compact" and not heavy and "stopped" not in res:
-                if op == "plan_replaced":  # the first run wrote tombstones: undo before counting again
-                    _undo_tombstones(index)
+                if op == "plan_replaced":  # the first run wrote tombstones (deleted rows): undo before counting again
+                    layout.rollback(index, saved) if saved is not None else _undo_tombstones(index)
                 calls = measure(layout_name, op, index, arch_uri, strace=True)["fs_calls"]
                 row["fs_calls"] = calls
                 row["fs_calls_total"] = sum(row["fs_calls"].values())
             if op == "plan_replaced":
                 _replace(archive, restore=True, stamps=stamps)
-                row["tombstones"] = _undo_tombstones(index)
+                if saved is not None:  # Delta: the deleted rows' new files and commits, and the tombstones
+                    row["rolled_back_objects"] = layout.rollback(index, saved)
+                else:
+                    row["tombstones"] = _undo_tombstones(index)
                 objects = count_objects(index)
             print(f"[{layout_name} {backend} {label}] {op}: {json.dumps({k: v for k, v in row.items() if k not in common})}",
                   flush=True)
@@ -780,6 +957,93 @@ def check(root: str) -> None:
     assert pa.Table.equals(*(idx.read_table(i, "videos") .sort_by("video_id") for i in (real, bulk)))
     shutil.rmtree(base, ignore_errors=True)
     print("check: the bulk layout reads back identically to the job's writer")
+
+
+def check_job_tables(root: str, n_real: int = 200, n: int = 2000) -> None:
+    """`build_job_tables` against the job's own writer (`batches.write_batch` / `commit_batch` for
+    each batch of 16, `delta.write_files` / `delta.append` for a failed video) at `n_real` videos:
+    the same rows, data files and log entries per table and the same commit metadata per version;
+    then the real readers over `n` videos built fast: `read_table` row counts per table, a rerun's
+    planning plans nothing, a rescore's planning places every indexed video."""
+    from exvad_ray import index as idx
+    from exvad_ray import storage
+    from exvad_ray.index import batches, delta
+    from exvad_ray.index.schemas import VIDEO_TABLES
+
+    base = os.path.join(root, "check-job")
+    shutil.rmtree(base, ignore_errors=True)
+
+    def make_archive(m: int) -> tuple[Archive, list[str]]:
+        archive = Archive(os.path.join(base, f"archive-{m}"), m)
+        for k in range(m):
+            path = os.path.join(archive.uri, archive.key(k)[0])
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            open(path, "wb").close()
+        return archive, [e.video_id for e in storage.list_videos(archive.uri)]
+
+    archive, ids = make_archive(n_real)
+    real, fast = os.path.join(base, "real"), os.path.join(base, "fast")
+    batches.create_tables(real)
+    members: list[str] = []
+    rows: list[dict[str, Any]] = []
+    batch = 0
+    for k, vid in enumerate(ids):
+        _, date, camera = archive.key(k)
+        t = video_tables(k, vid, archive.object_uri(k), date, camera)
+        if "errors" in t:
+            values, cols = t["errors"]
+            delta.append(real, "errors", delta.write_files(real, "errors", cols, [values]))
+            continue
+        members.append(vid)
+        rows.append(t)
+        if len(members) == 16 or k == len(ids) - 1:
+            batches.commit_batch(real, RUN_ID, batch, batches.write_batch(real, rows), members)
+            batch, members, rows = batch + 1, [], []
+    build_job_tables(fast, archive, ids)
+
+    def log(index: str, table: str) -> list[dict[str, Any]]:
+        folder = os.path.join(index, table, "_delta_log")
+        out = []
+        for name in sorted(f for f in os.listdir(folder) if f.endswith(".json"))[1:]:  # after CREATE TABLE
+            with open(os.path.join(folder, name)) as f:
+                entry = [json.loads(line) for line in f]
+            info = {k: v for k, v in entry[0]["commitInfo"].items() if k != "timestamp"}
+            out.append({"info": info, "adds": sum("add" in e for e in entry),
+                        "txn": [e["txn"] for e in entry if "txn" in e]})
+        return out
+
+    for table in VIDEO_TABLES:
+        a, b = (idx.read_table(i, table) for i in (real, fast))
+        key = [(c, "ascending") for c in ("video_id", "snippet_index", "window_index") if c in a.column_names]
+        a, b = a.sort_by(key), b.sort_by(key)
+        assert a.num_rows == b.num_rows > 0 and a.equals(b), f"{table}: rows differ"
+        la, lb = log(real, table), log(fast, table)
+        assert la == lb, f"{table}: log entries differ"
+        fa, fb = len(delta.snapshot_files(real, table)), len(delta.snapshot_files(fast, table))
+        assert fa == fb, (table, fa, fb)
+        print(f"check {table}: {a.num_rows} rows, {fa} files, {len(la)} commits: the same as the job's writer",
+              flush=True)
+
+    archive, ids = make_archive(n)
+    index = os.path.join(base, f"fast-{n}")
+    t0 = time.perf_counter()
+    counts = build_job_tables(index, archive, ids)
+    failed = [k for k in range(n) if k % FAILED_EVERY == 37]
+    ok = n - len(failed)
+    segs = sum(1 for k in range(n) if k % SEGMENT_EVERY == 3 and k % FAILED_EVERY != 37)
+    want = {"videos": ok, "snippets": ok * SNIPPETS_PER_VIDEO, "captions": ok * WINDOWS_PER_VIDEO,
+            "segments": segs, "errors": len(failed)}
+    got = {t: idx.read_table(index, t).num_rows for t in VIDEO_TABLES}
+    assert got == want, (got, want)
+    layout = DeltaBlocksLayout()
+    plan = layout.op_plan(index, archive.uri)
+    assert plan["todo"] == 0 and plan["done_before"] == ok and plan["failed_before"] == len(failed), plan
+    rescore = layout.op_rescore_plan(index, archive.uri)
+    assert rescore["videos"] == ok and not rescore["warnings"], rescore
+    print(f"check {n} videos built in {time.perf_counter() - t0:.1f} s ({counts} data files): rows {got}; "
+          f"plan {plan}; rescore plan {rescore}", flush=True)
+    shutil.rmtree(base, ignore_errors=True)
+    print("check: the job's tables built fast read back as the job's writer writes them")
 
 
 # ------------------------------------------------------------------------------------- report
@@ -988,7 +1252,8 @@ def report_delta_compact() -> None:
     `scale_blocks_*` for the job's default blocks of 16 videos a commit (`delta_blocks`)."""
     from _results import record, table
 
-    rows = [r for r in _load_raw() if r["backend"] == "local" and r["layout"] in ("delta", "delta_blocks")]
+    rows = [r for r in _load_raw() if r["backend"] == "local" and r["layout"] in ("delta", "delta_blocks")
+            and not r.get("tables")]  # the two-table rows (report_job_tables: the five tables)
     by = {(r["layout"], r["op"], r["n"]): r for r in rows}
     flat: dict[str, Any] = {}
     body = []
@@ -1055,11 +1320,13 @@ def main() -> None:
     rp.add_argument("--md", default=None, help="write the Markdown sections to this file instead of bench/RESULTS.md")
     c = sub.add_parser("check", help="bulk layout vs the job's writer")
     c.add_argument("--root", default="/tmp/exvad-scale")
+    c.add_argument("--layout", choices=("today", "delta_blocks"), default="today")
+    c.add_argument("--n", type=_n, default=2000, help="delta_blocks: videos of the readers' check")
     args = ap.parse_args()
     if args.cmd == "measure":
         _child(args)
     elif args.cmd == "check":
-        check(args.root)
+        check_job_tables(args.root, n=args.n) if args.layout == "delta_blocks" else check(args.root)
     elif args.cmd == "report":
         if args.md:
             import _results
@@ -1076,9 +1343,11 @@ def main() -> None:
             if n > args.no_compact_above:
                 ops = [o for o in ops if o not in ("compact", "plan_compacted")]
             rows = run_scale(args.layout, n, args.backend, args.root, ops, not args.no_strace, args.keep, args.reuse)
-            new = {(r["op"], r.get("planner")) for r in rows}  # what this run measured replaces the same rows only
+            # what this run measured replaces the same rows only (delta_blocks rows of two tables, without
+            # `tables`, stay: the scale_blocks_* keys come from them)
+            new = {(r["op"], r.get("planner"), r.get("tables")) for r in rows}
             raw = [x for x in _load_raw() if not (x["layout"] == args.layout and x["backend"] == args.backend
-                                                 and x["n"] == n and (x["op"], x.get("planner")) in new)]
+                                                 and x["n"] == n and (x["op"], x.get("planner"), x.get("tables")) in new)]
             with open(RAW, "w") as f:
                 json.dump(raw + rows, f, indent=1, default=str)
                 f.write("\n")
