@@ -40,12 +40,10 @@ class BatchWriter:
 
 
 class BatchCommitter:
-    """The driver's side: commits each batch as the run's next batch number, then deletes the `errors`
-    rows of the batch's videos that had failed before (a retry that succeeded)."""
+    """The driver's side: commits each batch as the run's next batch number."""
 
-    def __init__(self, index: str, run_id: str, retried: set[str] | None = None):
+    def __init__(self, index: str, run_id: str):
         self.index, self.run_id = index, run_id
-        self.retried = retried or set()
         self.batch = batches.next_batch(index, run_id)
         self.committed = 0
 
@@ -57,8 +55,3 @@ class BatchCommitter:
         batches.commit_batch(self.index, self.run_id, self.batch, batch["adds"], batch["video_ids"])
         self.batch += 1
         self.committed += len(batch["video_ids"])
-        again = [v for v in batch["video_ids"] if v in self.retried]
-        if again:
-            from exvad_ray.index import delta
-
-            delta.delete_videos(self.index, "errors", again)

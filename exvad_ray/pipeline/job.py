@@ -187,6 +187,17 @@ def uses_delta(cfg: ProcessConfig) -> bool:
     return cfg.index_format == "delta"
 
 
+def forget_failures(index: str, video_ids: list[str]) -> None:
+    """Delta index: the error rows of the videos this run retries (`--retry-errors`) are deleted
+    before they are processed again, so that a retry that fails leaves its new row only and one
+    that succeeds none, for every reader. Killed before a retry finishes, such a video is simply
+    still to do."""
+    if video_ids:
+        from exvad_ray.index import delta as tables
+
+        tables.delete_videos(index, "errors", video_ids)
+
+
 def prepare_delta(cfg: ProcessConfig) -> dict[str, int]:
     """Before planning on a Delta index: its tables exist, and the rows of batches a killed run
     committed to some tables but not to `videos` are deleted (`index.batches.repair`), so that
@@ -292,6 +303,8 @@ def _run_process(cfg: ProcessConfig, echo: Any) -> dict[str, Any]:
             echo(f"[exvad] removed the rows of an interrupted batch: {repaired}")
     date = processing_date(cfg)
     items, counts = list_work(cfg, date)
+    if delta:
+        forget_failures(cfg.index, [i["video_id"] for i in items if i["video_id"] in counts.retried_ids])
     skipped = counts.skipped
     echo(f"[exvad] archive {storage.normalize(cfg.archive)}: {len(items) + skipped} videos, "
          f"{counts.done_before} done before, {counts.failed_before} failed before, {len(items)} to process "
@@ -305,7 +318,7 @@ def _run_process(cfg: ProcessConfig, echo: Any) -> dict[str, Any]:
         progress = ProgressActor.options(**driver_node()).remote(len(items), sum(i["size"] for i in items))
         explainer = resolve_explainer(cfg, float(ray.cluster_resources().get("GPU", 0)))
         chain = st.build_chain(job_spec(cfg, explainer, class_names, progress, batch_writes=delta))
-        commit = BatchCommitter(cfg.index, cfg.run_id(), counts.retried_ids) if delta else None
+        commit = BatchCommitter(cfg.index, cfg.run_id()) if delta else None
         plan = _plan_resources(cfg, chain)
         log.info("resources: %s", plan)
         ds = build_dataset(items, chain, plan, cfg.batch_windows)

@@ -104,6 +104,13 @@ def test_reliability_end_to_end(tiny_dir, archive):
     assert old_steady not in snippet_ids and len(snippet_ids) == 3
     errors = idx.read_table(cfg.index, "errors").to_pylist()
     assert [os.path.basename(e["uri"]) for e in errors] == ["truncated.mp4"]  # crash_me's row superseded
+    # on Delta tables (the default) replaced and retried rows are deletes: gone from what any reader sees,
+    # before any compaction
+    assert idx.is_delta_index(cfg.index)
+    stored = idx.read_table(cfg.index, "errors", current=False).to_pylist()
+    assert [os.path.basename(e["uri"]) for e in stored] == ["truncated.mp4"]
+    stored_ids = set(idx.read_table(cfg.index, "snippets", columns=["video_id"], current=False).column("video_id").to_pylist())
+    assert old_steady not in stored_ids
     idx.compact(cfg.index)
     raw = idx.read_table(cfg.index, "snippets", columns=["video_id"], current=False).column("video_id").to_pylist()
     assert old_steady not in set(raw)
