@@ -110,30 +110,32 @@ def write_batch(index: str, videos: Sequence[bytes | dict[str, Any]]) -> dict[st
     return out
 
 
-def next_batch(index: str, run_id: str) -> int:
+def next_batch(index: str, run_id: str, tables: Sequence[str] = BATCH_TABLES) -> int:
     """The number of the run's next batch: one past the highest any table holds (a rerun of a killed
-    run goes on counting, so that no batch number is ever reused)."""
-    done = [delta.committed_batch(index, t, run_id) for t in BATCH_TABLES]
+    run goes on counting, so that no batch number is ever reused). `tables`: the batch tables in
+    commit order (a rescoring's: ``scorings/<id>/<table>``, run id = scoring id)."""
+    done = [delta.committed_batch(index, t, run_id) for t in tables]
     return max([d for d in done if d is not None], default=-1) + 1
 
 
 def commit_batch(index: str, run_id: str, batch: int, adds: dict[str, list[dict[str, Any]]],
-                 video_ids: Sequence[str]) -> None:
-    """Commit one batch to every batch table, `videos` last. A table that already holds the batch
-    (a retried commit) is skipped, so calling this twice adds nothing."""
+                 video_ids: Sequence[str], tables: Sequence[str] = BATCH_TABLES) -> None:
+    """Commit one batch to every batch table (`tables`, in order: the last one's row marks a video
+    done), `adds` keyed by table. A table that already holds the batch (a retried commit) is
+    skipped, so calling this twice adds nothing."""
     meta = {IDS_KEY: json.dumps(sorted(video_ids))}
-    for table in BATCH_TABLES:
+    for table in tables:
         delta.commit(index, table, run_id, batch, adds.get(table, []), metadata=meta)
 
 
-def repair(index: str, run_ids: Iterable[str]) -> dict[str, int]:
-    """Delete the rows of batches that a killed run committed to some tables but not to `videos`;
-    returns the videos whose rows were deleted, per table."""
+def repair(index: str, run_ids: Iterable[str], tables: Sequence[str] = BATCH_TABLES) -> dict[str, int]:
+    """Delete the rows of batches that a killed run committed to some of `tables` but not to the
+    last one (`videos`); returns the videos whose rows were deleted, per table."""
     out: dict[str, int] = {}
     for run_id in run_ids:
-        done = delta.committed_batch(index, "videos", run_id)
+        done = delta.committed_batch(index, tables[-1], run_id)
         done = -1 if done is None else done
-        for table in BATCH_TABLES[:-1]:
+        for table in tables[:-1]:
             held = delta.committed_batch(index, table, run_id)
             if held is None or held <= done:
                 continue

@@ -7,7 +7,9 @@ Measured facts behind each choice: docs/INDEX.md and bench/delta_facts.py.
 
 The pieces here:
 - `open_table` opens (or creates) ``INDEX/<table>`` as a Delta table with the table's schema from
-  ``schemas/`` and its partition columns (date, camera, class) as string columns.
+  ``schemas/`` and its partition columns (date, camera, class) as string columns; a table at a
+  path under the index (a rescoring's ``scorings/<scoring id>/<table>``) is created with the schema
+  its owner gives (`index.scorings`) and every later write follows the table's own schema.
 - `write_files` is the worker side: Parquet files for a block of rows written under the table's
   folder, returned as plain dicts (they travel through Ray) with the statistics that let readers
   prune files by video id.
@@ -80,6 +82,15 @@ def delta_schema(table: str) -> pa.Schema:
                                                   for c in partition_cols(table)])
 
 
+def _layout(t: Any, table: str) -> tuple[Any, list[str]]:
+    """(schema, partition columns) that a commit to the open table `t` declares: an index table's
+    from schemas/, a table at a path under the index (a rescoring's ``scorings/<id>/<table>``) its
+    own, fixed by whoever created it (`open_table`'s `schema`)."""
+    if "/" not in table:
+        return delta_schema(table), partition_cols(table)
+    return t.schema(), list(t.metadata().partition_columns)
+
+
 def _metadata(**extra: str) -> dict[str, str]:
     from exvad_ray import __version__
 
@@ -90,10 +101,13 @@ def _uri_arg(uri: str) -> str:
     return storage.normalize(uri)
 
 
-def open_table(index: str, table: str, create: bool = True) -> Any:
+def open_table(index: str, table: str, create: bool = True, schema: pa.Schema | None = None,
+               partition_by: Sequence[str] = ()) -> Any:
     """The Delta table ``INDEX/<table>`` (a `deltalake.DeltaTable`), created empty when absent and
     `create`. A folder that holds files but no Delta log (an index of today's layout) is refused:
-    vacuum would delete every file the log does not know."""
+    vacuum would delete every file the log does not know. `table` may be a path under the index
+    (``scorings/<id>/segments``): such a table is created with `schema` (its columns and the
+    `partition_by` columns, as strings) instead of schemas/'s, and keeps it."""
     from deltalake import CommitProperties, DeltaTable
 
     uri = table_uri(index, table)
@@ -107,7 +121,9 @@ def open_table(index: str, table: str, create: bool = True) -> Any:
             raise ExvadError(f"{uri} holds files but no Delta log (an index of the per-video layout): "
                              "write the Delta index to a new location")
         try:
-            return DeltaTable.create(_uri_arg(uri), delta_schema(table), partition_by=partition_cols(table) or None,
+            if schema is None:
+                schema, partition_by = delta_schema(table), partition_cols(table)
+            return DeltaTable.create(_uri_arg(uri), schema, partition_by=list(partition_by) or None,
                                      storage_options=opts, name=table,
                                      commit_properties=CommitProperties(custom_metadata=_metadata()))
         except Exception:  # noqa: BLE001 - another process created it first (the first commit wins)
@@ -143,9 +159,17 @@ def write_files(index: str, table: str, rows: pa.Table | dict[str, Any], partiti
     their add actions as plain dicts for `commit`. `partitions` gives each row's partition values
     (the columns of `partition_cols(table)`). Nothing is visible to readers until `commit`; files of
     a block that is never committed are removed by vacuum."""
-    body = conform(table, rows)
-    part = partition_cols(table)
-    open_table(index, table)  # the table exists before any of its files (normally the driver made it)
+    t = open_table(index, table)  # the table exists before any of its files (normally the driver made it)
+    if "/" in table:  # a table with a schema of its own: its columns, as it was created
+        part = list(t.metadata().partition_columns)
+        cols = pa.schema([f for f in pa.schema(t.schema().to_arrow()) if f.name not in part])
+        given = rows if isinstance(rows, pa.Table) else pa.table(rows)
+        missing = [c for c in cols.names if c not in given.column_names]
+        if missing:
+            raise ExvadError(f"{table}: columns {missing} missing")
+        body = given.select(cols.names).cast(cols)
+    else:
+        body, part = conform(table, rows), partition_cols(table)
     if len(partitions) != body.num_rows:
         raise ExvadError(f"{table}: {len(partitions)} partition values for {body.num_rows} rows")
     missing = [c for c in part if any(c not in p for p in partitions)]
@@ -216,9 +240,10 @@ def commit(index: str, table: str, run_id: str, batch: int, files: Iterable[dict
     if done is not None and done >= batch:
         return False
     adds = [AddAction(**f) for f in files]
+    schema, part = _layout(t, table)
     try:
         t.create_write_transaction(
-            adds, mode="append", schema=delta_schema(table), partition_by=partition_cols(table) or None,
+            adds, mode="append", schema=schema, partition_by=part or None,
             commit_properties=CommitProperties(app_transactions=[Transaction(app_id=run_id, version=batch)],
                                                custom_metadata=_metadata(**{"exvad.run_id": run_id,
                                                                             "exvad.batch": str(batch),
@@ -235,9 +260,11 @@ def append(index: str, table: str, files: Iterable[dict[str, Any]]) -> None:
     from deltalake import CommitProperties
 
     adds = [_add_action(f) for f in files]
+    t = open_table(index, table)
+    schema, part = _layout(t, table)
     try:
-        open_table(index, table).create_write_transaction(
-            adds, mode="append", schema=delta_schema(table), partition_by=partition_cols(table) or None,
+        t.create_write_transaction(
+            adds, mode="append", schema=schema, partition_by=part or None,
             commit_properties=CommitProperties(custom_metadata=_metadata()))
     except Exception as exc:  # noqa: BLE001
         raise _storage_error(table_uri(index, table), exc) from exc
