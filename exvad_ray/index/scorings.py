@@ -10,6 +10,13 @@ one scoring per detector, without touching those tables:
     INDEX/scorings/<scoring_id>/videos/date=/camera=/part-<video_id>.parquet   (written last per video)
     INDEX/scorings/CURRENT.json                                  {"scoring_id": ...}; absent -> "process"
 
+On a Delta index (`index.is_delta_index`) the three tables are Delta tables at
+``INDEX/scorings/<scoring_id>/<table>`` (same partitions): `exvad rescore` writes a batch of videos
+as one file per table and partition and commits it as the archive job does (`index.batches`: app id
+= scoring id, `videos` last), so a reader sees a video's scoring whole or not at all. "Current" is
+then table state too: ``INDEX/scorings/current``, a Delta table of one row (scoring_id, set_at,
+set_by) that `set_current` overwrites in one commit; no side file to race with or go stale.
+
 scoring_id == detector_id == "det-" + the first 12 hex digits of the checkpoint's SHA-256, so a
 rescore with the same detector rewrites the same files (idempotent) and two detectors never mix.
 Every row carries `scoring_id` and `detector_id`; rescored segments also carry `detector_uri` and
@@ -34,6 +41,7 @@ from exvad_ray.errors import ExvadError
 SCORINGS_DIR = "scorings"
 PROCESS = "process"
 CURRENT = "CURRENT.json"
+CURRENT_TABLE = "current"  # a Delta index's current scoring (a Delta table of one row)
 TABLES = ("segments", "snippet_scores", "videos")
 PARTITIONS = {"segments": ["class", "date", "camera"], "snippet_scores": ["date", "camera"],
               "videos": ["date", "camera"]}
@@ -103,6 +111,34 @@ def scoring_root(index: str, scoring_id: str) -> str:
     return storage.join(index, SCORINGS_DIR, scoring_id)
 
 
+def table_path(scoring_id: str, table: str) -> str:
+    """A scoring table's path under the index (what `index.delta` takes as a table)."""
+    return f"{SCORINGS_DIR}/{scoring_id}/{table}"
+
+
+def delta_tables(scoring_id: str) -> tuple[str, ...]:
+    """A scoring's Delta tables in commit order (`videos` last: its row marks a video scored)."""
+    return tuple(table_path(scoring_id, t) for t in TABLES)
+
+
+def create_delta_tables(index: str, scoring_id: str) -> None:
+    """Create the scoring's Delta tables that do not exist yet, with the scoring's columns and
+    partitions (the driver does, before any task writes; later writes follow the tables' schema)."""
+    from exvad_ray.index import delta
+
+    for table in TABLES:
+        cols = pa.schema(list(schema(table)) + [pa.field(c, pa.string(), nullable=False) for c in PARTITIONS[table]])
+        delta.open_table(index, table_path(scoring_id, table), schema=cols, partition_by=PARTITIONS[table])
+
+
+def writes_delta(index: str) -> bool:
+    """Whether new scorings of the index are Delta tables: on a Delta index, never on one of the
+    per-video layout (whose scorings keep their per-video files)."""
+    from exvad_ray.index.store import is_delta_index
+
+    return is_delta_index(index)
+
+
 def file_uri(index: str, scoring_id: str, table: str, values: dict[str, str], video_id: str) -> str:
     part = "/".join(f"{k}={values[k]}" for k in PARTITIONS[table])
     return storage.join(scoring_root(index, scoring_id), table, part, f"part-{video_id}.parquet")
@@ -122,7 +158,7 @@ def list_scorings(index: str) -> list[dict[str, Any]]:
     if fs.exists(path):
         for p in sorted(fs.ls(path, detail=False)):
             sid = p.rstrip("/").rsplit("/", 1)[-1]
-            if sid != CURRENT and storage.exists(storage.join(index, SCORINGS_DIR, sid, "scoring.json")):
+            if sid not in (CURRENT, CURRENT_TABLE) and storage.exists(storage.join(index, SCORINGS_DIR, sid, "scoring.json")):
                 found.append(manifest(index, sid))
     cur = current_scoring(index)
     out = [{"scoring_id": PROCESS, "detector": "as recorded in the videos table (`exvad process`)"}] + found
@@ -131,18 +167,62 @@ def list_scorings(index: str) -> list[dict[str, Any]]:
     return out
 
 
+CURRENT_SCHEMA = pa.schema([pa.field("scoring_id", pa.string(), nullable=False),
+                            pa.field("set_at", pa.timestamp("us", tz="UTC"), nullable=False),
+                            pa.field("set_by", pa.string())])
+
+
 def current_scoring(index: str) -> str:
+    """The scoring readers see by default: the Delta table ``scorings/current`` when there is one,
+    else ``scorings/CURRENT.json`` (the per-video layout's, or a Delta index's set before the
+    table), else "process"."""
+    from exvad_ray.index import delta
+
+    path = f"{SCORINGS_DIR}/{CURRENT_TABLE}"
+    if delta.is_delta(index, path):
+        rows = delta.open_table(index, path, create=False).to_pyarrow_table(columns=["scoring_id"])
+        if rows.num_rows:
+            return str(rows.column("scoring_id")[0].as_py())
     uri = storage.join(index, SCORINGS_DIR, CURRENT)
     if not storage.exists(uri):
         return PROCESS
     return str(json.loads(storage.read_bytes(uri))["scoring_id"])
 
 
-def set_current(index: str, scoring_id: str) -> None:
+def set_current(index: str, scoring_id: str, set_by: str | None = None) -> None:
+    """Make `scoring_id` what readers see by default. On a Delta index one commit overwrites the
+    one row of ``scorings/current`` (readers see the old or the new scoring, never a torn file);
+    on the per-video layout ``CURRENT.json`` is rewritten as before. `set_by`: who set it (default
+    user@host)."""
     if scoring_id != PROCESS:
         manifest(index, scoring_id)  # must exist
-    doc = {"scoring_id": scoring_id, "set_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    storage.write_bytes(storage.join(index, SCORINGS_DIR, CURRENT), json.dumps(doc).encode())
+    now = dt.datetime.now(dt.timezone.utc)
+    if not writes_delta(index):
+        doc = {"scoring_id": scoring_id, "set_at": now.isoformat(timespec="seconds")}
+        storage.write_bytes(storage.join(index, SCORINGS_DIR, CURRENT), json.dumps(doc).encode())
+        return
+    from deltalake import CommitProperties, write_deltalake
+
+    from exvad_ray.index import delta
+
+    row = pa.table({"scoring_id": [scoring_id], "set_at": [now], "set_by": [set_by or _who()]}, schema=CURRENT_SCHEMA)
+    uri = delta.table_uri(index, f"{SCORINGS_DIR}/{CURRENT_TABLE}")
+    try:
+        write_deltalake(storage.normalize(uri), row, mode="overwrite", storage_options=delta.storage_options(uri),
+                        commit_properties=CommitProperties(custom_metadata={"exvad.operation": "set_current"}))
+    except Exception as exc:  # noqa: BLE001 - delta-rs errors: storage trouble, in one line
+        raise delta._storage_error(uri, exc) from exc
+
+
+def _who() -> str:
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in this environment
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
 
 
 def find_segment(index: str, segment_id: str, scoring: str | None = None) -> dict[str, Any]:
@@ -183,13 +263,23 @@ def _read_rescored(index: str, sid: str, table: str, columns: list[str] | None =
         unknown = [c for c in columns if c not in full.names]
         if unknown:
             raise ExvadError(f"scoring table {table} has no column(s) {unknown}")
+    from exvad_ray.index import delta
+
     root = storage.join(scoring_root(index, sid), table)
+    empty = full.empty_table() if columns is None else full.empty_table().select(columns)
     if not storage.exists(root):
-        return full.empty_table() if columns is None else full.empty_table().select(columns)
+        return empty
     fs, path = storage.arrow_filesystem(root)
     part = pads.partitioning(pa.schema([(c, pa.string()) for c in PARTITIONS[table]]), flavor="hive")
-    ds = pads.dataset(path, schema=full, format="parquet", filesystem=fs, partitioning=part,
-                      exclude_invalid_files=False, ignore_prefixes=[".", "_"])
+    if delta.is_delta(index, table_path(sid, table)):  # the snapshot's files, never the folder's
+        files = [storage.arrow_filesystem(f)[1] for f in delta.snapshot_files(index, table_path(sid, table))]
+        if not files:
+            return empty
+        ds = pads.dataset(files, schema=full, format="parquet", filesystem=fs, partitioning=part,
+                          partition_base_dir=path)
+    else:
+        ds = pads.dataset(path, schema=full, format="parquet", filesystem=fs, partitioning=part,
+                          exclude_invalid_files=False, ignore_prefixes=[".", "_"])
     where = None if video_ids is None else pc.field("video_id").isin(pa.array(sorted(set(video_ids)), pa.string()))
     return ds.to_table(columns=columns, filter=where)
 

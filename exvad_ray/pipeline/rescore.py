@@ -53,6 +53,7 @@ VIDEOS_PER_ACTOR = 500
 # Files per Ray Data block (one task each): large enough that per-call overhead vanishes
 # beside the scoring, small enough that progress and retries stay fine-grained.
 FILES_PER_BLOCK = 32
+ADDS = "batch_adds"  # Delta: JSON {"adds": {table: [add action]}, "video_ids": [...]} on a block's first row
 
 
 @dataclasses.dataclass
@@ -244,8 +245,10 @@ class RescoreStage:
     `collect`, nothing is written: each video's raw parts come back instead (the fused scoring's
     calibration pass: normality surprise, detector score, truth from its label, seconds)."""
 
-    def __init__(self, index: str, scoring: Scoring, torch_threads: int = 1, collect: bool = False):
+    def __init__(self, index: str, scoring: Scoring, torch_threads: int = 1, collect: bool = False,
+                 delta: bool = False):
         self.index, self.scoring, self.torch_threads, self.collect = index, scoring, torch_threads, collect
+        self.delta = delta and not collect  # a Delta index: the block's videos become one batch (`_write_batch`)
         self.scorer: Any = None
         self.model: Any = None
         self.loaded = False
@@ -289,6 +292,7 @@ class RescoreStage:
         t1 = time.perf_counter()
         out: dict[str, list[Any]] = {"video_id": [], "status": [], "reason": [], "n_snippets": [], "segments": [],
                                      "coarse": []}
+        pending: dict[str, tuple[list[pa.Table], list[dict[str, str]]]] = {}  # Delta: the batch's rows per table
         listings: dict[str, list[str]] = {}  # partition folders of videos/captions this block listed
         for f, wanted_json in zip(batch["file"], batch["videos"]):
             wanted = json.loads(str(wanted_json))
@@ -318,20 +322,51 @@ class RescoreStage:
                         out_row = (vid, "ok", "", rows.num_rows, json.dumps(self._parts(info, rows)))
                     else:
                         tables = video_tables(self.scoring, self.scorer, info, rows, self.model)
+                        segs = [lab for _, t in tables["segments"] for lab in t.column("label").to_pylist()]
                         for name in ("segments", "snippet_scores", "videos"):  # videos last: marks it done
                             for values, t in tables[name]:
-                                write_table_file(sc.file_uri(self.index, self.scoring.scoring_id, name, values, vid), t)
-                        segs = [lab for _, t in tables["segments"] for lab in t.column("label").to_pylist()]
+                                if self.delta:
+                                    chunks, parts = pending.setdefault(name, ([], []))
+                                    chunks.append(t)
+                                    parts.extend([dict(values)] * t.num_rows)
+                                else:
+                                    write_table_file(sc.file_uri(self.index, self.scoring.scoring_id, name, values, vid), t)
                         out_row = (vid, "ok", "", rows.num_rows, ",".join(sorted(segs)))
                 except Exception as exc:  # noqa: BLE001 - one bad video never fails the job
                     out_row = (vid, "error", f"{type(exc).__name__}: {exc}", 0, "")
                 for k, v in zip(out, (*out_row, bool(info and info.get("coarse")))):
                     out[k].append(v)
+        if self.delta:
+            out[ADDS] = self._write_batch(out, pending)
         # where the task's time went (the driver logs it: the fixed cost vs the per-video cost)
         n = len(out["video_id"])
         out["load_s"] = [t1 - t0 if i == 0 else 0.0 for i in range(n)]
         out["work_s"] = [time.perf_counter() - t1 if i == 0 else 0.0 for i in range(n)]
         return out
+
+    def _write_batch(self, out: dict[str, list[Any]], pending: dict[str, tuple[list[pa.Table], list[dict[str, str]]]]
+                     ) -> list[str]:
+        """The block's scored videos as one file per scoring table and partition (`delta.write_files`);
+        the add actions and video ids ride on the first row as JSON for the driver to commit
+        (`commit_scoring_batch`). A write that fails fails the block's scored videos, not the job."""
+        from exvad_ray.index import delta
+
+        n = len(out["video_id"])
+        col = [""] * n
+        ok = [i for i in range(n) if out["status"][i] == "ok"]
+        if not ok:
+            return col
+        try:
+            adds = {name: delta.write_files(self.index, sc.table_path(self.scoring.scoring_id, name),
+                                            pa.concat_tables(chunks), parts)
+                    for name, (chunks, parts) in pending.items() if sum(t.num_rows for t in chunks)}
+        except Exception as exc:  # noqa: BLE001 - reported per video, as a failed video is
+            for i in ok:
+                out["status"][i], out["reason"][i] = "error", f"{type(exc).__name__}: {exc}"
+                out["n_snippets"][i], out["segments"][i] = 0, ""
+            return col
+        col[0] = json.dumps({"adds": adds, "video_ids": [out["video_id"][i] for i in ok]})
+        return col
 
     def _parts(self, info: dict[str, Any], rows: pa.Table) -> dict[str, Any]:
         """A calibration video's raw parts (a few floats per snippet)."""
@@ -347,9 +382,46 @@ class RescoreStage:
                 "seconds": float(np.sum(end - start))}
 
 
-def score_block(batch: dict[str, Any], index: str, scoring: Scoring, collect: bool = False) -> dict[str, list[Any]]:
+def score_block(batch: dict[str, Any], index: str, scoring: Scoring, collect: bool = False,
+                delta: bool = False) -> dict[str, list[Any]]:
     """The Ray Data task: a block of snippets files scored by this worker's RescoreStage."""
-    return RescoreStage(index, scoring, collect=collect)(batch)
+    return RescoreStage(index, scoring, collect=collect, delta=delta)(batch)
+
+
+class ScoringCommitter:
+    """The driver's side on a Delta index: each block's batch committed as the scoring's next batch
+    number (app id = scoring id; numbers go on counting across reruns), `videos` last, with the
+    batch's video ids in the commit metadata: `index.batches`, as the archive job commits."""
+
+    def __init__(self, index: str, scoring_id: str):
+        from exvad_ray.index import batches
+
+        self.index, self.scoring_id, self.tables = index, scoring_id, sc.delta_tables(scoring_id)
+        self.batch = batches.next_batch(index, scoring_id, self.tables)
+        self.batches = 0
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        from exvad_ray.index import batches
+
+        doc = row.pop(ADDS, "")
+        if not doc:
+            return
+        batch = json.loads(doc)
+        adds = {sc.table_path(self.scoring_id, t): a for t, a in batch["adds"].items()}
+        batches.commit_batch(self.index, self.scoring_id, self.batch, adds, batch["video_ids"], self.tables)
+        self.batch += 1
+        self.batches += 1
+
+
+def prepare_delta_scoring(index: str, scoring_id: str) -> dict[str, int]:
+    """Before planning a rescoring on a Delta index: its tables created (before any task writes),
+    and a batch that a killed rescore committed to some tables but not to `videos` deleted from
+    them (`index.batches.repair`), so that the rerun scores those videos once. Returns the videos
+    whose rows were deleted, per table."""
+    from exvad_ray.index import batches
+
+    sc.create_delta_tables(index, scoring_id)
+    return batches.repair(index, [scoring_id], sc.delta_tables(scoring_id))
 
 
 def _read_snippets(uri: str) -> pa.Table:
@@ -533,8 +605,10 @@ def _ensure_ray(address: str | None) -> None:
 
 
 def _run_tasks(index: str, items: list[dict[str, Any]], scoring: Scoring, cfg: RescoreConfig, n_todo: int,
-               collect: bool = False) -> list[dict[str, Any]]:
-    """The Ray Data job over `items`: one summary row per video (with `collect`, its raw parts)."""
+               collect: bool = False, committer: ScoringCommitter | None = None) -> list[dict[str, Any]]:
+    """The Ray Data job over `items`: one summary row per video (with `collect`, its raw parts).
+    With `committer` (a Delta index) each block's videos are one batch, committed as its first row
+    arrives: what a kill loses is the batches in flight, never a committed one."""
     import ray
     import ray.data
 
@@ -543,11 +617,18 @@ def _run_tasks(index: str, items: list[dict[str, Any]], scoring: Scoring, cfg: R
     actors = max(1, min(len(items), cfg.actors or int(cpus), cfg.actors or -(-n_todo // VIDEOS_PER_ACTOR)))
     blocks = min(len(items), max(actors, -(-len(items) // FILES_PER_BLOCK)))
     ds = ray.data.from_items(items, override_num_blocks=blocks)
-    ds = ds.map_batches(score_block, fn_kwargs={"index": index, "scoring": scoring, "collect": collect},
+    ds = ds.map_batches(score_block, fn_kwargs={"index": index, "scoring": scoring, "collect": collect,
+                                                "delta": committer is not None},
                         batch_size=None, batch_format="numpy", num_cpus=max(0.1, min(1.0, cpus / actors)),
                         compute=ray.data.TaskPoolStrategy(size=actors))
     log.debug("rescore: %d parallel tasks, %d blocks", actors, blocks)
-    return list(ds.iter_rows())
+    rows = []
+    for row in ds.iter_rows():
+        row = dict(row)
+        if committer is not None:
+            committer(row)
+        rows.append(row)
+    return rows
 
 
 def _prepare(cfg: RescoreConfig, index: str, echo: Any) -> tuple[Scoring, dict[str, Any]]:
@@ -735,6 +816,12 @@ def run_rescore(cfg: RescoreConfig, echo: Any = print) -> dict[str, Any]:
     scoring, described = _prepare(cfg, index, echo)
     sid = scoring.scoring_id
     lap("models and calibration")
+    in_delta = sc.writes_delta(index)
+    if in_delta:  # a batch a killed rescore left in some tables but not in videos: deleted first
+        repaired = prepare_delta_scoring(index, sid)
+        if repaired:
+            echo(f"[exvad] repaired an interrupted batch of scoring {sid}: rows of "
+                 f"{max(repaired.values())} videos deleted ({', '.join(sorted(repaired))})")
     items, skipped, warnings = plan_work(index, sid)
     n_todo = sum(len(json.loads(it["videos"])) for it in items)
     lap("plan")
@@ -750,8 +837,11 @@ def run_rescore(cfg: RescoreConfig, echo: Any = print) -> dict[str, Any]:
     storage.write_bytes(manifest_uri, json.dumps(doc, indent=1, default=str).encode())
     rows: list[dict[str, Any]] = []
     if items:
-        rows = _run_tasks(index, items, scoring, cfg, n_todo)
+        committer = ScoringCommitter(index, sid) if in_delta else None
+        rows = _run_tasks(index, items, scoring, cfg, n_todo, committer=committer)
         lap("ray data job")
+        if committer is not None:
+            log.debug("rescore: %d batches committed", committer.batches)
         phases["tasks: models load"] = round(sum(float(r.get("load_s", 0.0)) for r in rows), 3)
         phases["tasks: scoring and writing"] = round(sum(float(r.get("work_s", 0.0)) for r in rows), 3)
     ok = [r for r in rows if r["status"] == "ok"]

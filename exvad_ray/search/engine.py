@@ -236,11 +236,13 @@ class SegmentIndex:
     def scoring(self) -> str:
         """Which detector scoring's segments are searched: "process" (the index's own `segments`),
         or a rescoring in ``INDEX/scorings/<id>/`` (`exvad rescore`); default the current one
-        (``INDEX/scorings/CURRENT.json``, absent: "process")."""
+        (`index.scorings.current_scoring`: the ``scorings/current`` table of a Delta index, else
+        ``scorings/CURRENT.json``, else "process")."""
         if self._scoring:
             return self._scoring
-        current = storage.join(self.uri, "scorings", "CURRENT.json")
-        return str(json.loads(storage.read_bytes(current))["scoring_id"]) if storage.exists(current) else "process"
+        from exvad_ray.index.scorings import current_scoring
+
+        return current_scoring(self.uri)
 
     def _segments_table(self) -> str:
         if self.scoring == "process":
