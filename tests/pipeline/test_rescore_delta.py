@@ -180,3 +180,27 @@ def test_search_and_evaluate_read_the_delta_scoring(built, capsys, tmp_path):
         assert a_doc[key] == pytest.approx(p_doc[key], abs=1e-5, nan_ok=True), key
     recorded = {r["name"]: r["video_class"] for r in sc.read_scoring(index, "videos", sid_a).to_pylist()}
     assert {n: v["predicted"] for n, v in a_doc["videos"].items()} == {n: recorded[n] for n in a_doc["videos"]}
+
+
+def test_compact_covers_the_scoring_tables(built, tmp_path):
+    """`exvad compact` on a Delta index optimizes and vacuums every rescoring's tables and the
+    current-scoring table too; what they serve is unchanged."""
+    import shutil
+
+    from exvad_ray.index import compact
+    from exvad_ray.index.compaction import index_tables
+
+    index, sid = built["index"], detector_id(built["a"])
+    if not storage.exists(storage.join(sc.scoring_root(index, sid), "videos", "_delta_log")):
+        run_rescore(RescoreConfig(index=index, detector=built["a"], actors=2), echo=lambda _m: None)
+    copy = str(tmp_path / "index")
+    fs, path = storage.filesystem(index)
+    fs.get(path + "/", copy + "/", recursive=True)  # a private copy: the other tests keep their index
+    tables = index_tables(copy)
+    assert set(sc.delta_tables(sid)) <= set(tables) and "scorings/current" in tables
+    before = sc.read_scoring(copy, "segments", sid, ["segment_id", "score"]).sort_by("segment_id")
+    done = compact(copy, retention_hours=0)
+    assert set(done) == set(tables)
+    assert sc.read_scoring(copy, "segments", sid, ["segment_id", "score"]).sort_by("segment_id").equals(before)
+    assert sc.current_scoring(copy) == sc.current_scoring(index)
+    shutil.rmtree(copy, ignore_errors=True)
