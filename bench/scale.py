@@ -725,9 +725,19 @@ def measure(layout: str, op: str, index: str, archive: str, strace: bool = False
 def _child(args: argparse.Namespace) -> None:
     layout = LAYOUTS[args.layout]()
     os.path.exists(MARK_BEGIN)  # markers for the strace count: the operation's calls lie between them
+    prof_dir = os.environ.get("EXVAD_SCALE_PROFILE")  # a folder: the operation under cProfile (slower)
+    if prof_dir:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
     t0, c0 = time.perf_counter(), time.process_time()
     res = layout.op(args.op, args.index, args.archive)
     res["s"] = round(time.perf_counter() - t0, 3)
+    if prof_dir:
+        prof.disable()
+        prof.dump_stats(os.path.join(prof_dir, f"{args.layout}-{args.op}.prof"))
+        res["profiled"] = True
     res["cpu_s"] = round(time.process_time() - c0, 3)  # all threads: less sensitive to a loaded machine
     res["peak_rss_mb"] = round(_status_kb("VmHWM") / 1024, 1)
     os.path.exists(MARK_END)
@@ -1191,22 +1201,25 @@ def report() -> None:
     print("\n".join(md))
     report_streamed()
     report_delta_compact()
+    report_job_tables()
 
 
-def report_streamed() -> None:
+def report_streamed(write: bool = True) -> dict[str, Any]:
     """The streamed planner's rows: today's layout and the Delta layout, `plan` over an unchanged
-    archive. Keys: the new layout (Delta) as the issue names them (`scale_plan_s@1e6`, ...), today's
-    layout under `scale_today_streamed_*`; 1e7 affine from the two largest sizes."""
+    archive. Keys: the Delta layout of files of 100 videos under `scale_delta100_plan_*` (the
+    issue's own names, `scale_plan_s@1e6`..., are the job's layout's: `report_job_tables`), today's
+    layout under `scale_today_streamed_*`; 1e7 affine from the two largest sizes. Returns the keys;
+    `write`: also record the section."""
     from _results import record, table
 
     local = [r for r in _load_raw() if r["backend"] == "local"]
     rows = [r for r in local if r.get("planner") == PLANNER or r["op"] not in PLAN_OPS]
     if not any(r.get("planner") == PLANNER for r in rows):
-        return
+        return {}
     by = {(r["layout"], r["op"], r["n"]): r for r in rows}  # build, baseline: the latest
     flat: dict[str, Any] = {}
     body, proj = [], []
-    for layout, prefix in (("today", "scale_today_streamed_"), ("delta", "scale_")):
+    for layout, prefix in (("today", "scale_today_streamed_"), ("delta", "scale_delta100_")):
         ns = sorted(n for (lay, op, n) in by if lay == layout and op == "plan")
         for n in ns:
             r, b, base = by[(layout, "plan", n)], by.get((layout, "build", n)), by.get((layout, "baseline", n))
@@ -1241,15 +1254,18 @@ def report_streamed() -> None:
         md += ["Projected to 1e7 (affine through the two largest sizes):", "",
                table(["layout", "metric", "from", "growth per 1e6 videos", "at N2", "1e7 (projected)"], proj), ""]
     md += ["Targets of issue 23 at 1e6: planning <= 30 s, peak RSS <= 1 GiB; at 1e7 <= 10 min, <= 2 GiB."]
-    record("Archive scale (issue 23): streamed rerun planning, today's layout and Delta", "\n".join(md), flat)
-    print("\n".join(md))
+    if write:
+        record("Archive scale (issue 23): streamed rerun planning, today's layout and Delta", "\n".join(md), flat)
+        print("\n".join(md))
+    return flat
 
 
-def report_delta_compact() -> None:
+def report_delta_compact(write: bool = True) -> dict[str, Any]:
     """`exvad compact` on the Delta layouts: objects per video before and after (every object
     under the index: data files and `_delta_log` entries), the compaction's wall time, CPU and
-    driver peak RSS. Keys: `scale_*` for the layout of files of 100 videos (`delta`),
-    `scale_blocks_*` for the job's default blocks of 16 videos a commit (`delta_blocks`)."""
+    driver peak RSS. Keys: `scale_delta100_*` for the layout of files of 100 videos (`delta`),
+    `scale_blocks_*` for the job's default blocks of 16 videos a commit (`delta_blocks`, the
+    `videos` and `errors` tables alone). Returns the keys; `write`: also record the section."""
     from _results import record, table
 
     rows = [r for r in _load_raw() if r["backend"] == "local" and r["layout"] in ("delta", "delta_blocks")
@@ -1257,7 +1273,7 @@ def report_delta_compact() -> None:
     by = {(r["layout"], r["op"], r["n"]): r for r in rows}
     flat: dict[str, Any] = {}
     body = []
-    for layout, prefix in (("delta", "scale_"), ("delta_blocks", "scale_blocks_")):
+    for layout, prefix in (("delta", "scale_delta100_"), ("delta_blocks", "scale_blocks_")):
         for n in sorted(n for (lay, op, n) in by if lay == layout and op == "compact"):
             b, c, p = by[(layout, "build", n)], by[(layout, "compact", n)], by.get((layout, "plan_compacted", n))
             label = _label(n)
@@ -1274,7 +1290,7 @@ def report_delta_compact() -> None:
                          sum(v for _, _, v in files.values()), f"{c['s']:.3g}", f"{c['cpu_s']:.3g}",
                          f"{c['peak_rss_mb']:,.0f}", "-" if p is None else f"{p['s']:.3g}"])
     if not body:
-        return
+        return {}
     md = ["`exvad compact` (exvad_ray/index/compaction.py: delta-rs optimize, full vacuum, checkpoint, log entries "
           "older than the retention deleted) on the "
           "`videos` and `errors` Delta tables, local disk, retention 0 (the index as it is once the retention has "
@@ -1286,8 +1302,196 @@ def report_delta_compact() -> None:
           table(["layout", "videos", "objects before", "per video", "objects after", "per video after",
                  "snapshot files before->after", "files vacuumed", "compact s", "CPU s", "peak RSS MB",
                  "plan after s"], body), ""]
-    record("Archive scale (issue 23): Delta compaction", "\n".join(md), flat)
+    if write:
+        record("Archive scale (issue 23): Delta compaction", "\n".join(md), flat)
+        print("\n".join(md))
+    return flat
+
+
+JOB_SECTION = "Archive scale (issue 23): Delta tables as the job writes them"
+ISSUE_KEYS = ("plan_", "objects_per_video", "compact_", "plan_compacted_")  # scale_<these>: the job's layout now
+
+
+def report_job_tables() -> None:
+    """The index as the archive job writes it (`delta_blocks` rows with `tables`: all five tables,
+    a commit per batch of 16 videos): every operation, local disk and the local S3 server. Keys: the
+    issue's names (`scale_plan_s@1e6`, `scale_objects_per_video@1e6`, `scale_rescore_plan_s@1e6`,
+    ...: `scale_<op>_<metric>@N`, `scale_s3_<op>_<metric>@N`); the Delta layout of files of 100
+    videos that held some of these names before moves to `scale_delta100_*` (`report_streamed`,
+    `report_delta_compact`), and a name only it had is dropped. 1e7: affine through the two largest
+    local sizes."""
+    from _results import RESULTS_JSON, record, table
+
+    rows = [r for r in _load_raw() if r["layout"] == "delta_blocks" and r.get("tables") == JOB_TABLES]
+    if not rows:
+        return
+    by = {(r["backend"], r["op"], r["n"]): r for r in rows}
+    flat: dict[str, Any] = {}
+    md: list[str] = [
+        "The index the archive job writes by default (`exvad process`, `--commit-every 16`; exvad_ray/index/batches.py, "
+        "pipeline/commits.py), metadata only (`python bench/scale.py run --layout delta_blocks`): all five Delta "
+        "tables; every batch of 16 finished videos written as one Parquet file per table and partition and "
+        "committed to snippets, segments, captions, then videos (4 commits, the run's application transaction and "
+        "the batch's video ids in each commit's metadata; an empty `segments` commit when no video of the batch "
+        "has a segment); a failed video (1%) is an `errors` commit of its own; the run manifest. Rows as in today's "
+        f"layout above (`video_tables`: {SNIPPETS_PER_VIDEO} snippets and {WINDOWS_PER_VIDEO} captions per video - "
+        "today's builder uses 4, not 20 -, a segment for 5% of the videos, "
+        f"{DIM}-d embeddings, null snippet vectors and thumbnails); partitions: videos, snippets, captions "
+        "date/camera (100 videos per date and camera), segments class/date/camera, errors date.",
+        "",
+        "Built by `build_job_tables`: the data files by the job's own file writer (`write_block` = "
+        "`delta.write_files`), the log entries written as delta-rs writes them for `delta.commit` / `delta.append` "
+        "(checked equal to the job's writer - same rows, files, commits and commit metadata per table at 200 videos - "
+        "and read back by the real readers at 2,000: `read_table` counts of every table, a rerun plans nothing, a "
+        "rescore places every video: `python bench/scale.py check --layout delta_blocks`). A checkpoint every 100 "
+        "commits, as delta-rs's post-commit hook; at 1e6 only every 50th of them and each table's last are written "
+        "(each is a copy of the table's state: writing all costs the build hours) and the others are counted in the "
+        "objects. On the local S3 server the table tree is built on local disk and uploaded object by object "
+        "(the same bytes under the same keys; the log's paths are relative to each table).",
+        "",
+        "Operations as above: `plan` (`plan_work` over the unchanged archive), `plan_replaced` (1% of the "
+        "archive's objects replaced: `find_replaced` reads videos/errors (video_id, uri) a page of snapshot "
+        "files at a time, then the old rows are deleted from every table and tombstones written; the new objects "
+        "are deleted afterwards and `_last_checkpoint` put back), `rescore_plan` (`pipeline.rescore.plan_work` "
+        "for a new scoring: the videos snapshot's ids, then each snippets snapshot file's `video_id` column), "
+        "`search` (a fresh `SegmentIndex(...).search(classes=[\"Fighting\"])`, no sidecar), `compact` (`exvad "
+        "compact` on the five tables, retention 0: optimize, full vacuum, log trimmed, checkpoint), "
+        "`plan_compacted`. Wall s (CPU s), peak RSS of the child (imports included), fs calls (strace) or S3 "
+        "requests (counted by the server), load average of the shared 2-core machine when the figure was taken.",
+        ""]
+    sizes = sorted({r["n"] for r in rows})
+    for backend in ("local", "s3"):
+        ns = [n for n in sizes if (backend, "build", n) in by]
+        if not ns:
+            continue
+        tag = "" if backend == "local" else "s3_"
+        calls = "fs calls" if backend == "local" else "requests"
+        body = []
+        for op in ("baseline", *OPS):
+            cells: list[Any] = [op]
+            for n in ns:
+                r = by.get((backend, op, n))
+                if r is None:
+                    cells += ["-", "-", "-", "-"]
+                    continue
+                gt = ">" if r.get("stopped") else ""
+                cells += ["-" if op == "baseline" else f"{gt}{r['s']:.3g}"
+                          + (f" ({r['cpu_s']:.3g})" if r.get("cpu_s") is not None else ""),
+                          f"{gt}{r['peak_rss_mb']:,.0f}", r.get("requests_total", r.get("fs_calls_total", "-")),
+                          r.get("load_avg", "-")]
+                if op == "baseline" or r.get("stopped"):
+                    continue
+                label = _label(n)
+                for metric in ("s", "cpu_s", "peak_rss_mb"):
+                    if r.get(metric) is not None:
+                        flat[f"scale_{tag}{op}_{metric}@{label}"] = r[metric]
+                req = r.get("requests_total", r.get("fs_calls_total"))
+                if req is not None:
+                    flat[f"scale_{tag}{op}_{'requests' if backend == 's3' else 'fs_calls'}@{label}"] = req
+            body.append(cells)
+        head = ["operation"] + [f"{_label(n)}: {h}" for n in ns for h in ("s (CPU s)", "peak RSS MB", calls, "load")]
+        md += [f"**{'Local disk' if backend == 'local' else 'Local S3 server (SeaweedFS on 127.0.0.1)'}**", "",
+               table(head, body), ""]
+        objs = []
+        for n in ns:
+            b, c = by[(backend, "build", n)], by.get((backend, "compact", n))
+            label = _label(n)
+            flat[f"scale_{tag}objects_per_video@{label}"] = b["objects_per_video"]
+            line = (f"{label}: {b['objects']:,} objects ({b['objects_per_video']} per video; data files "
+                    + ", ".join(f"{t} {v:,}" for t, v in b["objects_by_table"].items())
+                    + (f"; {b['checkpoints_not_written']:,} checkpoints counted, not written" if b.get(
+                        "checkpoints_not_written") else "") + f"), built in {b['s']:.0f} s")
+            if c and not c.get("stopped"):
+                after = round(c["objects_after"] / n, 4)
+                flat[f"scale_{tag}objects_per_video_compacted@{label}"] = after
+                line += (f"; after `exvad compact`: {c['objects_after']:,} objects ({after} per video; snapshot "
+                         "files " + ", ".join(f"{t} {v['files_before']:,}->{v['files_after']:,}"
+                                             for t, v in c["compacted"].items()) + ")")
+            rep = by.get((backend, "plan_replaced", n))
+            if rep and not rep.get("stopped"):
+                line += (f"; 1% replaced: {rep['changed']:,} found replaced, their rows deleted from every table "
+                         f"({rep['objects_delta']:,} objects written)")
+            objs.append(f"- {line}")
+        md += [*objs, ""]
+    # 1e7 (and 1e6 where not measured): affine through the two largest local sizes
+    proj = []
+    for op in OPS:
+        ns = [n for n in sizes if ("local", op, n) in by and not by[("local", op, n)].get("stopped")]
+        if len(ns) < 2:
+            continue
+        n1, n2 = ns[-2], ns[-1]
+        for metric in ("s", "cpu_s", "peak_rss_mb"):
+            x1, x2 = float(by[("local", op, n1)][metric]), float(by[("local", op, n2)][metric])
+            slope = (x2 - x1) / (n2 - n1)
+            ys = []
+            for target in (1e6, 1e7):
+                if target <= n2:
+                    ys.append("measured")
+                    continue
+                y = round(x2 + slope * (target - n2), 1)
+                flat[f"scale_{op}_{metric}@{_label(int(target))}_projected"] = y
+                ys.append(y)
+            proj.append([op, metric, f"{_label(n1)}->{_label(n2)}", round(slope * 1e6, 1), x2, *ys])
+    bs = [n for n in sizes if ("local", "build", n) in by]
+    if len(bs) >= 2:
+        n1, n2 = bs[-2], bs[-1]
+        o1, o2 = by[("local", "build", n1)]["objects"], by[("local", "build", n2)]["objects"]
+        y = o2 + (o2 - o1) / (n2 - n1) * (1e7 - n2)
+        flat["scale_objects_per_video@1e7_projected"] = round(y / 1e7, 4)
+    if proj:
+        md += ["**Projected** (local disk) from the measured growth: affine through the two largest measured sizes, "
+               "y(N) = y2 + (y2 - y1) (N - N2) / (N2 - N1) (a fixed cost plus a cost per video):", "",
+               table(["operation", "metric", "from", "growth per 1e6 videos", "at N2", "1e6", "1e7 (projected)"],
+                     proj), ""]
+    md += _job_targets(flat)
+    # the issue's names now hold the job's layout: the Delta layout of files of 100 videos moves to
+    # scale_delta100_*, and a name only that layout had is dropped
+    old = {**report_streamed(write=False), **report_delta_compact(write=False)}
+    moved = {k for k in old if k.startswith("scale_delta100_")}
+    flat.update({k: old[k] for k in moved})
+    stale = {"scale_" + k[len("scale_delta100_"):] for k in moved} - set(flat)
+    if os.path.exists(RESULTS_JSON):
+        with open(RESULTS_JSON) as f:
+            data = json.load(f)
+        with open(RESULTS_JSON, "w") as f:
+            json.dump({k: v for k, v in data.items() if k not in stale}, f, indent=1, sort_keys=True)
+            f.write("\n")
+    md += ["Keys in bench/results.json: `scale_<op>_<metric>@N` (local disk) and `scale_s3_<op>_<metric>@N` are this "
+           "layout, the index the job writes; `scale_objects_per_video[_compacted]@N` counts every object under the "
+           "index (data files, commits, checkpoints, the manifest). The Delta layout of the sections above (one "
+           "file per 100 videos, a commit per 1e5: videos and errors only) held `scale_plan_*`, "
+           "`scale_objects_per_video*`, `scale_compact_*` and `scale_plan_compacted_*` before; its figures are now "
+           "`scale_delta100_*` (same values). `scale_blocks_*`: the same blocks of 16 with the videos and errors "
+           "tables alone (section \"Delta compaction\")."]
+    record(JOB_SECTION, "\n".join(md), flat)
     print("\n".join(md))
+
+
+def _job_targets(flat: dict[str, Any]) -> list[str]:
+    """Issue 23's targets, met or missed, from the keys `report_job_tables` computed."""
+    def get(key: str) -> Any:
+        return flat.get(key)
+
+    def verdict(value: Any, limit: float, unit: str, what: str, key: str) -> str:
+        if value is None:
+            return f"- {what}: not measured (`{key}`)"
+        return (f"- {what} <= {limit:g} {unit}: {value:,.4g} {unit} (`{key}`): "
+                f"{'met' if float(value) <= limit else 'MISSED'}")
+
+    lines = ["**Targets of issue 23** (this shared 2-core machine; the job's layout):", ""]
+    comp = [k for k in flat if k.startswith("scale_objects_per_video_compacted@") and "_s3_" not in k]
+    comp_key = max(comp, key=lambda k: _n(k.split("@")[1])) if comp else "scale_objects_per_video_compacted@1e6"
+    lines += [verdict(get("scale_plan_s@1e6"), 30, "s", "rerun planning at 1e6", "scale_plan_s@1e6"),
+              verdict(get("scale_plan_peak_rss_mb@1e6"), 1024, "MB", "its peak RSS", "scale_plan_peak_rss_mb@1e6"),
+              verdict(get("scale_objects_per_video@1e6"), 1, "objects", "objects per video before compaction at 1e6",
+                      "scale_objects_per_video@1e6"),
+              verdict(get(comp_key), 0.05, "objects", f"after compaction ({comp_key.split('@')[1]})", comp_key),
+              verdict(get("scale_rescore_plan_s@1e6"), 10, "s", "rescore planning at 1e6", "scale_rescore_plan_s@1e6"),
+              verdict(get("scale_plan_s@1e7_projected"), 600, "s", "rerun planning at 1e7 (projected)",
+                      "scale_plan_s@1e7_projected"),
+              verdict(get("scale_plan_peak_rss_mb@1e7_projected"), 2048, "MB", "its peak RSS at 1e7 (projected)",
+                      "scale_plan_peak_rss_mb@1e7_projected"), ""]
+    return lines
 
 
 # ------------------------------------------------------------------------------------- CLI
@@ -1318,6 +1522,8 @@ def main() -> None:
     m.add_argument("--out", required=True)
     rp = sub.add_parser("report", help="write RESULTS.md / results.json from bench/scale_raw.json")
     rp.add_argument("--md", default=None, help="write the Markdown sections to this file instead of bench/RESULTS.md")
+    rp.add_argument("--only", choices=("job",), default=None,
+                    help="job: only the section of the index as the job writes it (report_job_tables)")
     c = sub.add_parser("check", help="bulk layout vs the job's writer")
     c.add_argument("--root", default="/tmp/exvad-scale")
     c.add_argument("--layout", choices=("today", "delta_blocks"), default="today")
@@ -1332,7 +1538,7 @@ def main() -> None:
             import _results
 
             _results.RESULTS_MD = os.path.abspath(args.md)
-        report()
+        report_job_tables() if args.only == "job" else report()
     else:
         globals().update(RSS_LIMIT_MB=args.rss_limit_mb, TIME_LIMIT_S=args.time_limit_s)
         for n in [_n(s) for s in args.sizes.split(",")]:
