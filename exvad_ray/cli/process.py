@@ -170,6 +170,7 @@ def _compact(args: argparse.Namespace) -> int:
     from exvad_ray.errors import ExvadError
     from exvad_ray.index import compact
     from exvad_ray.index.compaction import DeltaCompaction
+    from exvad_ray.index.scorings import compact_tables
     from exvad_ray.pipeline.lease import IndexLease, LeaseHeld
 
     if args.retention_hours < 0:
@@ -181,7 +182,7 @@ def _compact(args: argparse.Namespace) -> int:
     except LeaseHeld as exc:
         raise ExvadError(str(exc).split(";")[0] + "; run `exvad compact` once it has finished") from exc
     try:
-        done = compact(index, retention_hours=args.retention_hours, z_order=args.z_order)
+        done = compact(index, compact_tables(index), retention_hours=args.retention_hours, z_order=args.z_order)
     finally:
         lease.release()
     if args.json:

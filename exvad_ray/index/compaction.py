@@ -71,27 +71,14 @@ class DeltaCompaction:
                 f"{self.vacuumed} files vacuumed")
 
 
-def index_tables(index: str) -> list[str]:
-    """The tables `exvad compact` compacts: the video tables and, on a Delta index, every
-    rescoring's Delta tables and the current-scoring table (paths under the index)."""
-    from exvad_ray.index import scorings
-
-    out = list(VIDEO_TABLES)
-    if delta.is_delta(index, "videos"):
-        sids = [m["scoring_id"] for m in scorings.list_scorings(index) if m["scoring_id"] != scorings.PROCESS]
-        out += [t for sid in sids for t in scorings.delta_tables(sid)]
-        out.append(f"{scorings.SCORINGS_DIR}/{scorings.CURRENT_TABLE}")
-    return [t for t in out if t in VIDEO_TABLES or delta.is_delta(index, t)]
-
-
-def compact(index: str, tables: Iterable[str] | None = None, min_files: int = 2,
+def compact(index: str, tables: Iterable[str] = VIDEO_TABLES, min_files: int = 2,
             retention_hours: int = DEFAULT_RETENTION_HOURS, z_order: bool = False
             ) -> dict[str, int | DeltaCompaction]:
-    """Compact each table (default: `index_tables`): a Delta table by `compact_delta` (a
-    `DeltaCompaction`), a table of today's layout by merging its partitions' per-video files (files
-    merged, an int; superseded rows are deleted first). `retention_hours` and `z_order` apply to
-    Delta tables only."""
-    tables = list(tables) if tables is not None else index_tables(index)
+    """Compact each table (`exvad compact` passes `scorings.compact_tables`: the video tables and a
+    Delta index's scoring tables): a Delta table by `compact_delta` (a `DeltaCompaction`), a table
+    of today's layout by merging its partitions' per-video files (files merged, an int; superseded
+    rows are deleted first). `retention_hours` and `z_order` apply to Delta tables only."""
+    tables = list(tables)
     if retention_hours < 0:
         raise ExvadError(f"the retention is a number of hours >= 0 (got {retention_hours})")
     on_delta = [t for t in tables if delta.is_delta(index, t)]

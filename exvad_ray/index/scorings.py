@@ -131,6 +131,36 @@ def create_delta_tables(index: str, scoring_id: str) -> None:
         delta.open_table(index, table_path(scoring_id, table), schema=cols, partition_by=PARTITIONS[table])
 
 
+def compact_tables(index: str) -> list[str]:
+    """The tables `exvad compact` compacts: the video tables and, on a Delta index, every
+    rescoring's Delta tables and the current-scoring table (paths under the index)."""
+    from exvad_ray.index import delta
+    from exvad_ray.index.schemas import VIDEO_TABLES
+
+    out = list(VIDEO_TABLES)
+    if delta.is_delta(index, "videos"):
+        out += [t for m in list_scorings(index) if m["scoring_id"] != PROCESS for t in delta_tables(m["scoring_id"])]
+        out.append(f"{SCORINGS_DIR}/{CURRENT_TABLE}")
+    return [t for t in out if t in VIDEO_TABLES or delta.is_delta(index, t)]
+
+
+def delete_videos(index: str, video_ids: Sequence[str]) -> int:
+    """Delete these videos' rows from every rescoring's Delta tables (their content was replaced:
+    the job deletes them from the video tables too); returns the tables touched. Scorings in
+    per-video files are left to the tombstones their readers honour."""
+    from exvad_ray.index import delta
+
+    touched = 0
+    if not video_ids:
+        return 0
+    for m in list_scorings(index):
+        for path in delta_tables(m["scoring_id"]) if m["scoring_id"] != PROCESS else ():
+            if delta.is_delta(index, path):
+                delta.delete_videos(index, path, video_ids)
+                touched += 1
+    return touched
+
+
 def writes_delta(index: str) -> bool:
     """Whether new scorings of the index are Delta tables: on a Delta index, never on one of the
     per-video layout (whose scorings keep their per-video files)."""

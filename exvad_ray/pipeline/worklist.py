@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from exvad_ray import storage
 from exvad_ray import index as idx
+from exvad_ray.index import scorings
 from exvad_ray.index.partitions import PartitionRules
 from exvad_ray.index.supersede import find_replaced, mark_superseded
 
@@ -75,6 +76,7 @@ def plan_work(cfg: Any, date: str, page: int = 10_000) -> tuple[list[dict[str, A
                                          if not was_failed})
     if replaced:
         mark_superseded(cfg.index, replaced)
+        scorings.delete_videos(cfg.index, sorted(replaced))  # and from the rescorings' Delta tables
     new_ids = {new for _, new in replaced.values()}
     rules = PartitionRules(cfg.archive, date, cfg.date_pattern, cfg.camera_pattern)
     items = []

@@ -188,7 +188,6 @@ def test_compact_covers_the_scoring_tables(built, tmp_path):
     import shutil
 
     from exvad_ray.index import compact
-    from exvad_ray.index.compaction import index_tables
 
     index, sid = built["index"], detector_id(built["a"])
     if not storage.exists(storage.join(sc.scoring_root(index, sid), "videos", "_delta_log")):
@@ -196,11 +195,27 @@ def test_compact_covers_the_scoring_tables(built, tmp_path):
     copy = str(tmp_path / "index")
     fs, path = storage.filesystem(index)
     fs.get(path + "/", copy + "/", recursive=True)  # a private copy: the other tests keep their index
-    tables = index_tables(copy)
+    tables = sc.compact_tables(copy)
     assert set(sc.delta_tables(sid)) <= set(tables) and "scorings/current" in tables
     before = sc.read_scoring(copy, "segments", sid, ["segment_id", "score"]).sort_by("segment_id")
-    done = compact(copy, retention_hours=0)
+    done = compact(copy, tables, retention_hours=0)
     assert set(done) == set(tables)
     assert sc.read_scoring(copy, "segments", sid, ["segment_id", "score"]).sort_by("segment_id").equals(before)
     assert sc.current_scoring(copy) == sc.current_scoring(index)
     shutil.rmtree(copy, ignore_errors=True)
+
+
+def test_a_replaced_video_leaves_the_delta_scorings(built, tmp_path):
+    """Content replaced under a URI: the rerun's planning deletes the old id's rows from the video
+    tables and from every rescoring's Delta tables (`scorings.delete_videos`)."""
+    index, sid = built["index"], detector_id(built["a"])
+    if not storage.exists(storage.join(sc.scoring_root(index, sid), "videos", "_delta_log")):
+        run_rescore(RescoreConfig(index=index, detector=built["a"], actors=2), echo=lambda _m: None)
+    copy = str(tmp_path / "index")
+    fs, path = storage.filesystem(index)
+    fs.get(path + "/", copy + "/", recursive=True)
+    gone = _ids(copy, sc.table_path(sid, "videos"))[0]
+    assert sc.delete_videos(copy, [gone]) == len(sc.TABLES)
+    for table in sc.TABLES:
+        assert gone not in _ids(copy, sc.table_path(sid, table))
+    assert gone not in sc.read_scoring(copy, "segments", sid, ["video_id"]).column("video_id").to_pylist()
