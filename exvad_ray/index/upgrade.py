@@ -21,12 +21,26 @@ Why it is built this way:
   without reading them.
 - Checked: per table, rows served in the source == rows in the Delta snapshot (the log's record
   counts), else an error naming the table and both counts.
-- Everything else under the source (run manifests, settings, labels, scorings, the search sidecar,
-  tombstones) is copied byte for byte, except the run manifests of an older schema version, which
-  get today's ``index_schema_version`` (the tables are today's now) and keep the old one in
-  ``upgraded_from``. Tombstones are copied although their videos' rows are not in the Delta tables:
-  a Delta index keeps them for the scorings, still per-video files whose readers hide replaced
-  videos by them (supersede.mark_superseded on a Delta index: rows deleted, tombstone written).
+- Rescorings (every ``scorings/<id>/`` with a scoring.json) become Delta tables too, as a Delta
+  index's rescore writes them (`scorings.create_delta_tables`): ``DST/scorings/<id>/<table>`` holds
+  exactly the rows `scorings.read_scoring` serves of the source (its per-video files read under the
+  scoring's columns, an older file's missing ones null), cut into blocks by the same code as the
+  video tables (a part file's name is its video id there too), with their own application
+  transaction (`app_id` + ":" + scoring id, never the scoring id a later `exvad rescore` commits
+  under) and row counts checked the same way. Left as per-video folders they would make a later
+  rescore with the same detector fail ("holds files but no Delta log") and readers mix layouts.
+  scoring.json is copied as is; ``scorings/CURRENT.json`` becomes the one-row Delta table
+  ``scorings/current`` (`scorings.set_current`, written only when it does not already say so: a
+  rerun commits nothing) and is not copied. The table files of a scoring folder without
+  scoring.json (a rescore killed before writing it) are left out: no reader serves them.
+  Rows of replaced videos stay in the scoring tables, as `read_scoring` serves them from the
+  source; the copied tombstones hide them from the search as before.
+- Everything else under the source (run manifests, settings, labels, scoring manifests, the
+  search sidecar, tombstones) is copied byte for byte, except the run manifests of an older schema
+  version, which get today's ``index_schema_version`` (the tables are today's now) and keep the old
+  one in ``upgraded_from``. Tombstones are copied although their videos' rows are not in the video
+  tables: the search hides replaced videos by them, and the upgraded rescorings still hold such
+  videos' rows (a Delta index's own replacements delete them: `scorings.delete_videos`).
   The source is only read.
 """
 
@@ -43,10 +57,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
 from exvad_ray.index import delta
+from exvad_ray.index import scorings as sc
 from exvad_ray.index.runs import RUNS_DIR
 from exvad_ray.index.schemas import SCHEMA_VERSION, VIDEO_TABLES, partition_cols
 from exvad_ray.index.store import (
@@ -78,8 +94,9 @@ class UpgradeResult:
     src: str
     dst: str
     tables: dict[str, TableUpgrade]
-    copied: int  # other files copied (manifests, labels, scorings, sidecar)
+    copied: int  # other files copied (manifests, labels, scoring manifests, sidecar)
     seconds: float
+    current: str | None = None  # the current scoring written to DST/scorings/current (None: no CURRENT.json)
 
 
 def app_id(src: str) -> str:
@@ -151,13 +168,15 @@ def _read_json(uri: str) -> dict[str, Any] | None:
 
 
 def upgrade(src: str, dst: str, block_videos: int | None = None, progress: Progress | None = None,
-            every: int = 10, tables: tuple[str, ...] = VIDEO_TABLES, max_batches: int | None = None
-            ) -> UpgradeResult:
-    """Upgrade the index at `src` (today's per-video layout) to Delta tables at `dst`, then copy the
-    rest of its content and check the row counts (module docstring). Safe to rerun after an
-    interruption: it goes on where the last call stopped. `block_videos`: videos per commit
-    (default 1000, or what the interrupted call used); `progress` gets a line per table and every
-    `every` blocks; `max_batches`: stop each table after that many new commits (no check, no copy)."""
+            every: int = 10, tables: tuple[str, ...] = VIDEO_TABLES, max_batches: int | None = None,
+            scorings: bool = True) -> UpgradeResult:
+    """Upgrade the index at `src` (today's per-video layout) to Delta tables at `dst` (its video
+    tables, then, with `scorings`, every rescoring's tables), then copy the rest of its content,
+    make CURRENT.json the current-scoring table and check the row counts (module docstring). Safe
+    to rerun after an interruption: it goes on where the last call stopped. `block_videos`: videos
+    per commit (default 1000, or what the interrupted call used); `progress` gets a line per table
+    and every `every` blocks; `max_batches`: stop each table after that many new commits (no check,
+    no copy)."""
     started = time.time()
     say = progress or (lambda _line: None)
     src, dst = storage.normalize(src).rstrip("/"), storage.normalize(dst).rstrip("/")
@@ -169,12 +188,17 @@ def upgrade(src: str, dst: str, block_videos: int | None = None, progress: Progr
         out[table] = upgrade_table(ctx, dst, table, state["block_videos"], say, every, max_batches)
     if any(not r.complete for r in out.values()):
         return UpgradeResult(src, dst, out, 0, time.time() - started)
-    copied = copy_other(src, dst, version)
+    for sid in rescorings(src) if scorings else []:
+        out.update(upgrade_scoring(src, dst, sid, state["block_videos"], say, every, max_batches))
+        if any(not r.complete for r in out.values()):
+            return UpgradeResult(src, dst, out, 0, time.time() - started)
+    copied = copy_other(src, dst, version, say)
     say(f"other content: {copied} files copied")
+    current = upgrade_current(src, dst, say)
     state.update(finished_at=_now(), tables={t: {"rows": r.rows, "files": r.files} for t, r in out.items()},
                  other_files=copied)
     _write_json(storage.join(dst, STATE_DIR, SOURCE_FILE), state)
-    return UpgradeResult(src, dst, out, copied, time.time() - started)
+    return UpgradeResult(src, dst, out, copied, time.time() - started, current)
 
 
 def _start(src: str, dst: str, version: int, block_videos: int | None) -> dict[str, Any]:
@@ -353,21 +377,33 @@ class _Source:
 
 def upgrade_table(ctx: _Source, dst: str, table: str, block_videos: int, say: Progress = print, every: int = 10,
                   max_batches: int | None = None) -> TableUpgrade:
-    """Copy one table's current rows into the Delta table ``DST/<table>``, a block per commit,
+    """Copy one video table's current rows into the Delta table ``DST/<table>``, a block per commit,
     skipping the blocks an earlier call committed (checked against their fingerprints), then check
     its row count. With `max_batches`, stop after that many new commits (nothing checked)."""
+    def rows_of(block: Block, blocks_of: Callable[[], Iterator[Block]]) -> pa.Table:
+        return ctx.current(table, ctx.read(table, block), blocks_of)
+
+    return copy_blocks(ctx.src, dst, table, app_id(ctx.src), partition_cols(table), rows_of, block_videos, say,
+                       every, max_batches)
+
+
+def copy_blocks(src: str, dst: str, table: str, run: str, part: list[str],
+                rows_of: Callable[[Block, Callable[[], Iterator[Block]]], pa.Table], block_videos: int,
+                say: Progress = print, every: int = 10, max_batches: int | None = None) -> TableUpgrade:
+    """The block loop of a table at a path under the index (a video table, or a rescoring's
+    ``scorings/<id>/<table>``): its source files cut into blocks (`blocks`), each block's rows
+    (`rows_of`) written and committed with the application transaction (`run`, block number), the
+    blocks an earlier call committed skipped, then the row count checked."""
     started = time.time()
-    run = app_id(ctx.src)
     res = TableUpgrade(table)
     state_uri = storage.join(dst, STATE_DIR, f"{table}.json")
     state = _read_json(state_uri) or {"app_id": run, "block_videos": block_videos, "batches": []}
     done = delta.open_table(dst, table).transaction_version(run)
     done = -1 if done is None else int(done)
-    part = partition_cols(table)
     served = 0
 
     def blocks_of() -> Iterator[Block]:
-        return blocks(ctx.src, table, block_videos)
+        return blocks(src, table, block_videos)
 
     say(f"{table}: upgrading" + (f" (blocks 0-{done} committed by an earlier run)" if done >= 0 else ""))
     for batch, block in enumerate(blocks_of()):
@@ -375,7 +411,7 @@ def upgrade_table(ctx: _Source, dst: str, table: str, block_videos: int, say: Pr
         if batch <= done:
             have = state["batches"][batch] if batch < len(state["batches"]) else None
             if have is None or have["fingerprint"] != fp:
-                raise ExvadError(f"{table}: the source {ctx.src} changed since this upgrade began (block {batch} holds "
+                raise ExvadError(f"{table}: the source {src} changed since this upgrade began (block {batch} holds "
                                  f"other files now): remove {dst} and upgrade again")
             served += int(have["rows"])
             res.skipped += 1
@@ -383,7 +419,7 @@ def upgrade_table(ctx: _Source, dst: str, table: str, block_videos: int, say: Pr
         if max_batches is not None and res.batches >= max_batches:
             res.complete = False
             break
-        rows = ctx.current(table, ctx.read(table, block), blocks_of)
+        rows = rows_of(block, blocks_of)
         if part:
             rows = rows.sort_by([(c, "ascending") for c in part] + [("video_id", "ascending")])
         values = _partition_values(rows, part)
@@ -397,7 +433,7 @@ def upgrade_table(ctx: _Source, dst: str, table: str, block_videos: int, say: Pr
         if res.batches % every == 0:
             say(f"{table}: {batch + 1} blocks, {served:,} rows, {time.time() - started:.0f} s")
     if res.complete:
-        res.rows, res.files = _check_counts(ctx.src, dst, table, served)
+        res.rows, res.files = _check_counts(src, dst, table, served)
     res.seconds = time.time() - started
     if res.complete:
         say(f"{table}: {res.rows:,} rows in {res.files:,} files ({res.batches} blocks committed, "
@@ -429,14 +465,81 @@ def _check_counts(src: str, dst: str, table: str, served: int) -> tuple[int, int
     return rows, files
 
 
+# ---------------------------------------------------------------------------------------- scorings
+
+
+def rescorings(src: str) -> list[str]:
+    """Ids of the source's rescorings: every ``scorings/<id>/`` with a scoring.json (what
+    `scorings.list_scorings` lists besides "process")."""
+    root = storage.join(src, sc.SCORINGS_DIR)
+    return [n for n in sorted(_top_level(root)) if n not in (sc.CURRENT, sc.CURRENT_TABLE)
+            and storage.exists(storage.join(root, n, "scoring.json"))]
+
+
+def scoring_app_id(src: str, scoring_id: str) -> str:
+    """The application transaction id of a rescoring's upgrade (not the scoring id, which a later
+    `exvad rescore` of DST commits its batches under, counting from 0)."""
+    return f"{app_id(src)}:{scoring_id}"
+
+
+def upgrade_scoring(src: str, dst: str, scoring_id: str, block_videos: int, say: Progress = print,
+                    every: int = 10, max_batches: int | None = None) -> dict[str, TableUpgrade]:
+    """Copy one rescoring's tables into the Delta tables ``DST/scorings/<id>/<table>`` (created
+    with the scoring's columns and partitions, as a Delta index's rescore creates them), a block
+    per commit, row counts checked; keyed by table path. Stops at the first incomplete table."""
+    sc.create_delta_tables(dst, scoring_id)
+    out: dict[str, TableUpgrade] = {}
+    for table in sc.TABLES:
+        path = sc.table_path(scoring_id, table)
+        read = _scoring_reader(src, scoring_id, table)
+        out[path] = copy_blocks(src, dst, path, scoring_app_id(src, scoring_id), sc.PARTITIONS[table],
+                                lambda block, _blocks_of: read(block), block_videos, say, every, max_batches)
+        if not out[path].complete:
+            break
+    return out
+
+
+def _scoring_reader(src: str, scoring_id: str, table: str) -> Callable[[Block], pa.Table]:
+    """A block's rows of a per-video scoring table as `scorings.read_scoring` serves them: the
+    scoring's columns (missing ones null), partition columns from the folder names."""
+    full = pa.schema(list(sc.schema(table)) + [pa.field(c, pa.string()) for c in sc.PARTITIONS[table]])
+    part = pads.partitioning(pa.schema([(c, pa.string()) for c in sc.PARTITIONS[table]]), flavor="hive")
+    root = storage.join(src, sc.table_path(scoring_id, table))
+    fs, base = storage.arrow_filesystem(root)
+
+    def read(block: Block) -> pa.Table:
+        files = [base + f[len(root):] for f in block.files]
+        return pads.dataset(files, schema=full, format="parquet", filesystem=fs, partitioning=part,
+                            partition_base_dir=base).to_table()
+
+    return read
+
+
+def upgrade_current(src: str, dst: str, say: Progress = print) -> str | None:
+    """The source's ``scorings/CURRENT.json`` as DST's current-scoring table (`scorings.set_current`,
+    one commit, only when DST's table does not say so already); returns that scoring (None: the
+    source has no CURRENT.json, so "process" is current in both)."""
+    if not storage.exists(storage.join(src, sc.SCORINGS_DIR, sc.CURRENT)):
+        return None
+    sid = sc.current_scoring(src)
+    table = f"{sc.SCORINGS_DIR}/{sc.CURRENT_TABLE}"
+    if not (delta.is_delta(dst, table) and sc.current_scoring(dst) == sid):
+        sc.set_current(dst, sid)
+    say(f"current scoring: {sid} ({table})")
+    return sid
+
+
 # ------------------------------------------------------------------------------------ other content
 
 
-def copy_other(src: str, dst: str, version: int) -> int:
-    """Copy everything under `src` that is not a video table or a lease (run manifests, settings,
-    labels, scorings, the search sidecar, tombstones); returns files copied. Run manifests of an
-    older schema version get today's (the tables are today's now), the old one kept."""
+def copy_other(src: str, dst: str, version: int, say: Progress | None = None) -> int:
+    """Copy everything under `src` that is not a video table, a scoring table, CURRENT.json or a
+    lease (run manifests, settings, labels, scoring manifests, the search sidecar, tombstones);
+    returns files copied. Run manifests of an older schema version get today's (the tables are
+    today's now), the old one kept."""
     skip = {*VIDEO_TABLES, LEASE_FILE, STATE_DIR}
+    converted = set(rescorings(src))
+    orphans: set[str] = set()
     n = 0
     for name in sorted(_top_level(src)):
         if name in skip:
@@ -445,6 +548,14 @@ def copy_other(src: str, dst: str, version: int) -> int:
             for f, _ in page:
                 if "/.tmp-" in f:
                     continue
+                if name == sc.SCORINGS_DIR:
+                    parts = f[len(src) + 1:].split("/")
+                    if parts[1:] == [sc.CURRENT]:
+                        continue  # becomes the table scorings/current (upgrade_current)
+                    if len(parts) > 3 and parts[2] in sc.TABLES:
+                        if parts[1] not in converted:
+                            orphans.add(parts[1])
+                        continue  # Delta tables now (upgrade_scoring), or files no reader serves
                 target = storage.join(dst, f[len(src) + 1:])
                 if name == RUNS_DIR and version != SCHEMA_VERSION and f.endswith(".json"):
                     doc = json.loads(storage.read_bytes(f))
@@ -457,6 +568,9 @@ def copy_other(src: str, dst: str, version: int) -> int:
         if _is_file(src, name):  # a file at the top level (settings.json)
             _copy(storage.join(src, name), storage.join(dst, name))
             n += 1
+    for sid in sorted(orphans) if say else []:
+        say(f"{sc.SCORINGS_DIR}/{sid}: no scoring.json (a rescore killed before writing it): its table files "
+            "were not copied")
     return n
 
 

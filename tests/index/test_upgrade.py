@@ -12,15 +12,18 @@ import uuid
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from exvad_ray import index as idx
 from exvad_ray import storage
 from exvad_ray.cli import main
 from exvad_ray.errors import ExvadError
-from exvad_ray.index import delta
+from exvad_ray.index import batches, delta
+from exvad_ray.index import scorings as sc
+from exvad_ray.index.store import write_table_file
 from exvad_ray.index.supersede import mark_superseded
-from exvad_ray.index.upgrade import STATE_DIR, app_id, upgrade
+from exvad_ray.index.upgrade import STATE_DIR, app_id, scoring_app_id, upgrade
 
 pytest.importorskip("deltalake")
 
@@ -94,6 +97,67 @@ def build_index(root: str) -> dict[str, str]:
     return {"old": old, "new": new, "twice": twice}
 
 
+def write_rescoring(index: str, sid: str, old_file_of: str | None = None, replaced: tuple[str, str] | None = None
+                    ) -> None:
+    """A rescoring in per-video files, as `exvad rescore` writes one on an index of the per-video
+    layout (`scorings.file_uri`, the index's file writer, scoring.json): the process scoring's rows
+    under scoring id `sid`, scores shifted. `old_file_of`: that video's snippet_scores file lacks the
+    `normality` column (a scoring written before it existed: readers see it null). `replaced`: (old,
+    new) ids: the new video's rows also as the old one's (scored before its content was replaced)."""
+    for table in sc.TABLES:
+        rows = sc.read_scoring(index, table, sc.PROCESS)
+        if replaced:
+            old, new = replaced
+            mine = rows.filter(pc.equal(rows.column("video_id"), new))
+            mine = mine.set_column(mine.column_names.index("video_id"), "video_id",
+                                   pa.array([old] * mine.num_rows, mine.schema.field("video_id").type))
+            if "segment_id" in mine.column_names:
+                mine = mine.set_column(mine.column_names.index("segment_id"), "segment_id",
+                                       pa.array([f"{old}:0"] * mine.num_rows, pa.string()))
+            rows = pa.concat_tables([rows, mine.cast(rows.schema)])
+        n = rows.num_rows
+        rows = rows.set_column(rows.column_names.index("scoring_id"), "scoring_id", pa.array([sid] * n, pa.string()))
+        rows = rows.set_column(rows.column_names.index("detector_id"), "detector_id", pa.array([sid] * n, pa.string()))
+        score = {"segments": "score", "snippet_scores": "anomaly_score", "videos": "video_score"}[table]
+        shifted = pa.array([(x or 0.0) / 2 for x in rows.column(score).to_pylist()], rows.schema.field(score).type)
+        rows = rows.set_column(rows.column_names.index(score), score, shifted)
+        keys = sc.PARTITIONS[table]
+        key_of = [tuple(r.values()) for r in rows.select(["video_id", *keys]).to_pylist()]
+        for r in set(key_of):
+            mask = [k == r for k in key_of]
+            part = rows.filter(pa.array(mask)).select(sc.schema(table).names).cast(sc.schema(table))
+            if table == "snippet_scores" and r[0] == old_file_of:
+                part = part.drop_columns(["normality"])
+            write_table_file(sc.file_uri(index, sid, table, dict(zip(keys, r[1:])), r[0]), part)
+    storage.write_bytes(storage.join(sc.scoring_root(index, sid), "scoring.json"),
+                        json.dumps({"scoring_id": sid, "detector_uri": f"/models/{sid}.pt"}).encode())
+
+
+def build_scored_index(root: str) -> dict[str, str]:
+    """`build_index` with two rescorings (one with an older file), the second current
+    (CURRENT.json, as `scorings.set_current` writes it on this layout), and the files of a rescore
+    killed before its scoring.json."""
+    made = build_index(root)
+    write_rescoring(root, "det-aaaaaaaaaaaa", old_file_of=vid(2), replaced=(made["old"], made["new"]))
+    write_rescoring(root, "det-bbbbbbbbbbbb")
+    sc.set_current(root, "det-bbbbbbbbbbbb")
+    write_table_file(sc.file_uri(root, "det-cccccccccccc", "videos", {"date": "2026-11-24", "camera": "cam-1"}, vid(2)),
+                     pa.table({"video_id": [vid(2)]}))
+    return made
+
+
+def assert_scorings_same(src: str, dst: str) -> dict[str, int]:
+    counts = {}
+    for sid in ("det-aaaaaaaaaaaa", "det-bbbbbbbbbbbb"):
+        for table in sc.TABLES:
+            want, got = sc.read_scoring(src, table, sid), sc.read_scoring(dst, table, sid)
+            assert got.schema == want.schema, (sid, table)
+            assert rows_of(got) == rows_of(want), (sid, table)
+            assert delta.is_delta(dst, sc.table_path(sid, table))
+            counts[f"{sid}/{table}"] = got.num_rows
+    return counts
+
+
 def rows_of(table: pa.Table) -> list[str]:
     """A table's rows as sorted JSON strings (order-free comparison)."""
     def plain(v):
@@ -141,12 +205,14 @@ def test_upgrade_copies_the_served_rows_and_the_rest(tmp_path):
     errors = {r["video_id"]: r for r in delta_rows(dst, "errors").to_pylist()}
     assert set(errors) == {made["twice"], vid(201)} and errors[made["twice"]]["reason"] == "decoder_crash"
     # the rest of the index, byte for byte; tombstones too (the scorings' readers hide replaced videos by them)
-    for rel in ("settings.json", "labels/part-0.parquet", "scorings/CURRENT.json", "runs/run-r1.json",
-                f"superseded/{made['old']}.json"):
+    for rel in ("settings.json", "labels/part-0.parquet", "runs/run-r1.json", f"superseded/{made['old']}.json"):
         assert (Path(dst) / rel).read_bytes() == (Path(src) / rel).read_bytes(), rel
-    assert res.copied == 5
+    assert res.copied == 4
+    # CURRENT.json became the current-scoring table
+    assert not (Path(dst) / "scorings" / "CURRENT.json").exists() and delta.is_delta(dst, "scorings/current")
+    assert res.current == sc.current_scoring(dst) == "process"
     assert idx.index_version(dst) == idx.SCHEMA_VERSION
-    assert any(line.startswith("videos: 8 rows") for line in lines) and "other content: 5 files copied" in lines
+    assert any(line.startswith("videos: 8 rows") for line in lines) and "other content: 4 files copied" in lines
     # the new index's done set is the Delta tables'
     assert set(idx.done_ids(dst, "videos").to_pylist()) == set(idx.read_table(src, "videos").column("video_id").to_pylist())
     # a rerun adds nothing: no commit in any table, same rows
@@ -155,6 +221,64 @@ def test_upgrade_copies_the_served_rows_and_the_rest(tmp_path):
     assert versions(dst) == before
     assert all(r.batches == 0 and r.skipped > 0 for t, r in again.tables.items() if r.rows)
     assert assert_same_as_served(src, dst) == counts
+
+
+def test_rescorings_become_delta_tables_and_current_the_current_table(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    made = build_scored_index(src)
+    lines: list[str] = []
+    res = upgrade(src, dst, block_videos=3, progress=lines.append)
+    counts = assert_scorings_same(src, dst)
+    # every video of the source's scoring, the replaced one too (read_scoring serves it; tombstones hide it)
+    assert counts["det-aaaaaaaaaaaa/videos"] == 9 and counts["det-aaaaaaaaaaaa/snippet_scores"] == 27
+    assert made["old"] in sc.read_scoring(dst, "videos", "det-aaaaaaaaaaaa").column("video_id").to_pylist()
+    old = sc.read_scoring(dst, "snippet_scores", "det-aaaaaaaaaaaa").to_pylist()
+    assert {r["normality"] for r in old if r["video_id"] == vid(2)} == {None}
+    assert res.tables["scorings/det-aaaaaaaaaaaa/videos"].rows == 9
+    assert res.tables["scorings/det-bbbbbbbbbbbb/videos"].batches == 3  # 8 part files in blocks of 3
+    ids = sc.read_scoring(src, "videos", "det-aaaaaaaaaaaa").column("video_id").to_pylist()
+    per_video = {f"part-{v}.parquet" for v in ids}
+    assert not any(f.name in per_video for f in (Path(dst) / "scorings").rglob("*.parquet"))  # no per-video file
+    # the manifests as they were; the current scoring now a Delta table, CURRENT.json gone
+    for sid in ("det-aaaaaaaaaaaa", "det-bbbbbbbbbbbb"):
+        rel = f"scorings/{sid}/scoring.json"
+        assert (Path(dst) / rel).read_bytes() == (Path(src) / rel).read_bytes()
+    assert sc.current_scoring(dst) == sc.current_scoring(src) == "det-bbbbbbbbbbbb" == res.current
+    assert not (Path(dst) / "scorings" / "CURRENT.json").exists() and delta.is_delta(dst, "scorings/current")
+    assert [m["scoring_id"] for m in sc.list_scorings(dst) if m["current"]] == ["det-bbbbbbbbbbbb"]
+    # the files of a rescore killed before its scoring.json are not carried over, and it is said
+    assert not (Path(dst) / "scorings" / "det-cccccccccccc").exists()
+    assert any(line.startswith("scorings/det-cccccccccccc: no scoring.json") for line in lines)
+    # a rescore of DST with the same detector starts clean: its tables open, its batches count from 0
+    sid = "det-aaaaaaaaaaaa"
+    sc.create_delta_tables(dst, sid)
+    assert batches.next_batch(dst, sid, sc.delta_tables(sid)) == 0
+    assert batches.repair(dst, [sid], sc.delta_tables(sid)) == {}
+    assert delta.committed_batch(dst, sc.table_path(sid, "videos"), scoring_app_id(src, sid)) == 2  # 9 files
+    # a rerun adds nothing: no commit in any table, the current table included
+    tables = [sc.table_path(s, t) for s in ("det-aaaaaaaaaaaa", "det-bbbbbbbbbbbb") for t in sc.TABLES]
+    tables += [*idx.VIDEO_TABLES, "scorings/current"]
+    before = {t: delta.open_table(dst, t, create=False).version() for t in tables}
+    again = upgrade(src, dst)
+    assert {t: delta.open_table(dst, t, create=False).version() for t in tables} == before
+    assert all(r.batches == 0 for r in again.tables.values())
+    assert assert_scorings_same(src, dst) == counts
+
+
+def test_an_interrupted_upgrade_of_rescorings_goes_on_without_duplicates(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    build_scored_index(src)
+    calls = 0
+    while True:  # killed after each table's first new commit, every time
+        calls += 1
+        res = upgrade(src, dst, block_videos=4, max_batches=1)
+        if all(r.complete for r in res.tables.values()) and res.current is not None:
+            break
+        assert not (Path(dst) / "scorings" / "current").exists()
+    assert calls > 3
+    assert_scorings_same(src, dst)
+    assert_same_as_served(src, dst)
+    assert sc.current_scoring(dst) == "det-bbbbbbbbbbbb"
 
 
 def test_an_interrupted_upgrade_goes_on_without_duplicates(tmp_path):
@@ -229,9 +353,11 @@ def test_an_index_of_schema_version_1_comes_out_under_todays_names(tmp_path):
 
 def test_upgrade_on_the_local_s3_server(s3_bucket):
     src, dst = f"{s3_bucket}/src", f"{s3_bucket}/dst"
-    made = build_index(src)
+    made = build_scored_index(src)
     res = upgrade(src, dst, block_videos=4)
     counts = assert_same_as_served(src, dst)
+    assert_scorings_same(src, dst)
+    assert sc.current_scoring(dst) == "det-bbbbbbbbbbbb" and not storage.exists(f"{dst}/scorings/CURRENT.json")
     assert counts["videos"] == 8 and res.tables["errors"].rows == 2
     assert made["old"] not in delta_rows(dst, "videos").column("video_id").to_pylist()
     assert storage.read_bytes(f"{dst}/settings.json") == b'{"profile": "lite"}'
