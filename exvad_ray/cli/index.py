@@ -22,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "replaced videos) into a new index at DST whose videos, snippets, segments, captions and errors "
                     "tables are Delta tables. Only the rows readers see today are copied (no replaced video, no error "
                     "row of a video that succeeded since), under today's column names whatever version wrote SRC. "
-                    "The rest of SRC (run manifests, settings, labels, scorings, the search sidecar, tombstones) is copied as "
-                    "it is (the run manifests of an older schema version get today's version, the old one kept). Per table, the rows served in SRC must equal the rows in the Delta table, else the "
+                    "Each rescoring becomes Delta tables too (the rows read_scoring serves) and the current scoring the "
+                    "current-scoring table. The rest of SRC (run manifests, settings, labels, the search sidecar, "
+                    "tombstones) is copied as it is (the run manifests of an older schema version get today's version, the old one kept). Per table, the rows served in SRC must equal the rows in the Delta table, else the "
                     "upgrade fails naming the table and both counts.\n\n"
                     "Safe to rerun after an interruption: the same command goes on where it stopped (each block of "
                     "videos is one Delta commit, never added twice). SRC is not modified; stop jobs writing it first.",
