@@ -11,6 +11,7 @@ flight and never a committed one.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -40,18 +41,24 @@ class BatchWriter:
 
 
 class BatchCommitter:
-    """The driver's side: commits each batch as the run's next batch number."""
+    """The driver's side: commits each batch as the run's next batch number (app id = run id, or
+    a scoring id; numbers go on counting across reruns), to `tables` in order, the last one (its
+    row marks a video done) last. `prefix`: the tables' path under the index when the writers name
+    them by their short names (a rescoring's ``scorings/<id>/``)."""
 
-    def __init__(self, index: str, run_id: str):
-        self.index, self.run_id = index, run_id
-        self.batch = batches.next_batch(index, run_id)
-        self.committed = 0
+    def __init__(self, index: str, app_id: str, tables: Sequence[str] = batches.BATCH_TABLES, prefix: str = ""):
+        self.index, self.app_id, self.tables, self.prefix = index, app_id, tuple(tables), prefix
+        self.batch = batches.next_batch(index, app_id, self.tables)
+        self.committed = 0  # videos
+        self.batches = 0
 
     def __call__(self, row: dict[str, Any]) -> None:
         doc = row.pop(ADDS, "")
         if not doc:
             return
         batch = json.loads(doc)
-        batches.commit_batch(self.index, self.run_id, self.batch, batch["adds"], batch["video_ids"])
+        adds = {self.prefix + t: a for t, a in batch["adds"].items()}
+        batches.commit_batch(self.index, self.app_id, self.batch, adds, batch["video_ids"], self.tables)
         self.batch += 1
+        self.batches += 1
         self.committed += len(batch["video_ids"])

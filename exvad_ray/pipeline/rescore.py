@@ -38,6 +38,7 @@ from exvad_ray import storage
 from exvad_ray.errors import ExvadError
 from exvad_ray.detector.localize import LocalizationConfig
 from exvad_ray.pipeline.assemble import segment_columns
+from exvad_ray.pipeline.commits import ADDS, BatchCommitter
 from exvad_ray.checkpoints import checkpoint_uri, detector_id
 from exvad_ray.index import sanitize
 from exvad_ray.index import scorings as sc
@@ -53,7 +54,6 @@ VIDEOS_PER_ACTOR = 500
 # Files per Ray Data block (one task each): large enough that per-call overhead vanishes
 # beside the scoring, small enough that progress and retries stay fine-grained.
 FILES_PER_BLOCK = 32
-ADDS = "batch_adds"  # Delta: JSON {"adds": {table: [add action]}, "video_ids": [...]} on a block's first row
 
 
 @dataclasses.dataclass
@@ -388,29 +388,10 @@ def score_block(batch: dict[str, Any], index: str, scoring: Scoring, collect: bo
     return RescoreStage(index, scoring, collect=collect, delta=delta)(batch)
 
 
-class ScoringCommitter:
+def scoring_committer(index: str, scoring_id: str) -> BatchCommitter:
     """The driver's side on a Delta index: each block's batch committed as the scoring's next batch
-    number (app id = scoring id; numbers go on counting across reruns), `videos` last, with the
-    batch's video ids in the commit metadata: `index.batches`, as the archive job commits."""
-
-    def __init__(self, index: str, scoring_id: str):
-        from exvad_ray.index import batches
-
-        self.index, self.scoring_id, self.tables = index, scoring_id, sc.delta_tables(scoring_id)
-        self.batch = batches.next_batch(index, scoring_id, self.tables)
-        self.batches = 0
-
-    def __call__(self, row: dict[str, Any]) -> None:
-        from exvad_ray.index import batches
-
-        doc = row.pop(ADDS, "")
-        if not doc:
-            return
-        batch = json.loads(doc)
-        adds = {sc.table_path(self.scoring_id, t): a for t, a in batch["adds"].items()}
-        batches.commit_batch(self.index, self.scoring_id, self.batch, adds, batch["video_ids"], self.tables)
-        self.batch += 1
-        self.batches += 1
+    number (app id = scoring id), `videos` last, as the archive job commits (`pipeline.commits`)."""
+    return BatchCommitter(index, scoring_id, sc.delta_tables(scoring_id), prefix=sc.table_path(scoring_id, ""))
 
 
 def prepare_delta_scoring(index: str, scoring_id: str) -> dict[str, int]:
@@ -605,7 +586,7 @@ def _ensure_ray(address: str | None) -> None:
 
 
 def _run_tasks(index: str, items: list[dict[str, Any]], scoring: Scoring, cfg: RescoreConfig, n_todo: int,
-               collect: bool = False, committer: ScoringCommitter | None = None) -> list[dict[str, Any]]:
+               collect: bool = False, committer: BatchCommitter | None = None) -> list[dict[str, Any]]:
     """The Ray Data job over `items`: one summary row per video (with `collect`, its raw parts).
     With `committer` (a Delta index) each block's videos are one batch, committed as its first row
     arrives: what a kill loses is the batches in flight, never a committed one."""
@@ -837,7 +818,7 @@ def run_rescore(cfg: RescoreConfig, echo: Any = print) -> dict[str, Any]:
     storage.write_bytes(manifest_uri, json.dumps(doc, indent=1, default=str).encode())
     rows: list[dict[str, Any]] = []
     if items:
-        committer = ScoringCommitter(index, sid) if in_delta else None
+        committer = scoring_committer(index, sid) if in_delta else None
         rows = _run_tasks(index, items, scoring, cfg, n_todo, committer=committer)
         lap("ray data job")
         if committer is not None:

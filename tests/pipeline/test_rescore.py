@@ -77,31 +77,39 @@ def ucf_layout(local, summary, archive: str) -> dict:
     return {"files": files, "left_out": left_out, "specs": {v.name: v for v in summary.videos}}
 
 
-@pytest.fixture(scope="module")
-def processed(ray_local, tiny_dir, s3_server, tmp_path_factory):
+def build_rescore_index(name: str, s3_server, tmp_path_factory, archive_cfg: dict, **process) -> dict:
+    """A UCF-layout archive generated and uploaded, two detectors (a: no model card, b: a right one)
+    and the archive processed with detector a into an index, all in buckets named after `name`:
+    {"index", "archive", "a", "b", "models", "names" (b's classes), "labels", "videos", **layout}."""
     from exvad_ray.synth import SynthConfig, generate_archive
 
-    local = tmp_path_factory.mktemp("ucf-like")
-    summary = generate_archive(str(local), SynthConfig(**ARCHIVE))
-    archive = s3_server.create_bucket("rescore-archive") + "/UCF"
+    local = tmp_path_factory.mktemp(name)
+    summary = generate_archive(str(local), SynthConfig(**archive_cfg))
+    archive = s3_server.create_bucket(f"{name}-archive") + "/UCF"
     layout = ucf_layout(local, summary, archive)
-    models = s3_server.create_bucket("rescore-models")
+    models = s3_server.create_bucket(f"{name}-models")
     det_a, det_b = models + "/a/model.pt", models + "/b/model.pt"
     make_detector(det_a, 0)  # no model card: the driver reads the class names from the checkpoint
     names = make_detector(det_b, 1, card="right")
-    make_detector(models + "/c/model.pt", 2, card="wrong")
-    index = s3_server.create_bucket("rescore-index") + "/run1"
+    index = s3_server.create_bucket(f"{name}-index") + "/run1"
     cfg = ProcessConfig(archive=archive, index=index, profile="tiny", label_set="synthetic", detector=det_a,
-                        sampling=SamplingConfig(window_snippets=2), progress_interval_s=30)
-    summary = run_process(cfg, echo=lambda _m: None)
-    assert summary["videos_processed"] == 20
+                        sampling=SamplingConfig(window_snippets=2), progress_interval_s=30, **process)
+    videos = run_process(cfg, echo=lambda _m: None)["videos_processed"]
+    return {"index": index, "archive": archive, "a": det_a, "b": det_b, "models": models, "names": names,
+            "labels": s3_server.create_bucket(f"{name}-labels") + "/labels", "videos": videos, **layout}
+
+
+@pytest.fixture(scope="module")
+def processed(ray_local, tiny_dir, s3_server, tmp_path_factory):
+    built = build_rescore_index("rescore", s3_server, tmp_path_factory, ARCHIVE)
+    assert built["videos"] == 20
+    make_detector(built["models"] + "/c/model.pt", 2, card="wrong")
     # the archive is gone: any decode would fail (and be counted as a failed video)
-    fs, _ = storage.filesystem(archive)
+    fs, _ = storage.filesystem(built["archive"])
     fs.rm("rescore-archive", recursive=True)
     fs.invalidate_cache()
-    assert not storage.exists(archive) and not fs.exists("rescore-archive")
-    return {"index": index, "a": det_a, "b": det_b, "c": models + "/c/model.pt", "names": names, "labels": s3_server.create_bucket("rescore-labels") + "/labels",
-            **layout}
+    assert not storage.exists(built["archive"]) and not fs.exists("rescore-archive")
+    return {**built, "c": built["models"] + "/c/model.pt"}
 
 
 def test_import_ucf_layout_with_real_frame_rates(processed, capsys):

@@ -19,11 +19,9 @@ from exvad_ray.checkpoints import detector_id
 from exvad_ray.cli import main
 from exvad_ray.index import batches, delta
 from exvad_ray.index import scorings as sc
-from exvad_ray.pipeline.job import ProcessConfig, run_process
 from exvad_ray.pipeline.rescore import RescoreConfig, run_rescore
-from exvad_ray.video import SamplingConfig
 
-from test_rescore import make_detector, ucf_layout
+from test_rescore import build_rescore_index
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("deltalake")
@@ -35,23 +33,9 @@ N = 10
 
 @pytest.fixture(scope="module")
 def built(ray_local, tiny_dir, s3_server, tmp_path_factory):
-    from exvad_ray.synth import SynthConfig, generate_archive
-
-    local = tmp_path_factory.mktemp("delta-rescore")
-    summary = generate_archive(str(local), SynthConfig(**ARCHIVE))
-    archive = s3_server.create_bucket("delta-rescore-archive") + "/UCF"
-    layout = ucf_layout(local, summary, archive)
-    models = s3_server.create_bucket("delta-rescore-models")
-    det_a, det_b = models + "/a/model.pt", models + "/b/model.pt"
-    make_detector(det_a, 0)
-    make_detector(det_b, 1, card="right")
-    index = s3_server.create_bucket("delta-rescore-index") + "/run1"
-    cfg = ProcessConfig(archive=archive, index=index, profile="tiny", label_set="synthetic", detector=det_a,
-                        sampling=SamplingConfig(window_snippets=2), progress_interval_s=30, commit_every=4)
-    assert run_process(cfg, echo=lambda _m: None)["videos_processed"] == N
-    assert idx.is_delta_index(index)
-    return {"index": index, "a": det_a, "b": det_b, "labels": s3_server.create_bucket("delta-rescore-labels") + "/l",
-            **layout}
+    out = build_rescore_index("delta-rescore", s3_server, tmp_path_factory, ARCHIVE, commit_every=4)
+    assert out["videos"] == N and idx.is_delta_index(out["index"])
+    return out
 
 
 def _ids(index: str, path: str) -> list[str]:
