@@ -1486,13 +1486,26 @@ JOB_FINDINGS = [
     "of the five tables rewrites every file that holds one of them, and with ids that are uuids every file's "
     "min/max range may hold one, so each file is read (10,078 openat at 1e4 vs 1,911 for the plan); 83 s "
     "and 1.3 GB at 1e5, far off the planning targets if 1% changes at 1e6 (the projection).",
-    "- Rescore planning reads the videos snapshot's ids and then the `video_id` column of every snippets file "
-    "(`file_video_ids`, one open per file): linear in files, not in videos; the profile at 1e6 is in the "
-    "commit that recorded it (what would fix it: the items from the snapshot's add actions and the commits' "
-    "recorded ids, without opening a Parquet file).",
+    "- Rescore planning at 1e6 (127 s, target 10 s: missed), under cProfile (`EXVAD_SCALE_PROFILE`, 131 s): "
+    "142,500 Parquet files opened one at a time in Python - the videos snapshot's 71,250 for the indexed ids "
+    "(`index.done_ids` -> `delta.iter_video_ids`, 53 s) and the snippets snapshot's 71,250 for the ids each "
+    "holds (`store.file_video_ids`, 61 s); per file ~0.3 ms in `ParquetFile()` (footer and schema paths) and "
+    "~0.26 ms reading one column; the id lookups 10 s, the two snapshots 5 s. Linear in files, not in rows. "
+    "What would fix it (exvad_ray code, not changed here): no Parquet open to learn a file's ids - the job "
+    "knows them when it writes the file and could record them in the add action (`tags`, read from the log "
+    "or checkpoint) - or one multi-threaded scan of the `video_id` column (delta-rs / a pyarrow dataset) "
+    "instead of a Python loop per file; a compacted index has 7x fewer files (the planning after compaction).",
+    "- The rerun's planning at 1e6: 68.7 s (64 CPU s), 585 MB (target 30 s: missed; memory met): the same "
+    "one-file-at-a-time read of 81,250 videos/errors files (1.1 million fs calls); the 100-video layout "
+    "needed 21 s for 10,100 files.",
     "- Search opens every file of the partitions a lookup needs (the engine's `in_blocks`): 5,000 segments "
     "files at 1e5, 1.1 GB peak. Compaction: 206 s (198 CPU s) at 1e5 for the five tables, linear: ~35 "
     "minutes at 1e6 (not run).",
+    "- Not measured: the local S3 server at 1e5 (its archive alone is 1e5 PUTs, ~12 minutes here, then 53,000 "
+    "index objects; at 1e4 the rerun's planning is 2,522 requests, ~3 GETs per videos/errors file, so ~25,000 "
+    "at 1e5 by the file count - a projection, not a figure); plan_replaced, search and compact at 1e6 (their "
+    "1e4->1e5 growth projects 15 minutes or more each). The 1e6 index was built while the shared machine's "
+    "load average was 18-37 (the `load_avg` of its rows: 5-15 when measured).",
 ]
 
 
