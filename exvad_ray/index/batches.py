@@ -95,19 +95,24 @@ def write_batch(index: str, videos: Sequence[bytes | dict[str, Any]]) -> dict[st
     `videos`: one item per video, `pack`'s bytes or the dict it packs (table -> (partition values,
     columns) or a list of such pairs, `segments` one per class, as `assemble.build_video_tables`
     makes them)."""
-    rows: dict[str, list[pa.Table]] = {}
-    parts: dict[str, list[dict[str, str]]] = {}
+    pending: dict[str, tuple[list[pa.Table], list[dict[str, str]]]] = {}
     for item in videos:
         tables = unpack(item) if isinstance(item, (bytes, bytearray)) else {
             t: _rows_and_partitions(t, x) for t, x in item.items()}
         for table, (t, values) in tables.items():
-            rows.setdefault(table, []).append(t)
-            parts.setdefault(table, []).extend(values)
-    out: dict[str, list[dict[str, Any]]] = {}
-    for table, chunks in rows.items():
-        body = pa.concat_tables(chunks)
-        out[table] = delta.write_files(index, table, body, parts[table]) if body.num_rows else []
-    return out
+            chunks, parts = pending.setdefault(table, ([], []))
+            chunks.append(t)
+            parts.extend(values)
+    return write_rows(index, pending)
+
+
+def write_rows(index: str, pending: dict[str, tuple[list[pa.Table], list[dict[str, str]]]],
+               prefix: str = "") -> dict[str, list[dict[str, Any]]]:
+    """Each table's gathered rows (chunks, each row's partition values) as one file per partition
+    (`delta.write_files`); returns the add actions by table name (as given, without `prefix`, the
+    tables' path under the index: a rescoring's ``scorings/<id>/``). Tables without rows: none."""
+    return {table: delta.write_files(index, prefix + table, pa.concat_tables(chunks), parts)
+            for table, (chunks, parts) in pending.items() if sum(t.num_rows for t in chunks)}
 
 
 def next_batch(index: str, run_id: str, tables: Sequence[str] = BATCH_TABLES) -> int:

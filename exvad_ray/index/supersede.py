@@ -46,8 +46,9 @@ def superseded_ids(index: str) -> set[str]:
 def mark_superseded(index: str, old_to_new: dict[str, tuple[str, str]]) -> None:
     """Write a tombstone per replaced video: {old id: (uri, new id)}. On a Delta index the old
     rows are deleted from every video table first (a delete in each log: no reader, ours or
-    another engine, sees them again); the tombstone stays for the scorings, which are still
-    per-video files whose readers hide the replaced videos by it."""
+    another engine, sees them again); the rescorings' Delta tables are the caller's
+    (`scorings.delete_videos`: the planner calls both); the tombstone stays for scorings in
+    per-video files (an upgraded index's), whose readers hide the replaced videos by it."""
     import datetime as dt
 
     if old_to_new and idx.is_delta_index(index):

@@ -182,7 +182,9 @@ def uses_delta(cfg: ProcessConfig) -> bool:
     per-video files stays so (`exvad index upgrade` converts it), a new one takes `index_format`."""
     if idx.is_delta_index(cfg.index):
         return True
-    if idx.read_manifests(cfg.index) or idx.list_files(cfg.index, "videos") or idx.list_files(cfg.index, "errors"):
+    # the first table file listed is enough (never the whole listing: 1e7 files on a big index)
+    if idx.read_manifests(cfg.index) or any(files for t in ("videos", "errors")
+                                            for files in idx.iter_table_files(cfg.index, t, page=64)):
         return False
     return cfg.index_format == "delta"
 

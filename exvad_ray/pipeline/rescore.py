@@ -346,10 +346,10 @@ class RescoreStage:
 
     def _write_batch(self, out: dict[str, list[Any]], pending: dict[str, tuple[list[pa.Table], list[dict[str, str]]]]
                      ) -> list[str]:
-        """The block's scored videos as one file per scoring table and partition (`delta.write_files`);
+        """The block's scored videos as one file per scoring table and partition (`batches.write_rows`);
         the add actions and video ids ride on the first row as JSON for the driver to commit
-        (`commit_scoring_batch`). A write that fails fails the block's scored videos, not the job."""
-        from exvad_ray.index import delta
+        (`scoring_committer`). A write that fails fails the block's scored videos, not the job."""
+        from exvad_ray.index import batches
 
         n = len(out["video_id"])
         col = [""] * n
@@ -357,9 +357,7 @@ class RescoreStage:
         if not ok:
             return col
         try:
-            adds = {name: delta.write_files(self.index, sc.table_path(self.scoring.scoring_id, name),
-                                            pa.concat_tables(chunks), parts)
-                    for name, (chunks, parts) in pending.items() if sum(t.num_rows for t in chunks)}
+            adds = batches.write_rows(self.index, pending, prefix=sc.table_path(self.scoring.scoring_id, ""))
         except Exception as exc:  # noqa: BLE001 - reported per video, as a failed video is
             for i in ok:
                 out["status"][i], out["reason"][i] = "error", f"{type(exc).__name__}: {exc}"
