@@ -231,7 +231,6 @@ def commit(index: str, table: str, run_id: str, batch: int, files: Iterable[dict
     later one) of the run: a retry after a kill. Batches of a run are numbered upwards from 0.
     `metadata`: more commit metadata (the job records the batch's video ids there)."""
     from deltalake import CommitProperties, Transaction
-    from deltalake.transaction import AddAction
 
     if batch < 0:
         raise ExvadError(f"batch numbers start at 0 (got {batch})")
@@ -239,7 +238,7 @@ def commit(index: str, table: str, run_id: str, batch: int, files: Iterable[dict
     done = t.transaction_version(run_id)
     if done is not None and done >= batch:
         return False
-    adds = [AddAction(**f) for f in files]
+    adds = [_add_action(f) for f in files]
     schema, part = _layout(t, table)
     try:
         t.create_write_transaction(

@@ -142,8 +142,10 @@ def final_snapshot(index: str, items: list[dict[str, Any]], progress: Any) -> di
     ids = sorted({i["video_id"] for i in items})
     # this run's videos' error rows only (never the whole table), under the read rules
     stored = idx.read_video_rows(index, "errors", ids, ["video_id", "stage", "reason", "processed_at"])
-    done = idx.done_set(index, "videos")
-    ok = {v for v, hit in zip(ids, done.contains(pa.array(ids, pa.string()))) if hit} if ids else set()
+    failed = sorted(set(stored.column("video_id").to_pylist()))
+    # which of those finished since (a retry that succeeded): the done set only when there is a failure
+    hit = idx.done_set(index, "videos").contains(pa.array(failed, pa.string())) if failed else []
+    ok = {v for v, h in zip(failed, hit) if h}
     mine = current_rows(index, "errors", stored, ok_ids=ok).to_pylist()
     reasons: dict[str, int] = {}
     for e in mine:
