@@ -183,7 +183,9 @@ def iter_done_ids(index: str, table: str, page: int = 10_000) -> Iterator[pa.Arr
     from exvad_ray.index import delta
 
     if delta.is_delta(index, table):
-        yield from delta.iter_video_ids(index, table)
+        from exvad_ray.index import idmap
+
+        yield from idmap.iter_video_ids(index, table)
         return
     for files in storage.iter_objects(storage.join(index, table), page=page, stat=False):
         yield pa.array([v for f, _ in files if is_table_file(f) for v in file_video_ids(f)], pa.string())
