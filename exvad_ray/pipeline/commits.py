@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from exvad_ray.index import batches
+from exvad_ray.index import batches, idmap
 from exvad_ray.pipeline.assemble import PAYLOAD
 
 ADDS = "batch_adds"  # JSON {table: [add action]} of a batch, on its first row ("" on the others)
+CACHE_EVERY = 256  # batches between refreshes of the id cache (a few thousand videos: ~1 s of reads)
+CACHED_TABLES = ("videos", "snippets")  # the job's tables whose ids a rerun's and a rescoring's planning read
 
 
 class BatchWriter:
@@ -46,8 +48,10 @@ class BatchCommitter:
     row marks a video done) last. `prefix`: the tables' path under the index when the writers name
     them by their short names (a rescoring's ``scorings/<id>/``)."""
 
-    def __init__(self, index: str, app_id: str, tables: Sequence[str] = batches.BATCH_TABLES, prefix: str = ""):
+    def __init__(self, index: str, app_id: str, tables: Sequence[str] = batches.BATCH_TABLES, prefix: str = "",
+                 cached: Sequence[str] = CACHED_TABLES):
         self.index, self.app_id, self.tables, self.prefix = index, app_id, tuple(tables), prefix
+        self.cached = [t for t in self.tables if t.rsplit("/", 1)[-1] in cached]
         self.batch = batches.next_batch(index, app_id, self.tables)
         self.committed = 0  # videos
         self.batches = 0
@@ -62,3 +66,12 @@ class BatchCommitter:
         self.batch += 1
         self.batches += 1
         self.committed += len(batch["video_ids"])
+        if self.batches % CACHE_EVERY == 0:
+            self.finish()
+
+    def finish(self) -> None:
+        """Record the committed files' video ids in the index's id cache (`index.idmap`) for the
+        tables a planning reads (the done set, the snippets files' ids): every `CACHE_EVERY`
+        batches and at the end, so that the next rerun or rescoring does not open every file
+        (`cached`: a rescoring's own `videos`, its done set)."""
+        idmap.warm(self.index, self.cached)

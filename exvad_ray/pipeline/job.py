@@ -18,6 +18,7 @@ from typing import Any
 
 from exvad_ray import __version__, storage
 from exvad_ray import index as idx
+from exvad_ray.index import idmap
 from exvad_ray.index.partitions import DEFAULT_DATE_PATTERN
 from exvad_ray.pipeline import stages as st
 from exvad_ray.detector.localize import LocalizationConfig
@@ -343,6 +344,9 @@ def _run_process(cfg: ProcessConfig, echo: Any) -> dict[str, Any]:
                 rows.append(row)
         finally:
             stop.set()
+        if commit is not None:
+            commit.finish()
+            idmap.warm(cfg.index, ["errors"])
         snapshot = final_snapshot(cfg.index, items, progress)
     summary = summarize(cfg, rows, snapshot, skipped, time.time() - t0)
     summary.update(summary_counts(counts), videos_crash_retried=int(snapshot.get("retried_videos", 0)))

@@ -389,7 +389,8 @@ def score_block(batch: dict[str, Any], index: str, scoring: Scoring, collect: bo
 def scoring_committer(index: str, scoring_id: str) -> BatchCommitter:
     """The driver's side on a Delta index: each block's batch committed as the scoring's next batch
     number (app id = scoring id), `videos` last, as the archive job commits (`pipeline.commits`)."""
-    return BatchCommitter(index, scoring_id, sc.delta_tables(scoring_id), prefix=sc.table_path(scoring_id, ""))
+    return BatchCommitter(index, scoring_id, sc.delta_tables(scoring_id), prefix=sc.table_path(scoring_id, ""),
+                          cached=("videos",))
 
 
 def prepare_delta_scoring(index: str, scoring_id: str) -> dict[str, int]:
@@ -425,6 +426,7 @@ def plan_work(index: str, scoring_id: str | None, only: set[str] | None = None,
     (`index.IdSet`), the snippets files are listed a page at a time, and each task reads its own
     videos' rows (`video_infos`). The driver holds the items: a file name and the ids it holds."""
     from exvad_ray import index as idx
+    from exvad_ray.index import idmap
     from exvad_ray.index.store import PART_RE, file_video_ids, iter_table_files
     from exvad_ray.index.supersede import superseded_ids
 
@@ -448,12 +450,13 @@ def plan_work(index: str, scoring_id: str | None, only: set[str] | None = None,
     items: list[dict[str, Any]] = []
     n_placed = 0
 
-    def flush(files: list[str]) -> None:
-        """One partition folder's files: a video rewritten since the last compaction is in its part
-        file and (stale) in the compacted file; the part file wins."""
+    def flush(files: list[tuple[str, list[str] | None]]) -> None:
+        """One partition folder's files (with their ids when known): a video rewritten since the
+        last compaction is in its part file and (stale) in the compacted file; the part file wins."""
         nonlocal n_placed
         placed: set[str] = set()
-        held = [(f, file_video_ids(f, in_blocks)) for f in sorted(files, key=lambda f: in_blocks or not PART_RE.search(f))]
+        held = [(f, file_video_ids(f) if ids is None else ids)
+                for f, ids in sorted(files, key=lambda fi: in_blocks or not PART_RE.search(fi[0]))]
         ok = set(keep([v for _, ids in held for v in ids]))  # one vectorised lookup per folder
         for f, ids in held:
             vids = [v for v in ids if v in ok and v not in placed]
@@ -465,14 +468,17 @@ def plan_work(index: str, scoring_id: str | None, only: set[str] | None = None,
                      for v in vids])})
 
     in_blocks = idx.is_delta_index(index)  # Delta: files hold blocks of videos, named by nothing
+    # a Delta table's files with their ids from the index's id cache (`index.idmap`), not read from
+    # each file; today's layout's files listed, their ids in their names
+    held_files = (idmap.file_video_ids(index, "snippets") if in_blocks else
+                  ((f, None) for page in iter_table_files(index, "snippets") for f in page))
     folder, files = None, []
-    for page in iter_table_files(index, "snippets"):
-        for f in page:
-            here = f.rsplit("/", 1)[0]
-            if here != folder:
-                flush(files)
-                folder, files = here, []
-            files.append(f)
+    for f, ids in held_files:
+        here = f.rsplit("/", 1)[0]
+        if here != folder:
+            flush(files)
+            folder, files = here, []
+        files.append((f, ids))
     flush(files)
     items.sort(key=lambda it: it["file"])
     n_done = 0
@@ -820,6 +826,7 @@ def run_rescore(cfg: RescoreConfig, echo: Any = print) -> dict[str, Any]:
         rows = _run_tasks(index, items, scoring, cfg, n_todo, committer=committer)
         lap("ray data job")
         if committer is not None:
+            committer.finish()
             log.debug("rescore: %d batches committed", committer.batches)
         phases["tasks: models load"] = round(sum(float(r.get("load_s", 0.0)) for r in rows), 3)
         phases["tasks: scoring and writing"] = round(sum(float(r.get("work_s", 0.0)) for r in rows), 3)

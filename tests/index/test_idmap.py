@@ -1,0 +1,93 @@
+"""The index's id cache (exvad_ray.index.idmap): which videos each data file of a Delta table holds,
+read once from the files and then from the cache, never trusted beyond the table's log."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from exvad_ray.index import batches, delta, idmap
+from test_batches import ids, stored_ids, video
+
+pytest.importorskip("deltalake")
+
+
+def _index(tmp_path, n_batches: int = 3, per: int = 4) -> tuple[str, list[str]]:
+    index = str(tmp_path / "idx")
+    batches.create_tables(index)
+    all_ids: list[str] = []
+    for b in range(n_batches):
+        vids = ids(per)
+        adds = batches.write_batch(index, [video(v, camera=f"cam-{i % 2}") for i, v in enumerate(vids)])
+        batches.commit_batch(index, "run1", b, adds, vids)
+        all_ids += vids
+    return index, all_ids
+
+
+def _cached(index: str, table: str) -> list[str]:
+    return sorted(v for a in idmap.iter_video_ids(index, table) for v in a.to_pylist())
+
+
+def test_ids_come_from_the_files_once_then_from_the_cache(tmp_path):
+    index, vids = _index(tmp_path)
+    assert _cached(index, "videos") == sorted(vids) == stored_ids(index, "videos")
+    assert len(idmap._fragments(index, "videos")) == 1
+    # the data files are not opened again: garbled, the ids still come (from the cache)
+    for f in delta.snapshot_files(index, "videos"):
+        with open(f, "r+b") as fh:
+            fh.write(b"garbage!" * 4)
+    assert _cached(index, "videos") == sorted(vids)
+    assert len(idmap._fragments(index, "videos")) == 1  # nothing new to record
+
+
+def test_new_commits_are_read_and_deleted_rows_are_gone(tmp_path):
+    index, vids = _index(tmp_path)
+    assert sorted(set(_cached(index, "snippets"))) == sorted(vids)  # each file's distinct ids
+    more = ids(4)
+    batches.commit_batch(index, "run1", 3, batches.write_batch(index, [video(v) for v in more]), more)
+    gone = vids[:2] + more[:1]
+    for t in batches.BATCH_TABLES:
+        delta.delete_videos(index, t, gone)  # files rewritten: the cache's rows of the old ones are stale
+    want = sorted(set(vids + more) - set(gone))
+    assert _cached(index, "videos") == want == stored_ids(index, "videos")
+    assert sorted(set(_cached(index, "snippets"))) == want
+
+
+def test_fragments_are_merged_without_rows_of_removed_files(tmp_path):
+    index, vids = _index(tmp_path, n_batches=1)
+    _cached(index, "videos")
+    for b in range(1, idmap.MAX_FRAGMENTS + 2):  # one new fragment per refresh
+        more = ids(2)
+        batches.commit_batch(index, "run1", b, batches.write_batch(index, [video(v) for v in more]), more)
+        vids += more
+        if b == 3:
+            delta.delete_videos(index, "videos", more)
+            vids = [v for v in vids if v not in more]
+        assert _cached(index, "videos") == sorted(vids)
+    frags = idmap._fragments(index, "videos")
+    assert len(frags) <= idmap.MAX_FRAGMENTS
+    rows = idmap._read_fragment(frags[0]) if len(frags) == 1 else None
+    if rows is not None:  # the merged fragment holds only files of the snapshot
+        keys = set(idmap.Snapshot.of(index, "videos").keys.to_pylist())
+        assert set(rows.column("file").to_pylist()) <= keys
+
+
+def test_an_unwritable_cache_costs_time_not_ids(tmp_path):
+    index, vids = _index(tmp_path)
+    os.makedirs(os.path.join(index, idmap.MAP_DIR), exist_ok=True)
+    with open(os.path.join(index, idmap.MAP_DIR, "videos"), "w") as fh:  # a file where its folder goes
+        fh.write("not a folder")
+    assert _cached(index, "videos") == sorted(vids)
+    assert _cached(index, "videos") == sorted(vids)
+
+
+def test_each_files_ids(tmp_path):
+    index, vids = _index(tmp_path)
+    got = list(idmap.file_video_ids(index, "snippets"))
+    assert [f for f, _ in got] == sorted(delta.snapshot_files(index, "snippets"))
+    import pyarrow.parquet as pq
+
+    for f, held in got:
+        assert held == sorted(set(pq.read_table(f, columns=["video_id"]).column(0).to_pylist()))
+    assert sorted(v for _, held in got for v in held) == sorted(vids)
