@@ -44,8 +44,10 @@ from exvad_ray.index.store import (
 
 
 DEFAULT_RETENTION_HOURS = 168  # Delta's own default (delta.deletedFileRetentionDuration, 7 days)
-# z-order columns of each table: columns inside a partition (date, camera, class are partitions),
-# the ones readers filter on - time ranges within a camera's day and a video's rows by id
+# z-order columns of each table: columns inside a partition (never a partition column: delta-rs
+# refuses them), the ones readers filter on - time ranges within a camera's day and a video's rows
+# by id. Not `class`: an older Delta `segments` is partitioned by it (one created now keeps it in
+# its files, a camera-day's classes in one file after optimize)
 ZORDER_COLUMNS: dict[str, tuple[str, ...]] = {
     "videos": ("recorded_at", "video_id"), "segments": ("start_at", "video_id"),
     "snippets": ("video_id", "start_s"), "captions": ("video_id", "window_index"),

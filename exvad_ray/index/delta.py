@@ -7,9 +7,13 @@ Measured facts behind each choice: docs/INDEX.md and bench/delta_facts.py.
 
 The pieces here:
 - `open_table` opens (or creates) ``INDEX/<table>`` as a Delta table with the table's schema from
-  ``schemas/`` and its partition columns (date, camera, class) as string columns; a table at a
-  path under the index (a rescoring's ``scorings/<scoring id>/<table>``) is created with the schema
-  its owner gives (`index.scorings`) and every later write follows the table's own schema.
+  ``schemas/`` and its partition values (class, date, camera) as string columns, partitioned by
+  `schemas.delta_partition_cols` (`segments`: date and camera; class is a column of its files); a
+  table at a path under the index (a rescoring's ``scorings/<scoring id>/<table>``) is created with
+  the schema its owner gives (`index.scorings`) and every later write follows the table's own schema.
+- `table_partition_cols` is the partitioning an existing table was created with (an older Delta
+  `segments` is partitioned by class, date and camera): writes follow it, whatever schemas/ says
+  today, and a partition value that is not a partition column of the table goes into the files.
 - `write_files` is the worker side: Parquet files for a block of rows written under the table's
   folder, returned as plain dicts (they travel through Ray) with the statistics that let readers
   prune files by video id.
@@ -43,7 +47,7 @@ import pyarrow.parquet as pq
 
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError, StorageError
-from exvad_ray.index.schemas import SCHEMA_VERSION, arrow_schema, conform, partition_cols
+from exvad_ray.index.schemas import SCHEMA_VERSION, arrow_schema, conform, delta_partition_cols, partition_cols
 
 SCHEMA_VERSION_KEY = "exvad.schema_version"
 PACKAGE_VERSION_KEY = "exvad.version"
@@ -77,18 +81,36 @@ def storage_options(uri: str) -> dict[str, str] | None:
 
 
 def delta_schema(table: str) -> pa.Schema:
-    """The table's columns (schemas/<table>.json) plus its partition columns, as strings."""
+    """The table's columns (schemas/<table>.json) plus its partition values, as strings (the same
+    columns in the same order whichever of them the table is partitioned by)."""
     return pa.schema(list(arrow_schema(table)) + [pa.field(c, pa.string(), nullable=False)
                                                   for c in partition_cols(table)])
 
 
 def _layout(t: Any, table: str) -> tuple[Any, list[str]]:
     """(schema, partition columns) that a commit to the open table `t` declares: an index table's
-    from schemas/, a table at a path under the index (a rescoring's ``scorings/<id>/<table>``) its
-    own, fixed by whoever created it (`open_table`'s `schema`)."""
+    columns from schemas/, a table at a path under the index (a rescoring's
+    ``scorings/<id>/<table>``) its own, fixed by whoever created it (`open_table`'s `schema`); the
+    partition columns always the table's own (a commit cannot change them)."""
+    part = list(t.metadata().partition_columns)
     if "/" not in table:
-        return delta_schema(table), partition_cols(table)
-    return t.schema(), list(t.metadata().partition_columns)
+        return delta_schema(table), part
+    return t.schema(), part
+
+
+_PARTITIONING: dict[tuple[str, str], list[str]] = {}
+
+
+def table_partition_cols(index: str, table: str) -> list[str]:
+    """The partition columns of the existing Delta table ``INDEX/<table>``, from its metadata: an
+    older `segments` is partitioned by class, date and camera, one created now by date and camera
+    (`schemas.delta_partition_cols`). Cached per table (a table's partitioning never changes
+    once created; a table removed and created again at the same path in this process would need
+    `_PARTITIONING.clear()`). A table that does not exist is an ExvadError."""
+    key = (storage.normalize(index).rstrip("/"), table)
+    if key not in _PARTITIONING:
+        _PARTITIONING[key] = list(open_table(index, table, create=False).metadata().partition_columns)
+    return list(_PARTITIONING[key])
 
 
 def _metadata(**extra: str) -> dict[str, str]:
@@ -122,7 +144,7 @@ def open_table(index: str, table: str, create: bool = True, schema: pa.Schema | 
                              "write the Delta index to a new location")
         try:
             if schema is None:
-                schema, partition_by = delta_schema(table), partition_cols(table)
+                schema, partition_by = delta_schema(table), delta_partition_cols(table)
             return DeltaTable.create(_uri_arg(uri), schema, partition_by=list(partition_by) or None,
                                      storage_options=opts, name=table,
                                      commit_properties=CommitProperties(custom_metadata=_metadata()))
@@ -155,26 +177,37 @@ def _storage_error(uri: str, exc: Exception) -> StorageError:
 
 def write_files(index: str, table: str, rows: pa.Table | dict[str, Any], partitions: Sequence[dict[str, str]]
                 ) -> list[dict[str, Any]]:
-    """Write a block of rows as Parquet files under ``INDEX/<table>`` (one per partition) and return
-    their add actions as plain dicts for `commit`. `partitions` gives each row's partition values
-    (the columns of `partition_cols(table)`). Nothing is visible to readers until `commit`; files of
-    a block that is never committed are removed by vacuum."""
+    """Write a block of rows as Parquet files under ``INDEX/<table>`` (one per partition of the
+    table) and return their add actions as plain dicts for `commit`. `partitions` gives each row's
+    partition values (the columns of `partition_cols(table)`, e.g. class, date, camera of
+    `segments`): those the table is partitioned by (`table_partition_cols`) name its folders, the
+    others are stored in the files as string columns (a `segments` table created now holds `class`
+    in its files; an older one has it as a folder). Nothing is visible to readers until `commit`;
+    files of a block that is never committed are removed by vacuum."""
     t = open_table(index, table)  # the table exists before any of its files (normally the driver made it)
+    part = list(t.metadata().partition_columns)  # its own partitioning, whatever schemas/ says now
+    given = rows if isinstance(rows, pa.Table) else pa.table(rows)
     if "/" in table:  # a table with a schema of its own: its columns, as it was created
-        part = list(t.metadata().partition_columns)
         cols = pa.schema([f for f in pa.schema(t.schema().to_arrow()) if f.name not in part])
-        given = rows if isinstance(rows, pa.Table) else pa.table(rows)
-        missing = [c for c in cols.names if c not in given.column_names]
+        inside = [c for c in cols.names if c not in given.column_names and all(c in p for p in partitions)]
+        missing = [c for c in cols.names if c not in given.column_names and c not in inside]
         if missing:
             raise ExvadError(f"{table}: columns {missing} missing")
-        body = given.select(cols.names).cast(cols)
+        wanted = [*part, *inside]
     else:
-        body, part = conform(table, rows), partition_cols(table)
-    if len(partitions) != body.num_rows:
-        raise ExvadError(f"{table}: {len(partitions)} partition values for {body.num_rows} rows")
-    missing = [c for c in part if any(c not in p for p in partitions)]
+        cols = None
+        inside = [c for c in partition_cols(table) if c not in part]
+        wanted = partition_cols(table)
+        given = conform(table, given)
+    if len(partitions) != given.num_rows:
+        raise ExvadError(f"{table}: {len(partitions)} partition values for {given.num_rows} rows")
+    missing = [c for c in wanted if any(c not in p for p in partitions)]
     if missing:
         raise ExvadError(f"{table}: partition value(s) {missing} missing")
+    for c in inside:  # a partition value the table keeps in its files
+        given = given.append_column(pa.field(c, pa.string(), nullable=False),
+                                    pa.array([str(p[c]) for p in partitions], pa.string()))
+    body = given if cols is None else given.select(cols.names).cast(cols)
     groups: dict[tuple[str, ...], list[int]] = {}
     for i, p in enumerate(partitions):
         groups.setdefault(tuple(str(p[c]) for c in part), []).append(i)
@@ -305,8 +338,11 @@ def _commit_meta() -> Any:
 
 def snapshot_files(index: str, table: str, partitions: dict[str, str | Sequence[str]] | None = None,
                    version: int | None = None) -> list[str]:
-    """URIs of the data files of the table's current snapshot (or `version`), only those of the given
-    partition values when `partitions` is set: what DuckDB or the page reads, without listing."""
+    """URIs of the data files of the table's current snapshot (or `version`), only those that may
+    hold rows of the given values when `partitions` is set: what DuckDB or the page reads, without
+    listing. Exact for the table's partition columns; a value the table keeps in its files (`class`
+    of a `segments` table created by date and camera) is matched against each file's min/max
+    statistics, which selects a superset: filter such a column on the rows."""
     from deltalake import DeltaTable
 
     uri = table_uri(index, table)

@@ -98,7 +98,20 @@ def renamed_columns(table: str, version: int) -> dict[str, str]:
 
 
 def partition_cols(table: str) -> list[str]:
+    """The table's partition values: what writers give for each row and readers get back as
+    columns (after the stored ones), on both layouts. The per-video layout makes each a folder."""
     return list(table_spec(table).get("partition_cols", []))
+
+
+def delta_partition_cols(table: str) -> list[str]:
+    """The partition columns a NEW Delta table of `table` is created with (``delta_partition_cols``
+    in schemas/, default `partition_cols`); the others of `partition_cols` are ordinary string
+    columns in its data files. Why: `segments` by class, date and camera held about one row per
+    partition (5% of videos flagged), so compaction had nothing to merge; by date and camera a
+    camera-day compacts to one file. An existing Delta table keeps the partitioning it was created
+    with (`delta.table_partition_cols` reads it from the table)."""
+    spec = table_spec(table)
+    return list(spec.get("delta_partition_cols", spec.get("partition_cols", [])))
 
 
 def conform(table: str, columns: dict[str, Any] | pa.Table) -> pa.Table:

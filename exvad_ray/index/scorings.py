@@ -11,7 +11,9 @@ one scoring per detector, without touching those tables:
     INDEX/scorings/CURRENT.json                                  {"scoring_id": ...}; absent -> "process"
 
 On a Delta index (`index.is_delta_index`) the three tables are Delta tables at
-``INDEX/scorings/<scoring_id>/<table>`` (same partitions): `exvad rescore` writes a batch of videos
+``INDEX/scorings/<scoring_id>/<table>`` (`segments` created partitioned by date and camera, its class
+a column of the files, as the index's own `segments`: `DELTA_PARTITIONS`; one created before keeps
+class, date and camera): `exvad rescore` writes a batch of videos
 as one file per table and partition and commits it as the archive job does (`index.batches`: app id
 = scoring id, `videos` last), so a reader sees a video's scoring whole or not at all. "Current" is
 then table state too: ``INDEX/scorings/current``, a Delta table of one row (scoring_id, set_at,
@@ -43,8 +45,12 @@ PROCESS = "process"
 CURRENT = "CURRENT.json"
 CURRENT_TABLE = "current"  # a Delta index's current scoring (a Delta table of one row)
 TABLES = ("segments", "snippet_scores", "videos")
+# each table's partition values (folders of the per-video layout, columns every reader gets)
 PARTITIONS = {"segments": ["class", "date", "camera"], "snippet_scores": ["date", "camera"],
               "videos": ["date", "camera"]}
+# the partition columns of a scoring's Delta table created now (the rest of PARTITIONS: file columns)
+DELTA_PARTITIONS = {"segments": ["date", "camera"], "snippet_scores": ["date", "camera"],
+                    "videos": ["date", "camera"]}
 
 
 #: why a segment was flagged, when a normality model scored it (docs/CONTRACTS.md "evidence"); null otherwise
@@ -122,13 +128,14 @@ def delta_tables(scoring_id: str) -> tuple[str, ...]:
 
 
 def create_delta_tables(index: str, scoring_id: str) -> None:
-    """Create the scoring's Delta tables that do not exist yet, with the scoring's columns and
-    partitions (the driver does, before any task writes; later writes follow the tables' schema)."""
+    """Create the scoring's Delta tables that do not exist yet, with the scoring's columns and its
+    partition values as string columns, partitioned by `DELTA_PARTITIONS` (the driver does, before
+    any task writes; later writes follow the tables' own schema and partitioning)."""
     from exvad_ray.index import delta
 
     for table in TABLES:
         cols = pa.schema(list(schema(table)) + [pa.field(c, pa.string(), nullable=False) for c in PARTITIONS[table]])
-        delta.open_table(index, table_path(scoring_id, table), schema=cols, partition_by=PARTITIONS[table])
+        delta.open_table(index, table_path(scoring_id, table), schema=cols, partition_by=DELTA_PARTITIONS[table])
 
 
 def compact_tables(index: str) -> list[str]:

@@ -127,7 +127,8 @@ def iter_table_files(index: str, table: str, page: int = 10_000) -> Iterator[lis
 
 def folder_files(index: str, table: str, rel: str, delta_table: bool | None = None) -> list[str]:
     """The data files of one partition folder (`rel`: ``k=v/k=v`` under the table): for a Delta
-    table the snapshot's files with those partition values, else the folder's listing."""
+    table the snapshot's files with those partition values (a value the table keeps in its files,
+    not in folders, selects by the files' statistics: filter the rows), else the folder's listing."""
     from exvad_ray.index import delta
 
     if delta_table if delta_table is not None else delta.is_delta(index, table):
@@ -324,7 +325,10 @@ def read_stored(index: str, table: str, columns: list[str] | None = None) -> pa.
 def read_files(index: str, table: str, files: list[str], columns: list[str] | None = None,
                version: int | None = None) -> pa.Table:
     """`read_stored` of some of a table's files only (a task's share: one partition's files), with
-    their hive partition columns, under today's column names."""
+    their hive partition columns, under today's column names. A partition value that is not in a
+    file's path is read from the file: a Delta `segments` table created by date and camera keeps
+    `class` in its files (`delta.table_partition_cols`), an older one in its folders, and both
+    give the same columns here."""
     version = index_version(index) if version is None else version
     fs, root = storage.arrow_filesystem(storage.join(index, table))
     part = partition_cols(table)

@@ -4,6 +4,10 @@ Why this shape:
 - Partition pruning is done here, on the file list: the files of `segments/class=/date=/camera=` are
   listed once per `SegmentIndex` (cached; `refresh()` relists), and only those whose partition values
   can match the filters are handed to DuckDB (`read_parquet(?)`), so a narrow query opens few files.
+  A Delta `segments` created by date and camera keeps `class` in its files (a camera-day compacts to
+  one file): there the class is filtered on the rows (`label`, as on every layout) and only a path's
+  own values prune; the hive values are read as text without naming them
+  (`hive_types_autocast = false`: DuckDB refuses a hive type for a column that is not a folder).
   A `--like` or a segment lookup opens only `part-<video_id>.parquet` files (the id names the file).
 - Every value that comes from a user travels as a bound parameter (`?`); the SQL text is built only
   from fixed fragments chosen by which filters are set. No user text is ever spliced into SQL.
@@ -35,7 +39,7 @@ import pyarrow as pa
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
 from exvad_ray.index.scorings import EVIDENCE
-from exvad_ray.search.sql import run_sql
+from exvad_ray.search.sql import HIVE_OPTIONS, run_sql
 
 PARTS = ("class", "date", "camera")
 #: columns a result has (besides `similarity` when ranked by similarity, `thumbnail_jpeg` on request)
@@ -186,6 +190,7 @@ class SegmentIndex:
         self.__dict__.pop("columns", None)
         self.__dict__.pop("superseded", None)
         self.__dict__.pop("in_blocks", None)
+        self.__dict__.pop("file_classes", None)
 
     def begin_query(self) -> None:
         """Start of a caller's request (the page's): `last_unreadable` counts from here."""
@@ -297,7 +302,19 @@ class SegmentIndex:
             for row in self.videos.column("class_names").to_pylist():
                 names.update(row or [])
         names.update(v["class"] for _, v in self.files if "class" in v)
+        names.update(self.file_classes)
         return sorted(names - {"Normal"})
+
+    @functools.cached_property
+    def file_classes(self) -> set[str]:
+        """The classes of the segments files whose path names none (a Delta `segments` created by
+        date and camera keeps `class` in its files): that one column read, once per listing."""
+        inside = [f for f, v in self.files if "class" not in v and f not in self._bad]
+        if not inside:
+            return set()
+        empty = pa.table({"class": pa.array([], pa.string())})
+        rows = self._read(f"SELECT DISTINCT class FROM read_parquet(?, {HIVE_OPTIONS})", inside, empty=empty)
+        return {c for c in rows.column(0).to_pylist() if c}
 
     def _canonical_classes(self, classes: Sequence[str]) -> list[str]:
         known = {c.lower(): c for c in self.known_classes()}
@@ -318,8 +335,8 @@ class SegmentIndex:
         vids = set(video_ids) if video_ids else None
         out = []
         for f, parts in self.files:
-            if want_class and parts.get("class") not in want_class:
-                continue
+            if want_class and "class" in parts and parts["class"] not in want_class:
+                continue  # a class folder (a path without one: the rows are filtered by `_where`)
             if q.cameras and parts.get("camera") not in q.cameras:
                 continue
             d = parts.get("date")
@@ -371,8 +388,7 @@ class SegmentIndex:
     def _scan(self, files: list[str], select: str, clauses: list[str], params: list[Any], order: str,
               limit: int | None, pre: list[Any] = (), union: bool = False) -> pa.Table:
         """`union`: columns by name across files (a rescoring's older files lack the evidence columns)."""
-        sql = (f"SELECT {select} FROM read_parquet(?, hive_partitioning = true{', union_by_name = true' if union else ''}, "
-               f"hive_types = {{'class': 'VARCHAR', 'date': 'VARCHAR', 'camera': 'VARCHAR'}})")
+        sql = f"SELECT {select} FROM read_parquet(?, {HIVE_OPTIONS}{', union_by_name = true' if union else ''})"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += f" ORDER BY {order}"
@@ -380,8 +396,10 @@ class SegmentIndex:
         if limit is not None:
             sql += " LIMIT ?"
             post.append(int(limit))
-        if len(files) > 64 and not self._bad and self._files is not None and len(files) == len(self._files):
-            # nothing pruned: a glob lets DuckDB list and read in parallel (faster than a long list)
+        if len(files) > 64 and not self._bad and self._files is not None and len(files) == len(self._files) \
+                and not self.in_blocks:
+            # nothing pruned: a glob lets DuckDB list and read in parallel (faster than a long list);
+            # never on Delta, whose folder also holds files no longer in the snapshot (until vacuum)
             import duckdb
 
             try:
@@ -472,8 +490,7 @@ class SegmentIndex:
 
     def _evidence_rows(self, files: list[str], ids: list[str]) -> dict[str, dict[str, Any]]:
         """segment_id -> its evidence values, from `files` (those without the columns give none)."""
-        opts = "hive_partitioning = true, union_by_name = true, hive_types = {'class': 'VARCHAR', " \
-               "'date': 'VARCHAR', 'camera': 'VARCHAR'}"
+        opts = f"{HIVE_OPTIONS}, union_by_name = true"
         empty = pa.table({"column_name": pa.array([], pa.string())})
         have = set(self._read(f"DESCRIBE SELECT * FROM read_parquet(?, {opts})", files, empty=empty)
                    .column(0).to_pylist())

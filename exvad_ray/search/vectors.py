@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from exvad_ray import storage
-from exvad_ray.search.sql import HIVE_TYPES
+from exvad_ray.search.sql import HIVE_OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,7 @@ def _wipe(root: str) -> None:
 
 def _batches(ix: Any, files: list[str], cols: str) -> Any:
     """The new files' rows as Arrow record batches (streamed: memory stays bounded at any size)."""
-    hive = ", ".join(f"'{k}': '{v}'" for k, v in HIVE_TYPES.items())
-    sql = f"SELECT {cols} FROM read_parquet(?, hive_partitioning = true, hive_types = {{{hive}}})"
+    sql = f"SELECT {cols} FROM read_parquet(?, {HIVE_OPTIONS})"
     rel = ix.con.sql(sql, params=[files])  # superseded videos stay in: the query mask hides them
     reader = rel.to_arrow_reader(BATCH_ROWS) if hasattr(rel, "to_arrow_reader") else rel.fetch_arrow_reader(BATCH_ROWS)
     buf: list[pa.RecordBatch] = []

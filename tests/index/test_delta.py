@@ -98,21 +98,23 @@ def test_replaced_videos_are_gone_for_readers_of_the_snapshot(index_uri):
 
 
 def test_partitions_and_pruned_file_lists(tmp_path):
-    """Files land in hive folders of the partition values; the snapshot's file list can be cut to
-    partitions without listing; the values read back from the folder names."""
+    """Files land in hive folders of the table's partition columns (`segments`: date and camera;
+    its class is a column of the files); the snapshot's file list can be cut to partitions without
+    listing; the values read back from the folder names, the class from the files."""
     index = str(tmp_path / "idx")
     a, b = ids(2), ids(3)
     for batch, (vids, camera) in enumerate([(a, "cam-1"), (b, "cam-2")]):
         rows, parts = segment_rows(vids, camera=camera)
         delta.commit(index, "segments", "run-a", batch, delta.write_files(index, "segments", rows, parts))
     files = delta.snapshot_files(index, "segments")
-    assert len(files) == 2 and all("/class=Fighting/date=2026-11-24/camera=cam-" in f for f in files)
+    assert len(files) == 2 and all("/segments/date=2026-11-24/camera=cam-" in f for f in files)
+    assert not any("class=" in f for f in files)
     only = delta.snapshot_files(index, "segments", partitions={"camera": "cam-2"})
     assert len(only) == 1 and "camera=cam-2" in only[0]
     got = duckdb.connect().execute(
-        "SELECT camera, count(*) FROM read_parquet(?, hive_partitioning = true, hive_types = {'camera': 'VARCHAR'}) "
-        "GROUP BY camera ORDER BY camera", [files]).fetchall()
-    assert got == [("cam-1", 2), ("cam-2", 3)]
+        "SELECT class, camera, count(*) FROM read_parquet(?, hive_partitioning = true, hive_types = "
+        "{'camera': 'VARCHAR'}) GROUP BY class, camera ORDER BY camera", [files]).fetchall()
+    assert got == [("Fighting", "cam-1", 2), ("Fighting", "cam-2", 3)]
 
 
 def test_commits_carry_schema_and_package_version(tmp_path):
