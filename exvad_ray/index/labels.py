@@ -1,7 +1,7 @@
 """The labels table: the one reader and writer (docs/CONTRACTS.md, "labels").
 
-A labels table is a *folder* of append-only Parquet files: every import, every synthetic archive
-and every analyst verdict adds a file; none is ever rewritten, so the full history stays readable
+A labels table is append-only: every import, every synthetic archive and every analyst verdict
+adds a batch; none is ever rewritten, so the full history stays readable
 (`read_labels(uri, current=False)`). What training and evaluation use is the *current view*
 (`read_labels(uri)`), one row per video:
 
@@ -11,8 +11,26 @@ and every analyst verdict adds a file; none is ever rewritten, so the full histo
   the newest verdict per segment wins; "confirmed" adds a segment with its class (the video
   becomes anomalous with that class), "false-alarm" adds a "Normal" interval.
 
-Segments are in source frames, [start_frame, end_frame). A single Parquet file (archives written
-before labels were folders) is read as a table with one batch; it cannot grow.
+Segments are in source frames, [start_frame, end_frame).
+
+Three layouts, told apart by what is at the URI (local or S3):
+
+- a Delta Lake table (a ``_delta_log`` in the folder): what a NEW labels table is (the URI does not
+  exist yet, or is an empty folder). Why: the labels table usually lives beside the archive
+  (``s3://archive/footage/annotations/labels``) and grows by one batch per verdict; a reader takes
+  the current snapshot from the log instead of listing the folder, and a half-written batch is
+  never seen (its file is only in the table once its commit is). One batch = one data file, named
+  ``<UTC time>-<source>-<batch id>.parquet`` as before, added in one commit; a `batch_id` is the
+  commit's application transaction (``labels-batch:<id>``, version 0), so a batch already in the
+  log is not written again without reading any data file.
+- a folder of Parquet files without a log (tables written before labels became Delta): read by
+  listing the folder and appended to as files, exactly as before; it is never converted behind
+  the user's back (another engine's vacuum of a Delta log put in that folder would delete every
+  file the log does not know, i.e. the whole history).
+- a single Parquet file (archives written before labels were folders): read as a table with one
+  batch; it cannot grow.
+
+A folder that is none of these (files, but neither a log nor Parquet files) is refused in one line.
 """
 
 from __future__ import annotations
@@ -20,6 +38,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import json
 import logging
 import math
 import posixpath
@@ -33,6 +52,7 @@ import pyarrow.parquet as pq
 
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
+from exvad_ray.index import delta
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +60,8 @@ SPLITS = ("train", "val", "test")
 VERDICTS = ("confirmed", "false-alarm")
 NORMAL = "Normal"
 FEEDBACK = "feedback"
+DELTA_LOG = "_delta_log"
+APP_PREFIX = "labels-batch:"  # application transaction id of a batch_id (module doc)
 
 SEGMENT_TYPE = pa.struct([("start_frame", pa.int64()), ("end_frame", pa.int64()), ("label", pa.string())])
 LABELS_SCHEMA = pa.schema([
@@ -130,34 +152,88 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_") or "x"
 
 
-def _files(uri: str) -> list[str]:
-    """The table's Parquet files, oldest first (names start with the UTC time of the append)."""
+def _layout(uri: str) -> tuple[str, list[str]]:
+    """What is at `uri`: ("file", [uri]) a single Parquet file, ("delta", []) a Delta table,
+    ("folder", files) a folder of Parquet files (oldest first: names start with the UTC time of the
+    append), ("new", []) nothing yet or an empty folder. Anything else is an ExvadError."""
     fs, path = storage.filesystem(uri)
     try:
-        if not fs.exists(path) or not fs.isdir(path):
-            return []
+        fs.invalidate_cache(path)  # a listing cached before another writer (delta-rs) added files
+        if not fs.exists(path):
+            return "new", []
+        if fs.isfile(path):
+            return "file", [uri]
         names = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
     except Exception as exc:  # noqa: BLE001 - network errors are the user's to fix
         raise ExvadError(f"cannot list labels table {uri}: {exc}") from exc
-    return sorted(storage.join(uri, n) for n in names if n.endswith(".parquet") and not n.startswith("."))
+    if DELTA_LOG in names:
+        return "delta", []
+    files = sorted(storage.join(uri, n) for n in names if n.endswith(".parquet") and not n.startswith("."))
+    if files:
+        return "folder", files
+    visible = sorted(n for n in names if not n.startswith("."))
+    if not visible:
+        return "new", []
+    shown = ", ".join(visible[:3]) + (", ..." if len(visible) > 3 else "")
+    raise ExvadError(f"{uri} is not a labels table (it holds {shown}: neither a Delta log nor Parquet files); "
+                     "give a new or empty folder for a new labels table")
 
 
-def _is_file(uri: str) -> bool:
-    fs, path = storage.filesystem(uri)
+def _files(uri: str) -> list[str]:
+    """The Parquet files of a labels folder without a log, oldest first ([] for anything else)."""
+    kind, files = _layout(uri)
+    return files if kind == "folder" else []
+
+
+def _open_delta(uri: str, create: bool) -> Any:
+    """The Delta labels table at `uri` (a `deltalake.DeltaTable`), created with SCHEMA when absent
+    and `create` (two first writers: the first create wins, the other opens it)."""
+    from deltalake import CommitProperties, DeltaTable
+
+    opts = delta.storage_options(uri)
     try:
-        return bool(fs.exists(path) and fs.isfile(path))
-    except Exception as exc:  # noqa: BLE001
-        raise ExvadError(f"cannot access {uri}: {exc}") from exc
+        if DeltaTable.is_deltatable(uri, storage_options=opts):
+            return DeltaTable(uri, storage_options=opts)
+        if not create:
+            raise ExvadError(f"no labels table at {uri}")
+        try:
+            return DeltaTable.create(uri, SCHEMA, storage_options=opts, name="labels",
+                                     commit_properties=CommitProperties(custom_metadata=_commit_metadata()))
+        except Exception:  # noqa: BLE001 - created by another writer meanwhile
+            if DeltaTable.is_deltatable(uri, storage_options=opts):
+                return DeltaTable(uri, storage_options=opts)
+            raise
+    except ExvadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - delta-rs errors: storage trouble, in one line
+        raise _delta_error(uri, exc) from exc
+
+
+def _delta_error(uri: str, exc: Exception) -> ExvadError:
+    if storage.is_unreachable(exc):
+        return storage.unavailable(uri, exc)
+    return ExvadError(f"labels table {uri}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}")
+
+
+def _commit_metadata(**extra: str) -> dict[str, str]:
+    from exvad_ray import __version__
+
+    return {"exvad.version": __version__, **extra}
 
 
 def append_labels(uri: str, table: pa.Table, *, source: str | None = None, author: str | None = None,
                   added_at: dt.datetime | None = None, batch_id: str | None = None) -> str:
     """Add `table` (labels rows; history columns optional) to the labels table at `uri` as one new
-    file, `<UTC time>-<source>-<batch id>.parquet`; returns its URI. `source`/`author` fill rows
-    that lack them; `added_at` defaults to now. With `batch_id`, a batch already written under that
-    id is not written again (a retried or repeated write, e.g. `exvad synth --overwrite`)."""
+    batch, one data file ``<UTC time>-<source>-<batch id>.parquet``; returns that file's URI (the
+    batch's rows, readable as Parquet). A new table is a Delta table (module doc); a folder of
+    Parquet files without a log grows by the file alone. `source`/`author` fill rows that lack
+    them; `added_at` defaults to now. With `batch_id`, a batch already written under that id is not
+    written again (a retried or repeated write, e.g. `exvad synth --overwrite`): the URI of its file
+    is returned (the table's URI if that file is gone from a Delta table, e.g. compacted by another
+    engine). Two writers racing with one batch id may both write it (one writer per batch id)."""
     root = storage.normalize(uri)
-    if _is_file(root):
+    kind, files = _layout(root)
+    if kind == "file":
         raise ExvadError(f"{uri} is a single Parquet file, which cannot grow; labels tables are folders: "
                          f"import into a new folder (exvad labels import --from {uri} ...)")
     if table.num_rows == 0:
@@ -175,16 +251,51 @@ def append_labels(uri: str, table: pa.Table, *, source: str | None = None, autho
         raise ExvadError("every labels row needs a source (synth, import:<format>, feedback)")
     validate(t, uri)
     sources = sorted(set(t.column("source").to_pylist()))
-    if batch_id is not None:
-        done = [f for f in _files(root) if f.endswith(f"-{_slug(batch_id)}.parquet")]
-        if done:
-            return done[0]
     stamp = when.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    suffix = f"-{_slug(batch_id)}.parquet" if batch_id is not None else None
     name = f"{stamp}-{_slug('+'.join(sources))}-{_slug(batch_id) if batch_id else uuid.uuid4().hex[:12]}.parquet"
-    target = storage.join(root, name)
-    from exvad_ray.index.store import write_table_file  # atomic: readers never see half a file
+    if kind == "folder":
+        if suffix:
+            done = [f for f in files if f.endswith(suffix)]
+            if done:
+                return done[0]
+        target = storage.join(root, name)
+        from exvad_ray.index.store import write_table_file  # atomic: readers never see half a file
 
-    write_table_file(target, t)
+        write_table_file(target, t)
+        return target
+    return _append_delta(root, t, name, batch_id, sources)
+
+
+def _append_delta(root: str, t: pa.Table, name: str, batch_id: str | None, sources: list[str]) -> str:
+    """One batch into the Delta labels table at `root` (created if new): its file, then one commit
+    that adds it (with the batch id as application transaction). A file written but never
+    committed (a writer killed between the two) is in no snapshot, so no reader sees it."""
+    from deltalake import CommitProperties, Transaction
+    from deltalake.transaction import AddAction
+
+    table = _open_delta(root, create=True)
+    app = APP_PREFIX + batch_id if batch_id is not None else None
+    if app is not None and table.transaction_version(app) is not None:
+        suffix = f"-{_slug(batch_id or '')}.parquet"
+        done = sorted(f for f in table.file_uris() if f.endswith(suffix))
+        return storage.normalize(done[0]) if done else root
+    target = storage.join(root, name)
+    fs, path = storage.arrow_filesystem(target)
+    try:
+        pq.write_table(t, path, filesystem=fs, compression="zstd")
+        size = fs.get_file_info(path).size
+        add = AddAction(path=name, size=int(size), partition_values={},
+                        modification_time=int(utcnow().timestamp() * 1000), data_change=True,
+                        stats=json.dumps(delta.file_stats(t)))
+        meta = _commit_metadata(**{"exvad.labels_sources": "+".join(sources)},
+                                **({"exvad.batch_id": batch_id} if batch_id is not None else {}))
+        table.create_write_transaction(
+            [add], mode="append", schema=table.schema(),
+            commit_properties=CommitProperties(custom_metadata=meta,
+                                               app_transactions=[Transaction(app_id=app, version=0)] if app else None))
+    except Exception as exc:  # noqa: BLE001
+        raise _delta_error(root, exc) from exc
     return target
 
 
@@ -201,17 +312,22 @@ def batch_digest(table: pa.Table, exclude: Sequence[str] = ("added_at",)) -> str
 
 
 def read_history(uri: str) -> pa.Table:
-    """Every row ever added, oldest first (full schema)."""
+    """Every row ever added, oldest first (full schema): a Delta table's current snapshot (its
+    files from the log, never a listing), a folder's files, or the single file."""
     root = storage.normalize(uri)
-    if _is_file(root):
-        files = [root]
-    else:
-        files = _files(root)
-        if not files:
-            raise ExvadError(f"no labels table at {uri} (a folder of Parquet files, e.g. from "
-                             f"`exvad labels import` or `exvad synth`)")
+    kind, files = _layout(root)
+    if kind == "delta":
+        try:
+            files = sorted(storage.normalize(f) for f in _open_delta(root, create=False).file_uris())
+        except ExvadError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise _delta_error(root, exc) from exc
+    elif kind == "new":
+        raise ExvadError(f"no labels table at {uri} (a Delta table or a folder of Parquet files, e.g. from "
+                         f"`exvad labels import` or `exvad synth`)")
     parts = []
-    for f in files:
+    for f in files:  # in name order: the UTC time of the append (ties in added_at keep it)
         try:
             with storage.open_file(f) as fh:
                 t = pq.read_table(fh)
@@ -221,7 +337,7 @@ def read_history(uri: str) -> pa.Table:
             raise ExvadError(f"cannot read labels file {f}: {exc}") from exc
         validate(t, f)
         parts.append(_conform(t))
-    table = pa.concat_tables(parts)
+    table = pa.concat_tables(parts) if parts else SCHEMA.empty_table()
     order = sorted(range(table.num_rows), key=lambda i: _time_key(table.column("added_at")[i].as_py()))
     return table.take(pa.array(order, pa.int64()))
 
