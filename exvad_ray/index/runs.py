@@ -1,7 +1,24 @@
-"""The `runs` table: one JSON manifest per run (``INDEX/runs/run-<run_id>.json``), rewritten at the
-start and end of the run. A manifest records the schema version the run wrote
-(``index_schema_version``), which `exvad_ray.index.store.index_version` checks on every read.
-`read_runs` gives the manifests as a table with the columns of ``schemas/runs.json``.
+"""The `runs` table: one manifest per run, rewritten at the start and end of the run. A manifest
+records the schema version the run wrote (``index_schema_version``), which
+`exvad_ray.index.store.index_version` checks on every read. `read_runs` gives the manifests as a
+table with the columns of ``schemas/runs.json``.
+
+Where the manifests live depends on the index:
+
+- an index of per-video files: one JSON file per run, ``INDEX/runs/run-<run_id>.json``, rewritten
+  in place (as always);
+- a Delta index (its ``videos`` table has a ``_delta_log``): the Delta table ``INDEX/run_log``, one
+  row appended per write, with the columns of schemas/runs.json plus ``manifest_json`` (the whole
+  manifest, so that `read_manifest` returns exactly the dict written) and ``revision`` (1, 2, ...
+  per run: the newest revision of a run wins, whatever the writers' clocks say). Appends never
+  conflict, so a run on another machine writing its manifest meanwhile does not fail, and a reader
+  takes the snapshot from the log instead of listing ``runs/``.
+
+Why ``run_log`` and not ``runs``: a Delta index made by `exvad index upgrade`, or by a version before
+this one, holds JSON manifests in ``INDEX/runs/``, which are still read (and a run's newer Delta row
+wins over its JSON file). A Delta log in that folder would make those files strangers to it, and a
+full vacuum of the table (ours, or any other engine's) deletes every file its log does not know:
+the old runs' manifests. A folder of its own cannot collide.
 """
 
 from __future__ import annotations
@@ -11,32 +28,60 @@ import json
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
-from exvad_ray.index.schemas import SCHEMA_VERSION, conform
+from exvad_ray.index import delta
+from exvad_ray.index.schemas import SCHEMA_VERSION, arrow_schema, conform
 
 RUNS_DIR = "runs"
+RUN_LOG = "run_log"  # the Delta table of the manifests on a Delta index (module doc)
 SETTINGS_FILE = "settings.json"  # the settings the index was built with (pipeline/identity.py writes it)
+_EXTRA = [pa.field("manifest_json", pa.string(), nullable=False), pa.field("revision", pa.int64(), nullable=False),
+          pa.field("written_at", pa.timestamp("us", tz="UTC"), nullable=False)]
 
 
 def manifest_uri(index: str, run_id: str) -> str:
+    """The JSON manifest of a run on an index of per-video files (a Delta index keeps them in
+    ``INDEX/run_log``; older ones may still be here)."""
     return storage.join(index, RUNS_DIR, f"run-{run_id}.json")
 
 
+def run_log_uri(index: str) -> str:
+    return storage.join(index, RUN_LOG)
+
+
 def read_manifest(index: str, run_id: str) -> dict[str, Any] | None:
+    """The run's manifest: its newest Delta row, else its JSON file, else None."""
+    rows = _delta_docs(index, run_id)
+    if rows:
+        return rows[run_id]
     uri = manifest_uri(index, run_id)
     return _load(uri) if storage.exists(uri) else None
 
 
 def write_manifest(index: str, doc: dict[str, Any]) -> None:
-    """Write a run's manifest (``doc`` must hold ``run_id``); stamps the schema version."""
+    """Write a run's manifest (``doc`` must hold ``run_id``); stamps the schema version. A Delta
+    index gets a row in ``INDEX/run_log``, any other a JSON file (module doc)."""
     doc = {**doc, "index_schema_version": SCHEMA_VERSION}
-    storage.write_bytes(manifest_uri(index, doc["run_id"]), json.dumps(doc, indent=1).encode())
+    if "run_id" not in doc:
+        raise ExvadError("a run manifest needs a run_id")
+    if delta.is_delta(index, "videos"):
+        _append_row(index, doc)
+    else:
+        storage.write_bytes(manifest_uri(index, doc["run_id"]), json.dumps(doc, indent=1).encode())
 
 
 def read_manifests(index: str) -> list[dict[str, Any]]:
-    """Every run's manifest, oldest first (by first start)."""
+    """Every run's manifest, oldest first (by first start): the Delta rows (newest per run) and
+    the JSON files of runs that have no Delta row."""
+    docs = {str(d["run_id"]): d for d in _json_docs(index)}
+    docs.update(_delta_docs(index))
+    return sorted(docs.values(), key=lambda d: str(d.get("first_started_at") or d.get("started_at") or ""))
+
+
+def _json_docs(index: str) -> list[dict[str, Any]]:
     fs, path = storage.filesystem(storage.join(index, RUNS_DIR))
     try:
         names = sorted(f for f in fs.ls(path, detail=False) if f.rsplit("/", 1)[-1].startswith("run-")
@@ -44,8 +89,7 @@ def read_manifests(index: str) -> list[dict[str, Any]]:
     except FileNotFoundError:
         return []
     prefix = "s3://" if storage.is_remote(index) else ""
-    docs = [_load(prefix + n) for n in names]
-    return sorted(docs, key=lambda d: str(d.get("first_started_at") or d.get("started_at") or ""))
+    return [_load(prefix + n) for n in names]
 
 
 def _load(uri: str) -> dict[str, Any]:
@@ -58,14 +102,102 @@ def _load(uri: str) -> dict[str, Any]:
     return doc
 
 
+# ------------------------------------------------------------------------------------- Delta
+
+
+def _schema() -> pa.Schema:
+    """The run log's columns: schemas/runs.json's (only run_id required: a manifest written
+    without an archive is stored as given, as its JSON file would be) and the extra three."""
+    return pa.schema([f.remove_metadata().with_nullable(f.name != "run_id") for f in arrow_schema("runs")] + _EXTRA)
+
+
+def _table(index: str) -> Any:
+    """The `deltalake.DeltaTable` of ``INDEX/run_log``, or None when there is none."""
+    from deltalake import DeltaTable
+
+    uri = run_log_uri(index)
+    if not storage.exists(storage.join(uri, "_delta_log")):
+        return None
+    try:
+        return DeltaTable(uri, storage_options=delta.storage_options(uri))
+    except Exception as exc:  # noqa: BLE001
+        raise _error(uri, exc) from exc
+
+
+def _error(uri: str, exc: Exception) -> ExvadError:
+    if storage.is_unreachable(exc):
+        return storage.unavailable(uri, exc)
+    return ExvadError(f"run log {uri}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}")
+
+
+def _rows(index: str, run_id: str | None = None) -> pa.Table | None:
+    """(run_id, revision, written_at, manifest_json) of the run log, one run's when `run_id`."""
+    t = _table(index)
+    if t is None:
+        return None
+    try:
+        rows = t.to_pyarrow_table(columns=["run_id", "revision", "written_at", "manifest_json"],
+                                  filters=[("run_id", "=", run_id)] if run_id is not None else None)
+    except Exception as exc:  # noqa: BLE001
+        raise _error(run_log_uri(index), exc) from exc
+    return rows
+
+
+def _delta_docs(index: str, run_id: str | None = None) -> dict[str, dict[str, Any]]:
+    """{run_id: manifest} from the run log's newest revision of each run."""
+    rows = _rows(index, run_id)
+    if rows is None or rows.num_rows == 0:
+        return {}
+    order = pc.sort_indices(rows, [("run_id", "ascending"), ("revision", "ascending"), ("written_at", "ascending")])
+    newest: dict[str, str] = {}
+    for rid, text in zip(rows.column("run_id").take(order).to_pylist(),
+                         rows.column("manifest_json").take(order).to_pylist()):
+        newest[rid] = text
+    out = {}
+    for rid, text in newest.items():
+        try:
+            out[rid] = json.loads(text)
+        except ValueError as exc:
+            raise ExvadError(f"run log {run_log_uri(index)}: the manifest of run {rid} is not valid JSON: {exc}") from exc
+    return out
+
+
+def _append_row(index: str, doc: dict[str, Any]) -> None:
+    """One row for `doc` appended to ``INDEX/run_log`` (created by the first write)."""
+    from deltalake import CommitProperties, write_deltalake
+
+    from exvad_ray import __version__
+
+    uri = run_log_uri(index)
+    prev = _rows(index, str(doc["run_id"]))
+    revision = 1 + (int(pc.max(prev.column("revision")).as_py()) if prev is not None and prev.num_rows else 0)
+    row = {**_columns([doc]), "manifest_json": [json.dumps(doc, indent=1)],
+           "revision": [revision], "written_at": [dt.datetime.now(dt.timezone.utc)]}
+    table = pa.table(row, schema=_schema())
+    meta = CommitProperties(custom_metadata={delta.SCHEMA_VERSION_KEY: str(SCHEMA_VERSION),
+                                             delta.PACKAGE_VERSION_KEY: __version__, "exvad.run_id": str(doc["run_id"])})
+    opts = delta.storage_options(uri)
+    try:
+        try:
+            write_deltalake(uri, table, mode="append", name=RUN_LOG, storage_options=opts, commit_properties=meta)
+        except Exception:  # noqa: BLE001 - the first write of two runs at once: one created the table, retry
+            if prev is not None:
+                raise
+            write_deltalake(uri, table, mode="append", storage_options=opts, commit_properties=meta)
+    except Exception as exc:  # noqa: BLE001
+        raise _error(uri, exc) from exc
+
+
+# ------------------------------------------------------------------------------------- as a table
+
+
 def _ts(value: Any) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if value else None
 
 
-def read_runs(index: str) -> pa.Table:
-    """The manifests as rows of ``schemas/runs.json``."""
-    docs = read_manifests(index)
-    return conform("runs", {
+def _columns(docs: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Manifests as the columns of ``schemas/runs.json``."""
+    return {
         "run_id": [d["run_id"] for d in docs], "archive": [d.get("archive") for d in docs],
         "started_at": [_ts(d.get("started_at")) for d in docs],
         "finished_at": [_ts(d.get("finished_at")) for d in docs],
@@ -74,4 +206,9 @@ def read_runs(index: str) -> pa.Table:
         "summary_json": [json.dumps(d.get("summary")) for d in docs],
         "versions_json": [json.dumps(d.get("versions")) for d in docs],
         "index_schema_version": [int(d.get("index_schema_version") or 1) for d in docs],
-    })
+    }
+
+
+def read_runs(index: str) -> pa.Table:
+    """The manifests (`read_manifests`) as rows of ``schemas/runs.json``."""
+    return conform("runs", _columns(read_manifests(index)))
