@@ -1,7 +1,9 @@
 """Upgrade an index of today's per-video layout to Delta tables (issue 23; `exvad index upgrade`).
 
 Each video table (``INDEX/<table>/<k>=<v>/part-<video_id>.parquet``, compacted files, tombstones)
-becomes a Delta table at ``DST/<table>`` holding exactly the rows today's readers serve
+becomes a Delta table at ``DST/<table>``, created as the job creates it (`segments` partitioned by
+date and camera, the class of its class folders a column of the files), holding exactly the rows
+today's readers serve
 (`supersede.read_table`: no superseded video, no error row of a video that succeeded since, the
 newest error row of a video that failed twice), under today's column names whatever schema version
 wrote the source. One difference from `read_table`: in a partition folder, a video's part file wins

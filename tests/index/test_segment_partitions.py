@@ -269,3 +269,19 @@ def test_rescoring_segments_tables_old_and_new(tmp_path):
         assert sorted(ix.search(classes=["Fire"], limit=100).column("segment_id").to_pylist()) == sorted(
             r["segment_id"] for r in expected(vids) if r["class"] == "Fire")
     assert got["det-new"] == got["det-old"] == expected(vids)
+
+
+def test_upgrade_writes_segments_by_date_and_camera(tmp_path):
+    """`exvad index upgrade` of a per-video index (class folders): its Delta `segments` is the
+    job's kind, the class of each folder a column of the files, and search gives the same answers."""
+    from exvad_ray.index.upgrade import upgrade
+
+    src, dst = str(tmp_path / "files"), str(tmp_path / "lake")
+    vids = [str(uuid.uuid4()) for _ in PLAN]
+    for v, (labels, camera, date) in zip(vids, PLAN):
+        write_video_tables(src, v, video(v, labels, camera, date))
+    upgrade(src, dst, block_videos=2, progress=lambda *_: None)
+    assert delta.table_partition_cols(dst, "segments") == ["date", "camera"]
+    assert not any("class=" in f for f in delta.snapshot_files(dst, "segments"))
+    assert served(dst) == served(src) == expected(vids)
+    assert_same_search(SegmentIndex(src), SegmentIndex(dst))
