@@ -92,7 +92,7 @@ def _layout(t: Any, table: str) -> tuple[Any, list[str]]:
     columns from schemas/, a table at a path under the index (a rescoring's
     ``scorings/<id>/<table>``) its own, fixed by whoever created it (`open_table`'s `schema`); the
     partition columns always the table's own (a commit cannot change them)."""
-    part = list(t.metadata().partition_columns)
+    part = partition_columns(t)
     if "/" not in table:
         return delta_schema(table), part
     return t.schema(), part
@@ -109,8 +109,14 @@ def table_partition_cols(index: str, table: str) -> list[str]:
     `_PARTITIONING.clear()`). A table that does not exist is an ExvadError."""
     key = (storage.normalize(index).rstrip("/"), table)
     if key not in _PARTITIONING:
-        _PARTITIONING[key] = list(open_table(index, table, create=False).metadata().partition_columns)
+        _PARTITIONING[key] = partition_columns(open_table(index, table, create=False))
     return list(_PARTITIONING[key])
+
+
+def partition_columns(t: Any) -> list[str]:
+    """The partition columns of an open Delta table, from its metadata (what `table_partition_cols`
+    caches; a writer holding the table reads them here, at no cost)."""
+    return list(t.metadata().partition_columns)
 
 
 def _metadata(**extra: str) -> dict[str, str]:
@@ -185,7 +191,7 @@ def write_files(index: str, table: str, rows: pa.Table | dict[str, Any], partiti
     in its files; an older one has it as a folder). Nothing is visible to readers until `commit`;
     files of a block that is never committed are removed by vacuum."""
     t = open_table(index, table)  # the table exists before any of its files (normally the driver made it)
-    part = list(t.metadata().partition_columns)  # its own partitioning, whatever schemas/ says now
+    part = partition_columns(t)  # its own partitioning, whatever schemas/ says now
     given = rows if isinstance(rows, pa.Table) else pa.table(rows)
     if "/" in table:  # a table with a schema of its own: its columns, as it was created
         cols = pa.schema([f for f in pa.schema(t.schema().to_arrow()) if f.name not in part])
