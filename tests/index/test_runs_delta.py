@@ -13,7 +13,7 @@ from deltalake import DeltaTable
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
 from exvad_ray.index import delta, index_version, read_manifest, read_manifests, read_runs, write_manifest
-from exvad_ray.index.runs import RUN_LOG
+from exvad_ray.index.runs import COMPACT_AT, RUN_LOG
 from exvad_ray.index.schemas import SCHEMA_VERSION, arrow_schema
 
 START = {"run_id": "r1", "archive": "s3://arch", "processing_date": "2026-11-05",
@@ -101,3 +101,16 @@ def test_an_index_of_per_video_files_keeps_json_manifests(tmp_path):
     assert json.loads((Path(index) / "runs" / "run-r1.json").read_text())["summary"] == END["summary"]
     assert not (Path(index) / RUN_LOG).exists()
     assert read_manifest(index, "r1") == {**END, "index_schema_version": SCHEMA_VERSION}
+
+
+def test_the_run_log_is_compacted_as_it_grows(tmp_path):
+    index = delta_index(str(tmp_path / "index"))
+    for i in range(COMPACT_AT + 3):  # a start and an end row per run
+        write_manifest(index, {**START, "run_id": f"r{i:02d}", "first_started_at": f"2026-11-05T10:{i:02d}:00+00:00"})
+        write_manifest(index, {**END, "run_id": f"r{i:02d}", "first_started_at": f"2026-11-05T10:{i:02d}:00+00:00"})
+    log = DeltaTable(storage.join(index, RUN_LOG))
+    assert len(log.file_uris()) < COMPACT_AT
+    assert log.to_pyarrow_table().num_rows == 2 * (COMPACT_AT + 3)  # merged, every revision kept
+    docs = read_manifests(index)
+    assert [d["run_id"] for d in docs] == [f"r{i:02d}" for i in range(COMPACT_AT + 3)]
+    assert all(d["summary"] == END["summary"] for d in docs)
