@@ -396,7 +396,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  video:    {s['hours']:.3f} h, {s['snippets']} snippets, {s['video_hours_per_hour']:.1f} video-hours per hour",
         f"  flagged:  {seg}",
         f"  errors:   {err}",
-        f"  index:    {s['index']}  (tables videos, snippets, segments, captions, errors; runs/)",
+        f"  index:    {s['index']}  (tables videos, snippets, segments, captions, errors; "
+        f"{'run_log' if idx.is_delta_index(s['index']) else 'runs/'})",
         *_normality_line(s.get("normality_scoring")),
     ])
 

@@ -603,23 +603,17 @@ class SegmentIndex:
         """The model profile the index was built with (from its run manifests), unless given."""
         if self._profile:
             return self._profile
-        for f in sorted(self._list_runs(), reverse=True):
-            try:
-                doc = json.loads(storage.read_bytes(f))
-                name = (doc.get("args") or {}).get("profile")
-                if name:
-                    return str(name)
-            except (OSError, ValueError):
-                continue
-        raise SearchError(f"cannot tell which model profile built {self.uri} (no runs/ manifest); pass profile=")
+        from exvad_ray.index.runs import read_manifests  # JSON files and a Delta index's run_log
 
-    def _list_runs(self) -> list[str]:
-        root = storage.join(self.uri, "runs")
-        fs, path = storage.filesystem(root)
-        if not fs.exists(path):
-            return []
-        prefix = "s3://" if storage.is_remote(root) else ""
-        return [prefix + f for f in fs.find(path) if f.endswith(".json")]
+        try:
+            docs = read_manifests(self.uri)
+        except ExvadError:
+            docs = []
+        for doc in reversed(docs):  # the newest first start first
+            name = (doc.get("args") or {}).get("profile")
+            if name:
+                return str(name)
+        raise SearchError(f"cannot tell which model profile built {self.uri} (no run manifest); pass profile=")
 
     def embed_text(self, text: str) -> tuple[list[float], bool]:
         """The query's embedding with the profile's text encoder, and whether the profile's text and

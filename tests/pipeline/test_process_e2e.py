@@ -72,8 +72,8 @@ def test_partitions_and_schemas_pyarrow_and_duckdb(processed, tmp_path):
     parts = {(r["date"], r["camera"]) for r in videos.select(["date", "camera"]).to_pylist()}
     assert ("2026-11-05", "cam09") in parts  # real clips: date and camera from the path
     errors = idx.read_table(cfg.index, "errors")
-    manifest = storage.read_bytes(storage.join(cfg.index, "runs", f"run-{cfg.run_id()}.json"))
-    assert set(errors.column("date").to_pylist()) == {__import__("json").loads(manifest)["processing_date"]}
+    manifest = idx.read_manifest(cfg.index, cfg.run_id())  # a Delta index: a row of INDEX/run_log
+    assert set(errors.column("date").to_pylist()) == {manifest["processing_date"]}
     # DuckDB reads the same files with hive partitioning (DuckDB's S3 support is an extension it would
     # download, so the files are copied out first, as a user without httpfs would)
     fs, path = storage.filesystem(cfg.index)
