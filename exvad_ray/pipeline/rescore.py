@@ -450,13 +450,12 @@ def plan_work(index: str, scoring_id: str | None, only: set[str] | None = None,
     items: list[dict[str, Any]] = []
     n_placed = 0
 
-    def flush(files: list[tuple[str, list[str] | None]]) -> None:
-        """One partition folder's files (with their ids when known): a video rewritten since the
-        last compaction is in its part file and (stale) in the compacted file; the part file wins."""
+    def flush(files: list[str]) -> None:
+        """One partition folder's files: a video rewritten since the last compaction is in its part
+        file and (stale) in the compacted file; the part file wins."""
         nonlocal n_placed
         placed: set[str] = set()
-        held = [(f, file_video_ids(f) if ids is None else ids)
-                for f, ids in sorted(files, key=lambda fi: in_blocks or not PART_RE.search(fi[0]))]
+        held = [(f, file_video_ids(f)) for f in sorted(files, key=lambda f: not PART_RE.search(f))]
         ok = set(keep([v for _, ids in held for v in ids]))  # one vectorised lookup per folder
         for f, ids in held:
             vids = [v for v in ids if v in ok and v not in placed]
@@ -468,18 +467,32 @@ def plan_work(index: str, scoring_id: str | None, only: set[str] | None = None,
                      for v in vids])})
 
     in_blocks = idx.is_delta_index(index)  # Delta: files hold blocks of videos, named by nothing
-    # a Delta table's files with their ids from the index's id cache (`index.idmap`), not read from
-    # each file; today's layout's files listed, their ids in their names
-    held_files = (idmap.file_video_ids(index, "snippets") if in_blocks else
-                  ((f, None) for page in iter_table_files(index, "snippets") for f in page))
-    folder, files = None, []
-    for f, ids in held_files:
-        here = f.rsplit("/", 1)[0]
-        if here != folder:
-            flush(files)
-            folder, files = here, []
-        files.append((f, ids))
-    flush(files)
+    if in_blocks:  # each file's ids from the index's id cache (`index.idmap`), filtered in Arrow
+        rows = idmap.file_rows(index, "snippets")
+        vids = rows.column("video_id")
+        mask = current.contains(vids)
+        if done is not None:
+            mask &= ~done.contains(vids)
+        if wanted is not None:
+            mask &= pc.is_in(vids, value_set=pa.array(sorted(wanted), pa.string())).to_numpy(zero_copy_only=False)
+        rows = rows.filter(pa.array(mask))
+        n_placed = rows.num_rows
+        file_col, id_col = rows.column("file").combine_chunks(), rows.column("video_id").combine_chunks()
+        for a, b in zip(*idmap.runs(file_col)):
+            ids = id_col.slice(int(a), int(b - a)).to_pylist()
+            items.append({"file": file_col[int(a)].as_py(), "videos": json.dumps(
+                [{"video_id": v, **({"label": _jsonable(labels.get(v))} if labels is not None else {})}
+                 for v in ids])})
+    else:
+        folder, files = None, []
+        for page in iter_table_files(index, "snippets"):
+            for f in page:
+                here = f.rsplit("/", 1)[0]
+                if here != folder:
+                    flush(files)
+                    folder, files = here, []
+                files.append(f)
+        flush(files)
     items.sort(key=lambda it: it["file"])
     n_done = 0
     if done is not None:

@@ -84,10 +84,13 @@ def test_an_unwritable_cache_costs_time_not_ids(tmp_path):
 
 def test_each_files_ids(tmp_path):
     index, vids = _index(tmp_path)
-    got = list(idmap.file_video_ids(index, "snippets"))
-    assert [f for f, _ in got] == sorted(delta.snapshot_files(index, "snippets"))
+    rows = idmap.file_rows(index, "snippets")
+    files = rows.column("file").combine_chunks()
+    got = {files[int(a)].as_py(): rows.column("video_id").slice(int(a), int(b - a)).to_pylist()
+           for a, b in zip(*idmap.runs(files))}
+    assert sorted(got) == sorted(delta.snapshot_files(index, "snippets"))
     import pyarrow.parquet as pq
 
-    for f, held in got:
+    for f, held in got.items():
         assert held == sorted(set(pq.read_table(f, columns=["video_id"]).column(0).to_pylist()))
-    assert sorted(v for _, held in got for v in held) == sorted(vids)
+    assert sorted(v for held in got.values() for v in held) == sorted(vids)
