@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
-from exvad_ray.index import delta
+from exvad_ray.index import delta, idmap
 from exvad_ray.index.schemas import VIDEO_TABLES, arrow_schema
 from exvad_ray.index.store import (
     COMPACT_PREFIX, PART_RE, VERSION_KEY, compacted_ids, index_version, list_files, remove, write_table_file,
@@ -116,6 +116,8 @@ def compact_delta(index: str, table: str, retention_hours: int = DEFAULT_RETENTI
     delta.vacuum(index, table, retention_hours)
     delta.set_retention(index, table, retention_hours)
     delta.checkpoint(index, table)
+    if table.rsplit("/", 1)[-1] in idmap.PLANNED_TABLES:  # every file is new: record their ids now
+        idmap.warm(index, [table])
     return DeltaCompaction(files_before=before, files_after=len(delta.snapshot_files(index, table)),
                            added=int(metrics.get("numFilesAdded") or 0),
                            removed=int(metrics.get("numFilesRemoved") or 0),

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 MAP_DIR = "_ids"
 FRAGMENT_PREFIX = "ids-"
 MAX_FRAGMENTS = 8  # merged into one when a refresh finds more
+PLANNED_TABLES = ("videos", "snippets", "errors")  # the tables whose ids planning reads (a rerun's, a rescoring's)
 READ_THREADS = 4  # data files read at once when the cache misses (I/O bound on S3)
 SCHEMA = pa.schema([("file", pa.string()), ("video_id", pa.string())])
 
@@ -155,10 +156,11 @@ def refresh(index: str, table: str, snapshot: Snapshot | None = None) -> tuple[S
             sources.append(frag)
     have = pc.unique(pa.chunked_array(covered, pa.string())) if covered else pa.array([], pa.string())
     missing = _not_in(snap, have)
+    stale = len(have) - (len(snap.keys) - len(missing))  # cached files the snapshot no longer has
     if len(missing):
         rows = _read_ids(snap, missing)
         sources.append(_write_fragment(index, table, rows) or rows)
-    if len(sources) > MAX_FRAGMENTS:
+    if len(sources) > MAX_FRAGMENTS or (len(sources) > 1 and stale > len(snap.keys) // 2):  # after a compaction
         sources = _merge(index, table, snap, sources)
     return snap, sources
 

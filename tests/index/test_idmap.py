@@ -94,3 +94,16 @@ def test_each_files_ids(tmp_path):
     for f, held in got.items():
         assert held == sorted(set(pq.read_table(f, columns=["video_id"]).column(0).to_pylist()))
     assert sorted(v for held in got.values() for v in held) == sorted(vids)
+
+
+def test_after_a_compaction_the_cache_holds_the_new_files_only(tmp_path):
+    from exvad_ray.index import compact
+
+    index, vids = _index(tmp_path, n_batches=4)
+    assert _cached(index, "videos") == sorted(vids)
+    compact(index, retention_hours=0)
+    frags = idmap._fragments(index, "videos")
+    assert len(frags) == 1  # the stale rows merged away at once
+    keys = set(idmap.Snapshot.of(index, "videos").keys.to_pylist())
+    assert set(idmap._read_fragment(frags[0]).column("file").to_pylist()) == keys
+    assert _cached(index, "videos") == sorted(vids)
