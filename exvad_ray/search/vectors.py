@@ -25,8 +25,13 @@ dictionary codes), and only masked rows are ranked, so filters and ranking alway
 `update_sidecar` is incremental and bounded in memory: segment files not yet covered are streamed
 (BATCH_ROWS at a time) into new chunks; the PCA basis is fitted on a sample and refitted (all
 chunks re-projected) only when the sidecar has more than doubled since the fit, up to PCA_SAMPLE
-rows; new chunks are added to the IVF index, retrained once the sidecar has grown 4x; if a covered
-file disappeared (compaction, a rerun's replacement) it rebuilds. The commands `exvad process` and
+rows; new chunks are added to the IVF index, retrained once the sidecar has grown 4x. It catches up
+with the table as the log moves on: a covered file that left the snapshot (a Delta delete of a
+replaced video rewrites its file; a rerun's replacement in the per-video layout) has its rows
+retired (the catalog's `file` column says whose rows they are; `retired` in state.json; the query
+mask hides them) and the file that replaced it is read as a new one; only when retired rows
+outnumber the live ones (after a compaction, which rewrites every file) is it rebuilt. state.json
+records the Delta table version it covers (`table_version`). The commands `exvad process` and
 `exvad rescore` (and the demo) call `refresh_after_run` once the run or scoring is committed: the
 pipeline writes the index and knows nothing of search.
 """
@@ -42,6 +47,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from exvad_ray import storage
@@ -50,7 +56,7 @@ from exvad_ray.search.sql import HIVE_OPTIONS
 log = logging.getLogger(__name__)
 
 SIDECAR_DIR = "search"
-FORMAT = 2  # state.json "format"; other values (the usearch sidecar of format 1) are rebuilt
+FORMAT = 3  # state.json "format"; other values are rebuilt (1: usearch; 2: no `file` column in the catalog)
 CATALOG_COLUMNS = ("segment_id", "video_id", "uri", "label", "score", "class_score", "start_s", "end_s", "peak_s",
                    "start_at", "end_at", "explanation", "camera", "date")
 VECTORS = ("visual", "text")
@@ -67,6 +73,7 @@ IVF_LISTS = 1024
 IVF_NPROBE = 128  # lists probed for an unfiltered query; divided by the mask's fraction (capped) when filtered.
 # 32 was enough for 1280-d vectors (recall@10 1.0 at 1e6); lite's 2560-d [appearance | motion] vectors got 0.907
 # at 32, 0.968 at 64, 0.997 at 128 (p95 0.015 / 0.023 / 0.037 s in Sidecar.rank; bench/RESULTS.md, Search latency)
+RETIRED_MAX_FRACTION = 0.5  # past this fraction of retired rows (e.g. after a compaction) the sidecar is rebuilt
 IVF_MIN_FRACTION = 0.05  # masks passing fewer rows than this use the scans (IVF recall drops under narrow filters)
 
 
@@ -104,7 +111,29 @@ def local_root(ix: Any) -> str:
 
 
 def _empty_state() -> dict[str, Any]:
-    return {"format": FORMAT, "files": {}, "chunks": 0, "rows": 0, "pca_fit_rows": {}}
+    return {"format": FORMAT, "files": {}, "chunks": 0, "rows": 0, "pca_fit_rows": {}, "retired": [], "retired_rows": 0}
+
+
+def _table_version(ix: Any) -> int | None:
+    """The Delta version of the segments table the sidecar is built from (None: per-video layout)."""
+    from exvad_ray.index import delta
+
+    try:
+        if delta.is_delta(ix.uri, ix._segments_table()):
+            return int(delta.open_table(ix.uri, ix._segments_table(), create=False).version())
+    except Exception:  # noqa: BLE001 - a record, not a requirement
+        return None
+    return None
+
+
+def _rows_of(root: str, state: dict[str, Any], files: set[str]) -> int:
+    """Catalog rows that came from `files` (the small `file` column of each chunk read)."""
+    if not files:
+        return 0
+    value_set = pa.array(sorted(files), pa.string())
+    return sum(int(pc.sum(pc.is_in(pq.read_table(os.path.join(root, f"catalog-{i:05d}.parquet"),
+                                                 columns=["file"]).column("file"), value_set=value_set)).as_py() or 0)
+               for i in range(state["chunks"]))
 
 
 def _wipe(root: str) -> None:
@@ -116,7 +145,7 @@ def _wipe(root: str) -> None:
 
 def _batches(ix: Any, files: list[str], cols: str) -> Any:
     """The new files' rows as Arrow record batches (streamed: memory stays bounded at any size)."""
-    sql = f"SELECT {cols} FROM read_parquet(?, {HIVE_OPTIONS})"
+    sql = f"SELECT {cols} FROM read_parquet(?, {HIVE_OPTIONS}, filename = true)"
     rel = ix.con.sql(sql, params=[files])  # superseded videos stay in: the query mask hides them
     reader = rel.to_arrow_reader(BATCH_ROWS) if hasattr(rel, "to_arrow_reader") else rel.fetch_arrow_reader(BATCH_ROWS)
     buf: list[pa.RecordBatch] = []
@@ -137,15 +166,31 @@ def update_sidecar(ix: Any, local_dir: str | None = None) -> dict[str, Any]:
     state_path = os.path.join(root, "state.json")
     state = json.load(open(state_path)) if os.path.exists(state_path) else _empty_state()
     current = [f for f, _ in ix.files]
-    if state.get("format") != FORMAT or set(state["files"]) - set(current):  # old format / a covered file vanished
+    if state.get("format") != FORMAT:
         _wipe(root)
         state = _empty_state()
+    gone = set(state["files"]) - set(current)
+    if gone:  # files that left the snapshot: their rows retired, unless most rows would then be
+        retired = state["retired_rows"] + _rows_of(root, state, gone)
+        if retired > RETIRED_MAX_FRACTION * state["rows"]:
+            _wipe(root)
+            state = _empty_state()
+        else:
+            state["retired"] = sorted(set(state["retired"]) | gone)
+            state["retired_rows"] = retired
+            for f in gone:
+                del state["files"][f]
     new = [f for f in current if f not in state["files"]]
+    version = _table_version(ix)
     if not new:
+        if gone or state.get("table_version") != version:
+            state["table_version"] = version
+            _save(state_path, state)
         return state
     vis = ix._vector_column("visual_embedding")
     has_text = "explanation_embedding" in ix.columns
-    cols = ", ".join(CATALOG_COLUMNS) + f", {vis} AS visual" + (", explanation_embedding AS text" if has_text else "")
+    cols = ", ".join(CATALOG_COLUMNS) + ", filename AS file" + f", {vis} AS visual" + \
+        (", explanation_embedding AS text" if has_text else "")
     k0 = k = state["chunks"]
     rows = state["rows"]
     for table in _batches(ix, new, cols):
@@ -154,7 +199,7 @@ def update_sidecar(ix: Any, local_dir: str | None = None) -> dict[str, Any]:
         mats = {"visual": _matrix(table.column("visual"), state.get("dim_visual")),
                 "text": _matrix(table.column("text"), state.get("dim_text")) if has_text
                 else np.zeros((table.num_rows, 0), np.float32)}
-        catalog = table.select(list(CATALOG_COLUMNS)).append_column(
+        catalog = table.select([*CATALOG_COLUMNS, "file"]).append_column(
             "row", pa.array(np.arange(rows, rows + table.num_rows)))
         pq.write_table(catalog, os.path.join(root, f"catalog-{k:05d}.parquet"))
         for name, m in mats.items():
@@ -169,10 +214,15 @@ def update_sidecar(ix: Any, local_dir: str | None = None) -> dict[str, Any]:
             _update_ivf(root, name, state, k0)
     for f in new:
         state["files"][f] = k0
+    state["table_version"] = version
+    _save(state_path, state)
+    return state
+
+
+def _save(state_path: str, state: dict[str, Any]) -> None:
     with open(state_path + ".tmp", "w") as fh:
         json.dump(state, fh)
     os.replace(state_path + ".tmp", state_path)
-    return state
 
 
 def _update_reduced(root: str, name: str, state: dict[str, Any], first_new: int) -> None:
@@ -268,6 +318,9 @@ class Sidecar:
         start = c.column("start_at").cast(pa.int64()).combine_chunks()
         self.start_at = np.asarray(start.fill_null(np.iinfo(np.int64).min))
         self.has_time = np.asarray(start.is_valid())
+        retired = self.state.get("retired") or []  # rows of files that left the table's snapshot
+        self.live = ~pc.is_in(c.column("file"), value_set=pa.array(retired, pa.string())).to_numpy(zero_copy_only=False) \
+            if retired else np.ones(c.num_rows, bool)
 
     def has(self, name: str) -> bool:
         return name in self.full
@@ -300,7 +353,7 @@ class Sidecar:
         return out
 
     def mask(self, q: Any, classes: list[str], superseded: set[str], detector_ids: list[str] | None) -> np.ndarray:
-        m = np.ones(len(self.score), bool)
+        m = self.live.copy()
         if classes:
             m &= _in(self.label, classes)
         if q.min_score is not None:

@@ -116,3 +116,48 @@ def test_ivf_path_ranks_candidates_exactly(index_copy, monkeypatch):
     cls = exact.known_classes()[0]
     got = fast.search(like=ids[0], classes=[cls], limit=5).column("label").to_pylist()
     assert set(got) <= {cls}  # the mask travels into the IVF scan
+
+
+def test_sidecar_catches_up_with_the_delta_log(index_copy, monkeypatch):
+    """A Delta index: a delete (a replaced video) rewrites a segments file; the sidecar retires the
+    old file's rows and reads the new file, records the table version it covers, and serves what
+    the exact path serves; a compaction (every file rewritten) makes it rebuild."""
+    from exvad_ray.index import compact, delta
+
+    ix = SegmentIndex(index_copy)
+    first = ix.update_vectors()
+    rows = SegmentIndex(index_copy, use_sidecar=False).search(limit=1000)
+    assert first["rows"] == rows.num_rows and first["table_version"] == \
+        delta.open_table(index_copy, "segments", create=False).version()
+    by_file = {}
+    for f in first["files"]:
+        by_file.setdefault(len(SegmentIndex(index_copy, use_sidecar=False)._read(
+            "SELECT DISTINCT video_id FROM read_parquet(?)", [f]).column(0)), []).append(f)
+    files_with_two = [f for n, fs in by_file.items() if n >= 2 for f in fs]
+    if not files_with_two:
+        pytest.skip("no segments file holds two videos in this archive")
+    f = files_with_two[0]
+    vids = SegmentIndex(index_copy, use_sidecar=False)._read("SELECT DISTINCT video_id FROM read_parquet(?)", [f]
+                                                             ).column(0).to_pylist()
+    gone = vids[0]
+    monkeypatch.setattr(vectors, "RETIRED_MAX_FRACTION", 1.0)  # 5 videos: one file is most of the rows
+    delta.delete_videos(index_copy, "segments", [gone])
+    second = SegmentIndex(index_copy).update_vectors()
+    assert f in second["retired"] and f not in second["files"] and second["chunks"] == first["chunks"] + 1
+    assert second["table_version"] == delta.open_table(index_copy, "segments", create=False).version()
+    fresh, exact = SegmentIndex(index_copy), SegmentIndex(index_copy, use_sidecar=False)
+    assert vectors.load_sidecar(fresh) is not None
+    served = exact.search(limit=1000)
+    assert gone not in served.column("video_id").to_pylist()
+    for sid in served.column("segment_id").to_pylist():
+        _same(exact, fresh, sid)
+        assert gone not in fresh.search(like=sid, limit=1000).column("video_id").to_pylist()
+    monkeypatch.setattr(vectors, "RETIRED_MAX_FRACTION", 0.5)
+    compact(index_copy, retention_hours=0)
+    third = SegmentIndex(index_copy).update_vectors()  # rebuilt if compaction retired most rows
+    assert third["rows"] - third["retired_rows"] == served.num_rows
+    assert (third["retired"] == []) == (third["rows"] == served.num_rows)
+    fresh, exact = SegmentIndex(index_copy), SegmentIndex(index_copy, use_sidecar=False)
+    assert vectors.load_sidecar(fresh) is not None
+    for sid in served.column("segment_id").to_pylist():
+        _same(exact, fresh, sid)
