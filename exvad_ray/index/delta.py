@@ -47,7 +47,7 @@ import pyarrow.parquet as pq
 
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError, StorageError
-from exvad_ray.index.schemas import SCHEMA_VERSION, arrow_schema, conform, delta_partition_cols, partition_cols
+from exvad_ray.index.schemas import SCHEMA_VERSION, arrow_schema, conform, delta_partition_cols, partition_cols, stats_cols
 
 SCHEMA_VERSION_KEY = "exvad.schema_version"
 PACKAGE_VERSION_KEY = "exvad.version"
@@ -152,7 +152,7 @@ def open_table(index: str, table: str, create: bool = True, schema: pa.Schema | 
             if schema is None:
                 schema, partition_by = delta_schema(table), delta_partition_cols(table)
             return DeltaTable.create(_uri_arg(uri), schema, partition_by=list(partition_by) or None,
-                                     storage_options=opts, name=table,
+                                     storage_options=opts, name=table, configuration=_stats_config(table, schema, partition_by),
                                      commit_properties=CommitProperties(custom_metadata=_metadata()))
         except Exception:  # noqa: BLE001 - another process created it first (the first commit wins)
             if DeltaTable.is_deltatable(_uri_arg(uri), storage_options=opts):
@@ -162,6 +162,18 @@ def open_table(index: str, table: str, create: bool = True, schema: pa.Schema | 
         raise
     except Exception as exc:  # noqa: BLE001 - delta-rs errors: storage trouble, in one line
         raise _storage_error(uri, exc) from exc
+
+
+def _stats_config(table: str, schema: Any, partition_by: Sequence[str]) -> dict[str, str] | None:
+    """The table property that makes delta-rs's own writers (optimize, z-order) record the same
+    statistics as `write_files` (`schemas.stats_cols`), for a table of the index's schemas."""
+    try:
+        cols = stats_cols(table)
+    except ExvadError:  # a table with a schema of its own and no schemas/ file
+        return None
+    names = set(pa.schema(schema).names if isinstance(schema, pa.Schema) else [f.name for f in schema.fields])
+    cols = [c for c in cols or [] if c in names and c not in partition_by]
+    return {"delta.dataSkippingStatsColumns": ",".join(cols)} if cols else None
 
 
 def _has_files(uri: str) -> bool:
@@ -233,15 +245,16 @@ def write_files(index: str, table: str, rows: pa.Table | dict[str, Any], partiti
             raise _storage_error(uri, exc) from exc
         out.append({"path": rel, "size": int(size), "partition_values": dict(zip(part, key)),
                     "modification_time": int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000),
-                    "data_change": True, "stats": json.dumps(file_stats(chunk))})
+                    "data_change": True, "stats": json.dumps(file_stats(chunk, stats_cols(table)))})
     return out
 
 
-def file_stats(t: pa.Table) -> dict[str, Any]:
-    """Delta statistics of one file: row count, and min/max/null count of the scalar columns."""
+def file_stats(t: pa.Table, columns: Sequence[str] | None = None) -> dict[str, Any]:
+    """Delta statistics of one file: row count, and min/max/null count of the scalar columns
+    (of `columns` only when given: `schemas.stats_cols`)."""
     mins, maxs, nulls = {}, {}, {}
     for f in t.schema:
-        if not any(is_(f.type) for is_ in _STATS_TYPES):
+        if not any(is_(f.type) for is_ in _STATS_TYPES) or (columns is not None and f.name not in columns):
             continue
         col = t.column(f.name)
         nulls[f.name] = col.null_count

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 MAP_DIR = "_ids"
 FRAGMENT_PREFIX = "ids-"
 MAX_FRAGMENTS = 8  # merged into one when a refresh finds more
+ROW_GROUP = 65_536  # rows per row group of a fragment, and per batch when one is read (memory stays bounded)
 PLANNED_TABLES = ("videos", "snippets", "errors")  # the tables whose ids planning reads (a rerun's, a rescoring's)
 READ_THREADS = 4  # data files read at once when the cache misses (I/O bound on S3)
 SCHEMA = pa.schema([("file", pa.string()), ("video_id", pa.string())])
@@ -74,13 +75,35 @@ def _fragments(index: str, table: str) -> list[str]:
                   for f, _ in page if f.rsplit("/", 1)[-1].startswith(FRAGMENT_PREFIX) and f.endswith(".parquet"))
 
 
-def _read_fragment(uri: str, columns: list[str] | None = None) -> pa.Table | None:
-    """A fragment's rows; None when it is gone (merged by another reader meanwhile) or unreadable."""
+class _Gone(Exception):
+    """A fragment that could not be read (merged away by another reader, damaged)."""
+
+
+def _batches(source: Source, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """A source's rows a row group at a time, `file` dictionary-encoded (a fragment's `file` values
+    repeat: as a dictionary a batch holds each name once and an int per row)."""
+    if isinstance(source, pa.Table):
+        for b in source.select(columns).to_batches(ROW_GROUP):
+            yield b
+        return
     try:
-        with storage.open_file(uri) as fh:
-            return pq.read_table(fh, columns=columns, schema=SCHEMA)
-    except Exception:  # noqa: BLE001 - the cache is an optimisation: its loss means reading the files
-        return None
+        with storage.open_file(source) as fh:
+            pf = pq.ParquetFile(fh, read_dictionary=["file"])
+            if pf.schema_arrow.names != SCHEMA.names:
+                raise _Gone(f"{source}: not a fragment")
+            yield from pf.iter_batches(batch_size=ROW_GROUP, columns=columns)
+    except _Gone:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the cache is an optimisation: its loss means reading the files
+        raise _Gone(str(exc)) from exc
+
+
+def _positions(col: pa.Array, snap: Snapshot) -> pa.Array:
+    """Each row's file as its position in the snapshot (null: a file the snapshot no longer has),
+    looked up once per distinct name."""
+    if pa.types.is_dictionary(col.type):
+        return pc.index_in(col.dictionary, value_set=snap.keys).take(col.indices)
+    return pc.index_in(col, value_set=snap.keys)
 
 
 def _file_ids(uri: str) -> pa.Array:
@@ -96,14 +119,17 @@ def _file_ids(uri: str) -> pa.Array:
     return pc.unique(col.combine_chunks().cast(pa.string()))
 
 
-def _write_fragment(index: str, table: str, rows: pa.Table) -> str | None:
-    """Write rows as a new fragment; None when the index is not writable here (a read-only reader)."""
+def _write_fragment(index: str, table: str, parts: Iterator[pa.Table] | pa.Table) -> str | None:
+    """Write rows (a table, or tables in turn) as a new fragment, in row groups of `ROW_GROUP`;
+    None when the index is not writable here (a read-only reader)."""
     uri = storage.join(map_uri(index, table), f"{FRAGMENT_PREFIX}{uuid.uuid4().hex}.parquet")
     sink = pa.BufferOutputStream()
-    pq.write_table(rows.cast(SCHEMA), sink, compression="zstd")
+    with pq.ParquetWriter(sink, SCHEMA, compression="zstd") as w:
+        for t in [parts] if isinstance(parts, pa.Table) else parts:
+            w.write_table(t.cast(SCHEMA), row_group_size=ROW_GROUP)
     try:
         storage.write_bytes(uri, sink.getvalue().to_pybytes())
-    except Exception:  # noqa: BLE001 - as _read_fragment: the next reader reads those files again
+    except Exception:  # noqa: BLE001 - as a lost fragment: the next reader reads those files again
         return None
     return uri
 
@@ -119,11 +145,6 @@ def _read_ids(snap: Snapshot, which: np.ndarray) -> pa.Table:
     keys = snap.keys.take(pa.array(which, pa.int64())).to_numpy(zero_copy_only=False)
     return pa.table({"file": pa.array(np.repeat(keys, [len(a) for a in ids]), pa.string()),
                      "video_id": pa.concat_arrays(ids) if ids else pa.array([], pa.string())})
-
-
-def _not_in(snap: Snapshot, names: pa.Array) -> np.ndarray:
-    """Positions of the snapshot files whose names are not in `names`."""
-    return np.flatnonzero(~pc.is_in(snap.keys, value_set=names).to_numpy(zero_copy_only=False))
 
 
 def warm(index: str, tables: Sequence[str]) -> None:
@@ -142,40 +163,51 @@ def warm(index: str, tables: Sequence[str]) -> None:
 
 def refresh(index: str, table: str, snapshot: Snapshot | None = None) -> tuple[Snapshot, list[Source]]:
     """Bring the table's cache up to its snapshot: the snapshot files no fragment covers are read
-    (their `video_id` column) and recorded as one new fragment; more than `MAX_FRAGMENTS` fragments
-    are merged into one, without the rows of files the snapshot no longer has. Returns the snapshot
-    and the sources of its rows. Memory: the snapshot's file names and the covered names (tens of
-    bytes per data file: a few bytes per video), and the new rows."""
+    (their `video_id` column) and recorded as one new fragment; more than `MAX_FRAGMENTS` fragments,
+    or fragments mostly about files the snapshot no longer has (after a compaction), are merged into
+    one without those rows. Returns the snapshot and the sources of its rows. Memory: the
+    snapshot's file names, a flag per snapshot file, a row group at a time, and the new rows."""
     snap = snapshot or Snapshot.of(index, table)
-    covered: list[pa.Array] = []
+    covered = np.zeros(len(snap.uris), bool)
+    stale: set[str] = set()
     sources: list[Source] = []
     for frag in _fragments(index, table):
-        t = _read_fragment(frag, ["file"])
-        if t is not None:
-            covered.append(pc.unique(t.column("file")))
-            sources.append(frag)
-    have = pc.unique(pa.chunked_array(covered, pa.string())) if covered else pa.array([], pa.string())
-    missing = _not_in(snap, have)
-    stale = len(have) - (len(snap.keys) - len(missing))  # cached files the snapshot no longer has
+        try:
+            for b in _batches(frag, ["file"]):
+                col = b.column(0)
+                names = col.dictionary if pa.types.is_dictionary(col.type) else pc.unique(col)
+                where = pc.index_in(names, value_set=snap.keys)
+                covered[where.drop_null().to_numpy()] = True
+                stale.update(names.filter(where.is_null()).to_pylist())
+        except _Gone:
+            continue
+        sources.append(frag)
+    missing = np.flatnonzero(~covered)
     if len(missing):
         rows = _read_ids(snap, missing)
         sources.append(_write_fragment(index, table, rows) or rows)
-    if len(sources) > MAX_FRAGMENTS or (len(sources) > 1 and stale > len(snap.keys) // 2):  # after a compaction
+    if len(sources) > MAX_FRAGMENTS or (len(sources) > 1 and len(stale) > len(snap.uris) // 2):
         sources = _merge(index, table, snap, sources)
     return snap, sources
 
 
-def _rows(source: Source) -> pa.Table | None:
-    return source if isinstance(source, pa.Table) else _read_fragment(source)
-
-
 def _merge(index: str, table: str, snap: Snapshot, sources: list[Source]) -> list[Source]:
-    """One fragment holding the rows of `sources` whose files are in the snapshot, sorted by file;
-    the merged fragments deleted after it is written (a reader that listed them meanwhile and finds
-    one gone reads those files itself)."""
-    parts = [t.filter(pc.is_in(t.column("file"), value_set=snap.keys)) for s in sources if (t := _rows(s)) is not None]
-    merged = (pa.concat_tables(parts) if parts else SCHEMA.empty_table()).sort_by([("file", "ascending"), ("video_id", "ascending")])
-    new = _write_fragment(index, table, merged)
+    """One fragment holding the rows of `sources` whose files are in the snapshot, in the
+    snapshot's file order, written a row group at a time; the merged fragments deleted after it is
+    written (a reader that listed them meanwhile and finds one gone reads those files itself)."""
+    try:
+        pos, ids = _gather(snap, sources)
+    except _Gone:
+        return sources
+    order = np.lexsort((ids.to_numpy(zero_copy_only=False), pos)) if len(pos) else np.array([], np.int64)
+
+    def parts() -> Iterator[pa.Table]:
+        for a in range(0, len(order), ROW_GROUP):
+            take = pa.array(order[a:a + ROW_GROUP], pa.int64())
+            yield pa.table({"file": snap.keys.take(pa.array(pos[order[a:a + ROW_GROUP]], pa.int64())),
+                            "video_id": ids.take(take)})
+
+    new = _write_fragment(index, table, parts())
     if new is None:
         return sources
     for s in sources:
@@ -188,49 +220,78 @@ def _merge(index: str, table: str, snap: Snapshot, sources: list[Source]) -> lis
     return [new]
 
 
-def iter_file_rows(index: str, table: str, snapshot: Snapshot | None = None) -> Iterator[pa.Table]:
-    """(file, video_id) rows of every data file of the table's snapshot (current unless given), a
-    source at a time, after `refresh`. A file's rows may come from two fragments (two readers that
-    refreshed at once): callers treat the ids as a set. `file` is relative to the table."""
+def _gather(snap: Snapshot, sources: list[Source]) -> tuple[np.ndarray, pa.Array]:
+    """Every (snapshot position, video id) of the sources, each pair once: about 45 bytes a video."""
+    pos_parts, id_parts = [], []
+    for s in sources:
+        for b in _batches(s, ["file", "video_id"]):
+            p = _positions(b.column(0), snap)
+            keep = p.is_valid()
+            pos_parts.append(p.filter(keep).to_numpy().astype(np.int32))
+            id_parts.append(b.column(1).filter(keep))
+    if not pos_parts:
+        return np.array([], np.int32), pa.array([], pa.string())
+    t = pa.table({"pos": np.concatenate(pos_parts), "video_id": pa.concat_arrays(id_parts)})
+    t = t.group_by(["pos", "video_id"]).aggregate([])
+    return t.column("pos").to_numpy(), t.column("video_id").combine_chunks()
+
+
+def iter_positions(index: str, table: str, snapshot: Snapshot | None = None
+                   ) -> tuple[Snapshot, Iterator[tuple[np.ndarray, pa.Array]]]:
+    """The table's snapshot, and (positions in it, video ids) of every data file's rows, a row
+    group at a time, after `refresh`. A file's rows may come from two fragments (two readers that
+    refreshed at once): callers treat the ids as a set. A fragment that vanishes meanwhile (merged
+    by another reader): the files not yet served are read from themselves."""
     snap, sources = refresh(index, table, snapshot)
-    seen: list[pa.Array] = []
-    for source in sources:
-        t = _rows(source)
-        if t is None:  # merged away by another reader meanwhile: the files not yet served are read
-            served = pc.unique(pa.chunked_array(seen, pa.string())) if seen else pa.array([], pa.string())
-            yield _read_ids(snap, _not_in(snap, served))
-            return
-        t = t.filter(pc.is_in(t.column("file"), value_set=snap.keys))
-        seen.append(pc.unique(t.column("file")))
-        yield t
+
+    def rows() -> Iterator[tuple[np.ndarray, pa.Array]]:
+        served = np.zeros(len(snap.uris), bool)
+        for source in sources:
+            try:
+                for b in _batches(source, ["file", "video_id"]):
+                    p = _positions(b.column(0), snap)
+                    keep = p.is_valid()
+                    pos = p.filter(keep).to_numpy().astype(np.int64)
+                    served[pos] = True
+                    yield pos, b.column(1).filter(keep)
+            except _Gone:
+                t = _read_ids(snap, np.flatnonzero(~served))
+                pos = pc.index_in(t.column("file"), value_set=snap.keys).to_numpy().astype(np.int64)
+                served[pos] = True
+                yield pos, t.column("video_id").combine_chunks()
+
+    return snap, rows()
 
 
 def iter_video_ids(index: str, table: str) -> Iterator[pa.Array]:
-    """The `video_id`s of the table's current snapshot, a chunk at a time (an id may repeat): the
-    done set of a rerun's planning, from the cache after `refresh`."""
-    for t in iter_file_rows(index, table):
-        if t.num_rows:
-            yield t.column("video_id").combine_chunks()
+    """The `video_id`s of the table's current snapshot, a row group at a time (an id may repeat):
+    the done set of a rerun's planning, from the cache after `refresh`."""
+    _, rows = iter_positions(index, table)
+    for _, ids in rows:
+        if len(ids):
+            yield ids
 
 
-def file_rows(index: str, table: str) -> pa.Table:
-    """(file URI, video_id) of every data file of the table's current snapshot, each pair once,
-    sorted by file then id: a rescoring's planning places videos by the snippets file holding
-    them, filtering these rows in Arrow (about 60 bytes per video, no Python object per video)."""
-    snap = Snapshot.of(index, table)
-    parts = list(iter_file_rows(index, table, snap))
-    rows = pa.concat_tables(parts) if parts else SCHEMA.empty_table()
-    rows = rows.group_by(["file", "video_id"]).aggregate([])
-    where = pc.index_in(rows.column("file"), value_set=snap.keys)
-    rows = pa.table({"file": pa.array(snap.uris, pa.string()).take(where), "video_id": rows.column("video_id")})
-    return rows.sort_by([("file", "ascending"), ("video_id", "ascending")])
+def file_rows(index: str, table: str) -> tuple[list[str], pa.Table]:
+    """The snapshot's file URIs, and (pos: the file's position among them, video_id) for each
+    video of each file, once, sorted by file then id: a rescoring's planning places videos by the
+    snippets file holding them and filters these rows in Arrow (about 45 bytes per video)."""
+    snap, rows = iter_positions(index, table)
+    pos_parts, id_parts = [], []
+    for pos, ids in rows:
+        pos_parts.append(pos.astype(np.int32))
+        id_parts.append(ids)
+    t = pa.table({"pos": np.concatenate(pos_parts) if pos_parts else np.array([], np.int32),
+                  "video_id": pa.concat_arrays(id_parts) if id_parts else pa.array([], pa.string())})
+    t = t.group_by(["pos", "video_id"]).aggregate([]).sort_by([("pos", "ascending"), ("video_id", "ascending")])
+    return snap.uris, t
 
 
-def runs(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+def runs(column: pa.Array | pa.ChunkedArray | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(starts, ends) of the runs of equal values of a sorted column (a file's rows)."""
-    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    col = np.asarray(column.to_numpy() if not isinstance(column, np.ndarray) else column)
     n = len(col)
     if n == 0:
         return np.array([], np.int64), np.array([], np.int64)
-    cut = np.flatnonzero(pc.not_equal(col.slice(1), col.slice(0, n - 1)).to_numpy(zero_copy_only=False)) + 1
+    cut = np.flatnonzero(col[1:] != col[:-1]) + 1
     return np.r_[0, cut].astype(np.int64), np.r_[cut, n].astype(np.int64)

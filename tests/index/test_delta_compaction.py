@@ -230,7 +230,8 @@ def test_the_log_is_trimmed_to_the_retention_and_the_table_reads_at_its_version(
                                                       "_delta_log", "_last_checkpoint")))
     assert last["version"] == v
     assert t.metadata().configuration == {"delta.logRetentionDuration": "interval 0 hours",
-                                          "delta.deletedFileRetentionDuration": "interval 0 hours"}
+                                          "delta.deletedFileRetentionDuration": "interval 0 hours",
+                                          "delta.dataSkippingStatsColumns": "video_id,class,label,score,start_at,end_at"}
     # a fresh reader opens it at its current version, same rows, every engine
     assert rows(index_uri).equals(before)
     assert current_ids(index_uri, "segments") == vids

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import pyarrow.parquet as pq
 import pytest
 
 from exvad_ray.index import batches, delta, idmap
@@ -67,7 +68,7 @@ def test_fragments_are_merged_without_rows_of_removed_files(tmp_path):
         assert _cached(index, "videos") == sorted(vids)
     frags = idmap._fragments(index, "videos")
     assert len(frags) <= idmap.MAX_FRAGMENTS
-    rows = idmap._read_fragment(frags[0]) if len(frags) == 1 else None
+    rows = pq.read_table(frags[0]) if len(frags) == 1 else None
     if rows is not None:  # the merged fragment holds only files of the snapshot
         keys = set(idmap.Snapshot.of(index, "videos").keys.to_pylist())
         assert set(rows.column("file").to_pylist()) <= keys
@@ -84,13 +85,12 @@ def test_an_unwritable_cache_costs_time_not_ids(tmp_path):
 
 def test_each_files_ids(tmp_path):
     index, vids = _index(tmp_path)
-    rows = idmap.file_rows(index, "snippets")
-    files = rows.column("file").combine_chunks()
-    got = {files[int(a)].as_py(): rows.column("video_id").slice(int(a), int(b - a)).to_pylist()
-           for a, b in zip(*idmap.runs(files))}
-    assert sorted(got) == sorted(delta.snapshot_files(index, "snippets"))
-    import pyarrow.parquet as pq
-
+    uris, rows = idmap.file_rows(index, "snippets")
+    assert uris == sorted(delta.snapshot_files(index, "snippets"))
+    pos = rows.column("pos").to_numpy()
+    got = {uris[int(pos[a])]: rows.column("video_id").slice(int(a), int(b - a)).to_pylist()
+           for a, b in zip(*idmap.runs(pos))}
+    assert sorted(got) == uris
     for f, held in got.items():
         assert held == sorted(set(pq.read_table(f, columns=["video_id"]).column(0).to_pylist()))
     assert sorted(v for held in got.values() for v in held) == sorted(vids)
@@ -105,5 +105,18 @@ def test_after_a_compaction_the_cache_holds_the_new_files_only(tmp_path):
     frags = idmap._fragments(index, "videos")
     assert len(frags) == 1  # the stale rows merged away at once
     keys = set(idmap.Snapshot.of(index, "videos").keys.to_pylist())
-    assert set(idmap._read_fragment(frags[0]).column("file").to_pylist()) == keys
+    assert set(pq.read_table(frags[0]).column("file").to_pylist()) == keys
     assert _cached(index, "videos") == sorted(vids)
+
+
+def test_a_damaged_or_vanished_fragment_costs_reads_not_ids(tmp_path):
+    index, vids = _index(tmp_path)
+    assert _cached(index, "videos") == sorted(vids)
+    (frag,) = idmap._fragments(index, "videos")
+    with open(frag, "wb") as fh:
+        fh.write(b"not parquet")
+    assert _cached(index, "videos") == sorted(vids)  # read from the files, recorded again
+    snap, rows = idmap.iter_positions(index, "videos")
+    for f in idmap._fragments(index, "videos"):
+        os.remove(f)  # merged away by another reader between the refresh and the read
+    assert sorted(v for _, ids in rows for v in ids.to_pylist()) == sorted(vids)
