@@ -41,6 +41,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -376,6 +377,104 @@ def snapshot_files(index: str, table: str, partitions: dict[str, str | Sequence[
         if type(exc).__name__ == "TableNotFoundError":
             raise ExvadError(f"no Delta table {table!r} in {storage.normalize(index)}") from exc
         raise _storage_error(uri, exc) from exc
+
+
+def snapshot_paths(index: str, table: str) -> pa.Array | None:
+    """The data files of the table's current snapshot as paths relative to the table (as on disk,
+    as `snapshot_files` gives them), read from the log itself: the last checkpoint's `add.path`
+    column and the JSON commits after it (at most the checkpoint interval, 100). None when the log
+    holds what this reader does not follow (a multi-part or v2 checkpoint, deletion vectors, a path
+    outside the table): callers then use `snapshot_files`.
+
+    Why not delta-rs: to list the files it loads every add action with its statistics (about 3 KB
+    per file for the `videos` table, 200 MB at 1e6 videos in batches of 16); the id cache needs
+    only the paths (about 100 bytes a file), and a planning should not grow by more than a few
+    tens of bytes per video. The format read here is the Delta protocol's checkpoint and commit
+    files, which delta-rs writes and every engine reads."""
+    import urllib.parse
+
+    log_uri = storage.join(table_uri(index, table), "_delta_log")
+    pointer = _read_if_exists(storage.join(log_uri, "_last_checkpoint"))
+    try:
+        last = None if pointer is None else json.loads(pointer)
+    except ValueError:  # unreadable pointer: let delta-rs sort it out
+        return None
+    live = pa.array([], pa.string())
+    if last is not None:
+        if last.get("parts") or last.get("v2Checkpoint") or not isinstance(last.get("version"), int):
+            return None
+        version = int(last["version"])
+        try:
+            with storage.open_file(storage.join(log_uri, f"{version:020d}.checkpoint.parquet")) as fh:
+                pf = pq.ParquetFile(fh)
+                others = (["add.deletionVector"] if "deletionVector" in pf.schema_arrow.field("add").type.names else []) \
+                    + (["sidecar"] if "sidecar" in pf.schema_arrow.names else [])
+                if any(_leaf(pf.read(columns=[c], use_threads=False).column(0)).null_count < pf.metadata.num_rows
+                       for c in others):
+                    return None  # deletion vectors or v2 sidecars
+                live = _leaf(pf.read(columns=["add.path"], use_threads=False).column(0)).drop_null().cast(pa.string())
+        except StorageError:
+            raise
+        except Exception:  # noqa: BLE001 - a checkpoint this reader does not follow
+            return None
+        start = version + 1
+    else:
+        start = 0
+    added: dict[str, None] = {}
+    removed: set[str] = set()
+    v = start
+    while True:
+        data = _read_if_exists(storage.join(log_uri, f"{v:020d}.json"))  # an outage raises, never ends the log
+        if data is None:
+            break
+        for line in data.decode().splitlines():
+            if not line.strip():
+                continue
+            action = json.loads(line)
+            if "remove" in action:
+                path = action["remove"]["path"]
+                if added.pop(path, 0) == 0:
+                    removed.add(path)
+            elif "add" in action:
+                if action["add"].get("deletionVector"):
+                    return None
+                added[action["add"]["path"]] = None
+        v += 1
+    if start == 0 and v == 0:
+        return None  # no log at all
+    if _read_if_exists(storage.join(log_uri, "_last_checkpoint")) != pointer:
+        return None  # a checkpoint (and a log cleanup) meanwhile: the commits read may be incomplete
+    if removed:
+        live = live.filter(pc.invert(pc.is_in(live, value_set=pa.array(sorted(removed), pa.string()))))
+    paths = pa.concat_arrays([live, pa.array(list(added), pa.string())])
+    if pc.any(pc.match_substring(paths, "://")).as_py() or pc.any(pc.starts_with(paths, "/")).as_py():
+        return None  # a file outside the table (a shallow clone): not ours to map
+    escaped = pc.match_substring(paths, "%").to_numpy(zero_copy_only=False)
+    if escaped.any():  # the log URL-encodes a path; the file's name is its decoded form
+        out = paths.to_pylist()
+        for i in np.flatnonzero(escaped):
+            out[i] = urllib.parse.unquote(out[i])
+        paths = pa.array(out, pa.string())
+    return paths
+
+
+def _leaf(col: pa.ChunkedArray) -> pa.Array:
+    """A nested column read by its dotted name (``add.path``) comes as structs of one field down
+    to the leaf: the leaf, null where any parent is (a checkpoint row that is not an add)."""
+    arr = col.combine_chunks()
+    while pa.types.is_struct(arr.type):
+        arr = arr.flatten()[0]
+    return arr
+
+
+def _read_if_exists(uri: str) -> bytes | None:
+    """The object's bytes, None when there is no such object; any other failure raises."""
+    try:
+        return storage.read_bytes(uri)
+    except StorageError as exc:
+        if isinstance(exc.__cause__, FileNotFoundError):
+            return None
+        raise
 
 
 def is_delta(index: str, table: str) -> bool:

@@ -55,19 +55,31 @@ def map_uri(index: str, table: str) -> str:
 
 @dataclass
 class Snapshot:
-    """A Delta table's snapshot files: their URIs and the same as paths relative to the table (the
-    cache's keys), both sorted by path."""
+    """A Delta table's snapshot files as paths relative to the table (the cache's keys, sorted),
+    and the table's root: a file's URI is root + key."""
 
-    uris: list[str]
+    root: str
     keys: pa.Array
 
     @classmethod
     def of(cls, index: str, table: str) -> Snapshot:
+        """From the log's paths alone (`delta.snapshot_paths`: about 100 bytes a file), or, for a
+        log that reader does not follow, from delta-rs's file list."""
         from exvad_ray.index import delta
 
-        uris = sorted(delta.snapshot_files(index, table))
         root = storage.normalize(delta.table_uri(index, table)).rstrip("/") + "/"
-        return cls(uris, pa.array([u[len(root):] if u.startswith(root) else u for u in uris], pa.string()))
+        keys = delta.snapshot_paths(index, table)
+        if keys is None:
+            uris = delta.snapshot_files(index, table)
+            keys = pa.array([u[len(root):] if u.startswith(root) else u for u in uris], pa.string())
+        return cls(root, keys.take(pc.sort_indices(keys)))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def uri(self, i: int) -> str:
+        key = self.keys[int(i)].as_py()
+        return key if "://" in key or key.startswith("/") else self.root + key
 
 
 def _fragments(index: str, table: str) -> list[str]:
@@ -141,7 +153,7 @@ def _read_ids(snap: Snapshot, which: np.ndarray) -> pa.Table:
     """(file, video_id) rows of the snapshot files at positions `which`, read from the files
     themselves, a few at a time (`READ_THREADS`: on S3 each read is a few round trips)."""
     with ThreadPoolExecutor(READ_THREADS) as pool:
-        ids = list(pool.map(_file_ids, [snap.uris[i] for i in which]))
+        ids = list(pool.map(_file_ids, [snap.uri(i) for i in which]))
     keys = snap.keys.take(pa.array(which, pa.int64())).to_numpy(zero_copy_only=False)
     return pa.table({"file": pa.array(np.repeat(keys, [len(a) for a in ids]), pa.string()),
                      "video_id": pa.concat_arrays(ids) if ids else pa.array([], pa.string())})
@@ -168,7 +180,7 @@ def refresh(index: str, table: str, snapshot: Snapshot | None = None) -> tuple[S
     one without those rows. Returns the snapshot and the sources of its rows. Memory: the
     snapshot's file names, a flag per snapshot file, a row group at a time, and the new rows."""
     snap = snapshot or Snapshot.of(index, table)
-    covered = np.zeros(len(snap.uris), bool)
+    covered = np.zeros(len(snap), bool)
     stale: set[str] = set()
     sources: list[Source] = []
     for frag in _fragments(index, table):
@@ -186,7 +198,7 @@ def refresh(index: str, table: str, snapshot: Snapshot | None = None) -> tuple[S
     if len(missing):
         rows = _read_ids(snap, missing)
         sources.append(_write_fragment(index, table, rows) or rows)
-    if len(sources) > MAX_FRAGMENTS or (len(sources) > 1 and len(stale) > len(snap.uris) // 2):
+    if len(sources) > MAX_FRAGMENTS or (len(sources) > 1 and len(stale) > len(snap) // 2):
         sources = _merge(index, table, snap, sources)
     return snap, sources
 
@@ -245,7 +257,7 @@ def iter_positions(index: str, table: str, snapshot: Snapshot | None = None
     snap, sources = refresh(index, table, snapshot)
 
     def rows() -> Iterator[tuple[np.ndarray, pa.Array]]:
-        served = np.zeros(len(snap.uris), bool)
+        served = np.zeros(len(snap), bool)
         for source in sources:
             try:
                 for b in _batches(source, ["file", "video_id"]):
@@ -272,8 +284,8 @@ def iter_video_ids(index: str, table: str) -> Iterator[pa.Array]:
             yield ids
 
 
-def file_rows(index: str, table: str) -> tuple[list[str], pa.Table]:
-    """The snapshot's file URIs, and (pos: the file's position among them, video_id) for each
+def file_rows(index: str, table: str) -> tuple[Snapshot, pa.Table]:
+    """The snapshot, and (pos: the file's position in it, `Snapshot.uri`, video_id) for each
     video of each file, once, sorted by file then id: a rescoring's planning places videos by the
     snippets file holding them and filters these rows in Arrow (about 45 bytes per video)."""
     snap, rows = iter_positions(index, table)
@@ -284,7 +296,7 @@ def file_rows(index: str, table: str) -> tuple[list[str], pa.Table]:
     t = pa.table({"pos": np.concatenate(pos_parts) if pos_parts else np.array([], np.int32),
                   "video_id": pa.concat_arrays(id_parts) if id_parts else pa.array([], pa.string())})
     t = t.group_by(["pos", "video_id"]).aggregate([]).sort_by([("pos", "ascending"), ("video_id", "ascending")])
-    return snap.uris, t
+    return snap, t
 
 
 def runs(column: pa.Array | pa.ChunkedArray | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -468,7 +468,7 @@ def plan_work(index: str, scoring_id: str | None, only: set[str] | None = None,
 
     in_blocks = idx.is_delta_index(index)  # Delta: files hold blocks of videos, named by nothing
     if in_blocks:  # each file's ids from the index's id cache (`index.idmap`), filtered in Arrow
-        uris, rows = idmap.file_rows(index, "snippets")
+        snap, rows = idmap.file_rows(index, "snippets")
         vids = rows.column("video_id")
         mask = current.contains(vids)
         if done is not None:
@@ -480,7 +480,7 @@ def plan_work(index: str, scoring_id: str | None, only: set[str] | None = None,
         pos, id_col = rows.column("pos").to_numpy(), rows.column("video_id").combine_chunks()
         for a, b in zip(*idmap.runs(pos)):
             ids = id_col.slice(int(a), int(b - a)).to_pylist()
-            items.append({"file": uris[int(pos[a])], "videos": json.dumps(
+            items.append({"file": snap.uri(pos[a]), "videos": json.dumps(
                 [{"video_id": v, **({"label": _jsonable(labels.get(v))} if labels is not None else {})}
                  for v in ids])})
     else:
