@@ -17,6 +17,28 @@ SCORING = "det-evidence0001"
 CAPTION = "Keyframes: street sign, traffic light, parking meter"
 
 
+def _video_parts(files: list[str]):
+    """(file, partition values, video id, that video's rows of one class) of the index's segments
+    files: a per-video file is one such part (values in its path); a Delta file holds blocks of
+    videos, with `class` a column of its file when the table is partitioned by date and camera."""
+    for path in files:
+        values = dict(re.findall(r"(class|date|camera)=([^/]+)", path))
+        t = pq.read_table(path, partitioning=None)
+        if "class" in t.column_names:
+            t = t.drop_columns([c for c in ("date", "camera") if c in t.column_names])
+        own = re.search(r"part-([0-9a-f-]{36})\.parquet$", os.path.basename(path))
+        if own:  # per-video layout
+            yield path, values, own.group(1), t
+            continue
+        keys = sorted({(r["video_id"], r.get("class") or values.get("class")) for r in t.to_pylist()})
+        for vid, cls in keys:
+            mask = [r["video_id"] == vid and (r.get("class") or values.get("class")) == cls for r in t.to_pylist()]
+            part = t.filter(pa.array(mask))
+            if "class" in part.column_names:
+                part = part.drop_columns(["class"])
+            yield path, {**values, "class": cls}, vid, part
+
+
 def write_evidence_scoring(index: str) -> dict:
     """Writes the scoring and marks it current. Returns {"scoring", "flagged" (segment id), "sentence",
     "nearest_video_id", "nearest_snippet", "jpeg" (that snippet's stored thumbnail), "old_video" (the
@@ -45,10 +67,7 @@ def write_evidence_scoring(index: str) -> dict:
     schema = sc.schema("segments")
     evidence_names = {f.name for f in sc.EVIDENCE}
     plain = []
-    for path in list_files(index, "segments"):
-        values = dict(re.findall(r"(class|date|camera)=([^/]+)", path))
-        video_id = re.search(r"part-(.+)\.parquet$", os.path.basename(path)).group(1)
-        t = pq.read_table(path)
+    for path, values, video_id, t in _video_parts(list_files(index, "segments")):
         n = t.num_rows
         ids = t.column("segment_id").to_pylist()
         plain += [i for i in ids if i != flagged["segment_id"]]
