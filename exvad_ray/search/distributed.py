@@ -88,8 +88,7 @@ def search_ray(index: str, query: Query | None = None, profile: str | None = Non
             vectors["visual"], weights["visual"] = np.asarray(qvec, np.float64), VISUAL_WEIGHT if vectors else 1.0
     video_ids = None
     if q.detector:
-        video_ids = [r["video_id"] for r in ix.videos.select(["video_id", "detector"]).to_pylist()
-                     if r["detector"] == q.detector]
+        video_ids = ix.detector_video_ids(q.detector)
     gone = sorted(ix.superseded)
     key = "similarity" if vectors else "score"
     empty = _result_schema(key == "similarity").empty_table()

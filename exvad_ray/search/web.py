@@ -251,10 +251,11 @@ def create_app(index_uri: str, labels: str, token: str | None = None, profile: s
         for r in rows:
             r["ev"] = None
             if r.get("evidence") is not None or r.get("normality") is not None or r.get("nearest_video_id"):
-                if names is None:
-                    v = index.videos
+                if names is None:  # the nearest normal videos' names, read for those videos only
+                    near = [x["nearest_video_id"] for x in rows if x.get("nearest_video_id")]
+                    v = index.video_rows(near, "video_id, name")
                     names = dict(zip(v.column("video_id").to_pylist(), v.column("name").to_pylist())) \
-                        if "name" in v.column_names else {i: i for i in v.column("video_id").to_pylist()}
+                        if "name" in v.column_names else {}
                 r["ev"] = evidence_view(r, names)
         return rows
 
