@@ -394,7 +394,7 @@ class DeltaBlocksLayout(DeltaLayout):
         from exvad_ray import storage
 
         if not storage.is_remote(index):
-            return build_job_tables(index, archive, ids)
+            return self.warm(index, build_job_tables(index, archive, ids))
         staging = os.path.join(os.environ.get("EXVAD_SCALE_STAGING", "/tmp/exvad-scale"),
                                f"staging-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
@@ -403,6 +403,20 @@ class DeltaBlocksLayout(DeltaLayout):
             upload_tree(staging, index)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        return self.warm(index, counts)
+
+    @staticmethod
+    def warm(index: str, counts: dict[str, int]) -> dict[str, int]:
+        """The id cache as the job leaves it (`index.idmap`): the job records its committed files'
+        ids every 256 batches and at the end of the run (`BatchCommitter.finish`, videos and
+        snippets, then errors); here once, after the build, the same reads in one go. Its time is
+        returned as `id_cache_s` (work the job does, not the planning's)."""
+        from exvad_ray.index import idmap
+
+        t0 = time.perf_counter()
+        idmap.warm(index, ["videos", "snippets", "errors"])
+        counts["id_cache_s"] = round(time.perf_counter() - t0, 1)
+        print(f"  id cache recorded in {counts['id_cache_s']:.0f} s", flush=True)
         return counts
 
     def op_compact(self, index: str, archive: str) -> dict[str, Any]:
@@ -473,7 +487,7 @@ def build_job_tables(index: str, archive: Archive, ids: list[str], every: int = 
     from exvad_ray import __version__, storage
     from exvad_ray import index as idx
     from exvad_ray.index import batches, delta
-    from exvad_ray.index.schemas import SCHEMA_VERSION, partition_cols
+    from exvad_ray.index.schemas import SCHEMA_VERSION
 
     if checkpoint_stride is None:
         checkpoint_stride = 1 if len(ids) <= 100_000 else 50
@@ -486,7 +500,7 @@ def build_job_tables(index: str, archive: Archive, ids: list[str], every: int = 
     def log(table: str, files: list[dict[str, Any]], extra: dict[str, str], txn: int | None) -> None:
         info = {"timestamp": int(time.time() * 1000), "operation": "WRITE",
                 "operationParameters": {"mode": "Append",
-                                        "partitionBy": json.dumps(partition_cols(table), separators=(",", ":"))},
+                                        "partitionBy": json.dumps(_table_partitioning(index, table), separators=(",", ":"))},
                 "engineInfo": "delta-rs:py-1.6.6", "clientVersion": "delta-rs.py-1.6.6", **meta, **extra}
         lines = [json.dumps({"commitInfo": info}, separators=(",", ":"))]
         lines += [json.dumps({"add": {"path": f["path"], "partitionValues": f["partition_values"], "size": f["size"],
@@ -620,10 +634,14 @@ def write_block(index: str, table: str, rows: dict[str, list[Any]], partitions: 
     import pyarrow.parquet as pq
 
     from exvad_ray.index import delta
-    from exvad_ray.index.schemas import conform, partition_cols
+    from exvad_ray.index.schemas import conform, partition_cols, stats_cols
 
     body = conform(table, rows)
-    part = partition_cols(table)
+    part = _table_partitioning(index, table)
+    for c in partition_cols(table):  # a partition value the table keeps in its files (a new `segments`' class)
+        if c not in part:
+            body = body.append_column(pa.field(c, pa.string(), nullable=False),
+                                      pa.array([str(p[c]) for p in partitions], pa.string()))
     groups: dict[tuple[str, ...], list[int]] = {}
     for i, p in enumerate(partitions):
         groups.setdefault(tuple(str(p[c]) for c in part), []).append(i)
@@ -637,8 +655,23 @@ def write_block(index: str, table: str, rows: dict[str, list[Any]], partitions: 
         pq.write_table(chunk, path, compression="zstd")
         out.append({"path": rel, "size": os.path.getsize(path), "partition_values": dict(zip(part, key)),
                     "modification_time": int(time.time() * 1000), "data_change": True,
-                    "stats": json.dumps(delta.file_stats(chunk))})
+                    "stats": json.dumps(delta.file_stats(chunk, stats_cols(table)))})
     return out
+
+
+_PARTITIONING: dict[tuple[str, str], list[str]] = {}
+
+
+def _table_partitioning(index: str, table: str) -> list[str]:
+    """The table's own partition columns (as `delta.write_files` follows them), read once."""
+    from deltalake import DeltaTable
+
+    from exvad_ray.index import delta
+
+    key = (index, table)
+    if key not in _PARTITIONING:
+        _PARTITIONING[key] = list(DeltaTable(delta.table_uri(index, table)).metadata().partition_columns)
+    return _PARTITIONING[key]
 
 
 LAYOUTS: dict[str, type[Layout]] = {"today": TodayLayout, "delta": DeltaLayout, "delta_blocks": DeltaBlocksLayout}
@@ -859,6 +892,7 @@ def run_scale(layout_name: str, n: int, backend: str, root: str, ops: list[str],
         t_build = time.perf_counter() - t0 - t_arch
         # objects the job would have stored that the builder did not write (build_job_tables: checkpoints)
         unwritten = counts.pop("checkpoints_not_written", 0)
+        id_cache_s = counts.pop("id_cache_s", None)
         objects = count_objects(index) + unwritten
         print(f"[{layout_name} {backend} {label}] archive {t_arch:.0f}s, index built in {t_build:.0f}s: "
               f"{objects} objects {counts}", flush=True)
@@ -867,6 +901,7 @@ def run_scale(layout_name: str, n: int, backend: str, root: str, ops: list[str],
         rows.append({**common, "op": "build", "objects": objects, "objects_by_table": counts,
                      "objects_per_video": round(objects / n, 4), "s": round(t_build, 1),
                      **({"checkpoints_not_written": unwritten} if unwritten else {}),
+                     **({"id_cache_s": id_cache_s} if id_cache_s is not None else {}),
                      **({"reused": True} if reused_index else {}), "load_avg": round(os.getloadavg()[0], 1)})
         objects -= unwritten  # what the operations below find stored
         base_rss = measure(layout_name, "baseline", index, arch_uri)
@@ -946,7 +981,7 @@ def check(root: str) -> None:
         rel, date, camera = archive.key(k)
         idx.write_video_tables(real, vid, video_tables(k, vid, archive.object_uri(k), date, camera))
     TodayLayout().build(bulk, archive, ids)
-    idx.write_manifest(real, json.loads(storage.read_bytes(idx.manifest_uri(bulk, RUN_ID))))
+    idx.write_manifest(real, idx.read_manifest(bulk, RUN_ID))
 
     def files(i: str) -> list[str]:
         return sorted(os.path.relpath(os.path.join(d, f), i) for d, _, fs in os.walk(i) for f in fs)
@@ -1337,7 +1372,10 @@ def report_job_tables() -> None:
         f"layout above (`video_tables`: {SNIPPETS_PER_VIDEO} snippets and {WINDOWS_PER_VIDEO} captions per video - "
         "today's builder uses 4, not 20 -, a segment for 5% of the videos, "
         f"{DIM}-d embeddings, null snippet vectors and thumbnails); partitions: videos, snippets, captions "
-        "date/camera (100 videos per date and camera), segments class/date/camera, errors date.",
+        "and segments date/camera (100 videos per date and camera; a segment's class is a column of its file), "
+        "errors date; min/max statistics of the columns in schemas' `stats_cols` only. After the build, the id "
+        "cache the job records (`index.idmap`: which videos each data file of videos, snippets and errors holds; "
+        "the job records it every 256 batches and at the end of its run, here once; its time is `id_cache_s`).",
         "",
         "Built by `build_job_tables`: the data files by the job's own file writer (`write_block` = "
         "`delta.write_files`), the log entries written as delta-rs writes them for `delta.commit` / `delta.append` "
@@ -1353,7 +1391,8 @@ def report_job_tables() -> None:
         "archive's objects replaced: `find_replaced` reads videos/errors (video_id, uri) a page of snapshot "
         "files at a time, then the old rows are deleted from every table and tombstones written; the new objects "
         "are deleted afterwards and `_last_checkpoint` put back), `rescore_plan` (`pipeline.rescore.plan_work` "
-        "for a new scoring: the videos snapshot's ids, then each snippets snapshot file's `video_id` column), "
+        "for a new scoring: the videos ids and the snippets files' ids from the id cache, filtered in Arrow; "
+        "the snapshots' file lists from the log's paths, `delta.snapshot_paths`), "
         "`search` (a fresh `SegmentIndex(...).search(classes=[\"Fighting\"])`, no sidecar), `compact` (`exvad "
         "compact` on the five tables, retention 0: optimize, full vacuum, log trimmed, checkpoint), "
         "`plan_compacted`. Wall s (CPU s), peak RSS of the child (imports included), fs calls (strace) or S3 "
