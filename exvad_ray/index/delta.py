@@ -394,6 +394,7 @@ def snapshot_paths(index: str, table: str) -> pa.Array | None:
     import urllib.parse
 
     log_uri = storage.join(table_uri(index, table), "_delta_log")
+    _forget_listing(log_uri)
     pointer = _read_if_exists(storage.join(log_uri, "_last_checkpoint"))
     try:
         last = None if pointer is None else json.loads(pointer)
@@ -442,6 +443,7 @@ def snapshot_paths(index: str, table: str) -> pa.Array | None:
         v += 1
     if start == 0 and v == 0:
         return None  # no log at all
+    _forget_listing(log_uri)
     if _read_if_exists(storage.join(log_uri, "_last_checkpoint")) != pointer:
         return None  # a checkpoint (and a log cleanup) meanwhile: the commits read may be incomplete
     if removed:
@@ -465,6 +467,15 @@ def _leaf(col: pa.ChunkedArray) -> pa.Array:
     while pa.types.is_struct(arr.type):
         arr = arr.flatten()[0]
     return arr
+
+
+def _forget_listing(uri: str) -> None:
+    """Drop what the S3 client remembers of a folder (its listing, its objects' ETags): the log
+    moves under it - `_last_checkpoint` is rewritten (a read with the remembered ETag fails) and a
+    commit added since the folder was listed would look absent, which would end the log early."""
+    if storage.is_remote(uri):
+        fs, path = storage.filesystem(uri)
+        fs.invalidate_cache(path)
 
 
 def _read_if_exists(uri: str) -> bytes | None:
