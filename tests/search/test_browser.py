@@ -34,6 +34,21 @@ def launch(p):
     return p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
 
 
+def wait_until(target, js: str, timeout_s: float = 30.0) -> None:
+    """Poll `target.evaluate(js)` (a page or an element; `js` a function of the element, or an
+    expression) until it is true. Not `page.wait_for_function`: once its predicate is not true at
+    once, Playwright polls it by compiling the string inside the page, which the page's CSP
+    (script-src 'none', no unsafe-eval) refuses - a failure that came only when the machine was busy
+    enough for an image to be still loading."""
+    import time
+
+    end = time.monotonic() + timeout_s
+    while not target.evaluate(js):
+        if time.monotonic() > end:
+            raise AssertionError(f"not true after {timeout_s} s: {js}")
+        time.sleep(0.1)
+
+
 WIDE = (200, 50)  # a thumbnail four times as wide as high, written into one segment's row
 
 
@@ -103,7 +118,7 @@ def test_search_open_timeline_feedback(index_copy, tmp_path):
         assert page.evaluate("document.querySelector('.card img').naturalWidth") > 0
         # the wide thumbnail keeps its 4:1 shape, letterboxed in the card's 16:9 box (not stretched to fill it)
         card_img = page.locator(f".card a[href*='{top['segment_id'].replace(':', '%3A')}'] img")
-        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=card_img.element_handle())
+        wait_until(card_img, "img => img.complete && img.naturalWidth > 0")
         box_w, box_h, green_w, green_h = _green_box(card_img.screenshot())
         assert abs(box_w / box_h - 16 / 9) < 0.05, (box_w, box_h)
         assert abs(green_w / green_h - WIDE[0] / WIDE[1]) < 0.15 and green_w >= box_w - 2 and green_h < box_h * 0.6, \
@@ -111,9 +126,9 @@ def test_search_open_timeline_feedback(index_copy, tmp_path):
         page.screenshot(path=str(shots / "search_results.png"), full_page=True)
         cards.first.locator("a").click()
         page.wait_for_selector("#timeline")
-        page.wait_for_function("document.getElementById('timeline').complete")
+        wait_until(page, "document.getElementById('timeline').complete")
         assert page.evaluate("document.getElementById('timeline').naturalWidth") >= 400
-        page.wait_for_function("document.getElementById('clip').readyState >= 1", timeout=30000)
+        wait_until(page, "document.getElementById('clip').readyState >= 1", 30.0)
         duration = page.evaluate("document.getElementById('clip').duration")
         assert duration > 0
         page.screenshot(path=str(shots / "search_video_page.png"), full_page=True)
@@ -166,7 +181,7 @@ def test_evidence_block_renders_both_thumbnails(evidence_index, tmp_path):
 
         def decoded_in_16_9(scope, selector: str) -> dict:
             img = scope.locator(selector)
-            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+            wait_until(img, "img => img.complete && img.naturalWidth > 0")
             box = img.locator("xpath=..").bounding_box()  # the .thumb box around it
             assert abs(box["width"] / box["height"] - 16 / 9) < 0.05, box
             assert img.evaluate("i => getComputedStyle(i).objectFit") == "contain"  # letterboxed, not stretched
