@@ -1508,43 +1508,36 @@ def report_job_tables() -> None:
 
 
 JOB_FINDINGS = [
-    "- Objects: about 0.53 per video before compaction (target <= 1: met), and the commits are half of them: 4 "
-    "log entries per batch of 16 videos (0.25 per video), then one data file per batch and partition in "
-    "snippets, captions and videos (0.07 each), segments (0.05: one file per flagged video, its class "
-    "partition), errors (0.01 file + 0.01 commit). After `exvad compact` 0.08 per video (target <= 0.05: "
-    "missed): videos, snippets and captions go to one file per date/camera partition and the log to its "
-    "checkpoint, but segments stay one file per video (5,000 of the 8,048 objects at 1e5): optimize merges "
-    "files within a partition and class/date/camera holds one flagged video here (5 per date and camera, "
-    "13 classes). Without the camera in the segments partitions (class/date) or with fewer classes per "
-    "partition it would be ~0.03.",
-    "- The rerun's planning reads the `video_id` column of every videos/errors snapshot file, one file at a "
-    "time: with the job's files of 16 videos that is 7x the files of the 100-video layout (7,125 vs 1,000 at "
-    "1e5), 7.2 s vs 3.1 s at 1e5; on S3 about 3 GETs per file (2,522 requests at 1e4 vs 29 LISTs on today's "
-    "layout). After compaction the same planning reads 1,000 files (2.5 s at 1e5, 374 requests on S3 at 1e4).",
-    "- A rerun with 1% replaced is dominated by deleting the replaced videos' rows: delta-rs's delete in each "
-    "of the five tables rewrites every file that holds one of them, and with ids that are uuids every file's "
-    "min/max range may hold one, so each file is read (10,078 openat at 1e4 vs 1,911 for the plan); 83 s "
-    "and 1.3 GB at 1e5, far off the planning targets if 1% changes at 1e6 (the projection).",
-    "- Rescore planning at 1e6 (127 s, target 10 s: missed), under cProfile (`EXVAD_SCALE_PROFILE`, 131 s): "
-    "142,500 Parquet files opened one at a time in Python - the videos snapshot's 71,250 for the indexed ids "
-    "(`index.done_ids` -> `delta.iter_video_ids`, 53 s) and the snippets snapshot's 71,250 for the ids each "
-    "holds (`store.file_video_ids`, 61 s); per file ~0.3 ms in `ParquetFile()` (footer and schema paths) and "
-    "~0.26 ms reading one column; the id lookups 10 s, the two snapshots 5 s. Linear in files, not in rows. "
-    "What would fix it (exvad_ray code, not changed here): no Parquet open to learn a file's ids - the job "
-    "knows them when it writes the file and could record them in the add action (`tags`, read from the log "
-    "or checkpoint) - or one multi-threaded scan of the `video_id` column (delta-rs / a pyarrow dataset) "
-    "instead of a Python loop per file; a compacted index has 7x fewer files (the planning after compaction).",
-    "- The rerun's planning at 1e6: 68.7 s (64 CPU s), 585 MB (target 30 s: missed; memory met): the same "
-    "one-file-at-a-time read of 81,250 videos/errors files (1.1 million fs calls); the 100-video layout "
-    "needed 21 s for 10,100 files.",
-    "- Search opens every file of the partitions a lookup needs (the engine's `in_blocks`): 5,000 segments "
-    "files at 1e5, 1.1 GB peak. Compaction: 206 s (198 CPU s) at 1e5 for the five tables, linear: ~35 "
-    "minutes at 1e6 (not run).",
-    "- Not measured: the local S3 server at 1e5 (its archive alone is 1e5 PUTs, ~12 minutes here, then 53,000 "
-    "index objects; at 1e4 the rerun's planning is 2,522 requests, ~3 GETs per videos/errors file, so ~25,000 "
-    "at 1e5 by the file count - a projection, not a figure); plan_replaced, search and compact at 1e6 (their "
-    "1e4->1e5 growth projects 15 minutes or more each). The 1e6 index was built while the shared machine's "
-    "load average was 18-37 (the `load_avg` of its rows: 5-15 when measured).",
+    "- Objects: about 0.53 per video before compaction (target <= 1: met): 4 log entries per batch of 16 videos "
+    "(0.25 per video), one data file per batch and partition in snippets, captions and videos (0.07 each), "
+    "segments (0.05), errors (0.01 file + 0.01 commit); the id cache adds a few fragments per table. After "
+    "`exvad compact` 0.0405 per video at 1e5 (target <= 0.05: met; 0.08 before segments were partitioned by "
+    "date and camera): one file per date/camera partition in videos, snippets, captions and segments (100 "
+    "videos per camera-day here), the log to its checkpoint. It does not grow with the archive (0.043 at 1e4); "
+    "compaction itself was not run at 1e6 (its 1e4->1e5 growth projects about 30 minutes).",
+    "- The rerun's planning no longer opens a data file: the done set comes from the id cache (which videos each "
+    "data file holds, recorded by the job as it commits) and the snapshot's file list from the log's paths "
+    "(`delta.snapshot_paths`: the checkpoint's add.path column and the commits after it). At 1e6: 23.7 s "
+    "(19.6 CPU s, load 3.6), 289 MB (was 68.7 s, 585 MB): most of it is listing the archive's 1e6 objects. "
+    "On S3 at 1e4 89 requests (was 2,522), at 1e5 318 (108 LISTs of the archive, 210 GETs).",
+    "- Rescore planning at 1e6: 8.5 s (7.7 CPU s), 601 MB (was 127 s): the snippets files' ids from the id cache, "
+    "filtered in Arrow and grouped by file; 398 requests on S3 at 1e5.",
+    "- Memory per video in the planning's growth 1e5->1e6: 96 bytes (the IdSet's 16 bytes per video, the "
+    "snapshot's paths, a row group of the cache at a time); projected to 1e7: 237 s and 1.2 GB (targets 10 minutes "
+    "and 2 GiB: met). Before the statistics were cut to `stats_cols`, loading a `videos` snapshot with delta-rs "
+    "alone took about 6 KB per file.",
+    "- A rerun with 1% replaced is dominated by deleting the replaced videos' rows: delta-rs's delete in each of "
+    "the five tables reads every file (a uuid's min/max range prunes nothing) and rewrites those holding one: 77 s "
+    "and 1.3 GB at 1e5 locally, 451 s and 98,284 requests on S3; not run at 1e6 (projected 13 minutes and "
+    "10 GB). Not fixed: deleting per partition (the replaced video's date and camera in the predicate) or only "
+    "in the files the id cache names would bound it.",
+    "- Search (a class query without the sidecar): 79 s and 779 MB at 1e6 (it stopped at 8.2 GB before its reads "
+    "of the videos table were narrowed); on S3 it is slow, 507 s and 149,537 GETs at 1e5 (DuckDB over fsspec "
+    "reads every videos file's class_names and every segments file of the query's partitions). The page's "
+    "similarity search uses the vector sidecar instead.",
+    "- Compaction at 1e5: 185 s locally, 292 s and 100,165 requests on S3.",
+    "- The 1e5 local and the S3 figures were taken while the test suite ran beside them (load average 5-27 in "
+    "the rows); the 1e6 planning figures at load 3.6-3.8.",
 ]
 
 
