@@ -389,8 +389,22 @@ def snapshot_paths(index: str, table: str) -> pa.Array | None:
     Why not delta-rs: to list the files it loads every add action with its statistics (about 3 KB
     per file for the `videos` table, 200 MB at 1e6 videos in batches of 16); the id cache needs
     only the paths (about 100 bytes a file), and a planning should not grow by more than a few
-    tens of bytes per video. The format read here is the Delta protocol's checkpoint and commit
-    files, which delta-rs writes and every engine reads."""
+    tens of bytes per video. delta-rs's `skip_stats=True` was measured too: about the same memory
+    as a full load and 8x slower than this at 1e5 videos. The format read here is the Delta
+    protocol's checkpoint and commit files, which delta-rs writes and every engine reads."""
+    return _log_walk(index, table)[0]
+
+
+def log_version(index: str, table: str) -> int:
+    """The table's current version, from the same walk of its log (no add action loaded), else
+    from delta-rs."""
+    version = _log_walk(index, table)[1]
+    return version if version is not None else int(open_table(index, table, create=False).version())
+
+
+def _log_walk(index: str, table: str) -> tuple[pa.Array | None, int | None]:
+    """`snapshot_paths` and the version it read up to (None, None: a log this reader does not
+    follow; (None, version): it followed the log but a path is not ours to map)."""
     import urllib.parse
 
     log_uri = storage.join(table_uri(index, table), "_delta_log")
@@ -399,11 +413,11 @@ def snapshot_paths(index: str, table: str) -> pa.Array | None:
     try:
         last = None if pointer is None else json.loads(pointer)
     except ValueError:  # unreadable pointer: let delta-rs sort it out
-        return None
+        return None, None
     live = pa.array([], pa.string())
     if last is not None:
         if last.get("parts") or last.get("v2Checkpoint") or not isinstance(last.get("version"), int):
-            return None
+            return None, None
         version = int(last["version"])
         try:
             with storage.open_file(storage.join(log_uri, f"{version:020d}.checkpoint.parquet")) as fh:
@@ -412,12 +426,12 @@ def snapshot_paths(index: str, table: str) -> pa.Array | None:
                     + (["sidecar"] if "sidecar" in pf.schema_arrow.names else [])
                 if any(_leaf(pf.read(columns=[c], use_threads=False).column(0)).null_count < pf.metadata.num_rows
                        for c in others):
-                    return None  # deletion vectors or v2 sidecars
+                    return None, None  # deletion vectors or v2 sidecars
                 live = _leaf(pf.read(columns=["add.path"], use_threads=False).column(0)).drop_null().cast(pa.string())
         except StorageError:
             raise
         except Exception:  # noqa: BLE001 - a checkpoint this reader does not follow
-            return None
+            return None, None
         start = version + 1
     else:
         start = 0
@@ -438,26 +452,26 @@ def snapshot_paths(index: str, table: str) -> pa.Array | None:
                     removed.add(path)
             elif "add" in action:
                 if action["add"].get("deletionVector"):
-                    return None
+                    return None, None
                 added[action["add"]["path"]] = None
         v += 1
     if start == 0 and v == 0:
-        return None  # no log at all
+        return None, None  # no log at all
     _forget_listing(log_uri)
     if _read_if_exists(storage.join(log_uri, "_last_checkpoint")) != pointer:
-        return None  # a checkpoint (and a log cleanup) meanwhile: the commits read may be incomplete
+        return None, None  # a checkpoint (and a log cleanup) meanwhile: the commits read may be incomplete
     if removed:
         live = live.filter(pc.invert(pc.is_in(live, value_set=pa.array(sorted(removed), pa.string()))))
     paths = pa.concat_arrays([live, pa.array(list(added), pa.string())])
     if pc.any(pc.match_substring(paths, "://")).as_py() or pc.any(pc.starts_with(paths, "/")).as_py():
-        return None  # a file outside the table (a shallow clone): not ours to map
+        return None, v - 1  # a file outside the table (a shallow clone): not ours to map
     escaped = pc.match_substring(paths, "%").to_numpy(zero_copy_only=False)
     if escaped.any():  # the log URL-encodes a path; the file's name is its decoded form
         out = paths.to_pylist()
         for i in np.flatnonzero(escaped):
             out[i] = urllib.parse.unquote(out[i])
         paths = pa.array(out, pa.string())
-    return paths
+    return paths, v - 1
 
 
 def _leaf(col: pa.ChunkedArray) -> pa.Array:
@@ -500,22 +514,24 @@ def video_ids(index: str, table: str) -> pa.Array:
 
 
 def iter_video_ids(index: str, table: str) -> Iterator[pa.Array]:
-    """The `video_id` column of the table's current snapshot, read alone (column projection), one
-    file at a time: the done set of a rerun's planning. One file at a time because a dataset over
-    all the files keeps every file's footer (a `videos` file's footer describes all its columns:
-    1.1 GB for 1e4 files), and reading each footer once is also the fastest way measured (5.5 s of
-    CPU for 1e4 files)."""
-    files = snapshot_files(index, table)
-    if not files:
-        return
-    fs, _ = storage.arrow_filesystem(files[0])
-    for f in files:
-        try:
-            with fs.open_input_file(storage.arrow_filesystem(f)[1]) as fh:
-                col = pq.ParquetFile(fh).read(columns=["video_id"], use_threads=False).column(0)
-        except Exception as exc:  # noqa: BLE001
-            raise _storage_error(table_uri(index, table), exc) from exc
-        yield col.cast(pa.string()).combine_chunks()
+    """The `video_id` column of the table's current snapshot, read from the files themselves (that
+    column alone), one file at a time: every row's id, duplicates kept - what the tests hold the id
+    cache (`index.idmap`, which planning reads) to. One file at a time because a dataset over all
+    the files keeps every file's footer (a `videos` file's footer describes all its columns: 1.1 GB
+    for 1e4 files)."""
+    for f in snapshot_files(index, table):
+        yield file_video_id_column(f)
+
+
+def file_video_id_column(uri: str) -> pa.Array:
+    """One data file's `video_id` column, read alone, as strings."""
+    try:
+        fs, path = storage.arrow_filesystem(uri)
+        with fs.open_input_file(path) as fh:
+            col = pq.ParquetFile(fh).read(columns=["video_id"], use_threads=False).column(0)
+    except Exception as exc:  # noqa: BLE001
+        raise _storage_error(uri.rsplit("/", 1)[0], exc) from exc
+    return col.cast(pa.string()).combine_chunks()
 
 
 def commit_metadata(index: str, table: str) -> dict[str, Any]:

@@ -119,16 +119,10 @@ def _positions(col: pa.Array, snap: Snapshot) -> pa.Array:
 
 
 def _file_ids(uri: str) -> pa.Array:
-    """The distinct video ids one data file holds, its `video_id` column read alone."""
+    """The distinct video ids one data file holds."""
     from exvad_ray.index import delta
 
-    try:
-        fs, path = storage.arrow_filesystem(uri)
-        with fs.open_input_file(path) as fh:
-            col = pq.ParquetFile(fh).read(columns=["video_id"], use_threads=False).column(0)
-    except Exception as exc:  # noqa: BLE001
-        raise delta._storage_error(uri.rsplit("/", 1)[0], exc) from exc
-    return pc.unique(col.combine_chunks().cast(pa.string()))
+    return pc.unique(delta.file_video_id_column(uri))
 
 
 def _write_fragment(index: str, table: str, parts: Iterator[pa.Table] | pa.Table) -> str | None:
@@ -232,19 +226,29 @@ def _merge(index: str, table: str, snap: Snapshot, sources: list[Source]) -> lis
     return [new]
 
 
-def _gather(snap: Snapshot, sources: list[Source]) -> tuple[np.ndarray, pa.Array]:
-    """Every (snapshot position, video id) of the sources, each pair once: about 45 bytes a video."""
+def _source_rows(snap: Snapshot, source: Source) -> Iterator[tuple[np.ndarray, pa.Array]]:
+    """(positions in the snapshot, video ids) of a source's rows whose files the snapshot has, a
+    row group at a time; raises `_Gone` when the source cannot be read."""
+    for b in _batches(source, ["file", "video_id"]):
+        p = _positions(b.column(0), snap)
+        keep = p.is_valid()
+        yield p.filter(keep).to_numpy().astype(np.int64), b.column(1).filter(keep)
+
+
+def _pairs(rows: Iterator[tuple[np.ndarray, pa.Array]]) -> pa.Table:
+    """(pos, video_id) of `rows`, each pair once: about 45 bytes a video."""
     pos_parts, id_parts = [], []
-    for s in sources:
-        for b in _batches(s, ["file", "video_id"]):
-            p = _positions(b.column(0), snap)
-            keep = p.is_valid()
-            pos_parts.append(p.filter(keep).to_numpy().astype(np.int32))
-            id_parts.append(b.column(1).filter(keep))
-    if not pos_parts:
-        return np.array([], np.int32), pa.array([], pa.string())
-    t = pa.table({"pos": np.concatenate(pos_parts), "video_id": pa.concat_arrays(id_parts)})
-    t = t.group_by(["pos", "video_id"]).aggregate([])
+    for pos, ids in rows:
+        pos_parts.append(pos.astype(np.int32))
+        id_parts.append(ids)
+    t = pa.table({"pos": np.concatenate(pos_parts) if pos_parts else np.array([], np.int32),
+                  "video_id": pa.concat_arrays(id_parts) if id_parts else pa.array([], pa.string())})
+    return t.group_by(["pos", "video_id"]).aggregate([])
+
+
+def _gather(snap: Snapshot, sources: list[Source]) -> tuple[np.ndarray, pa.Array]:
+    """Every (snapshot position, video id) of the sources, each pair once."""
+    t = _pairs(r for s in sources for r in _source_rows(snap, s))
     return t.column("pos").to_numpy(), t.column("video_id").combine_chunks()
 
 
@@ -260,17 +264,12 @@ def iter_positions(index: str, table: str, snapshot: Snapshot | None = None
         served = np.zeros(len(snap), bool)
         for source in sources:
             try:
-                for b in _batches(source, ["file", "video_id"]):
-                    p = _positions(b.column(0), snap)
-                    keep = p.is_valid()
-                    pos = p.filter(keep).to_numpy().astype(np.int64)
+                for pos, ids in _source_rows(snap, source):
                     served[pos] = True
-                    yield pos, b.column(1).filter(keep)
+                    yield pos, ids
             except _Gone:
-                t = _read_ids(snap, np.flatnonzero(~served))
-                pos = pc.index_in(t.column("file"), value_set=snap.keys).to_numpy().astype(np.int64)
-                served[pos] = True
-                yield pos, t.column("video_id").combine_chunks()
+                yield from _source_rows(snap, _read_ids(snap, np.flatnonzero(~served)))
+                return
 
     return snap, rows()
 
@@ -286,24 +285,18 @@ def iter_video_ids(index: str, table: str) -> Iterator[pa.Array]:
 
 def file_rows(index: str, table: str) -> tuple[Snapshot, pa.Table]:
     """The snapshot, and (pos: the file's position in it, `Snapshot.uri`, video_id) for each
-    video of each file, once, sorted by file then id: a rescoring's planning places videos by the
-    snippets file holding them and filters these rows in Arrow (about 45 bytes per video)."""
+    video of each file, once, sorted by file then id: planning filters these rows in Arrow (about
+    45 bytes per video) and takes them a file at a time with `by_file`."""
     snap, rows = iter_positions(index, table)
-    pos_parts, id_parts = [], []
-    for pos, ids in rows:
-        pos_parts.append(pos.astype(np.int32))
-        id_parts.append(ids)
-    t = pa.table({"pos": np.concatenate(pos_parts) if pos_parts else np.array([], np.int32),
-                  "video_id": pa.concat_arrays(id_parts) if id_parts else pa.array([], pa.string())})
-    t = t.group_by(["pos", "video_id"]).aggregate([]).sort_by([("pos", "ascending"), ("video_id", "ascending")])
-    return snap, t
+    return snap, _pairs(rows).sort_by([("pos", "ascending"), ("video_id", "ascending")])
 
 
-def runs(column: pa.Array | pa.ChunkedArray | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(starts, ends) of the runs of equal values of a sorted column (a file's rows)."""
-    col = np.asarray(column.to_numpy() if not isinstance(column, np.ndarray) else column)
-    n = len(col)
-    if n == 0:
-        return np.array([], np.int64), np.array([], np.int64)
-    cut = np.flatnonzero(col[1:] != col[:-1]) + 1
-    return np.r_[0, cut].astype(np.int64), np.r_[cut, n].astype(np.int64)
+def by_file(snap: Snapshot, rows: pa.Table) -> Iterator[tuple[str, list[str]]]:
+    """(file URI, its video ids) for each file of `file_rows`' rows (filtered or not), in order."""
+    pos = rows.column("pos").to_numpy()
+    ids = rows.column("video_id").combine_chunks()
+    if len(pos) == 0:
+        return
+    cut = np.flatnonzero(pos[1:] != pos[:-1]) + 1
+    for a, b in zip(np.r_[0, cut], np.r_[cut, len(pos)]):
+        yield snap.uri(pos[a]), ids.slice(int(a), int(b - a)).to_pylist()

@@ -138,14 +138,10 @@ def folder_files(index: str, table: str, rel: str, delta_table: bool | None = No
             for f, _ in page if is_table_file(f)]
 
 
-def file_video_ids(uri: str, delta_table: bool = False) -> list[str]:
-    """The videos a table file holds: a part file's id from its name, a compacted file's recorded
-    ids (its footer read); none for any other file. A Delta table's file (`delta_table`) holds
-    blocks of videos under names that say nothing: its `video_id` column is read (that alone)."""
-    if delta_table:
-        with storage.open_file(uri) as f:
-            col = pq.ParquetFile(f).read(columns=["video_id"], use_threads=False).column(0)
-        return pc.unique(col.combine_chunks().cast(pa.string())).to_pylist()
+def file_video_ids(uri: str) -> list[str]:
+    """The videos a per-video layout's table file holds: a part file's id from its name, a compacted
+    file's recorded ids (its footer read); none for any other file. (A Delta table's files hold
+    blocks of videos under names that say nothing: `index.idmap` knows their ids.)"""
     m = PART_RE.search(uri)
     if m:
         return [m.group(1)]

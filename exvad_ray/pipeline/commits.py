@@ -21,7 +21,6 @@ from exvad_ray.pipeline.assemble import PAYLOAD
 
 ADDS = "batch_adds"  # JSON {table: [add action]} of a batch, on its first row ("" on the others)
 CACHE_EVERY = 256  # batches between refreshes of the id cache (a few thousand videos: ~1 s of reads)
-CACHED_TABLES = ("videos", "snippets")  # the job's tables whose ids a rerun's and a rescoring's planning read
 
 
 class BatchWriter:
@@ -49,7 +48,7 @@ class BatchCommitter:
     them by their short names (a rescoring's ``scorings/<id>/``)."""
 
     def __init__(self, index: str, app_id: str, tables: Sequence[str] = batches.BATCH_TABLES, prefix: str = "",
-                 cached: Sequence[str] = CACHED_TABLES):
+                 cached: Sequence[str] = idmap.PLANNED_TABLES):
         self.index, self.app_id, self.tables, self.prefix = index, app_id, tuple(tables), prefix
         self.cached = [t for t in self.tables if t.rsplit("/", 1)[-1] in cached]
         self.batch = batches.next_batch(index, app_id, self.tables)

@@ -477,10 +477,8 @@ def plan_work(index: str, scoring_id: str | None, only: set[str] | None = None,
             mask &= pc.is_in(vids, value_set=pa.array(sorted(wanted), pa.string())).to_numpy(zero_copy_only=False)
         rows = rows.filter(pa.array(mask))
         n_placed = rows.num_rows
-        pos, id_col = rows.column("pos").to_numpy(), rows.column("video_id").combine_chunks()
-        for a, b in zip(*idmap.runs(pos)):
-            ids = id_col.slice(int(a), int(b - a)).to_pylist()
-            items.append({"file": snap.uri(pos[a]), "videos": json.dumps(
+        for f, ids in idmap.by_file(snap, rows):
+            items.append({"file": f, "videos": json.dumps(
                 [{"video_id": v, **({"label": _jsonable(labels.get(v))} if labels is not None else {})}
                  for v in ids])})
     else:

@@ -120,7 +120,7 @@ def _table_version(ix: Any) -> int | None:
 
     try:
         if delta.is_delta(ix.uri, ix._segments_table()):
-            return int(delta.open_table(ix.uri, ix._segments_table(), create=False).version())
+            return delta.log_version(ix.uri, ix._segments_table())
     except Exception:  # noqa: BLE001 - a record, not a requirement
         return None
     return None

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from exvad_ray import index as idx
@@ -300,8 +301,14 @@ def plan_fit(cfg: NormalityFitConfig) -> FitPlan:
     banks = [GLOBAL] + (sorted(c for c, n in footage.items() if n >= cfg.min_camera_snippets) if per_camera else [])
 
     wanted = set(plan_videos)
-    in_blocks = idx.is_delta_index(index)  # Delta files hold blocks of videos: their ids are read
-    by_file = [(f, [v for v in file_video_ids(f, in_blocks) if v in wanted]) for f in files]
+    if idx.is_delta_index(index):  # Delta files hold blocks of videos: their ids from the id cache
+        from exvad_ray.index import idmap
+
+        snap, rows = idmap.file_rows(index, "snippets")
+        rows = rows.filter(pc.is_in(rows.column("video_id"), value_set=pa.array(sorted(wanted), pa.string())))
+        by_file = list(idmap.by_file(snap, rows))
+    else:
+        by_file = [(f, [v for v in file_video_ids(f) if v in wanted]) for f in files]
     return FitPlan(cfg, plan_videos, [(f, vs) for f, vs in by_file if vs], layout, emb_col, per_camera, rule, note,
                    banks, sorted({v["visual_model"] or "" for v in videos} - {""}), sum(len(p) for p in pins.values()),
                    archive, calibrate_splits if lookup is not None else ())

@@ -88,9 +88,7 @@ def test_each_files_ids(tmp_path):
     snap, rows = idmap.file_rows(index, "snippets")
     uris = [snap.uri(i) for i in range(len(snap))]
     assert uris == sorted(delta.snapshot_files(index, "snippets"))
-    pos = rows.column("pos").to_numpy()
-    got = {snap.uri(pos[a]): rows.column("video_id").slice(int(a), int(b - a)).to_pylist()
-           for a, b in zip(*idmap.runs(pos))}
+    got = dict(idmap.by_file(snap, rows))
     assert sorted(got) == uris
     for f, held in got.items():
         assert held == sorted(set(pq.read_table(f, columns=["video_id"]).column(0).to_pylist()))
