@@ -15,8 +15,9 @@ Where the manifests live depends on the index:
   takes the snapshot from the log instead of listing ``runs/``. Every `COMPACT_AT` files the
   writer merges the log's files into one (`_compact`): it is read on every read of the index.
 
-Why ``run_log`` and not ``runs``: a Delta index made by `exvad index upgrade`, or by a version before
-this one, holds JSON manifests in ``INDEX/runs/``, which are still read (and a run's newer Delta row
+Why ``run_log`` and not ``runs``: a Delta index made by a version before this one (its job, or its
+`exvad index upgrade`, which copied them; today's writes them to the run log: `write_manifests`)
+holds JSON manifests in ``INDEX/runs/``, which are still read (and a run's newer Delta row
 wins over its JSON file). A Delta log in that folder would make those files strangers to it, and a
 full vacuum of the table (ours, or any other engine's) deletes every file its log does not know:
 the old runs' manifests. A folder of its own cannot collide.
@@ -69,13 +70,36 @@ def read_manifest(index: str, run_id: str) -> dict[str, Any] | None:
 def write_manifest(index: str, doc: dict[str, Any]) -> None:
     """Write a run's manifest (``doc`` must hold ``run_id``); stamps the schema version. A Delta
     index gets a row in ``INDEX/run_log``, any other a JSON file (module doc)."""
-    doc = {**doc, "index_schema_version": SCHEMA_VERSION}
-    if "run_id" not in doc:
-        raise ExvadError("a run manifest needs a run_id")
+    doc = _stamped(doc)
     if delta.is_delta(index, "videos"):
-        _append_row(index, doc)
+        _append_rows(index, [doc], _table(index))
     else:
         storage.write_bytes(manifest_uri(index, doc["run_id"]), json.dumps(doc, indent=1).encode())
+
+
+def write_manifests(index: str, docs: list[dict[str, Any]]) -> int:
+    """Write many runs' manifests at once, stamped as `write_manifest` stamps them; returns how
+    many were written. On a Delta index they are ONE commit to the run log (an archive's thousands
+    of runs, `exvad index upgrade`: one commit and one file each would be thousands of both), and a
+    run whose newest manifest there already is the same doc is left out, so that writing the same
+    docs again appends nothing. Any other index gets a JSON file per run."""
+    docs = [_stamped(d) for d in docs]
+    if not delta.is_delta(index, "videos"):
+        for doc in docs:
+            storage.write_bytes(manifest_uri(index, doc["run_id"]), json.dumps(doc, indent=1).encode())
+        return len(docs)
+    t = _table(index)
+    have = _docs(index, _rows(index, table=t)) if t is not None else {}
+    new = [d for d in docs if have.get(str(d["run_id"])) != d]
+    if new:
+        _append_rows(index, new, t)
+    return len(new)
+
+
+def _stamped(doc: dict[str, Any]) -> dict[str, Any]:
+    if "run_id" not in doc:
+        raise ExvadError("a run manifest needs a run_id")
+    return {**doc, "index_schema_version": SCHEMA_VERSION}
 
 
 def read_manifests(index: str) -> list[dict[str, Any]]:
@@ -135,14 +159,14 @@ def _error(uri: str, exc: Exception) -> ExvadError:
     return ExvadError(f"run log {uri}: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}")
 
 
-def _rows(index: str, run_id: str | None = None, table: Any = None) -> pa.Table | None:
-    """(run_id, revision, written_at, manifest_json) of the run log, one run's when `run_id`."""
+def _rows(index: str, run_ids: list[str] | None = None, table: Any = None) -> pa.Table | None:
+    """(run_id, revision, written_at, manifest_json) of the run log, those runs' when `run_ids`."""
     t = table if table is not None else _table(index)
     if t is None:
         return None
     try:
         rows = t.to_pyarrow_table(columns=["run_id", "revision", "written_at", "manifest_json"],
-                                  filters=[("run_id", "=", run_id)] if run_id is not None else None)
+                                  filters=[("run_id", "in", run_ids)] if run_ids is not None else None)
     except Exception as exc:  # noqa: BLE001
         raise _error(run_log_uri(index), exc) from exc
     return rows
@@ -150,7 +174,11 @@ def _rows(index: str, run_id: str | None = None, table: Any = None) -> pa.Table 
 
 def _delta_docs(index: str, run_id: str | None = None) -> dict[str, dict[str, Any]]:
     """{run_id: manifest} from the run log's newest revision of each run."""
-    rows = _rows(index, run_id)
+    return _docs(index, _rows(index, [run_id] if run_id is not None else None))
+
+
+def _docs(index: str, rows: pa.Table | None) -> dict[str, dict[str, Any]]:
+    """{run_id: manifest} of the newest revision of each run among `rows` (of `_rows`)."""
     if rows is None or rows.num_rows == 0:
         return {}
     order = pc.sort_indices(rows, [("run_id", "ascending"), ("revision", "ascending"), ("written_at", "ascending")])
@@ -167,19 +195,29 @@ def _delta_docs(index: str, run_id: str | None = None) -> dict[str, dict[str, An
     return out
 
 
-def _append_row(index: str, doc: dict[str, Any]) -> None:
-    """One row for `doc` appended to ``INDEX/run_log`` (created by the first write); every
-    `COMPACT_AT` data files, the log's files are merged into one (`_compact`)."""
+def _append_rows(index: str, docs: list[dict[str, Any]], t: Any) -> None:
+    """One row per doc appended to ``INDEX/run_log`` (`t`: its table, None: created by this
+    write), all in one commit, each the next revision of its run; every `COMPACT_AT` data files,
+    the log's files are merged into one (`_compact`)."""
     from deltalake import write_deltalake
 
     uri = run_log_uri(index)
-    t = _table(index)
-    prev = _rows(index, str(doc["run_id"]), t)
-    revision = 1 + (int(pc.max(prev.column("revision")).as_py()) if prev is not None and prev.num_rows else 0)
-    row = {**_columns([doc]), "manifest_json": [json.dumps(doc, indent=1)],
-           "revision": [revision], "written_at": [dt.datetime.now(dt.timezone.utc)]}
+    ids = sorted({str(d["run_id"]) for d in docs})
+    prev = _rows(index, ids, t) if t is not None else None
+    revision: dict[str, int] = {}
+    if prev is not None and prev.num_rows:
+        top = prev.group_by("run_id").aggregate([("revision", "max")])
+        revision = dict(zip(top.column("run_id").to_pylist(), top.column("revision_max").to_pylist()))
+    revisions = []
+    for d in docs:
+        revision[str(d["run_id"])] = revision.get(str(d["run_id"]), 0) + 1
+        revisions.append(revision[str(d["run_id"])])
+    now = dt.datetime.now(dt.timezone.utc)
+    row = {**_columns(docs), "manifest_json": [json.dumps(d, indent=1) for d in docs],
+           "revision": revisions, "written_at": [now] * len(docs)}
     table = pa.table(row, schema=_schema())
-    meta = _commit_properties(**{"exvad.run_id": str(doc["run_id"])})
+    meta = _commit_properties(**({"exvad.run_id": str(docs[0]["run_id"])} if len(docs) == 1
+                                 else {"exvad.runs": str(len(docs))}))
     opts = delta.storage_options(uri)
     try:
         try:
@@ -193,7 +231,7 @@ def _append_row(index: str, doc: dict[str, Any]) -> None:
     if t is not None and len(t.file_uris()) + 1 >= COMPACT_AT:
         try:
             _compact(uri)
-        except Exception as exc:  # noqa: BLE001 - the row is written; merging waits for the next write
+        except Exception as exc:  # noqa: BLE001 - the rows are written; merging waits for the next write
             log.warning("run log %s not compacted: %s", uri, _error(uri, exc))
 
 

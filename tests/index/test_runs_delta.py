@@ -13,7 +13,7 @@ from deltalake import DeltaTable
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
 from exvad_ray.index import delta, index_version, read_manifest, read_manifests, read_runs, write_manifest
-from exvad_ray.index.runs import COMPACT_AT, RUN_LOG
+from exvad_ray.index.runs import COMPACT_AT, RUN_LOG, write_manifests
 from exvad_ray.index.schemas import SCHEMA_VERSION, arrow_schema
 
 START = {"run_id": "r1", "archive": "s3://arch", "processing_date": "2026-11-05",
@@ -114,3 +114,34 @@ def test_the_run_log_is_compacted_as_it_grows(tmp_path):
     docs = read_manifests(index)
     assert [d["run_id"] for d in docs] == [f"r{i:02d}" for i in range(COMPACT_AT + 3)]
     assert all(d["summary"] == END["summary"] for d in docs)
+
+
+def test_many_manifests_in_one_commit_and_the_same_again_adds_none(index):
+    """`write_manifests` (an upgrade's thousands of runs): one commit for all; the docs the run log
+    already holds as they are left out; a changed one becomes its run's next revision."""
+    docs = [{**END, "run_id": f"r{i}", "first_started_at": f"2026-11-05T10:0{i}:00+00:00"} for i in range(3)]
+    assert write_manifests(index, docs) == 3
+    log = DeltaTable(storage.join(index, RUN_LOG), storage_options=delta.storage_options(index))
+    assert log.version() == 0 and len(log.file_uris()) == 1
+    assert read_manifests(index) == [{**d, "index_schema_version": SCHEMA_VERSION} for d in docs]
+    assert write_manifests(index, docs) == 0  # nothing new: no commit
+    log = DeltaTable(storage.join(index, RUN_LOG), storage_options=delta.storage_options(index))
+    assert log.version() == 0
+    changed = {**docs[1], "summary": {"videos_processed": 4}}
+    assert write_manifests(index, [docs[0], changed, {"run_id": "r3"}, {"run_id": "r3", "attempts": 2}]) == 3
+    rows = DeltaTable(storage.join(index, RUN_LOG), storage_options=delta.storage_options(index)).to_pyarrow_table(
+        columns=["run_id", "revision"]).to_pylist()
+    assert sorted((r["run_id"], r["revision"]) for r in rows) == [("r0", 1), ("r1", 1), ("r1", 2), ("r2", 1),
+                                                                  ("r3", 1), ("r3", 2)]
+    assert read_manifest(index, "r1")["summary"] == {"videos_processed": 4}
+    assert read_manifest(index, "r3") == {"run_id": "r3", "attempts": 2, "index_schema_version": SCHEMA_VERSION}
+    with pytest.raises(ExvadError, match="needs a run_id"):
+        write_manifests(index, [{"archive": "x"}])
+
+
+def test_many_manifests_on_an_index_of_per_video_files_are_json_files(tmp_path):
+    index = str(tmp_path / "index")
+    assert write_manifests(index, [START, {**START, "run_id": "r2"}]) == 2
+    assert sorted(p.name for p in (Path(index) / "runs").iterdir()) == ["run-r1.json", "run-r2.json"]
+    assert not (Path(index) / RUN_LOG).exists()
+    assert read_manifest(index, "r2") == {**START, "run_id": "r2", "index_schema_version": SCHEMA_VERSION}
