@@ -37,10 +37,14 @@ Why it is built this way:
   scoring.json (a rescore killed before writing it) are left out: no reader serves them.
   Rows of replaced videos stay in the scoring tables, as `read_scoring` serves them from the
   source; the copied tombstones hide them from the search as before.
-- Everything else under the source (run manifests, settings, labels, scoring manifests, the
-  search sidecar, tombstones) is copied byte for byte, except the run manifests of an older schema
-  version, which get today's ``index_schema_version`` (the tables are today's now) and keep the old
-  one in ``upgraded_from``. Tombstones are copied although their videos' rows are not in the video
+- The run manifests (``runs/run-<id>.json``) become rows of DST's run log (``DST/run_log``, where a
+  Delta index keeps them: `runs.write_manifests`), all in one commit, a run whose newest row already
+  says the same left out (a rerun appends nothing); the run ids read back from DST are checked
+  against the source's. Left as JSON they would stay in the old form for good, beside the run log.
+  A manifest of an older schema version gets today's ``index_schema_version`` (the tables are
+  today's now) and keeps the old one in ``upgraded_from``.
+- Everything else under the source (settings, labels, scoring manifests, the search sidecar,
+  tombstones, other files under ``runs/``) is copied byte for byte. Tombstones are copied although their videos' rows are not in the video
   tables: the search hides replaced videos by them, and the upgraded rescorings still hold such
   videos' rows (a Delta index's own replacements delete them: `scorings.delete_videos`).
   The source is only read.
@@ -63,7 +67,7 @@ import pyarrow.dataset as pads
 
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
-from exvad_ray.index import delta
+from exvad_ray.index import delta, runs
 from exvad_ray.index import scorings as sc
 from exvad_ray.index.runs import RUNS_DIR
 from exvad_ray.index.schemas import SCHEMA_VERSION, VIDEO_TABLES, partition_cols
@@ -96,9 +100,10 @@ class UpgradeResult:
     src: str
     dst: str
     tables: dict[str, TableUpgrade]
-    copied: int  # other files copied (manifests, labels, scoring manifests, sidecar)
+    copied: int  # other files copied (settings, labels, scoring manifests, sidecar, tombstones)
     seconds: float
     current: str | None = None  # the current scoring written to DST/scorings/current (None: no CURRENT.json)
+    runs: int = 0  # run manifests in DST's run log (= the source's run ids, checked)
 
 
 def app_id(src: str) -> str:
@@ -174,7 +179,8 @@ def upgrade(src: str, dst: str, block_videos: int | None = None, progress: Progr
             scorings: bool = True) -> UpgradeResult:
     """Upgrade the index at `src` (today's per-video layout) to Delta tables at `dst` (its video
     tables, then, with `scorings`, every rescoring's tables), then copy the rest of its content,
-    make CURRENT.json the current-scoring table and check the row counts (module docstring). Safe
+    write its run manifests to DST's run log, make CURRENT.json the current-scoring table and check
+    the row and run counts (module docstring). Safe
     to rerun after an interruption: it goes on where the last call stopped. `block_videos`: videos
     per commit (default 1000, or what the interrupted call used); `progress` gets a line per table
     and every `every` blocks; `max_batches`: stop each table after that many new commits (no check,
@@ -194,13 +200,14 @@ def upgrade(src: str, dst: str, block_videos: int | None = None, progress: Progr
         out.update(upgrade_scoring(src, dst, sid, state["block_videos"], say, every, max_batches))
         if any(not r.complete for r in out.values()):
             return UpgradeResult(src, dst, out, 0, time.time() - started)
-    copied = copy_other(src, dst, version, say)
+    copied = copy_other(src, dst, say)
     say(f"other content: {copied} files copied")
+    n_runs = upgrade_runs(src, dst, say)
     current = upgrade_current(src, dst, say)
     state.update(finished_at=_now(), tables={t: {"rows": r.rows, "files": r.files} for t, r in out.items()},
-                 other_files=copied)
+                 other_files=copied, runs=n_runs)
     _write_json(storage.join(dst, STATE_DIR, SOURCE_FILE), state)
-    return UpgradeResult(src, dst, out, copied, time.time() - started, current)
+    return UpgradeResult(src, dst, out, copied, time.time() - started, current, n_runs)
 
 
 def _start(src: str, dst: str, version: int, block_videos: int | None) -> dict[str, Any]:
@@ -531,14 +538,51 @@ def upgrade_current(src: str, dst: str, say: Progress = print) -> str | None:
     return sid
 
 
+# ------------------------------------------------------------------------------------ run manifests
+
+
+def upgrade_runs(src: str, dst: str, say: Progress = print) -> int:
+    """The source's run manifests as rows of DST's run log (`runs.write_manifests`: one commit, the
+    runs DST already holds as they are left out), a manifest of an older schema version stamped
+    with today's and the old one kept in ``upgraded_from``; then the run ids read back from DST
+    checked against the source's. Returns the number of runs."""
+    docs = [_upgraded_manifest(src, d) for d in runs.read_manifests(src)]
+    written = runs.write_manifests(dst, docs)
+    want = {str(d["run_id"]) for d in docs}
+    got = {str(d["run_id"]) for d in runs.read_manifests(dst)}
+    if got != want:
+        diff = "; ".join(f"{what}: {', '.join(sorted(ids)[:5])}{', ...' if len(ids) > 5 else ''}"
+                         for what, ids in (("missing", want - got), ("not in the source", got - want)) if ids)
+        raise ExvadError(f"runs: {len(want):,} run manifests in {src} but {len(got):,} runs read back from "
+                         f"{storage.join(dst, runs.RUN_LOG)} ({diff}): remove {dst} and upgrade again")
+    say(f"runs: {len(got):,} run manifests in {runs.RUN_LOG} ({written} written, {len(docs) - written} "
+        "already there)")
+    return len(got)
+
+
+def _upgraded_manifest(src: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """A manifest of an older schema version says today's (the tables are today's now) and what it
+    was; one of today's stays as it is."""
+    old = int(doc.get("index_schema_version") or 1)
+    if old == SCHEMA_VERSION:
+        return doc
+    return {**doc, "index_schema_version": SCHEMA_VERSION,
+            "upgraded_from": {"index": src, "index_schema_version": doc.get("index_schema_version", 1)}}
+
+
+def _is_manifest(rel: str) -> bool:
+    """A run manifest as `runs.read_manifests` finds one (``runs/run-*.json``, directly in runs/)."""
+    parts = rel.split("/")
+    return len(parts) == 2 and parts[0] == RUNS_DIR and parts[1].startswith("run-") and parts[1].endswith(".json")
+
+
 # ------------------------------------------------------------------------------------ other content
 
 
-def copy_other(src: str, dst: str, version: int, say: Progress | None = None) -> int:
-    """Copy everything under `src` that is not a video table, a scoring table, CURRENT.json or a
-    lease (run manifests, settings, labels, scoring manifests, the search sidecar, tombstones);
-    returns files copied. Run manifests of an older schema version get today's (the tables are
-    today's now), the old one kept."""
+def copy_other(src: str, dst: str, say: Progress | None = None) -> int:
+    """Copy everything under `src` that is not a video table, a scoring table, CURRENT.json, a run
+    manifest (`upgrade_runs`) or a lease (settings, labels, scoring manifests, the search sidecar,
+    tombstones, other files under runs/); returns files copied."""
     skip = {*VIDEO_TABLES, LEASE_FILE, STATE_DIR}
     converted = set(rescorings(src))
     orphans: set[str] = set()
@@ -558,14 +602,9 @@ def copy_other(src: str, dst: str, version: int, say: Progress | None = None) ->
                         if parts[1] not in converted:
                             orphans.add(parts[1])
                         continue  # Delta tables now (upgrade_scoring), or files no reader serves
-                target = storage.join(dst, f[len(src) + 1:])
-                if name == RUNS_DIR and version != SCHEMA_VERSION and f.endswith(".json"):
-                    doc = json.loads(storage.read_bytes(f))
-                    doc = {**doc, "index_schema_version": SCHEMA_VERSION,
-                           "upgraded_from": {"index": src, "index_schema_version": doc.get("index_schema_version", 1)}}
-                    storage.write_bytes(target, json.dumps(doc, indent=1).encode())
-                else:
-                    _copy(f, target)
+                if _is_manifest(f[len(src) + 1:]):
+                    continue  # a row of DST's run log now (upgrade_runs)
+                _copy(f, storage.join(dst, f[len(src) + 1:]))
                 n += 1
         if _is_file(src, name):  # a file at the top level (settings.json)
             _copy(storage.join(src, name), storage.join(dst, name))

@@ -1,7 +1,8 @@
 """`exvad index upgrade` (exvad_ray.index.upgrade): an index of today's per-video layout, written with
 the package's own writers, becomes Delta tables holding exactly the rows today's readers serve;
 reruns add nothing, an interrupted upgrade goes on without duplicates, an index of schema version 1
-comes out under today's names; on local disk and on the local S3 server."""
+comes out under today's names, run manifests become rows of the run log; on local disk and on the
+local S3 server."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from exvad_ray import index as idx
 from exvad_ray import storage
 from exvad_ray.cli import main
 from exvad_ray.errors import ExvadError
-from exvad_ray.index import batches, delta
+from exvad_ray.index import batches, delta, runs
 from exvad_ray.index import scorings as sc
 from exvad_ray.index.store import write_table_file
 from exvad_ray.index.supersede import mark_superseded
@@ -205,14 +206,18 @@ def test_upgrade_copies_the_served_rows_and_the_rest(tmp_path):
     errors = {r["video_id"]: r for r in delta_rows(dst, "errors").to_pylist()}
     assert set(errors) == {made["twice"], vid(201)} and errors[made["twice"]]["reason"] == "decoder_crash"
     # the rest of the index, byte for byte; tombstones too (the scorings' readers hide replaced videos by them)
-    for rel in ("settings.json", "labels/part-0.parquet", "runs/run-r1.json", f"superseded/{made['old']}.json"):
+    for rel in ("settings.json", "labels/part-0.parquet", f"superseded/{made['old']}.json"):
         assert (Path(dst) / rel).read_bytes() == (Path(src) / rel).read_bytes(), rel
-    assert res.copied == 4
+    assert res.copied == 3
+    # the run manifest, a row of the run log
+    assert runs.read_manifests(dst) == runs.read_manifests(src) and res.runs == 1
+    assert not (Path(dst) / "runs").exists()
     # CURRENT.json became the current-scoring table
     assert not (Path(dst) / "scorings" / "CURRENT.json").exists() and delta.is_delta(dst, "scorings/current")
     assert res.current == sc.current_scoring(dst) == "process"
     assert idx.index_version(dst) == idx.SCHEMA_VERSION
-    assert any(line.startswith("videos: 8 rows") for line in lines) and "other content: 4 files copied" in lines
+    assert any(line.startswith("videos: 8 rows") for line in lines) and "other content: 3 files copied" in lines
+    assert "runs: 1 run manifests in run_log (1 written, 0 already there)" in lines
     # the new index's done set is the Delta tables'
     assert set(idx.done_ids(dst, "videos").to_pylist()) == set(idx.read_table(src, "videos").column("video_id").to_pylist())
     # a rerun adds nothing: no commit in any table, same rows
@@ -263,6 +268,81 @@ def test_rescorings_become_delta_tables_and_current_the_current_table(tmp_path):
     assert {t: delta.open_table(dst, t, create=False).version() for t in tables} == before
     assert all(r.batches == 0 for r in again.tables.values())
     assert assert_scorings_same(src, dst) == counts
+
+
+def run_log_version(dst: str) -> int:
+    from deltalake import DeltaTable
+
+    return DeltaTable(storage.join(dst, runs.RUN_LOG)).version()
+
+
+def run_log_rows(dst: str) -> list[tuple[str, int]]:
+    from deltalake import DeltaTable
+
+    t = DeltaTable(storage.join(dst, runs.RUN_LOG)).to_pyarrow_table(columns=["run_id", "revision"])
+    return sorted((r["run_id"], r["revision"]) for r in t.to_pylist())
+
+
+def test_run_manifests_become_rows_of_the_run_log_once(tmp_path):
+    """Three JSON manifests of a per-video index: in DST, three runs of the run log (one commit),
+    no JSON; a rerun appends nothing; a run DST holds that SRC does not is a count mismatch."""
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    build_index(src)
+    for i, rid in ((2, "r2"), (3, "r3")):
+        idx.write_manifest(src, {"run_id": rid, "archive": "s3://archive", "processing_date": f"2026-12-0{i}",
+                                 "first_started_at": (T0 + dt.timedelta(days=i)).isoformat(),
+                                 "started_at": (T0 + dt.timedelta(days=i)).isoformat(),
+                                 "finished_at": (T0 + dt.timedelta(days=i, hours=1)).isoformat(),
+                                 "args": {"archive": "s3://archive", "n": i}, "summary": {"videos_processed": i},
+                                 "versions": {"exvad-ray": "0.1.0"}, "attempts": 1})
+    (Path(src) / "runs" / "notes.txt").write_text("not a manifest")
+    want = runs.read_manifests(src)
+    assert [d["run_id"] for d in want] == ["r1", "r2", "r3"] and len(list((Path(src) / "runs").glob("*.json"))) == 3
+    lines: list[str] = []
+    res = upgrade(src, dst, progress=lines.append)
+    assert runs.read_manifests(dst) == want and res.runs == 3
+    assert runs.read_manifest(dst, "r2") == want[1]
+    assert not list((Path(dst) / "runs").glob("*.json"))  # no JSON manifest in DST
+    assert (Path(dst) / "runs" / "notes.txt").read_text() == "not a manifest"  # other files copied as they are
+    assert run_log_rows(dst) == [("r1", 1), ("r2", 1), ("r3", 1)]
+    log_version = run_log_version(dst)
+    assert log_version == 0  # one commit for every run
+    assert "runs: 3 run manifests in run_log (3 written, 0 already there)" in lines
+    assert idx.read_runs(dst).column("run_id").to_pylist() == ["r1", "r2", "r3"]
+    # a rerun: three runs, not six, and no commit
+    lines.clear()
+    upgrade(src, dst, progress=lines.append)
+    assert [d["run_id"] for d in runs.read_manifests(dst)] == ["r1", "r2", "r3"]
+    assert run_log_rows(dst) == [("r1", 1), ("r2", 1), ("r3", 1)]
+    assert run_log_version(dst) == log_version
+    assert "runs: 3 run manifests in run_log (0 written, 3 already there)" in lines
+    # a run in DST that SRC does not hold
+    idx.write_manifest(dst, {"run_id": "r9"})
+    with pytest.raises(ExvadError, match=r"runs: 3 run manifests in .*/src but 4 runs read back from "
+                                         r".*/dst/run_log \(not in the source: r9\): remove"):
+        upgrade(src, dst)
+
+
+def test_manifests_of_an_older_schema_version_say_todays_in_the_run_log(tmp_path):
+    """An index of schema version 1 with three manifests (none says its version: 1): each a row of
+    DST's run log under today's version, the old one in upgraded_from; a rerun adds none."""
+    src, dst = str(tmp_path / "index_v1"), str(tmp_path / "dst")
+    shutil.copytree(DATA / "index_v1", src)
+    (first,) = (Path(src) / "runs").glob("run-*.json")
+    doc = json.loads(first.read_text())
+    assert "index_schema_version" not in doc
+    for rid in ("v1b", "v1c"):
+        (Path(src) / "runs" / f"run-{rid}.json").write_text(json.dumps({**doc, "run_id": rid}))
+    before = {d["run_id"]: d for d in runs.read_manifests(src)}
+    upgrade(src, dst)
+    got = {d["run_id"]: d for d in runs.read_manifests(dst)}
+    assert set(got) == set(before) and len(got) == 3
+    for rid, d in got.items():
+        assert d == {**before[rid], "index_schema_version": idx.SCHEMA_VERSION,
+                     "upgraded_from": {"index": src, "index_schema_version": 1}}
+    assert not list((Path(dst) / "runs").glob("*.json")) and idx.index_version(dst) == idx.SCHEMA_VERSION
+    upgrade(src, dst)
+    assert len(runs.read_manifests(dst)) == 3 and len(run_log_rows(dst)) == 3
 
 
 def test_an_interrupted_upgrade_of_rescorings_goes_on_without_duplicates(tmp_path):
@@ -346,7 +426,7 @@ def test_an_index_of_schema_version_1_comes_out_under_todays_names(tmp_path):
     assert "visual_embedding" in snippets.column_names and "clip_embedding" not in snippets.column_names
     assert snippets.column("visual_embedding").null_count == 0
     # the manifests say what the tables are now, and what they were
-    doc = json.loads(next((Path(dst) / "runs").glob("*.json")).read_text())
+    (doc,) = runs.read_manifests(dst)
     assert doc["index_schema_version"] == idx.SCHEMA_VERSION and doc["upgraded_from"]["index_schema_version"] == 1
     assert idx.index_version(dst) == idx.SCHEMA_VERSION
 
@@ -361,9 +441,11 @@ def test_upgrade_on_the_local_s3_server(s3_bucket):
     assert counts["videos"] == 8 and res.tables["errors"].rows == 2
     assert made["old"] not in delta_rows(dst, "videos").column("video_id").to_pylist()
     assert storage.read_bytes(f"{dst}/settings.json") == b'{"profile": "lite"}'
+    assert runs.read_manifests(dst) == runs.read_manifests(src) and not storage.exists(f"{dst}/runs/run-r1.json")
     before = versions(dst)
     upgrade(src, dst)
     assert versions(dst) == before
+    assert [d["run_id"] for d in runs.read_manifests(dst)] == ["r1"]
 
 
 def test_cli_upgrade_prints_a_line_per_table(tmp_path, capsys):
