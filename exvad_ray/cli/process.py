@@ -59,6 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--commit-every", type=int, default=16, metavar="N",
                    help="Delta index: videos written and committed together as one batch (default 16). A kill "
                         "loses at most the batches not yet committed; larger batches mean fewer, larger files")
+    p.add_argument("--commit-seconds", type=float, default=60.0, metavar="T",
+                   help="Delta index: a batch is written and committed with fewer than --commit-every videos once "
+                        "its first finished video has waited T seconds (default 60), so that a kill on slow "
+                        "footage loses at most about T seconds of finished work")
     p.add_argument("--content-hash", action="store_true",
                    help="identify local files by a sha256 of their bytes (default: size + modification time)")
     p.add_argument("--inventory", default=None, metavar="URI",
@@ -125,7 +129,7 @@ def process_config_from_args(args: argparse.Namespace) -> ProcessConfig:
         localization=LocalizationConfig(threshold=args.threshold), decode_tasks=args.decode_tasks,
         model_actors=args.actors, gpu_per_stage=args.gpu_per_stage,
         fuse_stages={"auto": None, "yes": True, "no": False}[args.fuse_stages], retry_errors=args.retry_errors, limit=args.limit, address=args.address,
-        index_format=args.index_format, commit_every=args.commit_every,
+        index_format=args.index_format, commit_every=args.commit_every, commit_seconds=args.commit_seconds,
         content_hash=args.content_hash, wait=args.wait, normality=args.normality,
         inventory=getattr(args, "inventory", None),
     )

@@ -3,6 +3,7 @@ text features -> scoring -> per-video assembly and Parquet writes. See docs/PIPE
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -22,7 +23,7 @@ from exvad_ray.index import idmap
 from exvad_ray.index.partitions import DEFAULT_DATE_PATTERN
 from exvad_ray.pipeline import stages as st
 from exvad_ray.detector.localize import LocalizationConfig
-from exvad_ray.pipeline.commits import BatchCommitter
+from exvad_ray.pipeline.commits import COMMIT_SECONDS, BatchCommitter
 from exvad_ray.pipeline.decode import utcnow
 from exvad_ray.pipeline.fused import DecodeAndModelStage
 from exvad_ray.pipeline.identity import check_index_settings
@@ -69,6 +70,7 @@ class ProcessConfig:
     # batches) or "files" (one Parquet file per video per table); an existing index keeps its own
     index_format: str = "delta"
     commit_every: int = 16  # Delta index: videos per batch (one file per table and partition, one commit)
+    commit_seconds: float = COMMIT_SECONDS  # Delta index: or fewer, once the oldest has waited this long
     # an S3 Inventory manifest.json of the archive's bucket: the rerun plans from it instead of listing
     inventory: str | None = None
 
@@ -76,7 +78,7 @@ class ProcessConfig:
     # them is still the same run (same id, same processing date, so still exactly once).
     NOT_IDENTITY = ("address", "progress_interval_s", "limit", "retry_errors", "decode_tasks", "model_actors",
                     "gpu_per_stage", "fuse_stages", "batch_windows", "wait", "normality", "index_format",
-                    "commit_every", "inventory")
+                    "commit_every", "commit_seconds", "inventory")
 
     def run_id(self) -> str:
         keys = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.NOT_IDENTITY}
@@ -175,7 +177,7 @@ def job_spec(cfg: ProcessConfig, explainer: str, class_names: list[str] | tuple[
     return st.JobSpec(index=cfg.index, run_id=cfg.run_id(), profile=cfg.profile, explainer=explainer,
                       detector=cfg.detector, label_set=cfg.label_set, sampling=cfg.sampling,
                       class_names=tuple(class_names), localization=cfg.localization, progress=progress,
-                      batch_writes=batch_writes, commit_every=cfg.commit_every)
+                      batch_writes=batch_writes)
 
 
 def uses_delta(cfg: ProcessConfig) -> bool:
@@ -321,7 +323,8 @@ def _run_process(cfg: ProcessConfig, echo: Any) -> dict[str, Any]:
         progress = ProgressActor.options(**driver_node()).remote(len(items), sum(i["size"] for i in items))
         explainer = resolve_explainer(cfg, float(ray.cluster_resources().get("GPU", 0)))
         chain = st.build_chain(job_spec(cfg, explainer, class_names, progress, batch_writes=delta))
-        commit = BatchCommitter(cfg.index, cfg.run_id()) if delta else None
+        commit = (BatchCommitter(cfg.index, cfg.run_id(), every=cfg.commit_every, seconds=cfg.commit_seconds)
+                  if delta else None)
         plan = _plan_resources(cfg, chain)
         log.info("resources: %s", plan)
         ds = build_dataset(items, chain, plan, cfg.batch_windows)
@@ -337,15 +340,15 @@ def _run_process(cfg: ProcessConfig, echo: Any) -> dict[str, Any]:
         reporter = threading.Thread(target=report, daemon=True)
         reporter.start()
         try:
-            for row in ds.iter_rows():
-                row = dict(row, arrived_s=time.time() - t0)
-                if commit is not None:
-                    commit(row)
-                rows.append(row)
+            with commit or contextlib.nullcontext():
+                for row in ds.iter_rows():
+                    row = dict(row, arrived_s=time.time() - t0)
+                    if commit is not None:
+                        commit(row)  # takes the video's rows (payload) off the summary row
+                    rows.append(row)
         finally:
             stop.set()
         if commit is not None:
-            commit.finish()
             idmap.warm(cfg.index, ["errors"])
         snapshot = final_snapshot(cfg.index, items, progress)
     summary = summarize(cfg, rows, snapshot, skipped, time.time() - t0)

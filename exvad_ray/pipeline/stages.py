@@ -54,9 +54,9 @@ class JobSpec:
     class_names: tuple[str, ...] = ()
     localization: Any = None  # pipeline.assemble.LocalizationConfig
     progress: Any = None  # ProgressActor handle or None
-    # a Delta index: finished videos are written K at a time (`WriteStage`) and committed in batches
+    # a Delta index: each finished video's rows leave the assembler as a payload, and the driver
+    # gathers them into batches, has them written and commits them (`pipeline.commits`)
     batch_writes: bool = False
-    commit_every: int = 16
 
 
 class Stage:
@@ -73,7 +73,7 @@ class Stage:
     compute: ClassVar[str] = "actors"  # per-stage layout: "tasks" (flat_map) or "actors" (map_batches)
     pool_size: ClassVar[int | None] = None  # fixed actor count (None: ProcessConfig.model_actors)
     batch_size: ClassVar[int | None] = None  # windows per batch (None: ProcessConfig.batch_windows)
-    tail: ClassVar[bool] = False  # a per-video stage at the stream's end (assembly, writes): never fused
+    tail: ClassVar[bool] = False  # a per-video stage at the stream's end (assembly): never fused
 
     def __init__(self, job: JobSpec):
         self.job = job
@@ -272,38 +272,13 @@ class AssembleStage(Stage):
         return VideoAssembler, (ctx, job.progress), {}
 
 
-class WriteStage(Stage):
-    """A Delta index's batch writer: K finished videos' rows become one file per table and
-    partition (one actor; the driver commits each batch: `pipeline.commits`)."""
-
-    name = "write"
-    reads = ("video_id", "payload")
-    writes = ("batch_adds",)
-    per_stage = Resources(cpus=0.25)
-    fusable = False
-    tail = True  # after the stream's end stages: does not keep the model stages from fusing
-    pool_size = 1
-
-    def udf(self) -> tuple[type, tuple[Any, ...], dict[str, Any]]:
-        from exvad_ray.pipeline.commits import BatchWriter
-
-        return BatchWriter, (self.job.index,), {}
-
-    def apply(self, ds: Any, res: dict[str, Any], batch_size: int) -> Any:
-        from ray.data import ActorPoolStrategy
-
-        cls, args, kwargs = self.udf()
-        return ds.map_batches(cls, fn_constructor_args=args, batch_size=self.job.commit_every, batch_format="numpy",
-                              compute=ActorPoolStrategy(size=res["actors"]), num_cpus=res["num_cpus"])
-
-
 def build_chain(job: JobSpec) -> list[Stage]:
     """The stages of a run, in order, for its explainer mode."""
     chain: list[Stage] = [DecodeStage(job), VisualStage(job)]
     if job.explainer != "none":
         explain = VllmExplainStage(job) if job.explainer == "vllm" else ExplainStage(job)
         chain += [CaptionStage(job), CleanStage(job), explain, EmbedTextStage(job)]
-    return chain + [ScoreStage(job), AssembleStage(job)] + ([WriteStage(job)] if job.batch_writes else [])
+    return chain + [ScoreStage(job), AssembleStage(job)]
 
 
 def check_chain(chain: Sequence[Stage], source: Iterable[str] = ITEM_COLUMNS) -> list[set[str]]:

@@ -180,6 +180,9 @@ def validate_process(cfg: Any) -> None:
         raise ConfigError(f"--index-format must be delta or files, got {cfg.index_format!r}")
     if getattr(cfg, "commit_every", 1) < 1:
         raise ConfigError(f"--commit-every must be at least 1 video, got {cfg.commit_every}")
+    seconds = getattr(cfg, "commit_seconds", 1.0)
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ConfigError(f"--commit-seconds must be a positive number of seconds, got {seconds}")
     if not cfg.extensions:
         raise ConfigError("no video file extensions given")
     check_resources(cfg.profile, cfg.label_set, cfg.detector, model_files=is_local_cluster(cfg.address))
