@@ -222,13 +222,18 @@ def uuid_keys(ids: pa.Array | pa.ChunkedArray, chunk: int = 65_536) -> tuple[np.
 
 
 class IdSet:
-    """A set of video ids held as sorted 16-byte keys (numpy), looked up a page at a time with a
-    binary search: built once, unlike `pyarrow.compute.is_in`, which rebuilds its hash table from
-    the whole value set at every call (0.7 s per page against 1e6 ids). Ids that are not uuid
-    strings (none the package writes) are kept in a small Python set."""
+    """A set of video ids held as one sorted array of their 16 bytes (numpy ``S16``, big-endian
+    halves: byte order is the ids' order), looked up a page at a time with a binary search: built
+    once, unlike `pyarrow.compute.is_in`, which rebuilds its hash table from the whole value set at
+    every call (0.7 s per page against 1e6 ids). Built into one buffer grown in place and sorted in
+    place, so that the driver's peak is about 16 bytes per id, not the ~50 of sorting two key
+    columns through an index array (measured on 1e6 ids). Ids that are not uuid strings (none the
+    package writes) are kept in a small Python set."""
+
+    GROW = 1.5  # the buffer's growth factor (numpy's resize reallocates in place where it can)
 
     def __init__(self, ids: pa.Array | pa.ChunkedArray | None = None):
-        self._hi = self._lo = np.zeros(0, np.uint64)
+        self._keys = np.zeros(0, "S16")
         self._other: set[str] = set()
         if ids is not None:
             self._fill([ids])
@@ -243,21 +248,27 @@ class IdSet:
 
     def _fill(self, chunks: Iterable[pa.Array | pa.ChunkedArray], exclude: IdSet | None = None,
               batch: int = 65_536) -> None:
-        parts: list[np.ndarray] = []
+        buf = np.zeros(0, "S16")
+        n = 0
         pending: list[pa.Array] = []
         size = 0
 
         def flush() -> None:
+            nonlocal buf, n
             arr = pa.concat_arrays([c for p in pending for c in (p.chunks if isinstance(p, pa.ChunkedArray) else [p])])
-            keys, ok = uuid_keys(arr)
+            pending.clear()
+            keys, ok = _s16(*uuid_keys(arr))
             keep = ok if exclude is None else ok & ~exclude._search(keys)
-            parts.append(keys[keep])
+            got = keys[keep]
+            if n + len(got) > len(buf):
+                buf.resize(max(n + len(got), int(len(buf) * self.GROW), batch), refcheck=False)
+            buf[n:n + len(got)] = got
+            n += len(got)
             if not ok.all():
                 rest = arr.filter(pa.array(~ok)).drop_null()
                 if exclude is not None:
                     rest = rest.filter(pa.array(~exclude.contains(rest)))
                 self._other.update(rest.to_pylist())
-            pending.clear()
 
         for chunk in chunks:
             pending.append(chunk)
@@ -267,24 +278,21 @@ class IdSet:
                 size = 0
         if pending:
             flush()
-        keys = np.concatenate(parts) if parts else np.zeros((0, 2), np.uint64)
-        parts.clear()
-        order = np.lexsort((keys[:, 1], keys[:, 0]))
-        self._hi = keys[order, 0]
-        self._lo = keys[order, 1]
+        buf.resize(n, refcheck=False)
+        buf.sort()  # in place
+        self._keys = buf
 
     def __len__(self) -> int:
-        return len(self._hi) + len(self._other)
+        return len(self._keys) + len(self._other)
 
     def contains_keys(self, raw: np.ndarray) -> np.ndarray:
         """A boolean mask: which of these ids, given as their 16 bytes ((n, 16) uint8, e.g.
         `storage.VideoEntry.key`), are in the set."""
-        keys = np.ascontiguousarray(raw, dtype=np.uint8).view(">u8").astype(np.uint64).reshape(-1, 2)
-        return self._search(keys)
+        return self._search(np.ascontiguousarray(raw, dtype=np.uint8).view("S16").reshape(-1))
 
     def contains(self, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """A boolean mask: which of `ids` (strings) are in the set."""
-        keys, ok = uuid_keys(ids)
+        keys, ok = _s16(*uuid_keys(ids))
         hit = self._search(keys) & ok
         if self._other and not ok.all():
             rest = np.flatnonzero(~ok)
@@ -293,16 +301,15 @@ class IdSet:
         return hit
 
     def _search(self, keys: np.ndarray) -> np.ndarray:
-        hi, lo = keys[:, 0], keys[:, 1]
-        left = np.searchsorted(self._hi, hi, "left")
-        right = np.searchsorted(self._hi, hi, "right")
-        hit = np.zeros(len(keys), bool)
-        one = (right - left) == 1
-        hit[one] = self._lo[left[one]] == lo[one]
-        for i in np.flatnonzero((right - left) > 1):  # equal first halves (rare): search the second
-            j = left[i] + np.searchsorted(self._lo[left[i]:right[i]], lo[i])
-            hit[i] = j < right[i] and self._lo[j] == lo[i]
-        return hit
+        if not len(self._keys):
+            return np.zeros(len(keys), bool)
+        at = np.searchsorted(self._keys, keys).clip(max=len(self._keys) - 1)
+        return self._keys[at] == keys
+
+
+def _s16(keys: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`uuid_keys`' (n, 2) uint64 keys as n ``S16`` values (big-endian halves: byte order = key order)."""
+    return np.ascontiguousarray(keys.astype(">u8")).view("S16").reshape(-1), ok
 
 
 def compacted_ids(uri: str) -> list[str]:
