@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.ipc  # noqa: F401 - pa.ipc
 
-from exvad_ray.index import delta
+from exvad_ray.index import delta, deletes
 from exvad_ray.index.schemas import conform
 
 # commit order of a batch: `videos` last (its row marks a video done)
@@ -149,6 +149,6 @@ def repair(index: str, run_ids: Iterable[str], tables: Sequence[str] = BATCH_TAB
                 if entry.get(RUN_KEY) == run_id and int(entry.get(BATCH_KEY, -1)) > done:
                     ids.update(json.loads(entry.get(IDS_KEY) or "[]"))
             if ids:
-                delta.delete_videos(index, table, ids)
+                deletes.delete_videos(index, table, ids)
                 out[table] = out.get(table, 0) + len(ids)
     return out

@@ -22,9 +22,9 @@ The pieces here:
   so a driver killed after committing and rerun never adds a batch twice. delta-rs does not check
   this by itself (it accepts the same app version twice: docs/INDEX.md (b)), so one writer at a
   time (the index lease) is assumed.
-- `delete_videos` removes every row of the given videos (replaced content, retried errors) with
-  delta-rs's delete, which reads every file; `idmap.delete_videos` rewrites only the files that
-  hold them (`rewrite_without`, `commit_rewrites`) and falls back to it.
+- `delete_by_predicate` removes every row of the given videos with delta-rs's delete, which reads
+  every file; `deletes.delete_videos` (what callers use) rewrites only the files that hold them
+  (`rewrite_without`, `commit_rewrites`) and falls back to it.
 - `snapshot_files` is the current snapshot's file list, for DuckDB and the search page.
 - `video_ids` is the snapshot's `video_id` column alone: the done set of a rerun's planning.
 
@@ -343,13 +343,13 @@ def _add_action(f: dict[str, Any]) -> Any:
     return AddAction(**f)
 
 
-def delete_videos(index: str, table: str, video_ids: Iterable[str]) -> int:
+def delete_by_predicate(index: str, table: str, video_ids: Iterable[str]) -> int:
     """Delete every row of these videos with delta-rs's own delete (``video_id IN (...)``);
     returns the rows deleted. Idempotent: deleting absent videos commits nothing.
 
     It reads the `video_id` column of EVERY file of the table (random ids: per-file min/max
     statistics prune nothing; 77 s and 1.3 GB for 1% of 1e5 videos, bench/RESULTS.md):
-    `idmap.delete_videos` rewrites only the files the id cache names, and falls back to this for a
+    `deletes.delete_videos` rewrites only the files the id cache names, and falls back to this for a
     table the cache cannot map."""
     ids = check_video_ids(video_ids)
     if not ids:

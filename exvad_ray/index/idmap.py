@@ -18,7 +18,7 @@ cover (and records them as a new fragment), and ignores rows of files the snapsh
 id. Fragments have unique names, so two readers refreshing at once at worst both read the same new
 files; merging writes the merged fragment before deleting the ones it merged.
 
-The same knowledge makes a delete of videos cheap (`delete_videos`): only the files the cache names
+The same knowledge makes a delete of videos cheap (`index.deletes`): only the files the cache names
 are read and rewritten, where delta-rs's delete reads every file of the table (random ids: min/max
 statistics prune nothing). It lives here, not in `delta`, because the cache is built on `delta`.
 """
@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -46,8 +45,7 @@ FRAGMENT_PREFIX = "ids-"
 MAX_FRAGMENTS = 8  # merged into one when a refresh finds more
 ROW_GROUP = 65_536  # rows per row group of a fragment, and per batch when one is read (memory stays bounded)
 PLANNED_TABLES = ("videos", "snippets", "errors")  # the tables whose ids planning reads (a rerun's, a rescoring's)
-READ_THREADS = 4  # data files read (or rewritten by a delete) at once (I/O bound on S3)
-DELETE_FILES_PER_COMMIT = 2_000  # files a delete rewrites per commit (one commit's JSON stays a few MB)
+READ_THREADS = 4  # data files read at once when the cache misses (I/O bound on S3; and by `deletes`)
 SCHEMA = pa.schema([("file", pa.string()), ("video_id", pa.string())])
 
 
@@ -148,7 +146,7 @@ def _file_ids(uri: str) -> pa.Array:
     return pc.unique(delta.file_video_id_column(uri))
 
 
-def _write_fragment(index: str, table: str, parts: Iterator[pa.Table] | pa.Table) -> str | None:
+def write_fragment(index: str, table: str, parts: Iterator[pa.Table] | pa.Table) -> str | None:
     """Write rows (a table, or tables in turn) as a new fragment, in row groups of `ROW_GROUP`;
     None when the index is not writable here (a read-only reader)."""
     uri = storage.join(map_uri(index, table), f"{FRAGMENT_PREFIX}{uuid.uuid4().hex}.parquet")
@@ -214,7 +212,7 @@ def refresh(index: str, table: str, snapshot: Snapshot | None = None) -> tuple[S
     missing = np.flatnonzero(~covered)
     if len(missing):
         rows = _read_ids(snap, missing)
-        sources.append(_write_fragment(index, table, rows) or rows)
+        sources.append(write_fragment(index, table, rows) or rows)
     if len(sources) > MAX_FRAGMENTS or (len(sources) > 1 and len(stale) > len(snap) // 2):
         sources = _merge(index, table, snap, sources)
     return snap, sources
@@ -236,7 +234,7 @@ def _merge(index: str, table: str, snap: Snapshot, sources: list[Source]) -> lis
             yield pa.table({"file": snap.keys.take(pa.array(pos[order[a:a + ROW_GROUP]], pa.int64())),
                             "video_id": ids.take(take)})
 
-    new = _write_fragment(index, table, parts())
+    new = write_fragment(index, table, parts())
     if new is None:
         return sources
     for s in sources:
@@ -323,97 +321,3 @@ def by_file(snap: Snapshot, rows: pa.Table) -> Iterator[tuple[str, list[str]]]:
     cut = np.flatnonzero(pos[1:] != pos[:-1]) + 1
     for a, b in zip(np.r_[0, cut], np.r_[cut, len(pos)]):
         yield snap.uri(pos[a]), ids.slice(int(a), int(b - a)).to_pylist()
-
-
-def delete_videos(index: str, table: str, video_ids: Iterable[str]) -> int:
-    """Delete every row of these videos from the Delta table (replaced content, an error row
-    retried successfully); returns the rows deleted. Idempotent: deleting absent videos commits
-    nothing.
-
-    The files holding them are found through the cache (`_files_holding`), each is rewritten
-    without their rows beside itself (`delta.rewrite_without`; none when no row remains), and one
-    commit per `DELETE_FILES_PER_COMMIT` files removes them and adds the rewrites
-    (`delta.commit_rewrites`); the rewrites' ids are recorded as a fragment, so the next reader does
-    not open them. A table the cache cannot map (a log the log walk does not follow, such as
-    deletion vectors; a file without `video_id`; a file outside the folders of its partition
-    values) is deleted from by delta-rs's predicate delete (`delta.delete_videos`): never a lost
-    row. One writer at a time (the index lease), as for every commit of the index."""
-    from exvad_ray.index import delta
-
-    ids = delta.check_video_ids(video_ids)
-    if not ids:
-        return 0
-    t = delta.open_table(index, table)
-    want = pa.array(ids, pa.string())
-    plan = _files_holding(index, table, delta.partition_columns(t), want)
-    if plan is None:
-        return delta.delete_videos(index, table, ids)
-    deleted = 0
-    for a in range(0, len(plan), DELETE_FILES_PER_COMMIT):
-        if a:
-            t.update_incremental()  # the next commit reads the version the previous one made
-        deleted += _rewrite_and_commit(index, table, t, plan[a:a + DELETE_FILES_PER_COMMIT], want)
-    return deleted
-
-
-def _files_holding(index: str, table: str, part: Sequence[str], want: pa.Array
-                   ) -> list[tuple[str, str, str, dict[str, str | None]]] | None:
-    """(file URI, path relative to the table, its folder, its partition values) of each snapshot
-    file holding rows of the ids `want`; only the matching rows are kept while the cache's rows
-    stream by (memory grows with the matches, not the table). None when the cache cannot map the
-    table's files: the caller deletes by predicate."""
-    from exvad_ray.errors import StorageUnavailable
-    from exvad_ray.index import delta
-
-    try:
-        snap = Snapshot.from_log(index, table)
-        if snap is None:  # deletion vectors, a v2 checkpoint...: delta-rs knows what the files mean
-            log.info("%s: a log the id cache does not follow; deleting by predicate", table)
-            return None
-        hits = []
-        _, rows = iter_positions(index, table, snap)
-        for pos, vids in rows:
-            match = pc.fill_null(pc.is_in(vids.cast(pa.string()), value_set=want), False).to_numpy(zero_copy_only=False)
-            if match.any():
-                hits.append(pos[match])
-    except StorageUnavailable:
-        raise
-    except Exception as exc:  # noqa: BLE001 - e.g. a file without a video_id column
-        log.warning("%s: the id cache cannot map its files (%s); deleting by predicate", table, exc)
-        return None
-    out = []
-    for pos in np.unique(np.concatenate(hits)) if hits else []:
-        key = snap.keys[int(pos)].as_py()
-        folder = key.rsplit("/", 1)[0] if "/" in key else ""
-        values = delta.path_partition_values(folder, part)
-        if values is None or "://" in key or key.startswith("/"):
-            log.warning("%s: file %s is not in the folder of its partition values; deleting by predicate", table, key)
-            return None
-        out.append((snap.uri(int(pos)), key, folder, values))
-    return out
-
-
-def _rewrite_and_commit(index: str, table: str, t: Any, files: list[tuple[str, str, str, dict[str, str | None]]],
-                        want: pa.Array) -> int:
-    """Rewrite these files without the rows of `want` (`READ_THREADS` at once), commit their
-    removes and the rewrites' adds in one commit, record the rewrites' ids. Returns the rows
-    deleted."""
-    from exvad_ray.index import delta
-
-    with ThreadPoolExecutor(READ_THREADS) as pool:
-        done = list(pool.map(lambda f: delta.rewrite_without(index, table, f[0], f[2], f[3], want), files))
-    removed = [(key, size, values) for (_, key, _, values), (dropped, size, _, _) in zip(files, done) if dropped]
-    if not removed:  # the cache named files holding none of the ids (not expected: files never change)
-        return 0
-    adds = [add for _, _, add, _ in done if add is not None]
-    delta.commit_rewrites(index, table, t, removed, adds)
-    new = [(add["path"], vids) for _, _, add, vids in done if add is not None]
-    if new:
-        rows = pa.table({"file": pa.array([p for p, vids in new for _ in range(len(vids))], pa.string()),
-                         "video_id": pa.concat_arrays([vids for _, vids in new])})
-        try:
-            if _write_fragment(index, table, rows) is None:
-                log.warning("%s: the rewritten files' ids were not cached (the next reader reads them)", table)
-        except Exception as exc:  # noqa: BLE001 - the cache is an optimisation
-            log.warning("%s: the rewritten files' ids were not cached: %s", table, exc)
-    return sum(dropped for dropped, _, _, _ in done)

@@ -155,7 +155,7 @@ def delete_videos(index: str, video_ids: Sequence[str]) -> int:
     """Delete these videos' rows from every rescoring's Delta tables (their content was replaced:
     the job deletes them from the video tables too); returns the tables touched. Scorings in
     per-video files are left to the tombstones their readers honour."""
-    from exvad_ray.index import delta
+    from exvad_ray.index import delta, deletes
 
     touched = 0
     if not video_ids:
@@ -163,7 +163,7 @@ def delete_videos(index: str, video_ids: Sequence[str]) -> int:
     for m in list_scorings(index):
         for path in delta_tables(m["scoring_id"]) if m["scoring_id"] != PROCESS else ():
             if delta.is_delta(index, path):
-                delta.delete_videos(index, path, video_ids)
+                deletes.delete_videos(index, path, video_ids)
                 touched += 1
     return touched
 

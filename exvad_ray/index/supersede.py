@@ -52,12 +52,12 @@ def mark_superseded(index: str, old_to_new: dict[str, tuple[str, str]]) -> None:
     import datetime as dt
 
     if old_to_new and idx.is_delta_index(index):
-        from exvad_ray.index import delta
+        from exvad_ray.index import delta, deletes
         from exvad_ray.index.schemas import VIDEO_TABLES
 
         for table in VIDEO_TABLES:
             if delta.is_delta(index, table):
-                delta.delete_videos(index, table, old_to_new)
+                deletes.delete_videos(index, table, old_to_new)
 
     for old, (uri, new) in sorted(old_to_new.items()):
         doc = {"video_id": old, "uri": uri, "superseded_by": new, "at": dt.datetime.now(dt.timezone.utc).isoformat()}

@@ -198,9 +198,9 @@ def forget_failures(index: str, video_ids: list[str]) -> None:
     that succeeds none, for every reader. Killed before a retry finishes, such a video is simply
     still to do."""
     if video_ids:
-        from exvad_ray.index import delta as tables
+        from exvad_ray.index import deletes
 
-        tables.delete_videos(index, "errors", video_ids)
+        deletes.delete_videos(index, "errors", video_ids)
 
 
 def prepare_delta(cfg: ProcessConfig) -> dict[str, int]:

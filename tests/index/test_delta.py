@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from exvad_ray.errors import ExvadError
-from exvad_ray.index import delta
+from exvad_ray.index import deletes, delta
 from exvad_ray.index.schemas import SCHEMA_VERSION, arrow_schema
 
 pytest.importorskip("deltalake")
@@ -91,10 +91,10 @@ def test_replaced_videos_are_gone_for_readers_of_the_snapshot(index_uri):
     vids = ids(4)
     rows, parts = segment_rows(vids)
     delta.commit(index_uri, "segments", "run-a", 0, delta.write_files(index_uri, "segments", rows, parts))
-    assert delta.delete_videos(index_uri, "segments", [vids[1]]) == 1
+    assert deletes.delete_videos(index_uri, "segments", [vids[1]]) == 1
     assert current_ids(index_uri, "segments") == sorted(v for v in vids if v != vids[1])
-    assert delta.delete_videos(index_uri, "segments", [vids[1]]) == 0
-    assert delta.delete_videos(index_uri, "segments", []) == 0
+    assert deletes.delete_videos(index_uri, "segments", [vids[1]]) == 0
+    assert deletes.delete_videos(index_uri, "segments", []) == 0
 
 
 def test_partitions_and_pruned_file_lists(tmp_path):
@@ -135,7 +135,7 @@ def test_user_mistakes_are_one_line_errors(tmp_path):
     with pytest.raises(ExvadError, match="partition values for 2 rows"):
         delta.write_files(index, "errors", rows, parts[:1])
     with pytest.raises(ExvadError, match="not a video id"):
-        delta.delete_videos(index, "errors", ["x' OR '1'='1"])
+        deletes.delete_videos(index, "errors", ["x' OR '1'='1"])
     with pytest.raises(ExvadError, match="no schema for table"):
         delta.open_table(index, "nonsense")
     with pytest.raises(ExvadError, match="no Delta table"):

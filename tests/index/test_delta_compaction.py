@@ -16,7 +16,7 @@ from test_delta import current_ids, error_rows, ids, segment_rows
 
 from exvad_ray import storage
 from exvad_ray.cli import main
-from exvad_ray.index import compact, delta, write_manifest, write_video_tables
+from exvad_ray.index import compact, deletes, delta, write_manifest, write_video_tables
 from exvad_ray.index.compaction import DEFAULT_RETENTION_HOURS, DeltaCompaction
 
 pytest.importorskip("deltalake")
@@ -149,7 +149,7 @@ def test_uncommitted_files_older_than_the_retention_go_younger_stay(tmp_path):
 def test_deleted_videos_stay_deleted(index_uri):
     vids = commit_small_batches(index_uri, batches=3)
     gone = vids[::3]
-    assert delta.delete_videos(index_uri, "segments", gone) == len(gone)
+    assert deletes.delete_videos(index_uri, "segments", gone) == len(gone)
     kept = [v for v in vids if v not in gone]
     assert current_ids(index_uri, "segments") == kept
 

@@ -1,4 +1,4 @@
-"""Deleting videos from a Delta table through the id cache (exvad_ray.index.idmap.delete_videos)
+"""Deleting videos from a Delta table through the id cache (exvad_ray.index.deletes.delete_videos)
 rewrites only the files that hold them: the other files stay in the snapshot under their
 names, every reader (delta-rs, DuckDB over the file list) sees the same rows, partition values
 survive the rewrite (also ones delta-rs percent-encodes in folder names), the rewrites' ids are
@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from exvad_ray import storage
-from exvad_ray.index import delta, idmap
+from exvad_ray.index import deletes, delta, idmap
 from test_delta import ids, segment_rows
 
 pytest.importorskip("deltalake")
@@ -86,7 +86,7 @@ def test_only_the_files_holding_the_videos_are_rewritten(index_uri):
     v0 = delta.log_version(index, "segments")
     # one video of file 0 (cam-1), two of file 2 (cam 3:x), every video of file 4 (cam-2)
     gone = [files[0][1], files[2][0], files[2][3], *files[4]]
-    assert idmap.delete_videos(index, "segments", gone) == 2 * len(gone)
+    assert deletes.delete_videos(index, "segments", gone) == 2 * len(gone)
     assert delta.log_version(index, "segments") == v0 + 1  # one commit
     want = [r for r in before if r[0] not in gone]
     assert _delta_rows(index) == want
@@ -107,7 +107,7 @@ def test_only_the_files_holding_the_videos_are_rewritten(index_uri):
     assert sorted(n for p, n in counts.items() if any(p.endswith(k.rsplit("/", 1)[1]) for k in after - before_keys)) \
         == [4, 6]
     # again: nothing to delete, no commit
-    assert idmap.delete_videos(index, "segments", gone) == 0
+    assert deletes.delete_videos(index, "segments", gone) == 0
     assert delta.log_version(index, "segments") == v0 + 1
     assert _keys(index) == after
     # time travel: the version before the delete still holds the rows
@@ -123,7 +123,7 @@ def test_files_delta_rs_wrote_in_percent_encoded_folders(tmp_path):
     assert any("%3A" in k for k in _keys(index))
     before, before_keys = _delta_rows(index), _keys(index)
     gone = [files[2][0], files[5][2]]  # both cam 3:x, now one file
-    assert idmap.delete_videos(index, "segments", gone) == 4
+    assert deletes.delete_videos(index, "segments", gone) == 4
     assert _delta_rows(index) == [r for r in before if r[0] not in gone]
     assert _duckdb_ids(index) == sorted(v for v, _ in before if v not in gone)
     new = sorted(_keys(index) - before_keys)
@@ -133,10 +133,10 @@ def test_files_delta_rs_wrote_in_percent_encoded_folders(tmp_path):
 def test_many_files_go_in_several_commits(tmp_path, monkeypatch):
     index = str(tmp_path / "idx")
     files = _build(index)
-    monkeypatch.setattr(idmap, "DELETE_FILES_PER_COMMIT", 2)
+    monkeypatch.setattr(deletes, "FILES_PER_COMMIT", 2)
     v0 = delta.log_version(index, "segments")
     gone = [f[0] for f in files[:5]]
-    assert idmap.delete_videos(index, "segments", gone) == 10
+    assert deletes.delete_videos(index, "segments", gone) == 10
     assert delta.log_version(index, "segments") == v0 + 3
     assert _duckdb_ids(index) == sorted(v for f in files for v in f * 2 if v not in gone)
 
@@ -158,6 +158,6 @@ def test_a_file_the_cache_cannot_place_falls_back_to_delta_rs(tmp_path, caplog):
                                       "stats": '{"numRecords": 3}'}])
     gone = [vids[1], files[0][0]]
     with caplog.at_level("WARNING", logger="exvad_ray.index.idmap"):
-        assert idmap.delete_videos(index, "segments", gone) == 3
+        assert deletes.delete_videos(index, "segments", gone) == 3
     assert "deleting by predicate" in caplog.text
     assert _duckdb_ids(index) == sorted([v for f in files for v in f * 2 if v not in gone] + [vids[0], vids[2]])

@@ -22,7 +22,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from exvad_ray.index import delta
+from exvad_ray.index import deletes, delta
 from exvad_ray.index.schemas import arrow_schema
 
 pytest.importorskip("deltalake")
@@ -106,8 +106,8 @@ def build_index(index: str) -> Index:
 
     old, new = vids[:2], [str(uuid.uuid4()) for _ in range(2)]
     for table in (*ROWS, "errors"):
-        delta.delete_videos(index, table, old)
-    assert delta.delete_videos(index, "errors", [errs[0]]) == 1
+        deletes.delete_videos(index, table, old)
+    assert deletes.delete_videos(index, "errors", [errs[0]]) == 1
     for table, rows in ROWS.items():
         delta.commit(index, table, "run-2", 0, delta.write_files(index, table, *rows(new + [errs[0]], 0)))
     done = set(vids[2:] + new + [errs[0]])

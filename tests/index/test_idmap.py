@@ -8,7 +8,7 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from exvad_ray.index import batches, delta, idmap
+from exvad_ray.index import batches, deletes, delta, idmap
 from test_batches import ids, stored_ids, video
 
 pytest.importorskip("deltalake")
@@ -49,7 +49,7 @@ def test_new_commits_are_read_and_deleted_rows_are_gone(tmp_path):
     batches.commit_batch(index, "run1", 3, batches.write_batch(index, [video(v) for v in more]), more)
     gone = vids[:2] + more[:1]
     for t in batches.BATCH_TABLES:
-        delta.delete_videos(index, t, gone)  # files rewritten: the cache's rows of the old ones are stale
+        deletes.delete_videos(index, t, gone)  # files rewritten: the cache's rows of the old ones are stale
     want = sorted(set(vids + more) - set(gone))
     assert _cached(index, "videos") == want == stored_ids(index, "videos")
     assert sorted(set(_cached(index, "snippets"))) == want
@@ -63,7 +63,7 @@ def test_fragments_are_merged_without_rows_of_removed_files(tmp_path):
         batches.commit_batch(index, "run1", b, batches.write_batch(index, [video(v) for v in more]), more)
         vids += more
         if b == 3:
-            delta.delete_videos(index, "videos", more)
+            deletes.delete_videos(index, "videos", more)
             vids = [v for v in vids if v not in more]
         assert _cached(index, "videos") == sorted(vids)
     frags = idmap._fragments(index, "videos")
@@ -152,7 +152,7 @@ def test_the_logs_paths_are_the_snapshots_files(any_index):
         batches.commit_batch(index, "run1", b, batches.write_batch(index, [video(v, camera=cam) for v in vids]), vids)
         all_ids += vids
     same()
-    delta.delete_videos(index, "videos", all_ids[:5])
+    deletes.delete_videos(index, "videos", all_ids[:5])
     same()
     compact(index, tables=["videos"], retention_hours=0)
     same()

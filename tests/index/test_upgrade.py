@@ -20,7 +20,7 @@ from exvad_ray import index as idx
 from exvad_ray import storage
 from exvad_ray.cli import main
 from exvad_ray.errors import ExvadError
-from exvad_ray.index import batches, delta, runs
+from exvad_ray.index import batches, deletes, delta, runs
 from exvad_ray.index import scorings as sc
 from exvad_ray.index.store import write_table_file
 from exvad_ray.index.supersede import mark_superseded
@@ -384,7 +384,7 @@ def test_a_count_mismatch_names_the_table_and_both_counts(tmp_path):
     src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
     build_index(src)
     upgrade(src, dst)
-    delta.delete_videos(dst, "captions", [vid(1)])  # a row lost from the Delta table behind the upgrade's back
+    deletes.delete_videos(dst, "captions", [vid(1)])  # a row lost from the Delta table behind the upgrade's back
     with pytest.raises(ExvadError, match=r"captions: 8 rows served in .*/src but 7 in the Delta table .*/dst/captions"):
         upgrade(src, dst)
 

@@ -122,7 +122,7 @@ def test_sidecar_catches_up_with_the_delta_log(index_copy, monkeypatch):
     """A Delta index: a delete (a replaced video) rewrites a segments file; the sidecar retires the
     old file's rows and reads the new file, records the table version it covers, and serves what
     the exact path serves; a compaction (every file rewritten) makes it rebuild."""
-    from exvad_ray.index import compact, delta
+    from exvad_ray.index import compact, deletes, delta
 
     ix = SegmentIndex(index_copy)
     first = ix.update_vectors()
@@ -141,7 +141,7 @@ def test_sidecar_catches_up_with_the_delta_log(index_copy, monkeypatch):
                                                              ).column(0).to_pylist()
     gone = vids[0]
     monkeypatch.setattr(vectors, "RETIRED_MAX_FRACTION", 1.0)  # 5 videos: one file is most of the rows
-    delta.delete_videos(index_copy, "segments", [gone])
+    deletes.delete_videos(index_copy, "segments", [gone])
     second = SegmentIndex(index_copy).update_vectors()
     assert f in second["retired"] and f not in second["files"] and second["chunks"] == first["chunks"] + 1
     assert second["table_version"] == delta.open_table(index_copy, "segments", create=False).version()
