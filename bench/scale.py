@@ -408,13 +408,13 @@ class DeltaBlocksLayout(DeltaLayout):
     @staticmethod
     def warm(index: str, counts: dict[str, int]) -> dict[str, int]:
         """The id cache as the job leaves it (`index.idmap`): the job records its committed files'
-        ids every 256 batches and at the end of the run (`BatchCommitter.finish`, videos and
-        snippets, then errors); here once, after the build, the same reads in one go. Its time is
+        ids every 256 batches and at the end of the run (`BatchCommitter.finish`, every video
+        table); here once, after the build, the same reads in one go. Its time is
         returned as `id_cache_s` (work the job does, not the planning's)."""
         from exvad_ray.index import idmap
 
         t0 = time.perf_counter()
-        idmap.warm(index, ["videos", "snippets", "errors"])
+        idmap.warm(index, idmap.WARM_TABLES)
         counts["id_cache_s"] = round(time.perf_counter() - t0, 1)
         print(f"  id cache recorded in {counts['id_cache_s']:.0f} s", flush=True)
         return counts

@@ -116,7 +116,7 @@ def compact_delta(index: str, table: str, retention_hours: int = DEFAULT_RETENTI
     delta.vacuum(index, table, retention_hours)
     delta.set_retention(index, table, retention_hours)
     delta.checkpoint(index, table)
-    if table.rsplit("/", 1)[-1] in idmap.PLANNED_TABLES:  # every file is new: record their ids now
+    if table.rsplit("/", 1)[-1] in idmap.WARM_TABLES:  # every file is new: record their ids now
         idmap.warm(index, [table])
     return DeltaCompaction(files_before=before, files_after=len(delta.snapshot_files(index, table)),
                            added=int(metrics.get("numFilesAdded") or 0),

@@ -44,7 +44,9 @@ MAP_DIR = "_ids"
 FRAGMENT_PREFIX = "ids-"
 MAX_FRAGMENTS = 8  # merged into one when a refresh finds more
 ROW_GROUP = 65_536  # rows per row group of a fragment, and per batch when one is read (memory stays bounded)
-PLANNED_TABLES = ("videos", "snippets", "errors")  # the tables whose ids planning reads (a rerun's, a rescoring's)
+# the tables whose cache the writers keep warm: planning reads videos, snippets and errors (a rerun's, a
+# rescoring's), a delete of replaced videos any of them (`index.deletes`)
+WARM_TABLES = ("videos", "snippets", "segments", "captions", "errors")
 READ_THREADS = 4  # data files read at once when the cache misses (I/O bound on S3; and by `deletes`)
 SCHEMA = pa.schema([("file", pa.string()), ("video_id", pa.string())])
 

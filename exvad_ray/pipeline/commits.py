@@ -46,7 +46,7 @@ class BatchCommitter:
     ``scorings/<id>/``). Use as a context manager, or call `close` at the end of the stream."""
 
     def __init__(self, index: str, app_id: str, tables: Sequence[str] = batches.BATCH_TABLES, prefix: str = "",
-                 cached: Sequence[str] = idmap.PLANNED_TABLES, every: int = 16, seconds: float | None = None):
+                 cached: Sequence[str] = idmap.WARM_TABLES, every: int = 16, seconds: float | None = None):
         self.index, self.app_id, self.tables, self.prefix = index, app_id, tuple(tables), prefix
         self.cached = [t for t in self.tables if t.rsplit("/", 1)[-1] in cached]
         self.every, self.seconds = max(1, int(every)), seconds
@@ -105,10 +105,10 @@ class BatchCommitter:
         self.finish()
 
     def finish(self) -> None:
-        """Record the committed files' video ids in the index's id cache (`index.idmap`) for the
-        tables a planning reads (the done set, the snippets files' ids): every `CACHE_EVERY`
-        batches and at the end, so that the next rerun or rescoring does not open every file
-        (`cached`: a rescoring's own `videos`, its done set)."""
+        """Record the committed files' video ids in the index's id cache (`index.idmap`): every
+        `CACHE_EVERY` batches and at the end, so that the next rerun, rescoring or delete of
+        replaced videos does not open every file (`cached`: a rescoring's own `videos`, its done
+        set)."""
         idmap.warm(self.index, self.cached)
 
     def _tick(self) -> None:
