@@ -8,8 +8,11 @@ lives here is the pipeline's side of it - which model, which calibration of the 
 the driver fitted, and the evidence columns of docs/CONTRACTS.md "evidence".
 
 Scales (docs/NORMALITY.md "Fusion"): both parts are first calibrated on normal footage. The default
-fuses their surprises -log(1 - percentile) (unbounded, so the fused threshold stays reachable and
-ranks beyond anything normal are kept); `rank` fuses their ranks among a reference split's footage.
+fuses each part's rank among a reference split's footage (the calibration footage: val's videos,
+normal and anomalous, when labels are given; no label is needed for a rank) as a surprise
+-log(1 - rank): unbounded, so the fused threshold stays reachable and ranks beyond all reference
+footage are kept. `surprise` fuses the surprises of each part's percentile of normal footage,
+`rank` the bounded ranks themselves.
 The fused value is calibrated again on normal footage: the stored anomaly score is its percentile
 and the segment threshold comes from the false-alarm rate.
 """
@@ -30,7 +33,7 @@ from exvad_ray.normality import GLOBAL, NormalityModel, NormalityScores, Percent
 from exvad_ray.records import normal_labels
 
 NORMALITY_CLASSES = ["Normal", "Anomaly"]  # class names of a scoring made by the normality model alone
-SCALES = ("surprise", "rank")
+SCALES = ("rank_surprise", "surprise", "rank")
 
 # The last normality model this worker loaded (by id): tasks run in pooled workers that outlive a
 # job, and a model is a bank of at most a few tens of MB; one entry, so memory is bounded by one bank set.
@@ -130,10 +133,10 @@ class Fusion:
     """What the driver fitted for a fused scoring (shipped to the tasks as plain data)."""
 
     weight: float  # of the normality part
-    scale: str  # "surprise" | "rank"
+    scale: str  # one of SCALES
     detector_map: dict  # PercentileMap of the detector's raw score on normal footage
     calibration: dict  # ScoreCalibration of the fused value on normal footage
-    rank_maps: dict | None = None  # scale "rank": {"normality": PercentileMap, "detector": PercentileMap}
+    rank_maps: dict | None = None  # scales "rank", "rank_surprise": {"normality": PercentileMap, "detector": PercentileMap}
     weight_source: str = "default"
     aucs: dict | None = None
 
@@ -160,11 +163,14 @@ def fusion_parts(scale: str, detector_map: dict, rank_maps: dict | None, n_surpr
     dmap = PercentileMap.from_dict(detector_map)
     if scale == "surprise":
         return np.asarray(n_surprise, np.float64), dmap.surprise(d_raw)
-    if scale == "rank":
+    if scale in ("rank", "rank_surprise"):
         if not rank_maps:
             raise ExvadError("rank fusion needs the reference footage's rank maps")
-        return (PercentileMap.from_dict(rank_maps["normality"])(n_surprise),
-                PercentileMap.from_dict(rank_maps["detector"])(np.asarray(d_raw, np.float64)))
+        n_map, d_map = (PercentileMap.from_dict(rank_maps[k]) for k in ("normality", "detector"))
+        d = np.asarray(d_raw, np.float64)
+        if scale == "rank":
+            return n_map(n_surprise), d_map(d)
+        return n_map.surprise(n_surprise), d_map.surprise(d)
     raise ExvadError(f"unknown fusion scale {scale!r}; known: {', '.join(SCALES)}")
 
 

@@ -74,9 +74,9 @@ class RescoreConfig:
     labels: str | None = None  # labels table: the fusion weight (and scale) chosen on its val split
     per_hour: float = 1.0  # fused: target false alarms per hour of normal footage
     fusion_weight: float | None = None  # fused: the normality part's weight (None: chosen on val, else the default)
-    # fused: "surprise" (the default: chosen on two development archives, docs/NORMALITY.md "Fusion"), "rank",
-    # or "auto" (the better val AUC; surprise without labels)
-    fusion_scale: str = "surprise"
+    # fused: "rank_surprise" (the default: chosen on two development archives, docs/NORMALITY.md "Fusion"),
+    # "surprise", "rank", or "auto" (the better val AUC; the default scale without labels)
+    fusion_scale: str = "rank_surprise"
 
 
 @dataclasses.dataclass
@@ -769,7 +769,7 @@ def fit_fusion(cfg: RescoreConfig, index: str, probe: Scoring, model_doc: dict[s
     labelled = cfg.labels is not None and any(any(p["truth"]) for p in ref) and any(not any(p["truth"]) for p in ref)
     scales = SCALES if cfg.fusion_scale == "auto" else (cfg.fusion_scale,)
     if cfg.fusion_scale == "auto" and not labelled:
-        scales = ("surprise",)
+        scales = SCALES[:1]
     truth = [arr(p, "truth") for p in ref]
     best: tuple[float, str, float, dict] | None = None
     for scale in scales:
@@ -791,7 +791,7 @@ def fit_fusion(cfg: RescoreConfig, index: str, probe: Scoring, model_doc: dict[s
     fcal = calibrate_scores(fused, [float(p["seconds"]) for p in normal], cfg.per_hour)
     echo(f"[exvad] fusion: scale {scale}, normality weight {weight:g} ({source}); threshold: percentile "
          f"{fcal.threshold.threshold:.5f} ({fcal.threshold.method}, {cfg.per_hour:g} false alarm(s) per hour)")
-    return Fusion(weight, scale, dmap, fcal.to_dict(), rank_maps if scale == "rank" else None, source,
+    return Fusion(weight, scale, dmap, fcal.to_dict(), rank_maps if scale != "surprise" else None, source,
                   {str(k): v for k, v in aucs.items()} or None)
 
 

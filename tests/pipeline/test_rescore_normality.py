@@ -224,7 +224,7 @@ def test_train_calibrates_its_threshold_and_rescore_fuses_with_it(archive, fitte
     assert sid.startswith("fus-") and summary["mode"] == "fused" and summary["videos_scored"] == 18
     assert "chosen on the val split" in summary["fusion"]["weight_source"]
     doc = sc.manifest(index, sid)
-    assert doc["fusion"]["scale"] == "surprise" and 0 <= doc["fusion"]["weight"] <= 1
+    assert doc["fusion"]["scale"] == "rank_surprise" and 0 <= doc["fusion"]["weight"] <= 1
     assert doc["fusion"]["detector_calibration"] == "model card" and doc["class_names"] == CLASSES
     assert doc["localization"]["threshold"] == pytest.approx(doc["fusion"]["threshold"]["threshold"])
     snips = sc.read_scoring(index, "snippet_scores", sid).to_pandas()
