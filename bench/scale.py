@@ -1374,7 +1374,7 @@ def report_job_tables() -> None:
         f"{DIM}-d embeddings, null snippet vectors and thumbnails); partitions: videos, snippets, captions "
         "and segments date/camera (100 videos per date and camera; a segment's class is a column of its file), "
         "errors date; min/max statistics of the columns in schemas' `stats_cols` only. After the build, the id "
-        "cache the job records (`index.idmap`: which videos each data file of videos, snippets and errors holds; "
+        "cache the job records (`index.idmap`: which videos each data file of every table holds; "
         "the job records it every 256 batches and at the end of its run, here once; its time is `id_cache_s`).",
         "",
         "Built by `build_job_tables`: the data files by the job's own file writer (`write_block` = "
@@ -1389,7 +1389,8 @@ def report_job_tables() -> None:
         "",
         "Operations as above: `plan` (`plan_work` over the unchanged archive), `plan_replaced` (1% of the "
         "archive's objects replaced: `find_replaced` reads videos/errors (video_id, uri) a page of snapshot "
-        "files at a time, then the old rows are deleted from every table and tombstones written; the new objects "
+        "files at a time, then the old rows are deleted from every table (`deletes.delete_videos`: the files the id "
+        "cache names are rewritten without them, one commit per table) and tombstones written; the new objects "
         "are deleted afterwards and `_last_checkpoint` put back), `rescore_plan` (`pipeline.rescore.plan_work` "
         "for a new scoring: the videos ids and the snippets files' ids from the id cache, filtered in Arrow; "
         "the snapshots' file lists from the log's paths, `delta.snapshot_paths`), "
