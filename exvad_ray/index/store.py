@@ -362,24 +362,40 @@ def read_video_rows(index: str, table: str, video_ids: Iterable[str], columns: l
     """The rows of these videos only (stored rows: the supersede rules are the caller's), read a
     page of the table's files at a time and filtered before the next page, so that the driver
     holds the videos' rows and never the whole table. Per-video files of other videos are not
-    opened (their names say whose they are); a Delta table's files are all read, `video_id` first
-    filtered."""
+    opened (their names say whose they are); of a Delta table only the files the id cache
+    (`idmap`) says hold one of the videos: a few thousand videos cost their files, not the table's."""
     from exvad_ray.index import delta
 
     wanted = sorted(set(video_ids))
     cols = None if columns is None else list(dict.fromkeys(["video_id", *columns]))
     version = index_version(index)
-    in_blocks = delta.is_delta(index, table)
     keep, value_set = set(wanted), pa.array(wanted, pa.string())
+    if not wanted:
+        pages: Iterable[list[str]] = []
+    elif delta.is_delta(index, table):
+        found = id_files(index, table, value_set)
+        pages = (found[i:i + page] for i in range(0, len(found), page))
+    else:
+        pages = ([f for f in files if (m := PART_RE.search(f)) is None or m.group(1) in keep]
+                 for files in iter_table_files(index, table, page))
     parts = []
-    for files in iter_table_files(index, table, page) if wanted else []:
-        if not in_blocks:
-            files = [f for f in files if (m := PART_RE.search(f)) is None or m.group(1) in keep]
+    for files in pages:
         if files:
             t = read_files(index, table, files, cols, version)
             parts.append(t.filter(pc.is_in(t.column("video_id"), value_set=value_set)))
     out = pa.concat_tables(parts) if parts else read_files(index, table, [], cols, version)
     return out if columns is None else out.select(columns)
+
+
+def id_files(index: str, table: str, video_ids: pa.Array) -> list[str]:
+    """The files of a Delta table's snapshot that hold any of these video ids, in path order, from
+    the id cache a row group at a time: the driver keeps the matching files' positions only."""
+    from exvad_ray.index import idmap
+
+    snap, rows = idmap.iter_positions(index, table)
+    hits = [pos[pc.is_in(ids, value_set=video_ids).to_numpy(zero_copy_only=False)] for pos, ids in rows]
+    found = np.unique(np.concatenate(hits)) if hits else np.array([], np.int64)
+    return [snap.uri(p) for p in found]
 
 
 def index_version(index: str) -> int:
