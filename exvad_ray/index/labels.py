@@ -35,6 +35,7 @@ A folder that is none of these (files, but neither a log nor Parquet files) is r
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -44,10 +45,11 @@ import math
 import posixpath
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from exvad_ray import storage
@@ -463,12 +465,70 @@ def record_feedback(labels_uri: str, segment: dict[str, Any], verdict: str, cls:
 
 
 def video_facts(index: str, video_id: str | None, uri: str | None) -> dict[str, Any]:
-    """fps, n_frames and name of one video from the index's videos table."""
-    table = read_index_table(index, "videos", ["video_id", "uri", "name", "fps", "n_frames"])
-    for r in table.to_pylist():
-        if (video_id and r["video_id"] == video_id) or (uri and r["uri"] == uri):
-            return {"fps": r["fps"], "n_frames": r["n_frames"], "name": r["name"]}
+    """fps, n_frames and name of one video from the index's videos table: by its id from the files
+    the id cache names (a verdict must not read the whole table), else by its URI a page at a time."""
+    for r in _video_rows(index, video_id, uri):
+        return {"fps": r["fps"], "n_frames": r["n_frames"], "name": r["name"]}
     raise ExvadError(f"video {video_id or uri} is not in the videos table of {index}")
+
+
+def _video_rows(index: str, video_id: str | None, uri: str | None) -> Iterator[dict[str, Any]]:
+    """The current videos rows of this id, then those of this URI (read only while wanted)."""
+    from exvad_ray.index.store import read_video_rows
+    from exvad_ray.index.supersede import current_rows
+
+    cols = ["video_id", "uri", "name", "fps", "n_frames"]
+    if video_id:
+        with _reading(index, "videos"):
+            rows = current_rows(storage.normalize(index), "videos",
+                                read_video_rows(storage.normalize(index), "videos", [video_id], cols))
+        yield from rows.to_pylist()
+    if uri:
+        want = pa.array([uri], pa.string())
+        for t in iter_videos(index, cols):
+            yield from t.filter(pc.is_in(t.column("uri"), value_set=want)).to_pylist()
+
+
+def iter_videos(index: str, columns: list[str], page: int = 256) -> Iterator[pa.Table]:
+    """The current rows of an index's videos table, these columns only, a page of files at a time,
+    in `read_index_table`'s order: a driver matching labels keeps what matched, never the whole
+    table (1e7 videos: ~2 GB of strings)."""
+    from exvad_ray.index import store
+    from exvad_ray.index.supersede import current_rows, superseded_ids
+
+    cols, root = list(dict.fromkeys(["video_id", *columns])), storage.normalize(index)
+    with _reading(index, "videos"):
+        gone, version = superseded_ids(root), store.index_version(root)
+        pages = store.iter_table_files(root, "videos", page)
+    while True:
+        with _reading(index, "videos"):
+            files = next(pages, None)
+            if files is None:
+                return
+            t = current_rows(root, "videos", store.read_files(root, "videos", files, cols, version), gone=gone)
+        yield t.select(columns)
+
+
+def rows_matching(t: pa.Table, uris: pa.Array, names: pa.Array) -> pa.Table:
+    """The rows of `t` whose `uri` is one of `uris` or whose `name` is one of `names` (a table
+    without a `uri` column: by name only), filtered in Arrow before any row becomes Python."""
+    hit = pc.is_in(t.column("name"), value_set=names)
+    if "uri" in t.column_names:
+        hit = pc.or_(hit, pc.is_in(t.column("uri"), value_set=uris))
+    return t.filter(pc.fill_null(hit, False))
+
+
+@contextlib.contextmanager
+def _reading(index: str, table: str) -> Iterator[None]:
+    """A missing index or an unreadable table as one line (`read_index_table`'s errors)."""
+    if not storage.exists(storage.join(index, "videos")):
+        raise ExvadError(f"no index at {index} (no videos table; run `exvad process` first)")
+    try:
+        yield
+    except ExvadError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise ExvadError(f"cannot read the {table} table of {index}: {exc}") from exc
 
 
 def read_index_table(index: str, table: str, columns: list[str] | None = None) -> pa.Table:
@@ -485,23 +545,37 @@ def read_index_table(index: str, table: str, columns: list[str] | None = None) -
         raise ExvadError(f"cannot read the {table} table of {index}: {exc}") from exc
 
 
-def label_lookup(labels_uri: str, strict: bool = True) -> Any:
+def label_lookup(labels_uri: str, strict: bool = True) -> LabelLookup:
     """Label row (current view) of a video: by its URI, else by `name` when that is unambiguous (rows from
     lists without URIs, or an index without a `uri` column). Several rows for one name and no URI to tell
     them apart: an error when `strict` (training must not guess), else no label (calibration skips it)."""
-    by_uri: dict[str, dict[str, Any]] = {}
-    by_name: dict[str, list[dict[str, Any]]] = {}
-    for r in read_labels(labels_uri).to_pylist():
-        if r["video_uri"]:
-            by_uri[r["video_uri"]] = r
-        by_name.setdefault(r["name"], []).append(r)
+    return LabelLookup(read_labels(labels_uri).to_pylist(), strict)
 
-    def lookup(name: str, uri: str | None) -> dict[str, Any] | None:
-        if uri and uri in by_uri:
-            return by_uri[uri]
-        cands = [r for r in by_name.get(name, []) if not (uri and r["video_uri"])]
-        if len(cands) > 1 and strict:
+
+class LabelLookup:
+    """`label_lookup`'s callable. `uris` and `names` are the only keys it can match, so that a reader
+    of the index keeps just the rows with one of them (`matching`) and never the whole table."""
+
+    def __init__(self, rows: list[dict[str, Any]], strict: bool) -> None:
+        self.strict = strict
+        self.by_uri: dict[str, dict[str, Any]] = {}
+        self.by_name: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            if r["video_uri"]:
+                self.by_uri[r["video_uri"]] = r
+            self.by_name.setdefault(r["name"], []).append(r)
+        self.uris = pa.array(sorted(self.by_uri), pa.string())
+        # a None name is a key too (a null matches a null in `pc.is_in`)
+        self.names = pa.array(sorted(self.by_name, key=lambda n: (n is None, n or "")), pa.string())
+
+    def __call__(self, name: str, uri: str | None) -> dict[str, Any] | None:
+        if uri and uri in self.by_uri:
+            return self.by_uri[uri]
+        cands = [r for r in self.by_name.get(name, []) if not (uri and r["video_uri"])]
+        if len(cands) > 1 and self.strict:
             raise ExvadError(f"labels table has {len(cands)} rows for video {name!r} and no URI to tell them apart")
         return cands[0] if len(cands) == 1 else None
 
-    return lookup
+    def matching(self, t: pa.Table) -> pa.Table:
+        """The rows of `t` (videos rows: name, uri) this lookup may give a label; the others get none."""
+        return rows_matching(t, self.uris, self.names)
