@@ -26,6 +26,7 @@ import logging
 import os
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Any
 
@@ -657,11 +658,8 @@ def _prepare(cfg: RescoreConfig, index: str, echo: Any) -> tuple[Scoring, dict[s
     model_doc = nsc.check_model(nrm_uri)
     nrm_id = nsc.normality_id(nrm_uri)
     bank_videos = {v for b in model_doc.get("banks") or [] for v in b.get("videos") or []}
-    from exvad_ray import index as idx
-
-    vt = idx.read_table(index, "videos", ["video_id", "uri"])
-    nearest_uri = {v: u for v, u in zip(vt.column("video_id").to_pylist(), vt.column("uri").to_pylist())
-                   if v in bank_videos}
+    vt = _video_rows(index, bank_videos, ["video_id", "uri"])
+    nearest_uri = dict(zip(vt.column("video_id").to_pylist(), vt.column("uri").to_pylist()))
     doc |= {"mode": "normality" if not cfg.detector else "fused",
             "normality": nsc.manifest_entry(model_doc, nrm_uri, nrm_id)}
     if not cfg.detector:
@@ -688,6 +686,15 @@ def _prepare(cfg: RescoreConfig, index: str, echo: Any) -> tuple[Scoring, dict[s
                                       nsc.card_calibration(card_doc).get("map") else "the calibration footage"}}
 
 
+def _video_rows(index: str, video_ids: Iterable[str], columns: list[str]) -> pa.Table:
+    """The current `videos` rows of these ids (a normality bank's: a few thousand), in the table's
+    order, read from the files the id cache says hold them: never the whole table on the driver."""
+    from exvad_ray import index as idx
+    from exvad_ray.index.supersede import current_rows
+
+    return current_rows(index, "videos", idx.read_video_rows(index, "videos", video_ids, columns))
+
+
 CALIBRATION_SNIPPETS = 200_000  # the fused calibration pass reads at most about this many snippets
 
 
@@ -699,15 +706,15 @@ def _calibration_videos(cfg: RescoreConfig, index: str, model_doc: dict[str, Any
     (normal footage by construction), sampled by video beyond CALIBRATION_SNIPPETS."""
     import hashlib
 
-    from exvad_ray import index as idx
     from exvad_ray.normality import GLOBAL
-    from exvad_ray.index.labels import label_lookup
+    from exvad_ray.index.labels import iter_videos, label_lookup
     from exvad_ray.pipeline.normality_scoring import is_normal
 
-    videos = idx.read_table(index, "videos", ["video_id", "uri", "name", "n_snippets"]).to_pylist()
+    cols = ["video_id", "uri", "name", "n_snippets"]
     chosen: dict[str, dict[str, Any] | None] = {}
     if cfg.labels:
         lookup = label_lookup(cfg.labels, strict=False)
+        videos = [v for t in iter_videos(index, cols) for v in lookup.matching(t).to_pylist()]
         rows = {v["video_id"]: lookup(v["name"], v["uri"]) for v in videos}
         val = {v: r for v, r in rows.items() if r is not None and r["split"] == "val"}
         if sum(is_normal(r) for r in val.values()) >= 2:
@@ -717,8 +724,8 @@ def _calibration_videos(cfg: RescoreConfig, index: str, model_doc: dict[str, Any
             what = "the Normal videos of train and val"
     else:
         bank = next((b for b in model_doc.get("banks") or [] if b.get("name") == GLOBAL), {})
-        ids = set(bank.get("videos") or [])
-        chosen = {v["video_id"]: None for v in videos if v["video_id"] in ids}
+        videos = _video_rows(index, bank.get("videos") or [], cols).to_pylist()
+        chosen = {v["video_id"]: None for v in videos}
         what = "the normality bank's videos"
     size = {v["video_id"]: int(v["n_snippets"] or 0) for v in videos}
     if sum(size.get(v, 0) for v in chosen) > CALIBRATION_SNIPPETS:

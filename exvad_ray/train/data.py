@@ -18,7 +18,7 @@ import pyarrow.dataset as pads
 
 from exvad_ray import index, storage
 from exvad_ray.errors import ExvadError
-from exvad_ray.index.labels import SPLITS, label_lookup  # noqa: F401 - SPLITS re-exported
+from exvad_ray.index.labels import SPLITS, LabelLookup, iter_videos, label_lookup  # noqa: F401 - SPLITS re-exported
 from exvad_ray.records import (  # noqa: F401 - re-exported: train's API
     VideoRecord, canonical, class_index, conform, feature_dim, label_vector, resolve_labels, split_records,
 )
@@ -63,13 +63,22 @@ def _index_root(uri: str, table: str) -> str | None:
     return norm[: -len(table) - 1] or None
 
 
-def _read_index_table(uri: str, table: str, columns: list[str] | None) -> pa.Table:
-    """Columns of an index table: through the index reader (``INDEX/<table>``: schema-checked, any
-    schema version), or from a standalone Parquet file/folder with today's column names."""
-    root = _index_root(uri, table)
-    if root is not None:
-        return index.read_table(root, table, columns)
-    return read_table(uri, columns)
+VIDEO_COLUMNS = ["video_id", "name", "uri", "fps", "explanation_embedding"]  # what a record takes from `videos`
+
+
+def _labelled_videos(uri: str, lookup: LabelLookup) -> tuple[pa.Table, int]:
+    """The videos rows the labels may match (URI or name one of theirs) and how many videos there
+    are. An index's table is read a page of files at a time, VIDEO_COLUMNS only (an explanation
+    embedding is kilobytes), so the driver holds the labelled videos, never the archive's."""
+    root = _index_root(uri, "videos")
+    if root is None:
+        t = read_table(uri)  # a standalone file: its columns are checked by the caller
+        return (lookup.matching(t) if "name" in t.column_names else t), t.num_rows
+    parts, n = [], 0
+    for t in iter_videos(root, VIDEO_COLUMNS):
+        n += t.num_rows
+        parts.append(lookup.matching(t))
+    return (pa.concat_tables(parts) if parts else index.read_files(root, "videos", [], VIDEO_COLUMNS)), n
 
 
 def _snippet_embeddings(uri: str, video_ids: list[str]) -> dict[str, np.ndarray]:
@@ -91,7 +100,7 @@ def load_index_records(
     video's URI, or on `name` for label rows without one. Videos without a label are left out
     (counted in the log)."""
     lookup = label_lookup(labels_uri)
-    videos = _read_index_table(videos_uri, "videos", None)
+    videos, n_videos = _labelled_videos(videos_uri, lookup)
     for col in ("video_id", "name"):
         if col not in videos.column_names:
             raise ExvadError(f"videos index {videos_uri} lacks column {col!r}")
@@ -117,7 +126,7 @@ def load_index_records(
         records.append(VideoRecord(name, f, tf, list(lab["labels"] or ["Normal"]), _segments(lab, len(f)), lab["split"],
                                    fps))
     missing = len(vid_rows) - len(records)
-    unlabelled = videos.num_rows - len(vid_rows)
+    unlabelled = n_videos - len(vid_rows)
     log.info("loaded %d labelled videos (%d without snippets, %d videos not selected/unlabelled)",
              len(records), missing, unlabelled)
     records.sort(key=lambda r: r.name)

@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 from exvad_ray import index as idx
 from exvad_ray import storage
 from exvad_ray.errors import ExvadError
-from exvad_ray.index.labels import FEEDBACK, SPLITS, read_labels
+from exvad_ray.index.labels import FEEDBACK, SPLITS, LabelLookup, iter_videos, label_lookup, read_labels, rows_matching
 from exvad_ray.index.partitions import PartitionRules
 from exvad_ray.index.schemas import renamed_columns
 from exvad_ray.index.store import file_video_ids
@@ -164,18 +164,21 @@ def _camera_rule(index: str, given: str | None) -> tuple[str | None, str | None,
                            "in a UCF layout): global bank only")
 
 
-def _false_alarms(labels: str, uri_to_id: dict[str, str], name_to_ids: dict[str, list[str]],
-                  fps: dict[str, float]) -> dict[str, list[tuple[float, float]]]:
-    """{video_id: [(start_s, end_s)]} of the newest verdict per segment when it is a false alarm."""
-    hist = read_labels(labels, current=False)
+def _newest_false_alarms(labels: str) -> list[dict[str, Any]]:
+    """The newest verdict per segment, where it is a false alarm: read before the index, so that
+    the videos they name are among the rows the fit keeps (`_scan_videos`)."""
     newest: dict[str, dict[str, Any]] = {}
-    for r in hist.to_pylist():
+    for r in read_labels(labels, current=False).to_pylist():
         if r["source"] == FEEDBACK and r.get("segment_id"):
             newest[r["segment_id"]] = r
+    return [r for r in newest.values() if r["verdict"] == "false-alarm"]
+
+
+def _false_alarms(alarms: list[dict[str, Any]], uri_to_id: dict[str, str], name_to_ids: dict[str, list[str]],
+                  fps: dict[str, float]) -> dict[str, list[tuple[float, float]]]:
+    """{video_id: [(start_s, end_s)]} of the false alarms (`_newest_false_alarms`)."""
     out: dict[str, list[tuple[float, float]]] = {}
-    for r in newest.values():
-        if r["verdict"] != "false-alarm":
-            continue
+    for r in alarms:
         vid = uri_to_id.get(r["video_uri"] or "")
         if vid is None and len(name_to_ids.get(r["name"], [])) == 1:
             vid = name_to_ids[r["name"]][0]
@@ -188,6 +191,38 @@ def _false_alarms(labels: str, uri_to_id: dict[str, str], name_to_ids: dict[str,
         for s in r["segments"] or []:
             out.setdefault(vid, []).append((s["start_frame"] / rate, s["end_frame"] / rate))
     return out
+
+
+@dataclasses.dataclass
+class _Scan:
+    rows: list[dict[str, Any]]  # the videos the fit may use, each with its camera ("cam")
+    cameras: set[str]  # every video's camera
+    models: set[str | None]  # every video's visual model
+
+
+def _scan_videos(index: str, rules: PartitionRules | None, lookup: LabelLookup | None,
+                 alarms: list[dict[str, Any]]) -> _Scan:
+    """One pass over the videos table, a page of files at a time: every video's camera and visual
+    model, and the rows the fit may use: with labels only those the labels or a false alarm name
+    (matched in Arrow), so the driver holds the labelled videos, not the archive; without, all."""
+    cols = ["video_id", "uri", "name", "camera", "n_snippets", "fps", "visual_model"]
+    keys = None if lookup is None else _match_keys(lookup, alarms)
+    scan = _Scan([], set(), set())
+    for t in iter_videos(index, cols):
+        cams = [rules.camera(u) for u in t.column("uri").to_pylist()] if rules else \
+            [c or "root" for c in t.column("camera").to_pylist()]
+        scan.cameras.update(cams)
+        scan.models.update(pc.unique(t.column("visual_model")).to_pylist())
+        t = t.append_column("cam", pa.array(cams, pa.string()))
+        scan.rows += (t if keys is None else rows_matching(t, *keys)).to_pylist()
+    return scan
+
+
+def _match_keys(lookup: LabelLookup, alarms: list[dict[str, Any]]) -> tuple[pa.Array, pa.Array]:
+    """The URIs and names by which a label or a false alarm may name a video (`rows_matching`)."""
+    uris = pa.array([r["video_uri"] or "" for r in alarms], pa.string())  # as `_false_alarms` looks them up
+    names = pa.array([r["name"] for r in alarms], pa.string())
+    return pc.unique(pa.concat_arrays([lookup.uris, uris])), pc.unique(pa.concat_arrays([lookup.names, names]))
 
 
 def plan_fit(cfg: NormalityFitConfig) -> FitPlan:
@@ -211,9 +246,7 @@ def plan_fit(cfg: NormalityFitConfig) -> FitPlan:
     index = storage.normalize(cfg.index)
     if not storage.exists(storage.join(index, "videos")):
         raise ExvadError(f"no index at {cfg.index} (no videos table; run `exvad process` first)")
-    videos = idx.read_table(index, "videos", ["video_id", "uri", "name", "camera", "n_snippets", "fps",
-                                              "visual_model"]).to_pylist()
-    if not videos:
+    if not any(t.num_rows for t in iter_videos(index, ["video_id"], page=16)):  # stops at the first row
         raise ExvadError(f"index {cfg.index} has no videos")
     version = idx.index_version(index)
     emb_col = renamed_columns("snippets", version).get("visual_embedding", "visual_embedding")
@@ -231,29 +264,24 @@ def plan_fit(cfg: NormalityFitConfig) -> FitPlan:
     layout = detect_layout(sample)
 
     rule, archive, note = _camera_rule(index, cfg.camera_pattern)
-    cams: dict[str, str] = {}
-    for v in videos:
-        if cfg.camera_pattern and archive:
-            cams[v["video_id"]] = PartitionRules(archive, "", camera_pattern=rule).camera(v["uri"])
-        elif cfg.camera_pattern:
-            raise ExvadError("--camera-pattern needs the archive's location, which the index's run manifests do not "
-                             "record (or record several)")
-        else:
-            cams[v["video_id"]] = v["camera"] or "root"
+    if cfg.camera_pattern and not archive:
+        raise ExvadError("--camera-pattern needs the archive's location, which the index's run manifests do not "
+                         "record (or record several)")
     per_camera = rule is not None
 
-    lookup = None
+    lookup, alarms = None, []
     if cfg.labels:
-        from exvad_ray.index.labels import label_lookup
+        lookup, alarms = label_lookup(cfg.labels), _newest_false_alarms(cfg.labels)
+    rules = PartitionRules(archive, "", camera_pattern=rule) if cfg.camera_pattern and archive else None
+    scan = _scan_videos(index, rules, lookup, alarms)
+    videos = scan.rows
+    if lookup is not None and per_camera:  # a partition the labels define is never a camera (UCF class folders)
+        classes = {lab.lower() for r in read_labels(cfg.labels).to_pylist() for lab in (r["labels"] or [])}
+        classes |= {c.lower() + "s" for c in classes} | {"normal_videos", "normal_videos_event", "testing_normal_videos_anomaly"}
+        if {c.lower() for c in scan.cameras} & classes:
+            per_camera, note = False, "the camera rule gives label classes (a class folder is not a camera): global bank only"
 
-        lookup = label_lookup(cfg.labels)
-        if per_camera:  # a partition the labels define is never a camera (UCF class folders)
-            classes = {lab.lower() for r in read_labels(cfg.labels).to_pylist() for lab in (r["labels"] or [])}
-            classes |= {c.lower() + "s" for c in classes} | {"normal_videos", "normal_videos_event", "testing_normal_videos_anomaly"}
-            if {c.lower() for c in cams.values()} & classes:
-                per_camera, note = False, "the camera rule gives label classes (a class folder is not a camera): global bank only"
-
-    known = sorted(set(cams.values()))
+    known = sorted(scan.cameras)
     unknown = [c for c in cfg.cameras if c not in known]
     if unknown:
         raise ExvadError(f"unknown camera(s) {unknown}; the index has {', '.join(known)}")
@@ -262,8 +290,7 @@ def plan_fit(cfg: NormalityFitConfig) -> FitPlan:
     name_to_ids: dict[str, list[str]] = {}
     for v in videos:
         name_to_ids.setdefault(v["name"], []).append(v["video_id"])
-    pins = _false_alarms(cfg.labels, uri_to_id, name_to_ids, {v["video_id"]: v["fps"] or 0 for v in videos}) \
-        if cfg.labels else {}
+    pins = _false_alarms(alarms, uri_to_id, name_to_ids, {v["video_id"]: v["fps"] or 0 for v in videos})
 
     plan_videos: dict[str, VideoInfo] = {}
     # held-out calibration footage when --calibrate-on leaves the bank's split out; the bank's own videos
@@ -271,7 +298,7 @@ def plan_fit(cfg: NormalityFitConfig) -> FitPlan:
     calibrate_splits = tuple(dict.fromkeys((*cfg.calibrate_splits, cfg.split)))
     for v in videos:
         vid = v["video_id"]
-        if cfg.cameras and cams[vid] not in cfg.cameras:
+        if cfg.cameras and v["cam"] not in cfg.cameras:
             continue
         held_out = False
         if lookup is not None:
@@ -284,7 +311,7 @@ def plan_fit(cfg: NormalityFitConfig) -> FitPlan:
             bank = calib = True
         pinned = pins.get(vid, [])
         if bank or calib or pinned:
-            plan_videos[vid] = VideoInfo(vid, v["uri"], v["name"], cams[vid] if per_camera else "",
+            plan_videos[vid] = VideoInfo(vid, v["uri"], v["name"], v["cam"] if per_camera else "",
                                          int(v["n_snippets"] or 0), bank, calib, pinned, held_out)
     in_bank = [v for v in plan_videos.values() if v.bank and v.n_snippets > 0]
     if not in_bank and not any(v.pinned for v in plan_videos.values()):
@@ -310,7 +337,7 @@ def plan_fit(cfg: NormalityFitConfig) -> FitPlan:
     else:
         by_file = [(f, [v for v in file_video_ids(f) if v in wanted]) for f in files]
     return FitPlan(cfg, plan_videos, [(f, vs) for f, vs in by_file if vs], layout, emb_col, per_camera, rule, note,
-                   banks, sorted({v["visual_model"] or "" for v in videos} - {""}), sum(len(p) for p in pins.values()),
+                   banks, sorted({m or "" for m in scan.models} - {""}), sum(len(p) for p in pins.values()),
                    archive, calibrate_splits if lookup is not None else ())
 
 
