@@ -94,9 +94,9 @@ def current_detector(index: str) -> str:
     sid = current_scoring(index)
     if sid != PROCESS:
         return str(manifest(index, sid)["detector_uri"])
-    from exvad_ray.index import read_table
+    from exvad_ray.index.labels import iter_videos
 
-    dets = {d for d in read_table(index, "videos", ["detector"]).column("detector").to_pylist() if d}
+    dets = {d for t in iter_videos(index, ["detector"]) for d in pc.unique(t.column("detector")).to_pylist() if d}
     real = sorted(d for d in dets if not d.startswith("zero-shot:"))
     if len(real) != 1:
         raise ExvadError(f"the current scoring of {index} has no single detector checkpoint ({sorted(dets) or 'none'}); "
@@ -265,9 +265,9 @@ def _who() -> str:
 def find_segment(index: str, segment_id: str, scoring: str | None = None) -> dict[str, Any]:
     """A segment by id (from `scoring`, default: any scoring of the index, current first), with its
     video's fps, n_frames and name: what `index.labels.record_feedback` needs."""
-    from exvad_ray.index.labels import read_index_table, video_facts
+    from exvad_ray.index.labels import iter_videos, video_facts
 
-    read_index_table(index, "videos", ["video_id"])  # a clear error when there is no index
+    next(iter_videos(index, ["video_id"], page=1), None)  # a clear error when there is no index (one file read)
     order = [scoring] if scoring else [current_scoring(index)] + [m["scoring_id"] for m in list_scorings(index)]
     for sid in dict.fromkeys(order):
         table = read_scoring(index, "segments", sid, video_ids=[segment_id.rsplit(":", 1)[0]])  # its video's rows

@@ -143,3 +143,12 @@ def test_training_records_are_the_labelled_videos_with_their_snippets(archive):
     assert peak < _whole_table(index, ["video_id", "name", "uri", "fps", "explanation_embedding"]) / 3
     lookup = label_lookup(archive["labels"])  # the keys it matches by: URIs of its rows that have one, every name
     assert len(lookup.uris) == 28 and len(lookup.names) == 42
+
+
+def test_the_current_detector_and_a_missing_index_read_a_page_at_a_time(archive, tmp_path):
+    from exvad_ray.index.scorings import current_detector, find_segment
+
+    with pytest.raises(ExvadError, match=r"has no single detector checkpoint \(none\)"):
+        current_detector(archive["index"])  # the job wrote no detector: every page's unique values are null
+    with pytest.raises(ExvadError, match="no index at"):
+        find_segment(str(tmp_path / "nothing"), "x:0")
