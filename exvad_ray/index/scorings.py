@@ -360,12 +360,18 @@ def _read_process(index: str, table: str, columns: list[str] | None = None,
 def scores_by_name(index: str, scoring: str, names: set[str]) -> tuple[list[str], dict[str, tuple[Any, Any]]]:
     """The stored per-snippet scores of the named videos in one scoring (what `exvad evaluate --scoring`
     and the demo evaluate, no model run): (class names, {name: (anomaly scores (T,), class probabilities
-    (T, C))}). A name that is not unique in the index, or a scoring that mixes class lists, is an error."""
+    (T, C))}). The videos are found by name a page of files at a time (never the whole table as rows). A
+    name that is not unique in the index, or a scoring that mixes class lists, is an error."""
     import numpy as np
 
+    from exvad_ray.index.labels import iter_videos, rows_matching
     from exvad_ray.index.tables import snippet_columns_by_video
 
-    videos = read_scoring(index, "videos", scoring, ["video_id", "name", "class_names"]).to_pylist()
+    wanted, no_uri = pa.array(sorted(names), pa.string()), pa.array([], pa.string())
+    named = {v for t in iter_videos(index, ["video_id", "name"])
+             for v in rows_matching(t, no_uri, wanted).column("video_id").to_pylist()}
+    videos = read_scoring(index, "videos", scoring, ["video_id", "name", "class_names"],
+                          video_ids=sorted(named)).to_pylist()
     ids: dict[str, str] = {}
     class_names: list[str] | None = None
     for v in videos:
