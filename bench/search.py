@@ -293,7 +293,7 @@ def main() -> None:
 
 def record(results: dict[int, dict[str, float]], vectors: dict[str, dict[str, float]], args: Any,
            load: tuple[float, float]) -> None:
-    from _results import machine_line, record as write, table
+    from _results import record as write, table
 
     def cell(r: dict[str, float], k: str) -> str:
         return f"{r[k + '_p50_s']:.3f} / {r[k + '_p95_s']:.3f}" if k + "_p50_s" in r else "-"

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from exvad_ray.errors import ExvadError
-from exvad_ray.normality.halves import Layout, normalise
+from exvad_ray.normality.halves import Layout
 
 PROJECTION_DIM = 128  # random projection for trimming and the coreset (distances kept, JL)
 

@@ -204,7 +204,6 @@ def test_superseded_videos_are_not_served(files_index_copy, rows):
     replaced) hides that video's segments, also inside compacted files."""
     index_copy = files_index_copy
     import json
-    import os
 
     from exvad_ray.index import compact
 
