@@ -423,22 +423,57 @@ def rewrite_without(index: str, table: str, uri: str, folder: str, values: dict[
     return dropped, int(size), add, pc.unique(rest.column("video_id").cast(pa.string()).combine_chunks())
 
 
+def file_sizes(uris: Sequence[str]) -> list[int]:
+    """The sizes of these data files in bytes (one listing call for them all: a stat each locally,
+    a HEAD each on S3)."""
+    if not uris:
+        return []
+    fs, _ = storage.arrow_filesystem(uris[0])
+    try:
+        return [int(i.size) for i in fs.get_file_info([storage.arrow_filesystem(u)[1] for u in uris])]
+    except Exception as exc:  # noqa: BLE001
+        raise _storage_error(uris[0].rsplit("/", 1)[0], exc) from exc
+
+
+def merge_files(index: str, table: str, uris: Sequence[str], folder: str, values: dict[str, str | None]
+                ) -> tuple[dict[str, Any], pa.Array]:
+    """Read these data files of one partition folder whole (their own schemas, no hive columns from
+    the path) and write their rows, in this order, as one new file in `folder` with partition values
+    `values`. Returns the new file's add dict and its distinct video ids (for the id cache). Files
+    written under older schemas are read as they are and their columns unified by name."""
+    parts = []
+    for uri in uris:
+        try:
+            fs, path = storage.arrow_filesystem(uri)
+            with fs.open_input_file(path) as fh:
+                parts.append(pq.ParquetFile(fh).read(use_threads=False))
+        except Exception as exc:  # noqa: BLE001
+            raise _storage_error(uri.rsplit("/", 1)[0], exc) from exc
+    rows = pa.concat_tables(parts, promote_options="default")
+    add = _write_file(table_uri(index, table), folder, rows, values, table)
+    ids = pc.unique(rows.column("video_id").cast(pa.string()).combine_chunks()) if "video_id" in rows.column_names \
+        else pa.array([], pa.string())
+    return add, ids
+
+
 def commit_rewrites(index: str, table: str, t: Any, removed: Sequence[tuple[str, int, dict[str, str | None]]],
-                    adds: Sequence[dict[str, Any]]) -> None:
+                    adds: Sequence[dict[str, Any]], operation: str | None = None) -> None:
     """One commit to the open table `t` removing the files `removed` ((path relative to the table
     as `snapshot_paths` gives it, size, partition values)) and adding `adds` (`rewrite_without`'s
-    dicts), with our commit metadata. delta-rs 1.6.6 takes removes in an "append" transaction and
-    percent-encodes their paths as it does the adds'."""
+    dicts), with our commit metadata (and `operation`, e.g. "optimize" for a merge of small files:
+    then no row changes and the actions say so, data_change false, as delta-rs's optimize writes
+    them). delta-rs 1.6.6 takes removes in an "append" transaction and percent-encodes their paths
+    as it does the adds'."""
     from deltalake.transaction import RemoveAction
 
-    now = _now_ms()
-    actions: list[Any] = [RemoveAction(path=path, data_change=True, deletion_timestamp=now, size=size,
+    now, change = _now_ms(), operation is None
+    actions: list[Any] = [RemoveAction(path=path, data_change=change, deletion_timestamp=now, size=size,
                                        partition_values=values) for path, size, values in removed]
-    actions += [_add_action(a) for a in adds]
+    actions += [_add_action({**a, "data_change": change}) for a in adds]
     schema, part = _layout(t, table)
     try:
         t.create_write_transaction(actions, mode="append", schema=schema, partition_by=part or None,
-                                   commit_properties=_commit_meta())
+                                   commit_properties=_commit_meta() if change else _commit_meta_for(operation))
     except Exception as exc:  # noqa: BLE001
         raise _storage_error(table_uri(index, table), exc) from exc
 
