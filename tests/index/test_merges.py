@@ -12,17 +12,18 @@ import json
 from exvad_ray import storage
 from exvad_ray.index import delta, merges
 from test_delta import ids, segment_rows
-from test_delta_delete import CAMERAS, _build, _cached_keys, _delta_rows, _duckdb_ids, _keys, index_uri  # noqa: F401
+from test_delta_delete import CAMERAS, _build, _cached_keys, _delta_rows, _duckdb_ids, _keys
+from test_delta_delete import index_uri  # noqa: F401 - the fixture (local disk and the S3 server)
 
 
 def _last_commit(index: str) -> list[dict]:
     log = storage.join(delta.table_uri(index, "segments"), "_delta_log")
     version = delta.open_table(index, "segments").version()
-    return [json.loads(line) for line in storage.read_bytes(storage.join(log, f"{version:020d}.json")).decode().splitlines()
-            if line.strip()]
+    text = storage.read_bytes(storage.join(log, f"{version:020d}.json")).decode()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def test_each_folder_becomes_one_file_same_rows(index_uri):
+def test_each_folder_becomes_one_file_same_rows(index_uri):  # noqa: F811
     _build(index_uri)
     before_rows, before_ids, old = _delta_rows(index_uri), _duckdb_ids(index_uri), _keys(index_uri)
     assert len(old) == 2 * len(CAMERAS)
@@ -44,7 +45,7 @@ def test_each_folder_becomes_one_file_same_rows(index_uri):
     assert delta.open_table(index_uri, "segments").version() == version  # nothing to merge: no commit
 
 
-def test_the_size_target_bounds_merged_files_and_leaves_large_ones(index_uri):
+def test_the_size_target_bounds_merged_files_and_leaves_large_ones(index_uri):  # noqa: F811
     _build(index_uri)
     for b in range(2 * len(CAMERAS)):  # a second run: four files per camera folder
         rows, parts = segment_rows(ids(4) * 2, camera=CAMERAS[b % len(CAMERAS)])
