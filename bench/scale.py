@@ -1512,33 +1512,34 @@ JOB_FINDINGS = [
     "- Objects: about 0.53 per video before compaction (target <= 1: met): 4 log entries per batch of 16 videos "
     "(0.25 per video), one data file per batch and partition in snippets, captions and videos (0.07 each), "
     "segments (0.05), errors (0.01 file + 0.01 commit); the id cache adds a few fragments per table. After "
-    "`exvad compact` 0.0405 per video at 1e5 (target <= 0.05: met; 0.08 before segments were partitioned by "
-    "date and camera): one file per date/camera partition in videos, snippets, captions and segments (100 "
-    "videos per camera-day here), the log to its checkpoint. It does not grow with the archive (0.043 at 1e4); "
-    "compaction itself was not run at 1e6 (its 1e4->1e5 growth projects about 30 minutes).",
+    "`exvad compact` 0.0401 per video at 1e6 and 0.0405 at 1e5 (target <= 0.05: met): one file per date/camera "
+    "partition in videos, snippets, captions and segments (100 videos per camera-day here), the log to its "
+    "checkpoint.",
+    "- Compaction merges each partition folder's small files itself (`index.merges`: plain Parquet over the log's "
+    "paths, one commit per 2,000 files): 24 s at 1e5 and 369 s (534 CPU s, 830 MB) at 1e6 for all five tables. "
+    "delta-rs's `optimize.compact` spends about 24 ms per merged file: 185 s at 1e5, and at 1e6 its `videos` "
+    "table alone took 27 minutes, the run being stopped after 45 minutes.",
     "- The rerun's planning no longer opens a data file: the done set comes from the id cache (which videos each "
     "data file holds, recorded by the job as it commits) and the snapshot's file list from the log's paths "
-    "(`delta.snapshot_paths`: the checkpoint's add.path column and the commits after it). At 1e6: 23.7 s "
-    "(19.6 CPU s, load 3.6), 289 MB (was 68.7 s, 585 MB): most of it is listing the archive's 1e6 objects. "
-    "On S3 at 1e4 89 requests (was 2,522), at 1e5 318 (108 LISTs of the archive, 210 GETs).",
-    "- Rescore planning at 1e6: 8.5 s (7.7 CPU s), 601 MB (was 127 s): the snippets files' ids from the id cache, "
-    "filtered in Arrow and grouped by file; 398 requests on S3 at 1e5.",
-    "- Memory per video in the planning's growth 1e5->1e6: 96 bytes (the IdSet's 16 bytes per video, the "
-    "snapshot's paths, a row group of the cache at a time); projected to 1e7: 237 s and 1.2 GB (targets 10 minutes "
-    "and 2 GiB: met). Before the statistics were cut to `stats_cols`, loading a `videos` snapshot with delta-rs "
-    "alone took about 6 KB per file.",
-    "- A rerun with 1% replaced is dominated by deleting the replaced videos' rows: delta-rs's delete in each of "
-    "the five tables reads every file (a uuid's min/max range prunes nothing) and rewrites those holding one: 77 s "
-    "and 1.3 GB at 1e5 locally, 451 s and 98,284 requests on S3; not run at 1e6 (projected 13 minutes and "
-    "10 GB). Not fixed: deleting per partition (the replaced video's date and camera in the predicate) or only "
-    "in the files the id cache names would bound it.",
-    "- Search (a class query without the sidecar): 79 s and 779 MB at 1e6 (it stopped at 8.2 GB before its reads "
-    "of the videos table were narrowed); on S3 it is slow, 507 s and 149,537 GETs at 1e5 (DuckDB over fsspec "
-    "reads every videos file's class_names and every segments file of the query's partitions). The page's "
-    "similarity search uses the vector sidecar instead.",
-    "- Compaction at 1e5: 185 s locally, 292 s and 100,165 requests on S3.",
-    "- The 1e5 local and the S3 figures were taken while the test suite ran beside them (load average 5-27 in "
-    "the rows); the 1e6 planning figures at load 3.6-3.8.",
+    "(`delta.snapshot_paths`: the checkpoint's add.path column and the commits after it). At 1e6: 14.4 s "
+    "(14.0 CPU s), 328 MB (was 68.7 s, 585 MB before the id cache): most of it is listing the archive's 1e6 "
+    "objects. On S3 at 1e4 89 requests, at 1e5 318 (108 LISTs of the archive, 210 GETs).",
+    "- Rescore planning at 1e6: 5.1 s, 625 MB (was 127 s): the snippets files' ids from the id cache, filtered in "
+    "Arrow and grouped by file; 398 requests on S3 at 1e5.",
+    "- Memory per video in the planning's growth 1e5->1e6: 86 bytes (328 - 250 MB; the done set's sorted 16-byte "
+    "keys grown in place, the snapshot's paths, a row group of the cache at a time); projected to 1e7: about "
+    "1.1 GB and 144 s (targets 2 GiB and 10 minutes: met).",
+    "- A rerun with 1% replaced deletes the replaced videos' rows by rewriting only the files the id cache names "
+    "(`deletes.delete_videos`, one commit per table per 2,000 files): 10.0 s and 416 MB at 1e5, 123 s and 700 MB "
+    "at 1e6 (10,000 videos in five tables). delta-rs's predicate delete, now the fallback, reads every file "
+    "(random ids: min/max statistics prune nothing): 77 s and 1.3 GB at 1e5, projected 13 minutes and 10 GB at "
+    "1e6. The S3 figures of this operation (451 s, 98,284 requests at 1e5) are the predicate delete's.",
+    "- Search (a class query without the sidecar): 79 s and 779 MB at 1e6; on S3 it is slow, 507 s and 149,537 "
+    "GETs at 1e5 (DuckDB over fsspec reads every videos file's class_names and every segments file of the "
+    "query's partitions). The page's similarity search uses the vector sidecar instead.",
+    "- The S3 rows (1e4, 1e5) and the search rows were measured before the file-precise delete and the merge; "
+    "compaction on S3 at 1e5 was then 292 s and 100,165 requests (delta-rs's optimize).",
+    "- Machine shared: the load average of each row is in bench/scale_raw.json (1e6 rows at 2.4-3.2).",
 ]
 
 
