@@ -1533,12 +1533,14 @@ JOB_FINDINGS = [
     "(`deletes.delete_videos`, one commit per table per 2,000 files): 10.0 s and 416 MB at 1e5, 123 s and 700 MB "
     "at 1e6 (10,000 videos in five tables). delta-rs's predicate delete, now the fallback, reads every file "
     "(random ids: min/max statistics prune nothing): 77 s and 1.3 GB at 1e5, projected 13 minutes and 10 GB at "
-    "1e6. The S3 figures of this operation (451 s, 98,284 requests at 1e5) are the predicate delete's.",
+    "1e6.",
     "- Search (a class query without the sidecar): 79 s and 779 MB at 1e6; on S3 it is slow, 507 s and 149,537 "
     "GETs at 1e5 (DuckDB over fsspec reads every videos file's class_names and every segments file of the "
     "query's partitions). The page's similarity search uses the vector sidecar instead.",
-    "- The S3 rows (1e4, 1e5) and the search rows were measured before the file-precise delete and the merge; "
-    "compaction on S3 at 1e5 was then 292 s and 100,165 requests (delta-rs's optimize).",
+    "- On S3 at 1e5 (new delete and merge): 1% replaced 60.7 s and 48,561 requests (was 451 s and 98,284 with "
+    "delta-rs's delete), compaction 141 s and 134,702 requests (was 292 s and 100,165 with delta-rs's optimize: "
+    "the merge asks each small file's size, a HEAD, before reading it). The other S3 rows and the search rows "
+    "were measured before these two changes.",
     "- Machine shared: the load average of each row is in bench/scale_raw.json (1e6 rows at 2.4-3.2).",
 ]
 
