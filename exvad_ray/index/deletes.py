@@ -15,16 +15,12 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from exvad_ray.errors import StorageUnavailable
 from exvad_ray.index import delta, idmap
 
 log = logging.getLogger(__name__)
-
-FILES_PER_COMMIT = 2_000  # files a delete rewrites per commit (one commit's JSON stays a few MB)
 
 
 def delete_videos(index: str, table: str, video_ids: Iterable[str]) -> int:
@@ -34,7 +30,7 @@ def delete_videos(index: str, table: str, video_ids: Iterable[str]) -> int:
 
     The files holding them are found through the cache (`_files_holding`), each is rewritten
     without their rows beside itself (`delta.rewrite_without`; none when no row remains), and one
-    commit per `FILES_PER_COMMIT` files removes them and adds the rewrites
+    commit per `delta.FILES_PER_COMMIT` files removes them and adds the rewrites
     (`delta.commit_rewrites`); the rewrites' ids are recorded as a fragment, so the next reader does
     not open them. A table the cache cannot map (a log the log walk does not follow, such as
     deletion vectors; a file without `video_id`; a file outside the folders of its partition
@@ -49,10 +45,10 @@ def delete_videos(index: str, table: str, video_ids: Iterable[str]) -> int:
     if plan is None:
         return delta.delete_by_predicate(index, table, ids)
     deleted = 0
-    for a in range(0, len(plan), FILES_PER_COMMIT):
+    for a in range(0, len(plan), delta.FILES_PER_COMMIT):
         if a:
             t.update_incremental()  # the next commit reads the version the previous one made
-        deleted += _rewrite_and_commit(index, table, t, plan[a:a + FILES_PER_COMMIT], want)
+        deleted += _rewrite_and_commit(index, table, t, plan[a:a + delta.FILES_PER_COMMIT], want)
     return deleted
 
 
@@ -67,26 +63,20 @@ def _files_holding(index: str, table: str, part: Sequence[str], want: pa.Array
         if snap is None:  # deletion vectors, a v2 checkpoint...: delta-rs knows what the files mean
             log.info("%s: a log the id cache does not follow; deleting by predicate", table)
             return None
-        hits = []
-        _, rows = idmap.iter_positions(index, table, snap)
-        for pos, vids in rows:
-            match = pc.fill_null(pc.is_in(vids.cast(pa.string()), value_set=want), False).to_numpy(zero_copy_only=False)
-            if match.any():
-                hits.append(pos[match])
+        _, found = idmap.files_holding(index, table, want, snap)
     except StorageUnavailable:
         raise
     except Exception as exc:  # noqa: BLE001 - e.g. a file without a video_id column
         log.warning("%s: the id cache cannot map its files (%s); deleting by predicate", table, exc)
         return None
     out = []
-    for pos in np.unique(np.concatenate(hits)) if hits else []:
+    for pos in found:
         key = snap.keys[int(pos)].as_py()
-        folder = key.rsplit("/", 1)[0] if "/" in key else ""
-        values = delta.path_partition_values(folder, part)
-        if values is None or "://" in key or key.startswith("/"):
+        where = delta.file_partition(key, part)
+        if where is None:
             log.warning("%s: file %s is not in the folder of its partition values; deleting by predicate", table, key)
             return None
-        out.append((snap.uri(int(pos)), key, folder, values))
+        out.append((snap.uri(int(pos)), key, *where))
     return out
 
 
@@ -102,13 +92,5 @@ def _rewrite_and_commit(index: str, table: str, t: Any, files: list[tuple[str, s
         return 0
     adds = [add for _, _, add, _ in done if add is not None]
     delta.commit_rewrites(index, table, t, removed, adds)
-    new = [(add["path"], vids) for _, _, add, vids in done if add is not None]
-    if new:
-        rows = pa.table({"file": pa.array([p for p, vids in new for _ in range(len(vids))], pa.string()),
-                         "video_id": pa.concat_arrays([vids for _, vids in new])})
-        try:
-            if idmap.write_fragment(index, table, rows) is None:
-                log.warning("%s: the rewritten files' ids were not cached (the next reader reads them)", table)
-        except Exception as exc:  # noqa: BLE001 - the cache is an optimisation
-            log.warning("%s: the rewritten files' ids were not cached: %s", table, exc)
+    idmap.record_files(index, table, [(add["path"], vids) for _, _, add, vids in done if add is not None])
     return sum(dropped for dropped, _, _, _ in done)

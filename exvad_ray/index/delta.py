@@ -400,27 +400,51 @@ def path_partition_values(folder: str, part: Sequence[str]) -> dict[str, str | N
     return out
 
 
+FILES_PER_COMMIT = 2_000  # files a rewrite (a delete, a merge) removes per commit: one commit's JSON stays a few MB
+
+
+def file_partition(key: str, part: Sequence[str]) -> tuple[str, dict[str, str | None]] | None:
+    """A snapshot file's folder (relative to the table) and partition values, from its path as
+    `snapshot_paths` gives it; None for a file a rewrite beside it cannot keep in its partition: a
+    path outside the table (a URI, an absolute path) or a folder that does not spell its values."""
+    if "://" in key or key.startswith("/"):
+        return None
+    folder = key.rsplit("/", 1)[0] if "/" in key else ""
+    values = path_partition_values(folder, part)
+    return None if values is None else (folder, values)
+
+
+def _read_whole(uri: str) -> tuple[pa.Table, int]:
+    """A data file's rows and size in bytes, read with `pq.ParquetFile` on the open file: no hive
+    partition columns come from its path; the rows keep the file's own schema."""
+    try:
+        fs, path = storage.arrow_filesystem(uri)
+        with fs.open_input_file(path) as fh:
+            return pq.ParquetFile(fh).read(use_threads=False), int(fh.size())
+    except Exception as exc:  # noqa: BLE001
+        raise _storage_error(uri.rsplit("/", 1)[0], exc) from exc
+
+
+def _distinct_ids(rows: pa.Table) -> pa.Array:
+    """The distinct `video_id`s of rows (none when they have no such column): for the id cache."""
+    if "video_id" not in rows.column_names:
+        return pa.array([], pa.string())
+    return pc.unique(rows.column("video_id").cast(pa.string()).combine_chunks())
+
+
 def rewrite_without(index: str, table: str, uri: str, folder: str, values: dict[str, str | None],
                     drop: pa.Array) -> tuple[int, int, dict[str, Any] | None, pa.Array]:
     """Read the data file `uri` whole and write its rows whose `video_id` is not in `drop` as a new
     file in `folder` (its own, relative to the table) with partition values `values`. Returns (rows
     dropped, the old file's size, the new file's add dict - None when no row remains or none was
-    dropped -, the new file's distinct video ids). Read with `pq.ParquetFile` on the open file: no
-    hive partition columns come from its path; the rows keep the file's own schema."""
-    try:
-        fs, path = storage.arrow_filesystem(uri)
-        with fs.open_input_file(path) as fh:
-            size = fh.size()
-            rows = pq.ParquetFile(fh).read(use_threads=False)
-    except Exception as exc:  # noqa: BLE001
-        raise _storage_error(uri.rsplit("/", 1)[0], exc) from exc
+    dropped -, the new file's distinct video ids)."""
+    rows, size = _read_whole(uri)
     gone = pc.fill_null(pc.is_in(rows.column("video_id").cast(pa.string()), value_set=drop), False)
     rest = rows.filter(pc.invert(gone))
     dropped = rows.num_rows - rest.num_rows
     if not dropped or not rest.num_rows:
-        return dropped, int(size), None, pa.array([], pa.string())
-    add = _write_file(table_uri(index, table), folder, rest, values, table)
-    return dropped, int(size), add, pc.unique(rest.column("video_id").cast(pa.string()).combine_chunks())
+        return dropped, size, None, pa.array([], pa.string())
+    return dropped, size, _write_file(table_uri(index, table), folder, rest, values, table), _distinct_ids(rest)
 
 
 def file_sizes(uris: Sequence[str]) -> list[int]:
@@ -441,19 +465,8 @@ def merge_files(index: str, table: str, uris: Sequence[str], folder: str, values
     the path) and write their rows, in this order, as one new file in `folder` with partition values
     `values`. Returns the new file's add dict and its distinct video ids (for the id cache). Files
     written under older schemas are read as they are and their columns unified by name."""
-    parts = []
-    for uri in uris:
-        try:
-            fs, path = storage.arrow_filesystem(uri)
-            with fs.open_input_file(path) as fh:
-                parts.append(pq.ParquetFile(fh).read(use_threads=False))
-        except Exception as exc:  # noqa: BLE001
-            raise _storage_error(uri.rsplit("/", 1)[0], exc) from exc
-    rows = pa.concat_tables(parts, promote_options="default")
-    add = _write_file(table_uri(index, table), folder, rows, values, table)
-    ids = pc.unique(rows.column("video_id").cast(pa.string()).combine_chunks()) if "video_id" in rows.column_names \
-        else pa.array([], pa.string())
-    return add, ids
+    rows = pa.concat_tables([_read_whole(uri)[0] for uri in uris], promote_options="default")
+    return _write_file(table_uri(index, table), folder, rows, values, table), _distinct_ids(rows)
 
 
 def commit_rewrites(index: str, table: str, t: Any, removed: Sequence[tuple[str, int, dict[str, str | None]]],

@@ -18,9 +18,10 @@ cover (and records them as a new fragment), and ignores rows of files the snapsh
 id. Fragments have unique names, so two readers refreshing at once at worst both read the same new
 files; merging writes the merged fragment before deleting the ones it merged.
 
-The same knowledge makes a delete of videos cheap (`index.deletes`): only the files the cache names
-are read and rewritten, where delta-rs's delete reads every file of the table (random ids: min/max
-statistics prune nothing). It lives here, not in `delta`, because the cache is built on `delta`.
+The same knowledge makes a delete of videos cheap (`index.deletes`, which finds the files with
+`files_holding`): only the files the cache names are read and rewritten, where delta-rs's delete
+reads every file of the table (random ids: min/max statistics prune nothing). Writers that make
+new files (a delete's rewrites, a compaction's merges) record their ids at once (`record_files`).
 """
 
 from __future__ import annotations
@@ -163,6 +164,21 @@ def write_fragment(index: str, table: str, parts: Iterator[pa.Table] | pa.Table)
     return uri
 
 
+def record_files(index: str, table: str, files: Sequence[tuple[str, pa.Array]]) -> None:
+    """Record the video ids of files a writer just made ((path relative to the table, its distinct
+    ids): a delete's rewrites, a merge's files) as a fragment, so that no reader opens them to learn
+    their ids. Never fails the writer: a fragment not written costs the next reader those reads."""
+    if not files:
+        return
+    rows = pa.table({"file": pa.array([path for path, ids in files for _ in range(len(ids))], pa.string()),
+                     "video_id": pa.concat_arrays([ids for _, ids in files])})
+    try:
+        if write_fragment(index, table, rows) is None:
+            log.warning("%s: the new files' ids were not cached (the next reader reads them)", table)
+    except Exception as exc:  # noqa: BLE001 - the cache is an optimisation
+        log.warning("%s: the new files' ids were not cached: %s", table, exc)
+
+
 Source = str | pa.Table  # a fragment's URI, or rows held in memory (the cache could not be written)
 
 
@@ -295,6 +311,17 @@ def iter_positions(index: str, table: str, snapshot: Snapshot | None = None
                 return
 
     return snap, rows()
+
+
+def files_holding(index: str, table: str, video_ids: pa.Array, snapshot: Snapshot | None = None
+                  ) -> tuple[Snapshot, np.ndarray]:
+    """The snapshot, and the sorted positions in it of the files holding any of these ids (strings),
+    from the cache a row group at a time: only the matching positions are kept (memory grows with
+    the matches, not the table)."""
+    snap, rows = iter_positions(index, table, snapshot)
+    hits = [pos[pc.fill_null(pc.is_in(ids.cast(pa.string()), value_set=video_ids), False)
+                .to_numpy(zero_copy_only=False)] for pos, ids in rows]
+    return snap, (np.unique(np.concatenate(hits)) if hits else np.array([], np.int64))
 
 
 def iter_video_ids(index: str, table: str) -> Iterator[pa.Array]:

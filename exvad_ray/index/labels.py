@@ -45,7 +45,7 @@ import math
 import posixpath
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -474,19 +474,25 @@ def video_facts(index: str, video_id: str | None, uri: str | None) -> dict[str, 
 
 def _video_rows(index: str, video_id: str | None, uri: str | None) -> Iterator[dict[str, Any]]:
     """The current videos rows of this id, then those of this URI (read only while wanted)."""
-    from exvad_ray.index.store import read_video_rows
-    from exvad_ray.index.supersede import current_rows
-
     cols = ["video_id", "uri", "name", "fps", "n_frames"]
     if video_id:
-        with _reading(index, "videos"):
-            rows = current_rows(storage.normalize(index), "videos",
-                                read_video_rows(storage.normalize(index), "videos", [video_id], cols))
-        yield from rows.to_pylist()
+        yield from videos_by_id(index, [video_id], cols).to_pylist()
     if uri:
         want = pa.array([uri], pa.string())
         for t in iter_videos(index, cols):
             yield from t.filter(pc.is_in(t.column("uri"), value_set=want)).to_pylist()
+
+
+def videos_by_id(index: str, video_ids: Iterable[str], columns: list[str]) -> pa.Table:
+    """The current rows of these videos (a verdict's one, a normality bank's few thousand), these
+    columns, in the table's order, read from the files the id cache says hold them
+    (`store.read_video_rows`): never the whole table on the driver."""
+    from exvad_ray.index.store import read_video_rows
+    from exvad_ray.index.supersede import current_rows
+
+    root = storage.normalize(index)
+    with _reading(index, "videos"):
+        return current_rows(root, "videos", read_video_rows(root, "videos", video_ids, columns))
 
 
 def iter_videos(index: str, columns: list[str], page: int = 256) -> Iterator[pa.Table]:

@@ -6,7 +6,7 @@ delta-rs 1.6.6's `optimize.compact` spends about 24 ms per file it merges whatev
 two of its five tables after 45 minutes. The files and their folders are known from the log's paths
 (`idmap.Snapshot`), so the merge is plain Parquet: each folder's small files are read whole,
 written as one file (or several of at most TARGET_BYTES), and the removes and adds go into one
-commit per FILES_PER_COMMIT merged files, marked as an optimize (data_change false: no row
+commit per `delta.FILES_PER_COMMIT` merged files, marked as an optimize (data_change false: no row
 changes). The same date took 1.4 s. The new files' ids are recorded in the id cache, so no reader
 opens them to learn which videos they hold.
 
@@ -22,16 +22,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pyarrow as pa
-
 from exvad_ray.index import delta, idmap
 
 log = logging.getLogger(__name__)
 
 TARGET_BYTES = 128 * 2**20  # a merged file's size at most (delta-rs's optimize aims at 100 MiB); larger files stay
-FILES_PER_COMMIT = 2_000  # files a merge removes per commit (one commit's JSON stays a few MB)
 
 Folder = tuple[str, dict[str, str | None], list[str]]  # (folder, its partition values, its files' keys)
+Small = tuple[str, dict[str, str | None], list[tuple[str, int]]]  # (folder, values, its small files' (key, size))
 
 
 def merge_small_files(index: str, table: str, min_files: int = 2, target_bytes: int = TARGET_BYTES
@@ -49,13 +47,14 @@ def merge_small_files(index: str, table: str, min_files: int = 2, target_bytes: 
     if folders is None:
         log.info("%s: a file outside the folder of its partition values; merging with delta-rs's optimize", table)
         return None
-    removed = added = 0
-    batch: list[tuple[str, dict[str, str | None], list[tuple[str, int]]]] = []
+    removed = added = pending = 0
+    batch: list[Small] = []
     for f in _small(snap, folders, min_files, target_bytes):
         batch.append(f)
-        if sum(len(files) for _, _, files in batch) >= FILES_PER_COMMIT:
+        pending += len(f[2])
+        if pending >= delta.FILES_PER_COMMIT:
             r, a = _merge_and_commit(index, table, t, snap, batch, target_bytes)
-            removed, added, batch = removed + r, added + a, []
+            removed, added, batch, pending = removed + r, added + a, [], 0
             t.update_incremental()  # the next commit reads the version this one made
     if batch:
         r, a = _merge_and_commit(index, table, t, snap, batch, target_bytes)
@@ -68,19 +67,17 @@ def _folders(snap: idmap.Snapshot, part: list[str]) -> list[Folder] | None:
     consecutive), with the folder's partition values; None when a file is not where its values say."""
     out: list[Folder] = []
     for key in snap.keys.to_pylist():
-        folder = key.rsplit("/", 1)[0] if "/" in key else ""
-        if out and out[-1][0] == folder:
-            out[-1][2].append(key)
-            continue
-        values = delta.path_partition_values(folder, part)
-        if values is None or "://" in key or key.startswith("/"):
+        where = delta.file_partition(key, part)
+        if where is None:
             return None
-        out.append((folder, values, [key]))
+        if out and out[-1][0] == where[0]:
+            out[-1][2].append(key)
+        else:
+            out.append((*where, [key]))
     return out
 
 
-def _small(snap: idmap.Snapshot, folders: list[Folder], min_files: int, target_bytes: int
-           ) -> Iterator[tuple[str, dict[str, str | None], list[tuple[str, int]]]]:
+def _small(snap: idmap.Snapshot, folders: list[Folder], min_files: int, target_bytes: int) -> Iterator[Small]:
     """Each folder worth merging with its small files' (key, size): sizes are asked only for
     folders of at least `min_files` files."""
     for folder, values, keys in folders:
@@ -105,7 +102,7 @@ def _bins(files: list[tuple[str, int]], target_bytes: int) -> list[list[tuple[st
     return out
 
 
-def _merge_and_commit(index: str, table: str, t: Any, snap: idmap.Snapshot, batch: list[Any],
+def _merge_and_commit(index: str, table: str, t: Any, snap: idmap.Snapshot, batch: list[Small],
                       target_bytes: int) -> tuple[int, int]:
     """Merge these folders' files (`idmap.READ_THREADS` bins at once), one commit removing them and
     adding the merged files, their ids recorded in the cache. Returns (files removed, files added)."""
@@ -117,12 +114,5 @@ def _merge_and_commit(index: str, table: str, t: Any, snap: idmap.Snapshot, batc
                              jobs))
     removed = [(k, s, values) for _, values, b in jobs for k, s in b]
     delta.commit_rewrites(index, table, t, removed, [add for add, _ in done], operation="optimize")
-    rows = pa.table({"file": pa.array([add["path"] for add, ids in done for _ in range(len(ids))], pa.string()),
-                     "video_id": pa.concat_arrays([ids for _, ids in done])})
-    if rows.num_rows:
-        try:
-            if idmap.write_fragment(index, table, rows) is None:
-                log.warning("%s: the merged files' ids were not cached (the next reader reads them)", table)
-        except Exception as exc:  # noqa: BLE001 - the cache is an optimisation
-            log.warning("%s: the merged files' ids were not cached: %s", table, exc)
+    idmap.record_files(index, table, [(add["path"], ids) for add, ids in done])
     return len(removed), len(done)

@@ -48,6 +48,11 @@ _EXTRA = [pa.field("manifest_json", pa.string(), nullable=False), pa.field("revi
           pa.field("written_at", pa.timestamp("us", tz="UTC"), nullable=False)]
 
 
+def is_manifest_name(name: str) -> bool:
+    """Whether a file name in ``INDEX/runs/`` is a run manifest (``run-<run_id>.json``)."""
+    return name.startswith("run-") and name.endswith(".json")
+
+
 def manifest_uri(index: str, run_id: str) -> str:
     """The JSON manifest of a run on an index of per-video files (a Delta index keeps them in
     ``INDEX/run_log``; older ones may still be here)."""
@@ -113,8 +118,7 @@ def read_manifests(index: str) -> list[dict[str, Any]]:
 def _json_docs(index: str) -> list[dict[str, Any]]:
     fs, path = storage.filesystem(storage.join(index, RUNS_DIR))
     try:
-        names = sorted(f for f in fs.ls(path, detail=False) if f.rsplit("/", 1)[-1].startswith("run-")
-                       and f.endswith(".json"))
+        names = sorted(f for f in fs.ls(path, detail=False) if is_manifest_name(f.rsplit("/", 1)[-1]))
     except FileNotFoundError:
         return []
     prefix = "s3://" if storage.is_remote(index) else ""

@@ -392,9 +392,7 @@ def id_files(index: str, table: str, video_ids: pa.Array) -> list[str]:
     the id cache a row group at a time: the driver keeps the matching files' positions only."""
     from exvad_ray.index import idmap
 
-    snap, rows = idmap.iter_positions(index, table)
-    hits = [pos[pc.is_in(ids, value_set=video_ids).to_numpy(zero_copy_only=False)] for pos, ids in rows]
-    found = np.unique(np.concatenate(hits)) if hits else np.array([], np.int64)
+    snap, found = idmap.files_holding(index, table, video_ids)
     return [snap.uri(p) for p in found]
 
 

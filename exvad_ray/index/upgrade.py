@@ -44,8 +44,9 @@ Why it is built this way:
   A manifest of an older schema version gets today's ``index_schema_version`` (the tables are
   today's now) and keeps the old one in ``upgraded_from``.
 - Everything else under the source (settings, labels, scoring manifests, the search sidecar,
-  tombstones, other files under ``runs/``) is copied byte for byte. Tombstones are copied although their videos' rows are not in the video
-  tables: the search hides replaced videos by them, and the upgraded rescorings still hold such
+  tombstones, other files under ``runs/``) is copied byte for byte. Tombstones are copied
+  although their videos' rows are not in the video tables: the search hides replaced videos by
+  them, and the upgraded rescorings still hold such
   videos' rows (a Delta index's own replacements delete them: `scorings.delete_videos`).
   The source is only read.
 """
@@ -573,7 +574,7 @@ def _upgraded_manifest(src: str, doc: dict[str, Any]) -> dict[str, Any]:
 def _is_manifest(rel: str) -> bool:
     """A run manifest as `runs.read_manifests` finds one (``runs/run-*.json``, directly in runs/)."""
     parts = rel.split("/")
-    return len(parts) == 2 and parts[0] == RUNS_DIR and parts[1].startswith("run-") and parts[1].endswith(".json")
+    return len(parts) == 2 and parts[0] == RUNS_DIR and runs.is_manifest_name(parts[1])
 
 
 # ------------------------------------------------------------------------------------ other content

@@ -26,7 +26,6 @@ import logging
 import os
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Any
 
@@ -658,7 +657,9 @@ def _prepare(cfg: RescoreConfig, index: str, echo: Any) -> tuple[Scoring, dict[s
     model_doc = nsc.check_model(nrm_uri)
     nrm_id = nsc.normality_id(nrm_uri)
     bank_videos = {v for b in model_doc.get("banks") or [] for v in b.get("videos") or []}
-    vt = _video_rows(index, bank_videos, ["video_id", "uri"])
+    from exvad_ray.index.labels import videos_by_id
+
+    vt = videos_by_id(index, bank_videos, ["video_id", "uri"])
     nearest_uri = dict(zip(vt.column("video_id").to_pylist(), vt.column("uri").to_pylist()))
     doc |= {"mode": "normality" if not cfg.detector else "fused",
             "normality": nsc.manifest_entry(model_doc, nrm_uri, nrm_id)}
@@ -686,15 +687,6 @@ def _prepare(cfg: RescoreConfig, index: str, echo: Any) -> tuple[Scoring, dict[s
                                       nsc.card_calibration(card_doc).get("map") else "the calibration footage"}}
 
 
-def _video_rows(index: str, video_ids: Iterable[str], columns: list[str]) -> pa.Table:
-    """The current `videos` rows of these ids (a normality bank's: a few thousand), in the table's
-    order, read from the files the id cache says hold them: never the whole table on the driver."""
-    from exvad_ray import index as idx
-    from exvad_ray.index.supersede import current_rows
-
-    return current_rows(index, "videos", idx.read_video_rows(index, "videos", video_ids, columns))
-
-
 CALIBRATION_SNIPPETS = 200_000  # the fused calibration pass reads at most about this many snippets
 
 
@@ -707,7 +699,7 @@ def _calibration_videos(cfg: RescoreConfig, index: str, model_doc: dict[str, Any
     import hashlib
 
     from exvad_ray.normality import GLOBAL
-    from exvad_ray.index.labels import iter_videos, label_lookup
+    from exvad_ray.index.labels import iter_videos, label_lookup, videos_by_id
     from exvad_ray.pipeline.normality_scoring import is_normal
 
     cols = ["video_id", "uri", "name", "n_snippets"]
@@ -724,7 +716,7 @@ def _calibration_videos(cfg: RescoreConfig, index: str, model_doc: dict[str, Any
             what = "the Normal videos of train and val"
     else:
         bank = next((b for b in model_doc.get("banks") or [] if b.get("name") == GLOBAL), {})
-        videos = _video_rows(index, bank.get("videos") or [], cols).to_pylist()
+        videos = videos_by_id(index, bank.get("videos") or [], cols).to_pylist()
         chosen = {v["video_id"]: None for v in videos}
         what = "the normality bank's videos"
     size = {v["video_id"]: int(v["n_snippets"] or 0) for v in videos}

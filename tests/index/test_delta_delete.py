@@ -133,7 +133,7 @@ def test_files_delta_rs_wrote_in_percent_encoded_folders(tmp_path):
 def test_many_files_go_in_several_commits(tmp_path, monkeypatch):
     index = str(tmp_path / "idx")
     files = _build(index)
-    monkeypatch.setattr(deletes, "FILES_PER_COMMIT", 2)
+    monkeypatch.setattr(delta, "FILES_PER_COMMIT", 2)  # one limit for deletes and merges
     v0 = delta.log_version(index, "segments")
     gone = [f[0] for f in files[:5]]
     assert deletes.delete_videos(index, "segments", gone) == 10

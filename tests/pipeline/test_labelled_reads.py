@@ -18,9 +18,9 @@ import pytest
 from exvad_ray import index as idx
 from exvad_ray.errors import ExvadError
 from exvad_ray.index import batches
-from exvad_ray.index.labels import append_labels, label_lookup, make_table
+from exvad_ray.index.labels import append_labels, label_lookup, make_table, videos_by_id
 from exvad_ray.normality import GLOBAL
-from exvad_ray.pipeline.rescore import RescoreConfig, _calibration_videos, _video_rows
+from exvad_ray.pipeline.rescore import RescoreConfig, _calibration_videos
 from exvad_ray.train.data import load_index_records
 from exvad_ray.train.normality import NormalityFitConfig, plan_fit
 
@@ -113,7 +113,7 @@ def test_fusion_calibration_on_the_bank_and_its_uris_read_the_banks_videos_only(
     chosen, what = _calibration_videos(RescoreConfig(index), index, {"banks": [{"name": GLOBAL, "videos": bank}]})
     assert what == "the normality bank's videos" and list(chosen) == _in_order(archive, set(bank))
     assert set(chosen.values()) == {None}
-    uris = _video_rows(index, set(bank), ["video_id", "uri"])  # `_prepare`'s nearest-video URIs
+    uris = videos_by_id(index, set(bank), ["video_id", "uri"])  # `_prepare`'s nearest-video URIs
     got = dict(zip(uris.column("video_id").to_pylist(), uris.column("uri").to_pylist()))
     assert got == {ids[i]: f"file:///archive/cam{i % 3}/v{i:05d}.mp4" for i in range(7, N, 97)}
 
