@@ -54,6 +54,20 @@ def ids(n: int) -> list[str]:
     return [str(uuid.uuid4()) for _ in range(n)]
 
 
+def batch_index(tmp_path, n_batches: int, per: int = 4, cameras: tuple[str, ...] = ("cam-1",)) -> tuple[str, list[str]]:
+    """A Delta index of `n_batches` committed batches of `per` new videos each (the i-th video of a
+    batch on camera ``cameras[i % len(cameras)]``), and every video's id in commit order."""
+    index = str(tmp_path / "idx")
+    batches.create_tables(index)
+    all_ids: list[str] = []
+    for b in range(n_batches):
+        vids = ids(per)
+        adds = batches.write_batch(index, [video(v, camera=cameras[i % len(cameras)]) for i, v in enumerate(vids)])
+        batches.commit_batch(index, "run1", b, adds, vids)
+        all_ids += vids
+    return index, all_ids
+
+
 def stored_ids(index: str, table: str) -> list[str]:
     """Every row's video id in the table's snapshot, duplicates kept (what any engine reads)."""
     return sorted(delta.video_ids(index, table).to_pylist())

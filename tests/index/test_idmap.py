@@ -9,21 +9,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from exvad_ray.index import batches, deletes, delta, idmap
-from test_batches import ids, stored_ids, video
+from test_batches import batch_index, ids, stored_ids, video
 
 pytest.importorskip("deltalake")
 
 
 def _index(tmp_path, n_batches: int = 3, per: int = 4) -> tuple[str, list[str]]:
-    index = str(tmp_path / "idx")
-    batches.create_tables(index)
-    all_ids: list[str] = []
-    for b in range(n_batches):
-        vids = ids(per)
-        adds = batches.write_batch(index, [video(v, camera=f"cam-{i % 2}") for i, v in enumerate(vids)])
-        batches.commit_batch(index, "run1", b, adds, vids)
-        all_ids += vids
-    return index, all_ids
+    return batch_index(tmp_path, n_batches, per, cameras=("cam-0", "cam-1"))
 
 
 def _cached(index: str, table: str) -> list[str]:

@@ -9,23 +9,16 @@ import pyarrow as pa
 import pytest
 
 from exvad_ray import index as idx
-from exvad_ray.index import batches, delta, idmap
+from exvad_ray.index import delta, idmap
 from exvad_ray.index.labels import iter_videos, rows_matching, video_facts
 from exvad_ray.index.supersede import mark_superseded
-from test_batches import ids, video
+from test_batches import batch_index
 
 pytest.importorskip("deltalake")
 
 
 def _index(tmp_path, n_batches: int = 4, per: int = 4) -> tuple[str, list[str]]:
-    index = str(tmp_path / "idx")
-    batches.create_tables(index)
-    all_ids: list[str] = []
-    for b in range(n_batches):
-        vids = ids(per)
-        batches.commit_batch(index, "run1", b, batches.write_batch(index, [video(v) for v in vids]), vids)
-        all_ids += vids
-    return index, all_ids
+    return batch_index(tmp_path, n_batches, per)
 
 
 def test_rows_of_known_ids_are_read_from_their_files_only(tmp_path):
