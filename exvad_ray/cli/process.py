@@ -180,6 +180,8 @@ def _compact(args: argparse.Namespace) -> int:
     if args.retention_hours < 0:
         raise ExvadError(f"--retention-hours must be >= 0 (got {args.retention_hours})")
     index = storage.normalize(args.index)
+    if not storage.exists(index):  # before the lease, which would create the folder
+        raise ExvadError(f"no index at {args.index} (nothing to compact)")
     lease = IndexLease(index)
     try:
         lease.acquire()  # a job's batch not yet committed must not be vacuumed, nor two compactions race

@@ -188,6 +188,11 @@ def test_cli(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--retention-hours must be >= 0" in err
 
+    nothing = tmp_path / "nothing"
+    assert main(["compact", str(nothing)]) == 2  # a mistyped index: one line, and no folder made for it
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no index at" in err and not nothing.exists()
+
     assert main(["compact", index, "--retention-hours", "0"]) == 0
     out = capsys.readouterr().out
     assert "segments: optimized: 4 -> 2 files in the snapshot, 4 files vacuumed" in out
