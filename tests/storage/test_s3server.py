@@ -33,3 +33,33 @@ def test_server_binds_loopback_only(s3_server):
     assert proc is not None
     addrs = {c.laddr.ip for c in proc.net_connections(kind="inet") if c.status == "LISTEN"}
     assert addrs and addrs <= {"127.0.0.1"}, addrs
+
+
+def test_server_starts_when_another_process_takes_its_port(tmp_path, monkeypatch):
+    """The port is chosen free, then taken by someone else before SeaweedFS binds it (a demo run right
+    after another lost its S3 port this way): the server starts again on fresh ports."""
+    import socket
+
+    from exvad_ray.storage import s3server
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    real, calls = s3server._free_port_with_grpc, []
+
+    def first_taken() -> int:
+        calls.append(1)
+        return port if len(calls) == 1 else real()
+
+    monkeypatch.setattr(s3server, "_free_port_with_grpc", first_taken)
+    try:
+        with s3server.LocalS3Server(str(tmp_path)) as server:
+            assert server.port != port
+            server.create_bucket("bucket")
+            fs = server.filesystem()
+            fs.pipe_file("bucket/x", b"ok")
+            assert fs.cat_file("bucket/x") == b"ok"
+    finally:
+        taken.close()
+    assert len(calls) == 10  # five ports per start, two starts
