@@ -48,6 +48,9 @@ class VideoResult:
     class_probs: np.ndarray  # (T, C)
     prediction: VideoPrediction
     fps: float | None = None
+    # the anomaly scores' order where float32 percentiles lose it (a calibrated scoring's surprises, which
+    # rank footage beyond all normal footage that percentiles tie at 1.0); AUC/AP rank by it when every video has it
+    rank_scores: np.ndarray | None = None
 
     @property
     def is_anomaly(self) -> bool:
@@ -138,7 +141,8 @@ def as_binary(records: Sequence[VideoRecord]) -> list[VideoRecord]:
 def stored_results(records: Sequence[VideoRecord], stored: dict[str, tuple[np.ndarray, np.ndarray]],
                    class_names: Sequence[str], threshold: float = 0.5) -> list[VideoResult]:
     """Results from scores already written to an index (a scoring of `exvad process` or `exvad rescore`):
-    `stored` maps a video's name to its (anomaly scores (T,), class probabilities (T,C)); the video-level
+    `stored` maps a video's name to its (anomaly scores (T,), class probabilities (T,C)[, their unsaturated
+    order (T,) or None]: `scorings.scores_by_name`); the video-level
     prediction is derived as a scorer's `predict_video` does, at the scoring's own `threshold` (a
     calibrated scoring flags at a percentile of normal footage, not at 0.5)."""
     names = list(class_names)
@@ -148,12 +152,13 @@ def stored_results(records: Sequence[VideoRecord], stored: dict[str, tuple[np.nd
     for r in conform(records, names):
         if r.name not in stored:
             raise ExvadError(f"the scoring has no scores for video {r.name!r}")
-        scores, probs = stored[r.name]
+        scores, probs, *order = stored[r.name]
         if len(scores) != r.n_snippets:
             raise ExvadError(f"the scoring has {len(scores)} snippet scores for video {r.name!r}, the index "
                              f"{r.n_snippets} snippets")
         out.append(VideoResult(r.name, list(r.labels), list(r.segments), scores, probs,
-                               video_prediction(scores, probs, names, threshold=threshold), r.fps))
+                               video_prediction(scores, probs, names, threshold=threshold), r.fps,
+                               order[0] if order else None))
     return out
 
 
@@ -169,7 +174,9 @@ def compute_report(results: Sequence[VideoResult], class_names: Sequence[str], p
     frame_level = bool(anomalous) and all(r.segments for r in anomalous) and len(anomalous) < len(results)
     auc = ap = float("nan")
     if frame_level:
-        auc, ap = frame_auc_ap([r.anomaly_scores for r in results], [[(s, e) for s, e, _ in r.segments] for r in results])
+        ranked = all(r.rank_scores is not None for r in results)
+        auc, ap = frame_auc_ap([r.rank_scores if ranked else r.anomaly_scores for r in results],
+                               [[(s, e) for s, e, _ in r.segments] for r in results])
     else:
         y = np.array([r.is_anomaly for r in results], np.int8)
         if 0 < y.sum() < len(y):

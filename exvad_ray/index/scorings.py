@@ -78,7 +78,10 @@ def schema(table: str) -> pa.Schema:
                           pa.field("snippet_index", pa.int32(), nullable=False),
                           pa.field("anomaly_score", pa.float32(), nullable=False),
                           pa.field("class_probs", pa.list_(pa.float32()))] + _ids() +
-                         [pa.field("normality", pa.float32())])
+                         [pa.field("normality", pa.float32()), pa.field("surprise", pa.float32(), metadata={
+                             b"doc": b"-log(1 - anomaly_score) of a calibrated (normality or fused) scoring: the same "
+                                     b"order without float32's rounding of percentiles above about 1 - 6e-8 to 1.0, "
+                                     b"where footage beyond all normal footage would tie; null otherwise"})])
     if table == "videos":
         return pa.schema([pa.field("video_id", pa.string(), nullable=False), pa.field("uri", pa.string()),
                           pa.field("name", pa.string()), pa.field("video_score", pa.float32()),
@@ -360,7 +363,8 @@ def _read_process(index: str, table: str, columns: list[str] | None = None,
 def scores_by_name(index: str, scoring: str, names: set[str]) -> tuple[list[str], dict[str, tuple[Any, Any]]]:
     """The stored per-snippet scores of the named videos in one scoring (what `exvad evaluate --scoring`
     and the demo evaluate, no model run): (class names, {name: (anomaly scores (T,), class probabilities
-    (T, C))}). The videos are found by name a page of files at a time (never the whole table as rows). A
+    (T, C), the scores' unsaturated order (T,) or None)}): a calibrated scoring stores its percentiles'
+    surprises beside them, which rank footage beyond all normal footage that float32 percentiles tie at 1. The videos are found by name a page of files at a time (never the whole table as rows). A
     name that is not unique in the index, or a scoring that mixes class lists, is an error."""
     import numpy as np
 
@@ -386,13 +390,16 @@ def scores_by_name(index: str, scoring: str, names: set[str]) -> tuple[list[str]
             raise ExvadError(f"scoring {scoring!r} mixes class lists ({class_names} and {v['class_names']})")
     if not ids or not class_names:
         raise ExvadError(f"scoring {scoring!r} of {index} scored none of the {len(names)} videos asked for")
-    snips = read_scoring(index, "snippet_scores", scoring, ["video_id", "snippet_index", "anomaly_score", "class_probs"],
+    cols = ["anomaly_score", "class_probs", "surprise"]
+    snips = read_scoring(index, "snippet_scores", scoring, ["video_id", "snippet_index", *cols],
                          video_ids=list(ids.values()))
-    by_id = snippet_columns_by_video(snips, ["anomaly_score", "class_probs"], list(ids.values()))
+    by_id = snippet_columns_by_video(snips, cols, list(ids.values()))
     out = {}
     for name, vid in ids.items():
-        scores, probs = by_id.get(vid, (np.zeros(0), np.zeros((0, len(class_names)))))
-        out[name] = (np.asarray(scores, np.float32), np.asarray(probs, np.float32).reshape(-1, len(class_names)))
+        scores, probs, surprise = by_id.get(vid, (np.zeros(0), np.zeros((0, len(class_names))), np.zeros(0)))
+        order = np.asarray(surprise, np.float64)  # null (NaN) in scorings that do not store it
+        order = None if len(order) == 0 or np.isnan(order).any() else order
+        out[name] = (np.asarray(scores, np.float32), np.asarray(probs, np.float32).reshape(-1, len(class_names)), order)
     return class_names, out
 
 

