@@ -3,12 +3,18 @@
     python bench/normality.py demo  [--workdir demo-output] [--record]
     python bench/normality.py scale [--snippets 1000000] [--record]
     python bench/normality.py all   [--workdir ...] [--record]
+    python bench/normality.py rules    --workdir A,B,... [--record]  (fusion rules, development archives)
+    python bench/normality.py weights  --workdir A,B,... [--record]  (the weight's metric, development archives)
+    python bench/normality.py shipped  --workdir A,B,... [--record]  (`exvad rescore` + `evaluate --scoring`)
+
+Development archives: `exvad demo`'s steps on the generator's other seeds, e.g.
+`run_demo("dev1", seed=1, synth=SynthConfig(seed=1, workers=2))` (exvad_ray.cli.demo); never the demo's test split.
 
 demo: after `exvad demo --workdir W` (W/index is the rescored index, W/s3 the archive's S3 data with
 the labels table). The normality model is fitted by the real job (`fit_normality`, Ray Data) on the
 train split's Normal videos and calibrated on the Normal videos of train (leave-one-video-out) and
 val; the detector's stored snippet scores are calibrated on val's Normal videos; the fusion weight is
-chosen on val (snippet AUC); the fused score is calibrated on val's Normal videos. The test split is
+chosen on val (snippet AP, the library's WEIGHT_METRIC); the fused score is calibrated on val's Normal videos. The test split is
 only scored: frame AUC/AP (exvad_ray.eval.metrics, the figures `exvad evaluate` prints) of the
 detector, normality alone and fused, and which test videos are flagged at the calibrated thresholds
 (a video is flagged when the localisation rule flags one of its segments) next to the detector's
@@ -132,8 +138,13 @@ def _variant(data: dict[str, dict[str, Any]], model: Any, k: int, reference: str
         else:
             n_map = lambda v: pn(v["surprise"])  # noqa: E731
             d_map = lambda v: pd(v["detector"])  # noqa: E731
-    if weight is None or weight == "clamp":  # clamp: chosen on val, at least 0.5 (val favours the detector it selected)
-        chosen, _aucs = choose_weight([n_map(v) for v in val], [d_map(v) for v in val], [_truth(v) for v in val])
+    if weight is None or isinstance(weight, str):  # chosen on val: by the library's metric (None), by "auc" or
+        # "ap"; "clamp": by AUC, at least 0.5 (val favours the detector it selected)
+        from exvad_ray.normality import WEIGHT_METRIC
+
+        metric = WEIGHT_METRIC if weight is None else "auc" if weight == "clamp" else weight
+        chosen, _scores = choose_weight([n_map(v) for v in val], [d_map(v) for v in val], [_truth(v) for v in val],
+                                        metric=metric)
         weight = max(chosen, 0.5) if weight == "clamp" else chosen
     for v in data.values():
         v["fused"] = fuse(n_map(v), d_map(v), weight)
@@ -208,21 +219,24 @@ def run_demo(workdir: Path, combine: str = "mean", ks: tuple[int, ...] = (5, 1))
 # scale "val" = the reference with the better val fused AUC, as rescore chooses; weight None = chosen on
 # val, "clamp" = chosen on val but at least 0.5, a number = fixed.
 REFERENCES = ("normal", "footage", "footage_s")
-WEIGHTS: tuple[float | str | None, ...] = (None, "clamp", 0.5)
+WEIGHTS: tuple[float | str | None, ...] = ("auc", "clamp", 0.5)
 RULES = tuple((s, w) for s in ("val", *REFERENCES) for w in WEIGHTS)
+# the weight's metric under the shipped scale (ranks among val's footage as surprises = rank_surprise)
+METRIC_RULES = tuple(("footage_s", w) for w in ("auc", "ap", "clamp", 0.5))
 
 
-def run_rules(workdir: Path, combine: str = "mean", k: int = 5) -> dict[str, Any]:
-    """Every fusion rule of RULES on one archive (its test split only scored); k fixed at the fit's default."""
+def run_rules(workdir: Path, combine: str = "mean", k: int = 5, rules: tuple = RULES) -> dict[str, Any]:
+    """Every fusion rule of `rules` on one archive (its test split only scored); k fixed at the fit's default."""
     tmp = Path(tempfile.mkdtemp(prefix="normality-rules-"))
     try:
         labels, data = _load(workdir, tmp)
         model, fit_s = _fit(workdir, labels, k, tmp, combine)
-        by_ref = {ref: {w: _variant(data, model, k, ref, w) for w in WEIGHTS} for ref in REFERENCES}
+        refs = {r for s, _w in rules for r in (("normal", "footage") if s == "val" else (s,))}
+        by_ref = {ref: {w: _variant(data, model, k, ref, w) for w in {w for _s, w in rules}} for ref in refs}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out = []
-    for scale, weight in RULES:
+    for scale, weight in rules:
         if scale == "val":  # the reference with the better val fused AUC (ties: normal), as rescore chooses
             ref = max(("normal", "footage"), key=lambda r: (by_ref[r][weight]["val_fused_auc"], r == "normal"))
         else:
@@ -235,6 +249,43 @@ def run_rules(workdir: Path, combine: str = "mean", k: int = 5) -> dict[str, Any
                     "anomalous_flagged": c["anomalous_flagged"], "anomalous": c["anomalous"],
                     "normality_counts": x["counts"]["normality"], "detector_counts": x["counts"]["detector_0.5"]})
     return {"workdir": str(workdir), "fit_s": fit_s, "rules": out}
+
+
+def run_shipped(workdir: Path, weight: float | None = None, scale: str | None = None) -> dict[str, Any]:
+    """The shipped path on a finished `exvad demo` workdir, with this checkout's code: its index copied
+    (without the normality and fused scorings the demo wrote) and rescored alone and fused by `exvad
+    rescore`'s code with the demo's models, then the test split evaluated from the stored scorings as
+    `exvad evaluate --scoring` does. `weight`/`scale`: a fixed fusion weight or scale instead of the defaults."""
+    from exvad_ray.cli.demo import _evaluate_scoring
+    from exvad_ray.pipeline.rescore import RescoreConfig, run_rescore
+    from exvad_ray.storage.s3server import LocalS3Server, s3_environment
+
+    labels, out = "s3://archive/footage/annotations/labels", {"workdir": str(workdir)}
+    with LocalS3Server(str(workdir / "s3")) as server, s3_environment(server):
+        fs = server.filesystem()
+        idx = f"s3://index/bench-{int(time.time())}"
+        for f in fs.find("index/run2"):  # a copy: the demo's own index keeps the scorings it wrote
+            rel = f[len("index/run2/"):]
+            if not (rel.startswith("scorings/") and rel.split("/")[1].startswith(("nrm-", "fus-", "current"))):
+                fs.copy(f, f"{idx[5:]}/{rel}")
+        quiet = lambda *a, **k: None  # noqa: E731
+        alone = run_rescore(RescoreConfig(idx, normality="s3://models/normality-v1", labels=labels, set_current=False),
+                            echo=quiet)
+        kw = {"fusion_weight": weight} | ({"fusion_scale": scale} if scale else {})
+        fused = run_rescore(RescoreConfig(idx, detector="s3://models/detector-v1", normality="s3://models/normality-v1",
+                                          labels=labels, set_current=False, **kw), echo=quiet)
+        for name, sid in (("detector", "process"), ("normality", alone["scoring_id"]), ("fused", fused["scoring_id"])):
+            r, _top = _evaluate_scoring(idx, labels, sid)
+            d = r.decisions
+            out[name] = {"auc": round(r.auc, 3), "ap": round(r.ap, 3), "normal_flagged": d.normal_videos_flagged,
+                         "normal": d.normal_videos, "anomalous_flagged": d.anomalous_videos_flagged,
+                         "anomalous": d.anomalous_videos, "threshold": round(d.threshold, 5)}
+        f = fused.get("fusion") or {}
+        out["fusion"] = {"weight": f.get("weight"), "scale": f.get("scale"), "weight_source": f.get("weight_source")}
+        import ray
+
+        ray.shutdown()
+    return out
 
 
 # --------------------------------------------------------------------------------------- scale
@@ -470,7 +521,8 @@ def _md_demo(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _md_rules(runs: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+def _md_rules(runs: list[dict[str, Any]], when: str = "fixed after dev1's table and before dev2's was computed"
+              ) -> tuple[str, dict[str, Any]]:
     """Each rule on each development archive, and the one the criterion picks: the mean over the
     archives of (anomalous videos flagged - normal videos flagged, as fractions), then of fused AP."""
     names = [r["rule"] for r in runs[0]["rules"]]
@@ -487,8 +539,8 @@ def _md_rules(runs: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
              "fitted on train's Normal videos, k = 5). Test split of each: 4 normal, 8 anomalous videos. Rules: the "
              "scale (`normal` = surprises -log(1 - percentile of normal footage); `footage` = ranks among val's "
              "footage; `footage_s` = those ranks as surprises; `val` = the better val fused AUC) and the normality "
-             "weight (`val` = chosen on val by snippet AUC; `clamp` = chosen on val, at least 0.5; or fixed). "
-             "Criterion, fixed after dev1's table and before dev2's was computed: mean over the archives of (anomalous videos "
+             "weight (`auc`, `ap` = chosen on val by snippet AUC, AP; `clamp` = by AUC, at least 0.5; or fixed). "
+             f"Criterion, {when}: mean over the archives of (anomalous videos "
              "flagged - normal videos flagged, as fractions) at the calibrated threshold, then mean fused AP.", "",
              "| rule | " + " | ".join(f"{Path(r['workdir']).name}: weight, fused AUC / AP, normal / anomalous flagged"
                                      for r in runs) + " | criterion (decisions, AP) |",
@@ -509,6 +561,30 @@ def _md_rules(runs: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
         f"{r['rules'][0]['normality_counts']['anomalous_flagged']}/8 at its calibrated threshold" for r in runs) + "."]
     flat = {"normality_fusion_rule": best, "normality_fusion_rule_decisions": score(best)[0],
             "normality_fusion_rule_ap": score(best)[1], "normality_fusion_rule_archives": len(runs)}
+    return "\n".join(lines), flat
+
+
+def _md_shipped(runs: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    lines = ["`exvad rescore` (normality alone, and fused with the default scale and the weight chosen on val) and "
+             "`exvad evaluate --scoring` on the test split (4 normal, 8 anomalous videos) of finished `exvad demo` "
+             "workdirs: the demo (seed 0) and development archives (the demo's generator with seeds 1, 2, ...), each "
+             "index copied without the scorings the demo wrote and rescored by this checkout's code with the demo's "
+             "detector and normality model. Calibrated scorings store each snippet's surprise -log(1 - percentile) "
+             "beside its float32 percentile, and AUC/AP rank by it (float32 rounds percentiles above about 1 - 6e-8 to "
+             "1.0). Thresholds: 1 false alarm per hour of normal footage, never from test.", "",
+             "| archive | detector at its 0.5: AUC / AP, normal / anomalous flagged | normality alone | fused | "
+             "fusion weight (val) |", "|---|---|---|---|---|"]
+    cell = lambda x: (f"{x['auc']:.3f} / {x['ap']:.3f}, {x['normal_flagged']}/{x['normal']} / "  # noqa: E731
+                      f"{x['anomalous_flagged']}/{x['anomalous']}")
+    flat: dict[str, Any] = {}
+    for r in runs:
+        name = Path(r["workdir"]).name
+        lines.append(f"| {name} | {cell(r['detector'])} | {cell(r['normality'])} | {cell(r['fused'])} | "
+                     f"{r['fusion']['weight']} |")
+        for part in ("detector", "normality", "fused"):
+            for key in ("auc", "ap", "normal_flagged", "anomalous_flagged"):
+                flat[f"normality_shipped_{name}_{part}_{'frame_' if key in ('auc', 'ap') else ''}{key}"] = r[part][key]
+        flat[f"normality_shipped_{name}_fusion_weight"] = r["fusion"]["weight"]
     return "\n".join(lines), flat
 
 
@@ -548,7 +624,9 @@ def _md_scale(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=("demo", "scale", "all", "rules", "fitscale", "_scale_one", "_build_fit_index"))
+    ap.add_argument("what", choices=("demo", "scale", "all", "rules", "weights", "shipped", "fitscale", "_scale_one",
+                                     "_build_fit_index"))
+    ap.add_argument("--weight", type=float, default=None, help="shipped: a fixed fusion weight (default: chosen on val)")
     ap.add_argument("--root", default="/tmp/normality-fitscale", help="fitscale: where the synthetic index goes")
     ap.add_argument("--sizes", default="100000,1000000", help="fitscale: snippets per run")
     ap.add_argument("--from-json", default=None, help="fitscale: record rows measured before (one JSON per line)")
@@ -578,6 +656,25 @@ def main() -> None:
                     **({"normality_fit_driver_peak_rss_mib_1e5": rows[0]["driver_peak_rss_mib"],
                         "normality_fit_worker_peak_rss_mib_1e5": rows[0]["worker_peak_rss_mib"]}
                        if len(rows) > 1 else {})}, machine())
+        return
+    if args.what == "shipped":  # --workdir A,B: finished `exvad demo` workdirs (the demo, development archives)
+        runs = []
+        for w in args.workdir.split(","):
+            runs.append(run_shipped(Path(w).resolve(), args.weight))
+            print(json.dumps(runs[-1]), flush=True)
+        if args.record:
+            body, flat = _md_shipped(runs)
+            record("Label-free normality (issue 22): the shipped path, ranked by the stored order", body, flat, machine())
+        return
+    if args.what == "weights":  # --workdir A,B,...: the weight's metric under the shipped scale
+        runs = [run_rules(Path(w).resolve(), args.combine, rules=METRIC_RULES) for w in args.workdir.split(",")]
+        print(json.dumps(runs, indent=1, default=str))
+        if args.record:
+            body, flat = _md_rules(runs, "declared before dev3-dev5 existed (and the shipped metric, AUC, kept unless "
+                                         "another beat it by at least 0.05 on decisions)")
+            record("Label-free normality (issue 22): the weight's metric, on five development archives", body,
+                   {k.replace("normality_fusion_rule", "normality_weight_metric_rule"): v for k, v in flat.items()},
+                   machine())
         return
     if args.what == "rules":  # --workdir A,B: development archives (`exvad demo` with other generator seeds)
         runs = [run_rules(Path(w).resolve(), args.combine) for w in args.workdir.split(",")]

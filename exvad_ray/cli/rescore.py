@@ -42,12 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--false-alarms-per-hour", type=float, default=1.0,
                    help="fused: target flagged segments per hour of normal footage (default 1)")
     p.add_argument("--fusion-weight", type=float, default=None,
-                   help="fused: weight of the normality part in [0, 1] (default: chosen on val with --labels, else 0.5)")
+                   help="fused: weight of the normality part in [0, 1] (default: the best snippet AP on val with "
+                        "--labels, else 0.5)")
     p.add_argument("--fusion-scale", choices=("rank_surprise", "surprise", "rank", "auto"), default="rank_surprise",
                    help="fused: both parts as their ranks among the calibration footage, taken as surprises "
                         "-log(1 - rank) (default: it flagged and ranked best on development archives); as "
                         "surprises of their percentiles of normal footage; as plain ranks; or auto: the better "
-                        "snippet AUC on val with --labels")
+                        "snippet AP on val with --labels")
     p.add_argument("--no-current", action="store_true", help="do not mark the new scoring current")
     p.add_argument("--list", action="store_true", help="list the index's scorings and exit")
     p.add_argument("--use", metavar="SCORING_ID", help="mark an existing scoring current and exit")

@@ -138,7 +138,8 @@ class Fusion:
     calibration: dict  # ScoreCalibration of the fused value on normal footage
     rank_maps: dict | None = None  # scales "rank", "rank_surprise": {"normality": PercentileMap, "detector": PercentileMap}
     weight_source: str = "default"
-    aucs: dict | None = None
+    weight_scores: dict | None = None  # {weight: snippet AP or AUC on val} when the weight was chosen there
+    weight_metric: str | None = None  # which ("ap" or "auc": normality.fusion.WEIGHT_METRIC)
 
     def parts(self, n_surprise: np.ndarray, d_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return fusion_parts(self.scale, self.detector_map, self.rank_maps, n_surprise, d_raw)

@@ -75,7 +75,7 @@ class RescoreConfig:
     per_hour: float = 1.0  # fused: target false alarms per hour of normal footage
     fusion_weight: float | None = None  # fused: the normality part's weight (None: chosen on val, else the default)
     # fused: "rank_surprise" (the default: chosen on two development archives, docs/NORMALITY.md "Fusion"),
-    # "surprise", "rank", or "auto" (the better val AUC; the default scale without labels)
+    # "surprise", "rank", or "auto" (the better val AP: normality.fusion.WEIGHT_METRIC; the default scale without labels)
     fusion_scale: str = "rank_surprise"
 
 
@@ -686,7 +686,8 @@ def _prepare(cfg: RescoreConfig, index: str, echo: Any) -> tuple[Scoring, dict[s
     cal = fusion.calibration["threshold"]
     return scoring, doc | {"threshold_source": "--threshold" if fixed else "the fused value calibrated on normal footage",
                            "fusion": {"weight": fusion.weight, "weight_source": fusion.weight_source,
-                                      "scale": fusion.scale, "aucs": fusion.aucs, "threshold": cal,
+                                      "scale": fusion.scale, "weight_metric": fusion.weight_metric,
+                                      "weight_scores": fusion.weight_scores, "threshold": cal,
                                       "detector_calibration": "model card" if nsc.card_calibration(card_doc) and
                                       nsc.card_calibration(card_doc).get("map") else "the calibration footage"}}
 
@@ -740,10 +741,12 @@ def fit_fusion(cfg: RescoreConfig, index: str, probe: Scoring, model_doc: dict[s
     """The fused scoring's calibration pass: score the calibration footage with both parts (Ray
     tasks return a few floats per snippet), then on the driver: the detector's percentile map (its
     model card's, else this footage's normal videos), the scale (`cfg.fusion_scale`; "auto": the better
-    val AUC) and weight (chosen on labelled val footage, else DEFAULT_WEIGHT), and the fused value's
+    val AP, `WEIGHT_METRIC`) and weight (chosen on labelled val footage, else DEFAULT_WEIGHT), and the fused value's
     calibration on normal footage
     (percentile map and the threshold for `cfg.per_hour` false alarms per hour)."""
-    from exvad_ray.normality import DEFAULT_WEIGHT, PercentileMap, calibrate_scores, choose_weight, fuse, rank_auc
+    from exvad_ray.normality import (
+        DEFAULT_WEIGHT, WEIGHT_METRIC, PercentileMap, average_precision, calibrate_scores, choose_weight, fuse, rank_auc,
+    )
     from exvad_ray.pipeline.normality_scoring import SCALES, Fusion, card_calibration, fusion_parts, is_normal
 
     if cfg.fusion_scale not in SCALES + ("auto",):
@@ -774,28 +777,30 @@ def fit_fusion(cfg: RescoreConfig, index: str, probe: Scoring, model_doc: dict[s
     if cfg.fusion_scale == "auto" and not labelled:
         scales = SCALES[:1]
     truth = [arr(p, "truth") for p in ref]
+    measure = average_precision if WEIGHT_METRIC == "ap" else rank_auc  # what the weight and the scale are chosen by
     best: tuple[float, str, float, dict] | None = None
     for scale in scales:
         split = [fusion_parts(scale, dmap, rank_maps, arr(p, "surprise"), arr(p, "detector")) for p in ref]
         if cfg.fusion_weight is not None:
-            w, aucs = float(cfg.fusion_weight), {}
+            w, values = float(cfg.fusion_weight), {}
         elif labelled:
-            w, aucs = choose_weight([a for a, _ in split], [b for _, b in split], truth)
+            w, values = choose_weight([a for a, _ in split], [b for _, b in split], truth)
         else:
-            w, aucs = DEFAULT_WEIGHT, {}
-        auc = rank_auc(np.concatenate([fuse(a, b, w) for a, b in split]), np.concatenate(truth)) if labelled else 0.0
-        if best is None or auc > best[0] + 1e-9:
-            best = (auc, scale, w, aucs)
+            w, values = DEFAULT_WEIGHT, {}
+        value = measure(np.concatenate([fuse(a, b, w) for a, b in split]), np.concatenate(truth)) if labelled else 0.0
+        if best is None or value > best[0] + 1e-9:
+            best = (value, scale, w, values)
     assert best is not None
-    auc, scale, weight, aucs = best
+    value, scale, weight, values = best
     source = ("--fusion-weight" if cfg.fusion_weight is not None else
-              f"chosen on {what} (snippet AUC {auc:.3f})" if labelled else f"the default {DEFAULT_WEIGHT} (no labelled val split)")
+              f"chosen on {what} (snippet {WEIGHT_METRIC.upper()} {value:.3f})" if labelled
+              else f"the default {DEFAULT_WEIGHT} (no labelled val split)")
     fused = [fuse(*fusion_parts(scale, dmap, rank_maps, arr(p, "surprise"), arr(p, "detector")), weight) for p in normal]
     fcal = calibrate_scores(fused, [float(p["seconds"]) for p in normal], cfg.per_hour)
     echo(f"[exvad] fusion: scale {scale}, normality weight {weight:g} ({source}); threshold: percentile "
          f"{fcal.threshold.threshold:.5f} ({fcal.threshold.method}, {cfg.per_hour:g} false alarm(s) per hour)")
     return Fusion(weight, scale, dmap, fcal.to_dict(), rank_maps if scale != "surprise" else None, source,
-                  {str(k): v for k, v in aucs.items()} or None)
+                  {str(k): v for k, v in values.items()} or None, WEIGHT_METRIC if values else None)
 
 
 def run_rescore(cfg: RescoreConfig, echo: Any = print) -> dict[str, Any]:

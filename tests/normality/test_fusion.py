@@ -32,3 +32,26 @@ def test_the_weight_follows_the_better_part_and_fusion_beats_both():
     assert np.allclose(fuse(np.ones(3), np.zeros(3), 0.25), 0.25)
     with pytest.raises(ExvadError):
         fuse(np.ones(3), np.ones(4))
+
+
+def test_average_precision_matches_sklearn_with_ties_and_the_weight_can_follow_either_metric():
+    from sklearn.metrics import average_precision_score
+
+    from exvad_ray.normality import average_precision
+
+    rng = np.random.default_rng(2)
+    s = rng.integers(0, 7, 400).astype(float)
+    y = rng.random(400) < 0.2
+    assert average_precision(s, y) == pytest.approx(average_precision_score(y, s))
+    assert average_precision(np.arange(5.0), np.array([0, 0, 0, 1, 1])) == 1.0
+    assert np.isnan(average_precision(s, np.zeros(400)))
+    # a part that ranks the top right but the bulk badly wins on AP, the other on AUC
+    truth = [np.r_[np.ones(5), np.zeros(95)]]
+    top = [np.r_[np.full(5, 10.0), np.full(45, 11.0) * (rng.random(45) < 0.04), rng.random(50)]]
+    bulk = [np.r_[np.full(5, 0.8), rng.random(95) * 0.9]]
+    w_ap, by_ap = choose_weight(top, bulk, truth, metric="ap")
+    w_auc, by_auc = choose_weight(top, bulk, truth, metric="auc")
+    assert by_ap[w_ap] == max(by_ap.values()) and by_auc[w_auc] == max(by_auc.values())
+    with pytest.raises(ExvadError):
+        choose_weight(top, bulk, truth, metric="f1")
+    assert choose_weight([np.ones(3)], [np.ones(3)], [np.ones(3)])[0] == DEFAULT_WEIGHT  # no normal snippet
