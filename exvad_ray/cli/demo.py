@@ -214,10 +214,11 @@ def _evaluate_scoring(index: str, labels: str, scoring: str) -> tuple[Any, dict[
     names = dict(zip(*[read_scoring(index, "videos", scoring, ["video_id", "name"]).column(c).to_pylist()
                        for c in ("video_id", "name")]))
     top: dict[str, dict[str, Any]] = {}
+    rank = lambda s: (s["score"], s["surprise"] if s["surprise"] is not None else float("-inf"))  # noqa: E731
     for s in read_scoring(index, "segments", scoring, ["video_id", "label", "score", "start_s", "end_s",
-                                                       "evidence"]).to_pylist():
+                                                       "evidence", "surprise"]).to_pylist():
         name = names.get(s["video_id"])
-        if name is not None and (name not in top or s["score"] > top[name]["score"]):
+        if name is not None and (name not in top or rank(s) > rank(top[name])):
             top[name] = s
     return report, top
 

@@ -61,6 +61,13 @@ EVIDENCE = [pa.field("normality", pa.float32()), pa.field("unusual_half", pa.str
             pa.field("normality_bank", pa.string()), pa.field("evidence", pa.string())]
 
 
+#: -log(1 - score) of a calibrated (normality or fused) scoring's segment, at its most unusual snippet: the order
+#: among segments whose float32 score rounds to 1.0 (beyond all normal footage); null in other scorings
+SURPRISE = pa.field("surprise", pa.float32(), metadata={
+    b"doc": b"-log(1 - score) of a calibrated scoring: the same order without float32's rounding of percentiles "
+            b"above about 1 - 6e-8 to 1.0, where footage beyond all normal footage would tie; null otherwise"})
+
+
 def _ids() -> list[pa.Field]:
     return [pa.field("scoring_id", pa.string(), nullable=False), pa.field("detector_id", pa.string())]
 
@@ -72,16 +79,13 @@ def schema(table: str) -> pa.Schema:
     if table == "segments":
         return pa.schema(list(arrow_schema("segments")) + _ids() + [
             pa.field("detector_uri", pa.string()), pa.field("model_card", pa.string(), metadata={
-                b"doc": b"the detector's model_card.json (parent detector, labels seen)"})] + EVIDENCE)
+                b"doc": b"the detector's model_card.json (parent detector, labels seen)"})] + EVIDENCE + [SURPRISE])
     if table == "snippet_scores":
         return pa.schema([pa.field("video_id", pa.string(), nullable=False),
                           pa.field("snippet_index", pa.int32(), nullable=False),
                           pa.field("anomaly_score", pa.float32(), nullable=False),
                           pa.field("class_probs", pa.list_(pa.float32()))] + _ids() +
-                         [pa.field("normality", pa.float32()), pa.field("surprise", pa.float32(), metadata={
-                             b"doc": b"-log(1 - anomaly_score) of a calibrated (normality or fused) scoring: the same "
-                                     b"order without float32's rounding of percentiles above about 1 - 6e-8 to 1.0, "
-                                     b"where footage beyond all normal footage would tie; null otherwise"})])
+                         [pa.field("normality", pa.float32()), SURPRISE])
     if table == "videos":
         return pa.schema([pa.field("video_id", pa.string(), nullable=False), pa.field("uri", pa.string()),
                           pa.field("name", pa.string()), pa.field("video_score", pa.float32()),

@@ -186,6 +186,8 @@ def video_tables(scoring: Scoring, scorer: Any, info: dict[str, Any], rows: pa.T
             # for a segments schema that also keeps the peak window's explanation embedding
             "explanation_embedding": list(info["window_text"][int(window_of[peak])] or [])
             if int(window_of[peak]) < len(info["window_text"]) else []}
+        if surprise is not None:  # the segment's order beyond normal footage, where its float32 score is 1.0
+            cols["surprise"] = float(np.max(surprise[first:last + 1]))
         if ns is not None:  # why it was flagged (docs/CONTRACTS.md "evidence"), at the segment's peak
             # the peak of normality itself: where the footage is least like normal footage
             npeak = first + int(np.argmax(ns.surprise[first:last + 1]))

@@ -517,8 +517,19 @@ class SegmentIndex:
             select, pre = cols, []
         if not files:
             return self._scan(self._any_file(), select, ["false"], [], "segment_id", 0, pre)
-        order = "similarity DESC NULLS LAST, segment_id" if pre else "score DESC, segment_id"
-        return self._scan(files, select, clauses, params, order, q.limit, pre)
+        if pre:
+            return self._scan(files, select, clauses, params, "similarity DESC NULLS LAST, segment_id", q.limit, pre)
+        if "surprise" not in self.columns:
+            return self._scan(files, select, clauses, params, "score DESC, segment_id", q.limit, pre)
+        # a calibrated scoring: segments whose float32 score rounds to 1.0 (beyond all normal footage) ordered
+        # by how far beyond; by name only when some of the scoring's files lack the column (written before it)
+        import duckdb
+
+        order = "score DESC, surprise DESC NULLS LAST, segment_id"
+        try:
+            return self._scan(files, select, clauses, params, order, q.limit, pre)
+        except duckdb.Error:
+            return self._scan(files, select, clauses, params, order, q.limit, pre, union=True)
 
     def with_evidence(self, table: pa.Table) -> pa.Table:
         """`table` (result rows) with the evidence columns appended, read for its segment ids from

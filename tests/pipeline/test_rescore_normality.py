@@ -169,6 +169,9 @@ def test_normality_alone_writes_a_scoring_with_evidence_that_every_reader_reads(
     assert np.allclose(-np.expm1(-odd.surprise.to_numpy(np.float64)), odd.anomaly_score, atol=1e-6)
     top = odd[odd.anomaly_score == 1.0]
     assert len(top) == 0 or top.surprise.min() > 16
+    # the segment keeps its most unusual snippet's surprise: the order among segments whose score is 1.0
+    span = odd.surprise.to_numpy()[s["first_snippet"]:s["last_snippet"] + 1]
+    assert s["surprise"] == pytest.approx(float(span.max()), rel=1e-6)
     videos = {r["name"]: r for r in sc.read_scoring(index, "videos", sid).to_pylist()}
     assert videos["odd"]["video_class"] == "Anomaly" and videos["calm"]["video_class"] == "Normal"
     assert not _segments(index, sid, vid_id(31))  # the normal test video is not flagged

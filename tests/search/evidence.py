@@ -7,6 +7,7 @@ evidence columns at all), so that readers must take columns by name."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 
@@ -39,10 +40,12 @@ def _video_parts(files: list[str]):
             yield path, {**values, "class": cls}, vid, part
 
 
-def write_evidence_scoring(index: str) -> dict:
+def write_evidence_scoring(index: str, beyond_normal: bool = False) -> dict:
     """Writes the scoring and marks it current. Returns {"scoring", "flagged" (segment id), "sentence",
     "nearest_video_id", "nearest_snippet", "jpeg" (that snippet's stored thumbnail), "old_video" (the
-    video whose file lacks the evidence columns), "plain" (segment ids without evidence)}."""
+    video whose file lacks the evidence and surprise columns), "plain" (segment ids without evidence),
+    "surprise" ({segment id: its stored surprise})}. `beyond_normal`: every segment's float32 score is
+    1.0 (all beyond normal footage), only their surprises order them."""
     from exvad_ray import index as idx
     from exvad_ray import storage
     from exvad_ray.index import scorings as sc
@@ -65,8 +68,8 @@ def write_evidence_scoring(index: str) -> dict:
                 "nearest_start_s": near["start_s"], "nearest_camera": normal["camera"], "nearest_similarity": 0.61,
                 "normality_bank": normal["camera"], "evidence": sentence}
     schema = sc.schema("segments")
-    evidence_names = {f.name for f in sc.EVIDENCE}
-    plain = []
+    evidence_names = {f.name for f in sc.EVIDENCE} | {sc.SURPRISE.name}
+    plain, surprises = [], {}
     for path, values, video_id, t in _video_parts(list_files(index, "segments")):
         n = t.num_rows
         ids = t.column("segment_id").to_pylist()
@@ -75,6 +78,13 @@ def write_evidence_scoring(index: str) -> dict:
                  "model_card": ["{}"] * n}
         for k, v in evidence.items():
             extra[k] = [v if i == flagged["segment_id"] else None for i in ids]
+        if beyond_normal:  # score 1.0 everywhere; distinct surprises that do not follow the segment ids' order
+            extra["surprise"] = [20.0 + int(i.encode().hex()[-6:], 16) % 997 / 10.0 for i in ids]
+            t = t.set_column(t.column_names.index("score"), "score", pa.array([1.0] * n, t.schema.field("score").type))
+        else:  # as a calibrated scoring writes it: -log(1 - score), the score's own order
+            extra["surprise"] = [-math.log1p(-min(float(x), 1.0 - 1e-7)) for x in t.column("score").to_pylist()]
+        if video_id != old_video:
+            surprises.update(zip(ids, extra["surprise"]))
         fields = [f for f in schema if not (video_id == old_video and f.name in evidence_names)]
         if flagged["segment_id"] in ids:  # led by the sentence, as a normality scoring without a language model writes it
             expl = [f"{sentence}. {CAPTION}" if i == flagged["segment_id"] else e
@@ -90,4 +100,5 @@ def write_evidence_scoring(index: str) -> dict:
     sc.set_current(index, SCORING)
     return {"scoring": SCORING, "flagged": flagged["segment_id"], "sentence": sentence,
             "nearest_video_id": normal["video_id"], "nearest_snippet": near["snippet_index"],
-            "nearest_name": normal["name"], "jpeg": near["thumbnail_jpeg"], "old_video": old_video, "plain": plain}
+            "nearest_name": normal["name"], "jpeg": near["thumbnail_jpeg"], "old_video": old_video, "plain": plain,
+            "surprise": surprises}

@@ -149,3 +149,21 @@ def test_exvad_search_prints_the_evidence(evidence_index, capsys):
         _, process, _ = run(capsys, "search", "--index", index, "--video", ev["old_video"], "--format", fmt,
                             "--scoring", "process")
         assert with_scoring == process and "evidence" not in with_scoring and "why:" not in with_scoring, fmt
+
+
+def test_segments_beyond_all_normal_footage_are_ordered_by_their_surprise(index_copy, capsys):
+    """A calibrated scoring's segments far beyond normal footage all store the float32 score 1.0: the
+    engine orders them by the surprise stored beside it (most unusual first), a file written before
+    the column existed (the old video's) last, instead of by segment id."""
+    from evidence import write_evidence_scoring
+
+    ev = write_evidence_scoring(index_copy, beyond_normal=True)
+    rows = SegmentIndex(index_copy).search(limit=100).to_pylist()
+    assert rows and {r["score"] for r in rows} == {1.0}
+    got = [r["segment_id"] for r in rows]
+    want = sorted(ev["surprise"], key=lambda i: -ev["surprise"][i])
+    assert got[:len(want)] == want and want != sorted(want)  # not the segment ids' order
+    assert {r["video_id"] for r in rows[len(want):]} == {ev["old_video"]}
+    capsys.readouterr()
+    code, out, _ = run(capsys, "search", "--index", index_copy, "--limit", "100", "--format", "json")
+    assert code == 0 and [r["segment_id"] for r in json.loads(out)] == got  # the same order through `exvad search`
