@@ -127,6 +127,9 @@ class SegmentIndex:
         self._con: Any = None
         self._encoder: Any = None
         self._stale = False  # a scan found the listing out of date: relist before the next query
+        # how a calibrated scoring's segments of equal score are ordered by their surprise: "direct", "union"
+        # (by name: some files lack the column) or "none" (no file has it); learnt at the first search
+        self._surprise_order: str | None = None
         self._bad: dict[str, str] = {}  # file -> why it cannot be read (skipped until it leaves the listing)
         #: files the last query (search, segment, video, snippets) had to skip, file -> reason
         self.last_unreadable: dict[str, str] = {}
@@ -519,17 +522,23 @@ class SegmentIndex:
             return self._scan(self._any_file(), select, ["false"], [], "segment_id", 0, pre)
         if pre:
             return self._scan(files, select, clauses, params, "similarity DESC NULLS LAST, segment_id", q.limit, pre)
-        if "surprise" not in self.columns:
+        if self.scoring == "process" or self._surprise_order == "none":
             return self._scan(files, select, clauses, params, "score DESC, segment_id", q.limit, pre)
-        # a calibrated scoring: segments whose float32 score rounds to 1.0 (beyond all normal footage) ordered
-        # by how far beyond; by name only when some of the scoring's files lack the column (written before it)
+        # a rescoring: segments whose float32 score rounds to 1.0 (beyond all normal footage) ordered by how far
+        # beyond, when it stores their surprise; by name only when some files lack the column (written before
+        # it), and plainly when none has it (a detector's scoring, an older one): tried once, then remembered
         import duckdb
 
         order = "score DESC, surprise DESC NULLS LAST, segment_id"
-        try:
-            return self._scan(files, select, clauses, params, order, q.limit, pre)
-        except duckdb.Error:
-            return self._scan(files, select, clauses, params, order, q.limit, pre, union=True)
+        for mode in ("union",) if self._surprise_order == "union" else ("direct", "union"):
+            try:
+                out = self._scan(files, select, clauses, params, order, q.limit, pre, union=mode == "union")
+                self._surprise_order = mode
+                return out
+            except duckdb.Error:
+                continue
+        self._surprise_order = "none"
+        return self._scan(files, select, clauses, params, "score DESC, segment_id", q.limit, pre)
 
     def with_evidence(self, table: pa.Table) -> pa.Table:
         """`table` (result rows) with the evidence columns appended, read for its segment ids from

@@ -70,6 +70,7 @@ def write_evidence_scoring(index: str, beyond_normal: bool = False) -> dict:
     schema = sc.schema("segments")
     evidence_names = {f.name for f in sc.EVIDENCE} | {sc.SURPRISE.name}
     plain, surprises = [], {}
+    rank = {sid: k for k, sid in enumerate(sorted(s["segment_id"] for s in segs))}
     for path, values, video_id, t in _video_parts(list_files(index, "segments")):
         n = t.num_rows
         ids = t.column("segment_id").to_pylist()
@@ -78,8 +79,8 @@ def write_evidence_scoring(index: str, beyond_normal: bool = False) -> dict:
                  "model_card": ["{}"] * n}
         for k, v in evidence.items():
             extra[k] = [v if i == flagged["segment_id"] else None for i in ids]
-        if beyond_normal:  # score 1.0 everywhere; distinct surprises that do not follow the segment ids' order
-            extra["surprise"] = [20.0 + int(i.encode().hex()[-6:], 16) % 997 / 10.0 for i in ids]
+        if beyond_normal:  # score 1.0 everywhere; distinct surprises against the segment ids' order
+            extra["surprise"] = [20.0 + rank[i] for i in ids]  # the segment ids' order reversed
             t = t.set_column(t.column_names.index("score"), "score", pa.array([1.0] * n, t.schema.field("score").type))
         else:  # as a calibrated scoring writes it: -log(1 - score), the score's own order
             extra["surprise"] = [-math.log1p(-min(float(x), 1.0 - 1e-7)) for x in t.column("score").to_pylist()]
