@@ -15,15 +15,17 @@ from exvad_ray.normality.bank import Bank, BankBuilder, k_center
 from exvad_ray.normality.calibration import (
     PercentileMap, ScoreCalibration, Threshold, calibrate_scores, count_segments, fit_threshold, localization_at,
 )
-from exvad_ray.normality.fusion import DEFAULT_WEIGHT, WEIGHT_METRIC, average_precision, choose_weight, fuse, rank_auc
+from exvad_ray.normality.fusion import (
+    DEFAULT_WEIGHT, WEIGHT_METRIC, WEIGHT_METRICS, average_precision, choose_weight, fuse, rank_auc,
+)
 from exvad_ray.normality.halves import Layout, detect_layout
 from exvad_ray.normality.model import (
     COMBINE_RULES, GLOBAL, BankCalibration, NormalityModel, NormalityScores, calibrate_bank, combine, smooth_series,
 )
 
 __all__ = [
-    "COMBINE_RULES", "DEFAULT_WEIGHT", "GLOBAL", "WEIGHT_METRIC", "Bank", "BankBuilder", "BankCalibration", "Layout",
-    "NormalityModel", "NormalityScores", "PercentileMap", "ScoreCalibration", "Threshold", "average_precision",
-    "calibrate_bank", "calibrate_scores", "choose_weight", "combine", "count_segments", "detect_layout", "fit_threshold",
-    "fuse", "k_center", "localization_at", "rank_auc", "smooth_series",
+    "COMBINE_RULES", "DEFAULT_WEIGHT", "GLOBAL", "WEIGHT_METRIC", "WEIGHT_METRICS", "Bank", "BankBuilder",
+    "BankCalibration", "Layout", "NormalityModel", "NormalityScores", "PercentileMap", "ScoreCalibration", "Threshold",
+    "average_precision", "calibrate_bank", "calibrate_scores", "choose_weight", "combine", "count_segments",
+    "detect_layout", "fit_threshold", "fuse", "k_center", "localization_at", "rank_auc", "smooth_series",
 ]

@@ -5,8 +5,9 @@ learnt to name; on the demo archive a plain rank average of the two beat both (i
 are first calibrated (`calibration`), so a weighted mean is meaningful whatever each raw score's
 scale: as surprises -log(1 - percentile of normal footage), which are unbounded (two percentiles
 both near 1 average to near 1, and a fused threshold extrapolated beyond 1 is never reached), or as
-ranks among a reference split's footage (`PercentileMap.fit` on all of it; no label needed). The weight is chosen on a validation split when labels
-exist (`choose_weight`: snippet average precision over a grid, `WEIGHT_METRIC`), else `DEFAULT_WEIGHT`. The fused value is itself
+ranks among a reference split's footage (`PercentileMap.fit` on all of it; no label needed). The
+weight is chosen on a validation split when labels exist (`choose_weight`: snippet average
+precision over a grid, `WEIGHT_METRIC`), else `DEFAULT_WEIGHT`. The fused value is itself
 calibrated on normal footage (`calibration.calibrate_scores`) to get a percentile and a threshold; the
 class comes from the detector.
 """
@@ -26,8 +27,7 @@ WEIGHT_GRID = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
 # On five development archives (the demo's generator, seeds 1-5; never the demo's test split) choosing by
 # AP flagged 2 more of 40 anomalous test videos than by AUC, with no more normal ones flagged, at the same
 # mean fused AP (0.646 against 0.645): bench/RESULTS.md "the weight's metric, on five development archives"
-WEIGHT_METRICS = ("ap", "auc")
-WEIGHT_METRIC = "ap"
+WEIGHT_METRIC = "ap"  # a key of WEIGHT_METRICS
 
 
 def fuse(normality: np.ndarray, detector: np.ndarray, weight: float = DEFAULT_WEIGHT) -> np.ndarray:
@@ -71,6 +71,10 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+# the snippet metrics a weight (and `exvad rescore --fusion-scale auto`'s scale) can be chosen by
+WEIGHT_METRICS = {"ap": average_precision, "auc": rank_auc}
+
+
 def choose_weight(normality: Sequence[np.ndarray], detector: Sequence[np.ndarray], truth: Sequence[np.ndarray],
                   grid: Sequence[float] = WEIGHT_GRID, metric: str = WEIGHT_METRIC) -> tuple[float, dict[float, float]]:
     """The normality weight with the best snippet `metric` ("ap" or "auc") on labelled videos (per
@@ -81,7 +85,7 @@ def choose_weight(normality: Sequence[np.ndarray], detector: Sequence[np.ndarray
     a = np.concatenate([np.asarray(x, np.float64) for x in normality])
     b = np.concatenate([np.asarray(x, np.float64) for x in detector])
     y = np.concatenate([np.asarray(x) for x in truth])
-    score = average_precision if metric == "ap" else rank_auc
+    score = WEIGHT_METRICS[metric]
     if not (y.any() and not y.all()):
         return DEFAULT_WEIGHT, {float(w): float("nan") for w in grid}
     values = {float(w): score(fuse(a, b, float(w)), y) for w in grid}

@@ -747,7 +747,7 @@ def fit_fusion(cfg: RescoreConfig, index: str, probe: Scoring, model_doc: dict[s
     calibration on normal footage
     (percentile map and the threshold for `cfg.per_hour` false alarms per hour)."""
     from exvad_ray.normality import (
-        DEFAULT_WEIGHT, WEIGHT_METRIC, PercentileMap, average_precision, calibrate_scores, choose_weight, fuse, rank_auc,
+        DEFAULT_WEIGHT, WEIGHT_METRIC, WEIGHT_METRICS, PercentileMap, calibrate_scores, choose_weight, fuse,
     )
     from exvad_ray.pipeline.normality_scoring import SCALES, Fusion, card_calibration, fusion_parts, is_normal
 
@@ -779,7 +779,7 @@ def fit_fusion(cfg: RescoreConfig, index: str, probe: Scoring, model_doc: dict[s
     if cfg.fusion_scale == "auto" and not labelled:
         scales = SCALES[:1]
     truth = [arr(p, "truth") for p in ref]
-    measure = average_precision if WEIGHT_METRIC == "ap" else rank_auc  # what the weight and the scale are chosen by
+    measure = WEIGHT_METRICS[WEIGHT_METRIC]  # what the weight and the scale are chosen by
     best: tuple[float, str, float, dict] | None = None
     for scale in scales:
         split = [fusion_parts(scale, dmap, rank_maps, arr(p, "surprise"), arr(p, "detector")) for p in ref]
