@@ -12,9 +12,10 @@ Development archives: `exvad demo`'s steps on the generator's other seeds, e.g.
 
 demo: after `exvad demo --workdir W` (W/index is the rescored index, W/s3 the archive's S3 data with
 the labels table). The normality model is fitted by the real job (`fit_normality`, Ray Data) on the
-train split's Normal videos and calibrated on the Normal videos of train (leave-one-video-out) and
-val; the detector's stored snippet scores are calibrated on val's Normal videos; the fusion weight is
-chosen on val (snippet AP, the library's WEIGHT_METRIC); the fused score is calibrated on val's Normal videos. The test split is
+train split's Normal videos and calibrated on val's Normal videos (EXVAD_BENCH_CALIBRATE=train,val: also
+train's, leave-one-video-out, as first compared); the detector's stored snippet scores are calibrated
+on val's Normal videos; the fusion weight is chosen on val (snippet AP, the library's WEIGHT_METRIC);
+the fused score is calibrated on val's Normal videos. The test split is
 only scored: frame AUC/AP (exvad_ray.eval.metrics, the figures `exvad evaluate` prints) of the
 detector, normality alone and fused, and which test videos are flagged at the calibrated thresholds
 (a video is flagged when the localisation rule flags one of its segments) next to the detector's
@@ -626,7 +627,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=("demo", "scale", "all", "rules", "weights", "shipped", "fitscale", "_scale_one",
                                      "_build_fit_index"))
-    ap.add_argument("--weight", type=float, default=None, help="shipped: a fixed fusion weight (default: chosen on val)")
+    ap.add_argument("--weight", type=float, default=None,
+                    help="shipped: a fixed fusion weight (default: chosen on val)")
     ap.add_argument("--root", default="/tmp/normality-fitscale", help="fitscale: where the synthetic index goes")
     ap.add_argument("--sizes", default="100000,1000000", help="fitscale: snippets per run")
     ap.add_argument("--from-json", default=None, help="fitscale: record rows measured before (one JSON per line)")
@@ -664,7 +666,8 @@ def main() -> None:
             print(json.dumps(runs[-1]), flush=True)
         if args.record:
             body, flat = _md_shipped(runs)
-            record("Label-free normality (issue 22): the shipped path, ranked by the stored order", body, flat, machine())
+            record("Label-free normality (issue 22): the shipped path, ranked by the stored order", body, flat,
+                   machine())
         return
     if args.what == "weights":  # --workdir A,B,...: the weight's metric under the shipped scale
         runs = [run_rules(Path(w).resolve(), args.combine, rules=METRIC_RULES) for w in args.workdir.split(",")]

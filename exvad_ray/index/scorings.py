@@ -368,7 +368,8 @@ def scores_by_name(index: str, scoring: str, names: set[str]) -> tuple[list[str]
     """The stored per-snippet scores of the named videos in one scoring (what `exvad evaluate --scoring`
     and the demo evaluate, no model run): (class names, {name: (anomaly scores (T,), class probabilities
     (T, C), the scores' unsaturated order (T,) or None)}): a calibrated scoring stores its percentiles'
-    surprises beside them, which rank footage beyond all normal footage that float32 percentiles tie at 1. The videos are found by name a page of files at a time (never the whole table as rows). A
+    surprises beside them, which rank footage beyond all normal footage that float32 percentiles tie
+    at 1. The videos are found by name a page of files at a time (never the whole table as rows). A
     name that is not unique in the index, or a scoring that mixes class lists, is an error."""
     import numpy as np
 

@@ -75,7 +75,8 @@ class RescoreConfig:
     per_hour: float = 1.0  # fused: target false alarms per hour of normal footage
     fusion_weight: float | None = None  # fused: the normality part's weight (None: chosen on val, else the default)
     # fused: "rank_surprise" (the default: chosen on two development archives, docs/NORMALITY.md "Fusion"),
-    # "surprise", "rank", or "auto" (the better val AP: normality.fusion.WEIGHT_METRIC; the default scale without labels)
+    # "surprise", "rank", or "auto" (the better val AP: normality.fusion.WEIGHT_METRIC; the default scale
+    # without labels)
     fusion_scale: str = "rank_surprise"
 
 
