@@ -61,7 +61,8 @@ class LocalS3Server:
 
     def __init__(self, data_dir: str | None = None, region: str = "us-east-1"):
         self._own_dir = data_dir is None
-        self.data_dir = data_dir or tempfile.mkdtemp(prefix="exvad-s3-")
+        # absolute: SeaweedFS runs in this folder, so a relative one would name its config from inside itself
+        self.data_dir = os.path.abspath(data_dir or tempfile.mkdtemp(prefix="exvad-s3-"))
         self.region = region
         self.access_key = "exvad" + secrets.token_hex(4)
         self.secret_key = secrets.token_hex(16)
@@ -86,6 +87,7 @@ class LocalS3Server:
         }
 
     def start(self, timeout: float = 60.0) -> LocalS3Server:
+        os.makedirs(self.data_dir, exist_ok=True)
         config_path = os.path.join(self.data_dir, "s3.json")
         with open(config_path, "w") as f:
             json.dump({"identities": [{

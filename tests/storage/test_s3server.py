@@ -63,3 +63,18 @@ def test_server_starts_when_another_process_takes_its_port(tmp_path, monkeypatch
     finally:
         taken.close()
     assert len(calls) == 10  # five ports per start, two starts
+
+
+def test_server_in_a_relative_folder(tmp_path, monkeypatch):
+    """A folder named relative to the working directory: SeaweedFS runs inside it, so the server
+    must hand it absolute paths (it exited reading 'dev1/s3/s3.json' from inside dev1/s3)."""
+    from exvad_ray.storage.s3server import LocalS3Server
+
+    monkeypatch.chdir(tmp_path)
+    with LocalS3Server("rel/s3") as server:
+        assert server.data_dir == str(tmp_path / "rel" / "s3")
+        server.create_bucket("bucket")
+        fs = server.filesystem()
+        fs.pipe_file("bucket/x", b"ok")
+        assert fs.cat_file("bucket/x") == b"ok"
+    assert (tmp_path / "rel" / "s3" / "weed.log").exists()
