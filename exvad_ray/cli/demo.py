@@ -149,7 +149,8 @@ def _train(index: str, labels: str, out: str, seed: int) -> dict[str, Any]:
     # 3 seeds: test AUC 0.57-0.70 with 2 blocks; bench/RESULTS.md, "Lite profile: detection quality")
     from exvad_ray.models.profiles import load_profile
 
-    req = TrainRequest(data, out, emb, names, LABEL_SET, train=TrainConfig(epochs=20, lr=DEMO_LR, batch_size=16, seed=seed),
+    req = TrainRequest(data, out, emb, names, LABEL_SET,
+                       train=TrainConfig(epochs=20, lr=DEMO_LR, batch_size=16, seed=seed),
                        ray=RayTrainSettings(storage_path=storage.join(out, "ray")),
                        profile_detector=load_profile(PROFILE).detector)
     _outcome, card = train_detector(req)
