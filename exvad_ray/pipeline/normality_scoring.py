@@ -148,12 +148,11 @@ class Fusion:
         a, b = self.parts(n_surprise, d_raw)
         return fuse(a, b, self.weight)
 
-    def percentile(self, fused_raw: np.ndarray) -> np.ndarray:
-        return ScoreCalibration.from_dict(self.calibration)(fused_raw)
-
-    def surprise(self, fused_raw: np.ndarray) -> np.ndarray:
-        """-log(1 - percentile): the percentile's order, unsaturated (stored beside it)."""
-        return ScoreCalibration.from_dict(self.calibration).map.surprise(fused_raw)
+    def percentile(self, fused_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(percentile of normal footage, its surprise -log(1 - percentile)): the surprise keeps the
+        percentile's order unsaturated (stored beside it); one interpolation gives both."""
+        surprise = ScoreCalibration.from_dict(self.calibration).map.surprise(fused_raw)
+        return -np.expm1(-surprise), surprise
 
     def localization(self, base: LocalizationConfig = LocalizationConfig()) -> LocalizationConfig:
         return ScoreCalibration.from_dict(self.calibration).threshold.localization(base)

@@ -150,8 +150,8 @@ def video_scores(scoring: Scoring, scorer: Any, model: Any, info: dict[str, Any]
     if mode == "detector":
         return scores, probs, None, scoring.localization, None
     fusion = ns_fusion(scoring)
-    raw = fusion.raw(ns.surprise, scores)
-    return fusion.percentile(raw).astype(np.float32), probs, ns, scoring.localization, fusion.surprise(raw)
+    percentile, surprise = fusion.percentile(fusion.raw(ns.surprise, scores))
+    return percentile.astype(np.float32), probs, ns, scoring.localization, surprise
 
 
 def ns_fusion(scoring: Scoring) -> Any:
