@@ -119,7 +119,7 @@ def _variant(data: dict[str, dict[str, Any]], model: Any, k: int, reference: str
     """One (k, fusion reference) variant: calibration and choices on val, figures on test. ``weight``:
     a fixed normality weight instead of the one chosen on val."""
     from exvad_ray.eval.metrics import frame_auc_ap
-    from exvad_ray.normality import PercentileMap, calibrate_scores, choose_weight, fuse
+    from exvad_ray.normality import PercentileMap, calibrate_scores, choose_weight, count_segments, fuse
 
     split = lambda name: [v for v in data.values() if v["split"] == name]  # noqa: E731
     val, test = split("val"), split("test")
@@ -162,6 +162,10 @@ def _variant(data: dict[str, dict[str, Any]], model: Any, k: int, reference: str
 
     flags_n = [len(v["evidence"].segments()) > 0 for v in test]
     flags_f = _flags([fused_cal(v["fused"]) for v in test], fused_cal.threshold.threshold)
+    # the fused decisions' false alarms: segments flagged on the test split's Normal videos, per hour of them
+    test_normal = [v for v in test if v["normal"]]
+    alarms, _videos = count_segments([fused_cal(v["fused"]) for v in test_normal], fused_cal.threshold.threshold)
+    normal_hours = sum(v["seconds"] for v in test_normal) / 3600
     rows = []
     for v, fn, ff in zip(test, flags_n, flags_f):
         s = v["evidence"]
@@ -184,6 +188,7 @@ def _variant(data: dict[str, dict[str, Any]], model: Any, k: int, reference: str
                        "detector_calibrated": counts(_flags([det_cal(v["detector"]) for v in test],
                                                             det_cal.threshold.threshold)),
                        "normality": counts(flags_n), "fused": counts(flags_f)},
+            "fused_false_alarms_per_hour": alarms / normal_hours if normal_hours else float("nan"),
             "thresholds": {"normality": cal.threshold, "normality_method": cal.method,
                            "detector": det_cal.threshold.threshold, "fused": fused_cal.threshold.threshold},
             "rows": rows}
@@ -225,13 +230,12 @@ def run_training(workdir: Path, seed: int, recipes: tuple[str, ...] = tuple(TRAI
     `ks`: the normality model fitted with each of these k (5 is the fit's default)."""
     import torch
 
-    from exvad_ray.cli.demo import LABEL_SET, PROFILE
+    from exvad_ray.cli.demo import LABEL_SET, PROFILE, train_config
     from exvad_ray.eval.evaluate import compute_report, score_records
     from exvad_ray.models.profiles import load_profile
-    from exvad_ray.normality import calibrate_scores, count_segments
     from exvad_ray.train.api import DataSource, TrainRequest, class_embeddings_for, detector_config
     from exvad_ray.train.data import conform, feature_dim, load_index_records, split_records
-    from exvad_ray.train.loop import TrainConfig, fit_local
+    from exvad_ray.train.loop import fit_local
 
     torch.set_num_threads(os.cpu_count() or 1)
     tmp = Path(tempfile.mkdtemp(prefix="normality-training-"))
@@ -250,8 +254,7 @@ def run_training(workdir: Path, seed: int, recipes: tuple[str, ...] = tuple(TRAI
         for name in recipes:
             epochs, lr = TRAINING[name]
             t0 = time.time()
-            detector, history = fit_local(train, val, names, emb, det_cfg,
-                                          TrainConfig(epochs=epochs, lr=lr, batch_size=16, seed=seed))
+            detector, history = fit_local(train, val, names, emb, det_cfg, train_config(seed, epochs, lr))
             train_s = time.time() - t0
             results = score_records(detector, records)
             for r in results:
@@ -260,18 +263,12 @@ def run_training(workdir: Path, seed: int, recipes: tuple[str, ...] = tuple(TRAI
             best = max(range(len(history)), key=lambda i: history[i].get("val_score", -np.inf))
             for k, model in models.items():
                 x = _variant(data, model, k, "footage_s")
-                # the fused decisions' false alarms: segments flagged on the test split's Normal videos, per hour
-                test_normal = [v for v in data.values() if v["split"] == "test" and v["normal"]]
-                val_normal = [v for v in data.values() if v["split"] == "val" and v["normal"]]
-                cal = calibrate_scores([v["fused"] for v in val_normal], [v["seconds"] for v in val_normal])
-                segments, _videos = count_segments([cal(v["fused"]) for v in test_normal], x["thresholds"]["fused"])
-                hours = sum(v["seconds"] for v in test_normal) / 3600
                 out.append({"recipe": name, "k": k, "epochs": epochs, "lr": lr, "best_epoch": best + 1,
                             "train_s": train_s,
                             "weight": x["weight"], "detector": x["auc"]["detector"], "fused": x["auc"]["fused"],
                             "detector_accuracy": report["accuracy"], "detector_map_avg": report["map_avg"],
                             "fused_counts": x["counts"]["fused"], "detector_counts": x["counts"]["detector_0.5"],
-                            "fused_false_alarms_per_hour": segments / hours if hours else float("nan")})
+                            "fused_false_alarms_per_hour": x["fused_false_alarms_per_hour"]})
                 print(json.dumps({"workdir": workdir.name} | out[-1]), file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -317,6 +314,20 @@ def _md_training(runs: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
         flat[f"normality_training_{key}_fused_ap"] = round(fused_ap, 4)
         flat[f"normality_training_{key}_detector_auc"] = round(det_auc, 4)
     return "\n".join(lines), flat
+
+
+def _md_training_demos(demos: list[dict[str, Any]]) -> str:
+    """`shipped` figures of the demo before and after the recipe changed."""
+    def cell(x: dict[str, Any]) -> str:
+        return f"{x['auc']:.4f} / {x['ap']:.4f}, {x['normal_flagged']}/4 / {x['anomalous_flagged']}/8"
+
+    rows = ["| demo workdir | detector at its 0.5: AUC / AP, normal / anomalous flagged | normality alone | "
+            "fused | fusion weight (val) |", "|---" * 5 + "|"]
+    for d in demos:
+        rows.append(f"| {Path(d['workdir']).name} | {cell(d['detector'])} | {cell(d['normality'])} | "
+                    f"{cell(d['fused'])} | {d['fusion']['weight']} |")
+    return ("The demo (seed 0) through the shipped path (`shipped`), its detector trained by `exvad demo`'s Ray "
+            "job at 1e-4 (before) and at 3e-4 (after), each once:\n\n" + "\n".join(rows))
 
 
 def _load(workdir: Path, tmp: Path) -> tuple[str, dict[str, dict[str, Any]]]:
@@ -615,9 +626,9 @@ def _md_demo(d: dict[str, Any]) -> str:
         "surprise -log(1 - rank): `exvad rescore`'s default scale rank_surprise), `normal` (surprises "
         "-log(1 - percentile of normal footage)) or `footage` (plain ranks); the weight is chosen on val by "
         "snippet AP; the fused score is calibrated on val's Normal videos. The first row is the shipped path "
-        "(k 5, rank_surprise); the others are for comparison; test is only scored. Thresholds: 1 false alarm per camera-hour of normal "
-        "footage (extrapolated: the calibration footage is a few minutes). A video is flagged when the localisation "
-        "rule flags one of its segments; the detector's 0.5 uses its video rule. Fit: "
+        "(k 5, rank_surprise); the others are for comparison; test is only scored. Thresholds: 1 false alarm per "
+        "camera-hour of normal footage (extrapolated: the calibration footage is a few minutes). A video is "
+        "flagged when the localisation rule flags one of its segments; the detector's 0.5 uses its video rule. Fit: "
         + ", ".join(f"k={k} {s:.0f} s" for k, s in d["fit_s"].items()) + ".",
         "",
         "| k | fusion reference | weight (val) | val AUC normality / fused | test AUC detector | normality AUC / AP | "
@@ -644,7 +655,8 @@ def _md_demo(d: dict[str, Any]) -> str:
               f"<= 1 of 4 normal flagged {met(c['fused']['normal_flagged'] <= 1)}; >= 7 of 8 anomalous flagged "
               f"{met(c['fused']['anomalous_flagged'] >= 7)}."]
     t = c0["thresholds"]
-    lines += ["", f"The shipped variant's thresholds: normality percentile {t['normality']:.5f} ({t['normality_method']}), "
+    lines += ["", f"The shipped variant's thresholds: normality percentile {t['normality']:.5f} "
+              f"({t['normality_method']}), "
               f"detector {t['detector']:.5f}, fused {t['fused']:.5f}. Its test videos:", "",
               "| test video | truth | normality flagged | fused flagged | peak percentile | unusual half | "
               "nearest normal moment |", "|---|---|---|---|---|---|---|"]
@@ -765,7 +777,8 @@ def main() -> None:
                     help="shipped: a fixed fusion weight (default: chosen on val)")
     ap.add_argument("--root", default="/tmp/normality-fitscale", help="fitscale: where the synthetic index goes")
     ap.add_argument("--sizes", default="100000,1000000", help="fitscale: snippets per run")
-    ap.add_argument("--from-json", default=None, help="fitscale: record rows measured before (one JSON per line); training: its JSON output")
+    ap.add_argument("--from-json", default=None,
+                    help="fitscale: record rows measured before (one JSON per line); training: its JSON output")
     ap.add_argument("--workdir", default="demo-output")
     ap.add_argument("--demo", default=None, help="training: finished `exvad demo` workdirs (before,after) for the "
                     "shipped path's figures beside the table")
@@ -826,14 +839,7 @@ def main() -> None:
             body, flat = _md_training(runs)
             body = TRAINING_INTRO + "\n\n" + body
             if demos:
-                rows = ["| demo workdir | detector at its 0.5: AUC / AP, normal / anomalous flagged | normality alone | "
-                        "fused | fusion weight (val) |", "|---" * 5 + "|"]
-                for d in demos:
-                    cell = lambda x: f"{x['auc']:.4f} / {x['ap']:.4f}, {x['normal_flagged']}/4 / {x['anomalous_flagged']}/8"  # noqa: E731
-                    rows.append(f"| {Path(d['workdir']).name} | {cell(d['detector'])} | {cell(d['normality'])} | "
-                                f"{cell(d['fused'])} | {d['fusion']['weight']} |")
-                body += ("\n\nThe demo (seed 0) through the shipped path (`shipped`), its detector trained by "
-                         "`exvad demo`'s Ray job at 1e-4 (before) and at 3e-4 (after), each once:\n\n" + "\n".join(rows))
+                body += "\n\n" + _md_training_demos(demos)
                 flat |= {"normality_training_demo_fused_auc": demos[-1]["fused"]["auc"],
                          "normality_training_demo_fused_ap": demos[-1]["fused"]["ap"]}
             record("Label-free normality (issue 22): the detector's training length, on five development archives",

@@ -29,11 +29,12 @@ from exvad_ray import storage
 
 PROFILE = "lite"
 LABEL_SET = "synthetic"
-# The demo's detector trains 20 epochs at 3e-4 (the trainer's default is 1e-4): at 1e-4 the selected epoch was
-# 16-19 of 20 and val AUC still rising on six archives of the demo's generator; at 3e-4, chosen on five of them
-# by a criterion declared first, the fused scoring's AP rose 0.645 -> 0.656 with the same decisions
-# (docs/NORMALITY.md, "the detector's training length")
+# The demo's detector trains 20 epochs at 3e-4 (`train_config`; the trainer's default is 1e-4): at 1e-4 the
+# selected epoch was 16-19 of 20 and val AUC still rising on six archives of the demo's generator; at 3e-4,
+# chosen on five of them by a criterion declared first, the fused scoring's AP rose 0.645 -> 0.656 with the
+# same decisions (docs/NORMALITY.md, "the detector's training length")
 DEMO_LR = 3e-4
+DEMO_EPOCHS = 20
 N_STEPS = 7
 
 
@@ -137,9 +138,16 @@ def _process(step: Step, archive: str, index: str, detector: str | None) -> dict
     return summary
 
 
+def train_config(seed: int, epochs: int = DEMO_EPOCHS, lr: float = DEMO_LR) -> Any:
+    """The demo detector's TrainConfig (batch 16 on its small archive); bench/normality.py `training`
+    compares recipes through it."""
+    from exvad_ray.train.loop import TrainConfig
+
+    return TrainConfig(epochs=epochs, lr=lr, batch_size=16, seed=seed)
+
+
 def _train(index: str, labels: str, out: str, seed: int) -> dict[str, Any]:
     from exvad_ray.train.api import DataSource, TrainRequest, class_embeddings_for, train_detector
-    from exvad_ray.train.loop import TrainConfig
     from exvad_ray.train.ray_job import RayTrainSettings
 
     emb, names = class_embeddings_for(LABEL_SET, PROFILE)
@@ -149,8 +157,7 @@ def _train(index: str, labels: str, out: str, seed: int) -> dict[str, Any]:
     # 3 seeds: test AUC 0.57-0.70 with 2 blocks; bench/RESULTS.md, "Lite profile: detection quality")
     from exvad_ray.models.profiles import load_profile
 
-    req = TrainRequest(data, out, emb, names, LABEL_SET,
-                       train=TrainConfig(epochs=20, lr=DEMO_LR, batch_size=16, seed=seed),
+    req = TrainRequest(data, out, emb, names, LABEL_SET, train=train_config(seed),
                        ray=RayTrainSettings(storage_path=storage.join(out, "ray")),
                        profile_detector=load_profile(PROFILE).detector)
     _outcome, card = train_detector(req)
